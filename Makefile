@@ -1,0 +1,47 @@
+# make run  : set everything up, then serve the app on http://localhost:8501
+# make test : set everything up, then run the whole test suite
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: run test test-fast bench java venv data model chromium clean
+
+run: java venv data model
+	$(VENV)/bin/streamlit run streamlit_app.py
+
+test: java venv chromium
+	$(PY) -m pytest -q
+
+test-fast: java venv
+	$(PY) -m pytest -q -m "not browser and not slow"
+
+bench: java venv data model
+	$(PY) bench/bench_als.py
+	$(PY) bench/bench_serving.py
+	$(PY) bench/bench_emotion.py
+
+java:
+	@scripts/check_java.sh
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	@command -v python3 >/dev/null || { echo "error: python3 (3.11) is needed"; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+# Data: MOVIELENS_DATA, else ../shared/data/ml-latest-small.zip, else fetch (GroupLens or PyPI fallback).
+data: venv
+	@$(PY) -c "from engine.settings import get_settings; import os,sys; sys.exit(0 if '://' in get_settings().movielens_data or os.path.exists(get_settings().movielens_data) else 1)" \
+	  || $(PY) -m engine fetch
+
+model: venv
+	@test -f models/als/CURRENT || { echo "No ALS model yet: training the default one (about a minute)..."; $(PY) -m engine train; }
+
+chromium:
+	@scripts/ensure_chromium.sh
+
+clean:
+	rm -rf $(VENV) data models/als test-artifacts

@@ -1,0 +1,1 @@
+"""The product's brain: MovieLens data, Spark ALS, serving, statistics, emotion, mood."""

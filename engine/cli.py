@@ -1,0 +1,360 @@
+"""``python -m engine fetch|stats|train|tune|evaluate|recommend|similar|rate|mood``.
+
+Progress goes to stderr; with ``--json`` exactly one JSON object goes to stdout.
+Exit codes: 0 ok, 2 bad input (data, ids, ratings), 3 no or broken model,
+4 Spark/Java unavailable, 1 anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .settings import get_settings
+
+log = logging.getLogger("engine.cli")
+
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_SPARK = 0, 1, 2, 3, 4
+
+
+def _records(df: pd.DataFrame, columns: list[str]) -> list[dict]:
+    out = df[[c for c in columns if c in df.columns]].copy()
+    for col in out.columns:
+        if pd.api.types.is_integer_dtype(out[col]):
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return json.loads(out.to_json(orient="records"))
+
+
+def _emit(args, payload: dict, text: str) -> None:
+    if args.json:
+        print(json.dumps(payload, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+    else:
+        print(text)
+
+
+def _progress(fraction: float, message: str) -> None:
+    sys.stderr.write(f"[{100 * fraction:3.0f}%] {message}\n")
+    sys.stderr.flush()
+
+
+def _load_data():
+    from .movielens import load_movielens
+    return load_movielens(get_settings().movielens_data)
+
+
+def _spark():
+    from .spark import get_spark
+    return get_spark(get_settings())
+
+
+def _index(model: str | None = None):
+    from .model_store import current_model_dir
+    from .serving import RecommenderIndex
+    root = get_settings().model_dir
+    folder = Path(model) if model else current_model_dir(root)
+    return RecommenderIndex.load(folder), folder
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_fetch(args) -> int:
+    from .fetch import fetch
+    path, what = fetch(get_settings().data_dir)
+    _emit(args, {"path": str(path), "dataset": what}, f"{what}: {path}\n"
+          f"Use it with: export MOVIELENS_DATA={path}")
+    return EXIT_OK
+
+
+def cmd_stats(args) -> int:
+    from .stats import compute_stats, compute_stats_spark, read_spark_tables
+    location = get_settings().movielens_data
+    if args.spark:
+        spark = _spark()
+        if "://" in location:
+            stats = compute_stats_spark(spark, *read_spark_tables(spark, location))
+        else:
+            data = _load_data()
+            stats = compute_stats_spark(spark, spark.createDataFrame(data.ratings),
+                                        spark.createDataFrame(data.movies[["movieId", "title", "genres"]]),
+                                        spark.createDataFrame(data.tags))
+    else:
+        stats = compute_stats(_load_data())
+    payload = {"dataset": location, **stats.as_dict()}
+    c = stats.counts
+    _emit(args, payload, f"{location}\n" + "\n".join(f"  {k:>20}: {v:,}" if isinstance(v, int)
+                                                     else f"  {k:>20}: {v}" for k, v in c.items()))
+    return EXIT_OK
+
+
+def _config(args):
+    from .training import ALSConfig
+    cfg = ALSConfig()
+    for name in ("rank", "max_iter", "reg_param", "split_seed", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    return cfg
+
+
+def _extra_ratings(args):
+    if not getattr(args, "include_user_ratings", False):
+        return None
+    from .user_ratings import RatingStore
+    with RatingStore(get_settings().ratings_db) as store:
+        return store.all_ratings()
+
+
+def cmd_train(args) -> int:
+    from .training import train_and_save
+    data = _load_data()
+    _progress(0.0, f"dataset: {data.describe()}")
+    path, metrics = train_and_save(_spark(), data, get_settings().model_dir, _config(args),
+                                   progress=_progress, extra_ratings=_extra_ratings(args))
+    summary = {k: v for k, v in metrics.items() if k != "ranking"}
+    _emit(args, {"model": str(path), "dataset": data.name, **summary},
+          f"model {path.name} ({data.name}): test RMSE {metrics['test_rmse']:.4f} "
+          f"(plain ALS {metrics['plain_als_rmse']:.4f}, bias baseline {metrics['bias_baseline_rmse']:.4f})")
+    return EXIT_OK
+
+
+def _parse_list(text: str, kind):
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"Cannot read {text!r} as a comma-separated list of {kind.__name__}s.") from None
+
+
+def cmd_tune(args) -> int:
+    from .training import DEFAULT_GRID, train_and_save, tune
+    grid = dict(DEFAULT_GRID)
+    if args.ranks:
+        grid["rank"] = _parse_list(args.ranks, int)
+    if args.iters:
+        grid["maxIter"] = _parse_list(args.iters, int)
+    if args.regs:
+        grid["regParam"] = _parse_list(args.regs, float)
+    data = _load_data()
+    spark = _spark()
+    result = tune(spark, data, grid, args.folds, _config(args), progress=_progress)
+    payload = {"dataset": data.name, **result}
+    if args.train_best:
+        cfg = _config(args)
+        cfg.rank, cfg.max_iter, cfg.reg_param = (result["best"]["rank"], result["best"]["maxIter"],
+                                                 result["best"]["regParam"])
+        path, metrics = train_and_save(spark, data, get_settings().model_dir, cfg, _progress, cv=result)
+        payload.update(model=str(path), test_rmse=metrics["test_rmse"])
+    text = "\n".join(f"rank {r['rank']:>3}  maxIter {r['maxIter']:>3}  regParam {r['regParam']:<6} "
+                     f"RMSE {r['rmse']:.4f}" for r in result["table"])
+    _emit(args, payload, f"{result['folds']}-fold CV, {result['fits']} fits in {result['seconds']} s\n{text}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from .model_store import check_dataset, current_model_dir, read_json, read_params
+    from .training import ALSConfig, train_and_evaluate
+    folder = current_model_dir(get_settings().model_dir)
+    if args.saved:
+        metrics = read_json(folder, "metrics.json")
+    else:
+        data = _load_data()
+        check_dataset(folder, data.fingerprint)
+        params = read_params(folder)
+        cfg = ALSConfig(**{k: params[k] for k in ALSConfig.__dataclass_fields__ if k in params})
+        metrics = train_and_evaluate(_spark(), data, cfg, _progress)["metrics"]
+    summary = {k: v for k, v in metrics.items() if k != "ranking"}
+    _emit(args, {"model": folder.name, **summary, "ranking": metrics.get("ranking")},
+          "\n".join(f"{k:>28}: {v}" for k, v in summary.items()))
+    return EXIT_OK
+
+
+def _movie_rows(df: pd.DataFrame, cols: list[str]) -> str:
+    return "\n".join(" ".join(f"{row[c]}" for c in cols if c in row) for _, row in df.iterrows())
+
+
+def _read_ratings_file(path: str) -> list[tuple[int, float]]:
+    """CSV with movieId,rating (header optional) -> pairs; precise errors."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{path}: no such file. Give a CSV of movieId,rating lines.")
+    pairs = []
+    for no, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.lower().startswith("movieid"):
+            continue
+        parts = [x.strip() for x in line.split(",")]
+        try:
+            pairs.append((int(parts[0]), float(parts[1])))
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}, line {no}: expected movieId,rating but got {line!r}.") from None
+    return pairs
+
+
+def cmd_recommend(args) -> int:
+    index, folder = _index(args.model)
+    t0 = time.perf_counter()
+    genres = _parse_list(args.genres, str) if args.genres else None
+    if args.new_user or args.profile:
+        if args.new_user:
+            pairs = _read_ratings_file(args.new_user)
+        else:
+            from .user_ratings import RatingStore
+            with RatingStore(get_settings().ratings_db) as store:
+                pairs = store.ratings(args.profile)
+        recs = index.recommend_new_user(pairs, args.n, min_ratings=args.min_ratings, genres=genres)
+        who = {"new_user_ratings": len(pairs)}
+    else:
+        if args.user is None:
+            raise ValueError("Say who: --user ID, --new-user FILE or --profile NAME.")
+        recs = index.recommend(args.user, args.n, min_ratings=args.min_ratings, genres=genres)
+        who = {"user": args.user}
+    ms = (time.perf_counter() - t0) * 1000
+    payload = {"model": folder.name, **who, "latency_ms": round(ms, 3),
+               "recommendations": _records(recs, ["movieId", "title", "genres", "predicted_rating",
+                                                  "n_ratings", "because"])}
+    _emit(args, payload, _movie_rows(recs, ["predicted_rating", "movieId", "title"]))
+    return EXIT_OK
+
+
+def cmd_similar(args) -> int:
+    if args.method == "lsh":
+        from .lsh import lsh_similar
+        from .model_store import current_model_dir
+        folder = Path(args.model) if args.model else current_model_dir(get_settings().model_dir)
+        t0 = time.perf_counter()
+        recs = lsh_similar(_spark(), folder, args.movie, args.n, min_ratings=args.min_ratings)
+    else:
+        index, folder = _index(args.model)
+        t0 = time.perf_counter()
+        recs = index.similar(args.movie, args.n, min_ratings=args.min_ratings)
+    ms = (time.perf_counter() - t0) * 1000
+    payload = {"model": folder.name, "movie": args.movie, "method": args.method,
+               "latency_ms": round(ms, 3),
+               "similar": _records(recs, ["movieId", "title", "genres", "score", "n_ratings"])}
+    _emit(args, payload, _movie_rows(recs, ["score", "movieId", "title"]))
+    return EXIT_OK
+
+
+def cmd_rate(args) -> int:
+    from .user_ratings import RatingStore
+    index, _ = _index(args.model)
+    with RatingStore(get_settings().ratings_db) as store:
+        if args.remove:
+            store.remove_rating(args.profile, args.movie)
+        else:
+            index.fold_in([(args.movie, args.rating)])  # validates movie id and rating scale
+            store.set_rating(args.profile, args.movie, args.rating)
+        pairs = store.ratings(args.profile)
+    _emit(args, {"profile": args.profile, "ratings": [{"movieId": m, "rating": r} for m, r in pairs]},
+          f"{args.profile}: {len(pairs)} rating(s) stored")
+    return EXIT_OK
+
+
+def cmd_mood(args) -> int:
+    from .mood import mood_recommendations
+    index, folder = _index(args.model)
+    t0 = time.perf_counter()
+    recs = mood_recommendations(args.emotion, index.movies, args.n, args.min_ratings,
+                                index=index if args.user is not None else None, user_id=args.user)
+    ms = (time.perf_counter() - t0) * 1000
+    payload = {"model": folder.name, "emotion": args.emotion, "user": args.user,
+               "latency_ms": round(ms, 3),
+               "movies": _records(recs, ["movieId", "title", "genres", "score", "predicted_rating",
+                                         "total_ratings", "n_ratings", "ranked_by"])}
+    _emit(args, payload, _movie_rows(recs, ["movieId", "title", "genres"]))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        p.set_defaults(func=func)
+        return p
+
+    add("fetch", cmd_fetch, "download ml-latest-small (or the offline fallback)")
+    p = add("stats", cmd_stats, "dataset statistics")
+    p.add_argument("--spark", action="store_true", help="compute with Spark (large releases, URIs)")
+    for name, func, text in (("train", cmd_train, "train and save the default model"),
+                             ("tune", cmd_tune, "cross-validated grid search"),
+                             ("evaluate", cmd_evaluate, "re-run the evaluation protocol")):
+        p = add(name, func, text)
+        p.add_argument("--rank", type=int)
+        p.add_argument("--max-iter", type=int)
+        p.add_argument("--reg-param", type=float)
+        p.add_argument("--split-seed", type=int)
+        p.add_argument("--seed", type=int)
+    sub.choices["train"].add_argument("--include-user-ratings", action="store_true",
+                                      help="add the ratings stored by the app (SQLite)")
+    t = sub.choices["tune"]
+    t.add_argument("--folds", type=int, default=5)
+    t.add_argument("--ranks", help="e.g. 8,16,32")
+    t.add_argument("--iters", help="e.g. 10,15,20")
+    t.add_argument("--regs", help="e.g. 0.05,0.1,0.2")
+    t.add_argument("--train-best", action="store_true", help="train and save the best model")
+    sub.choices["evaluate"].add_argument("--saved", action="store_true",
+                                         help="print the current model's stored metrics")
+    p = add("recommend", cmd_recommend, "top-N movies for a user (no Spark)")
+    p.add_argument("--user", type=int)
+    p.add_argument("--new-user", metavar="FILE", help="CSV of movieId,rating for someone new")
+    p.add_argument("--profile", help="a profile stored with `rate`")
+    p.add_argument("-n", type=int, default=10)
+    p.add_argument("--min-ratings", type=int, default=20,
+                   help="leave out movies with fewer training ratings (default 20)")
+    p.add_argument("--genres", help="comma-separated, e.g. Comedy,Drama")
+    p.add_argument("--model", help="model folder (default: current)")
+    p = add("similar", cmd_similar, "movies similar to one movie")
+    p.add_argument("--movie", type=int, required=True)
+    p.add_argument("-n", type=int, default=10)
+    p.add_argument("--min-ratings", type=int, default=10)
+    p.add_argument("--method", choices=["exact", "lsh"], default="exact")
+    p.add_argument("--model")
+    p = add("rate", cmd_rate, "store a rating for a new-user profile (SQLite)")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--movie", type=int, required=True)
+    p.add_argument("--rating", type=float)
+    p.add_argument("--remove", action="store_true")
+    p.add_argument("--model")
+    p = add("mood", cmd_mood, "movies for an emotion")
+    p.add_argument("--emotion", required=True)
+    p.add_argument("--user", type=int)
+    p.add_argument("-n", type=int, default=10)
+    p.add_argument("--min-ratings", type=int, default=20)
+    p.add_argument("--model")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .model_store import ModelError
+    from .movielens import DataError
+    from .serving import RatingInputError, UnknownIdError
+    from .spark import SparkUnavailable
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    if args.command == "rate" and not args.remove and args.rating is None:
+        sys.stderr.write("error: rate needs --rating R (0.5-5.0) or --remove\n")
+        return EXIT_INPUT
+    try:
+        return args.func(args)
+    except (DataError, UnknownIdError, RatingInputError, ValueError) as exc:
+        code, message = EXIT_INPUT, str(exc)
+    except ModelError as exc:
+        code, message = EXIT_MODEL, str(exc)
+    except SparkUnavailable as exc:
+        code, message = EXIT_SPARK, str(exc)
+    if args.json:
+        print(json.dumps({"error": message, "exit_code": code}))
+    sys.stderr.write(f"error: {message}\n")
+    return code

@@ -1,0 +1,286 @@
+"""Millisecond serving from exported factors: recommend, similar, fold-in, explanations.
+
+No Spark here. A trained model's factors, biases and movie metadata sit in numpy
+arrays; a recommendation is one matrix-vector product.
+
+Scores are ``mu + b_user + b_movie + u.v`` as in the Spark model. Lists are
+ranked by that raw score; the *predicted rating* shown is the score clipped to
+0.5-5.0 (clipping first would tie every score above 5.0).
+
+Example:
+    >>> index = RecommenderIndex.load(current_model_dir())   # doctest: +SKIP
+    >>> index.recommend(575, n=5)[["title", "predicted_rating"]]   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .movielens import GENRES, ITEM, MAX_RATING, MIN_RATING, RATING, TITLE, USER
+
+log = logging.getLogger(__name__)
+
+LIKED_RATING = 4.0  # history ratings that count as "you liked" in explanations
+DEFAULT_SIMILAR_MIN_RATINGS = 10
+
+
+class UnknownIdError(KeyError):
+    """A user or movie id the model does not know."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
+        return str(self.args[0])
+
+
+class RatingInputError(ValueError):
+    """Ratings given for fold-in that cannot be used."""
+
+
+@dataclass
+class RecommenderIndex:
+    """Everything serving needs, in memory. Build with :meth:`load` or :meth:`from_frames`."""
+
+    mu: float
+    reg_param: float
+    user_bias_reg: float
+    user_ids: np.ndarray         # (n_users,)
+    user_factors: np.ndarray     # (n_users, rank) float64
+    user_bias: np.ndarray        # (n_users,)
+    item_ids: np.ndarray         # (n_items,) movies with factors
+    item_factors: np.ndarray     # (n_items, rank)
+    item_bias: np.ndarray        # (n_items,)
+    item_support: np.ndarray     # (n_items,) training ratings per movie
+    movies: pd.DataFrame         # metadata aligned with item_ids (title, genres, year, links)
+    ratings: pd.DataFrame        # every known rating (userId, movieId, rating), for history/exclusion
+    _user_pos: dict = field(default_factory=dict, repr=False)
+    _item_pos: dict = field(default_factory=dict, repr=False)
+    _unit_items: np.ndarray | None = field(default=None, repr=False)
+    _genre_masks: dict = field(default_factory=dict, repr=False)
+    _user_rows: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self._user_pos = {int(u): i for i, u in enumerate(self.user_ids)}
+        self._item_pos = {int(m): i for i, m in enumerate(self.item_ids)}
+        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
+        self._unit_items = self.item_factors / np.where(norms == 0, 1, norms)
+        genres = self.movies[GENRES].str.split("|")
+        for name in sorted({g for gs in genres for g in gs}):
+            self._genre_masks[name] = genres.map(lambda gs, n=name: n in gs).to_numpy()
+        known = self.ratings[self.ratings[ITEM].isin(self._item_pos)]
+        pos = known[ITEM].map(self._item_pos).to_numpy()
+        for user, idx in known.groupby(USER).indices.items():
+            self._user_rows[int(user)] = (pos[idx], known[RATING].to_numpy()[idx])
+
+    # ------------------------------------------------------------------ lookups
+    @property
+    def rank(self) -> int:
+        return self.item_factors.shape[1]
+
+    @property
+    def genres(self) -> list[str]:
+        return list(self._genre_masks)
+
+    def has_user(self, user_id: int) -> bool:
+        return int(user_id) in self._user_pos
+
+    def has_movie(self, movie_id: int) -> bool:
+        return int(movie_id) in self._item_pos
+
+    def _user(self, user_id) -> int:
+        try:
+            return self._user_pos[int(user_id)]
+        except (KeyError, ValueError, TypeError):
+            raise UnknownIdError(f"Unknown user id {user_id!r}: the model knows "
+                                 f"{len(self.user_ids):,} users, ids {self.user_ids.min()}-"
+                                 f"{self.user_ids.max()}. Pick one of them or use new-user mode.") from None
+
+    def _item(self, movie_id) -> int:
+        try:
+            return self._item_pos[int(movie_id)]
+        except (KeyError, ValueError, TypeError):
+            raise UnknownIdError(f"Unknown movie id {movie_id!r}: it is not in the catalogue or "
+                                 "has no ratings in the training data. Search by title to find "
+                                 "a known movie.") from None
+
+    def user_history(self, user_id: int, n: int | None = None) -> pd.DataFrame:
+        """The user's rated movies, best first (movieId, title, genres, rating)."""
+        self._user(user_id)
+        pos, ratings = self._user_rows.get(int(user_id), (np.array([], int), np.array([])))
+        order = np.lexsort((-self.item_support[pos], -ratings))
+        pos, ratings = pos[order], ratings[order]
+        if n is not None:
+            pos, ratings = pos[:n], ratings[:n]
+        out = self.movies.iloc[pos][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
+        out[RATING] = ratings
+        return out
+
+    # ------------------------------------------------------------------ scoring
+    def raw_scores(self, user_vector: np.ndarray, user_bias: float) -> np.ndarray:
+        """Unclipped ``mu + b_u + b_i + u.v`` for every movie."""
+        return self.mu + user_bias + self.item_bias + self.item_factors @ user_vector
+
+    def _candidates(self, exclude: np.ndarray | None, min_ratings: int,
+                    genres: list[str] | None) -> np.ndarray:
+        mask = self.item_support >= min_ratings
+        if genres:
+            unknown = [g for g in genres if g not in self._genre_masks]
+            if unknown:
+                raise ValueError(f"Unknown genre(s) {', '.join(unknown)}; known genres: "
+                                 f"{', '.join(self.genres)}.")
+            mask &= np.logical_or.reduce([self._genre_masks[g] for g in genres])
+        if exclude is not None and len(exclude):
+            mask[exclude] = False
+        return mask
+
+    def _top(self, scores: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        if n <= 0 or idx.size == 0:
+            return idx[:0]
+        if idx.size > n:
+            idx = idx[np.argpartition(-scores[idx], n - 1)[:n]]
+        # Stable order: score descending, then movieId ascending for exact ties.
+        return idx[np.lexsort((self.item_ids[idx], -scores[idx]))]
+
+    def _result(self, top: np.ndarray, scores: np.ndarray, liked: tuple | None,
+                explain: bool) -> pd.DataFrame:
+        out = self.movies.iloc[top].reset_index(drop=True).copy()
+        out["predicted_rating"] = np.clip(scores[top], MIN_RATING, MAX_RATING).round(3)
+        out["score"] = scores[top]
+        out["n_ratings"] = self.item_support[top]
+        if explain:
+            out["because"] = self._explain(top, liked)
+        return out
+
+    def _explain(self, top: np.ndarray, liked: tuple | None, per_item: int = 3) -> list[list[str]]:
+        """For each recommended movie, the liked movies whose factors point the same way."""
+        if liked is None or len(liked[0]) == 0:
+            return [[] for _ in top]
+        pos, ratings = liked
+        good = pos[ratings >= min(LIKED_RATING, ratings.max())]
+        sims = self._unit_items[good] @ self._unit_items[top].T  # (n_liked, n_top)
+        titles = self.movies[TITLE].to_numpy()
+        reasons = []
+        for j in range(len(top)):
+            best = np.argsort(-sims[:, j])[:per_item]
+            reasons.append([titles[good[b]] for b in best if sims[b, j] > 0])
+        return reasons
+
+    # ------------------------------------------------------------------ public API
+    def recommend(self, user_id: int, n: int = 10, exclude_rated: bool = True,
+                  min_ratings: int = 0, genres: list[str] | None = None,
+                  explain: bool = True) -> pd.DataFrame:
+        """Top-``n`` movies for a known user, ranked by the model's score.
+
+        >>> index.recommend(575, n=3)[["movieId", "predicted_rating"]]  # doctest: +SKIP
+        """
+        u = self._user(user_id)
+        rated = self._user_rows.get(int(user_id))
+        scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
+        mask = self._candidates(rated[0] if (rated and exclude_rated) else None, min_ratings, genres)
+        return self._result(self._top(scores, mask, n), scores, rated, explain)
+
+    def fold_in(self, ratings: list[tuple[int, float]]) -> tuple[np.ndarray, float]:
+        """User vector and bias for someone not in the model, from (movieId, rating) pairs.
+
+        Solves the same problem training solves for a user, with the item side fixed:
+        ``b_u = sum(r - mu - b_i) / (n + userBiasReg)``, then
+        ``(V'V + regParam * n * I) x = V' (r - mu - b_i - b_u)`` (Spark's ALS-WR scaling).
+        """
+        pos, values = self._check_ratings(ratings)
+        base = values - self.mu - self.item_bias[pos]
+        bias = float(base.sum() / (len(values) + self.user_bias_reg))
+        v = self.item_factors[pos]
+        a = v.T @ v + self.reg_param * len(values) * np.eye(self.rank)
+        x = np.linalg.solve(a, v.T @ (base - bias))
+        return x, bias
+
+    def recommend_new_user(self, ratings: list[tuple[int, float]], n: int = 10,
+                           min_ratings: int = 0, genres: list[str] | None = None,
+                           explain: bool = True) -> pd.DataFrame:
+        """Recommendations for a person's own ratings, without retraining."""
+        x, bias = self.fold_in(ratings)
+        pos, values = self._check_ratings(ratings)
+        scores = self.raw_scores(x, bias)
+        mask = self._candidates(pos, min_ratings, genres)
+        return self._result(self._top(scores, mask, n), scores, (pos, values), explain)
+
+    def similar(self, movie_id: int, n: int = 10,
+                min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS) -> pd.DataFrame:
+        """The ``n`` movies whose factors have the highest cosine similarity.
+
+        Movies with fewer than ``min_ratings`` training ratings are left out: their
+        factors are mostly noise and fill the list with obscure titles.
+        """
+        i = self._item(movie_id)
+        scores = self._unit_items @ self._unit_items[i]
+        mask = self._candidates(np.array([i]), min_ratings, None)
+        top = self._top(scores, mask, n)
+        out = self.movies.iloc[top][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
+        out["score"] = scores[top].round(4)
+        out["n_ratings"] = self.item_support[top]
+        return out
+
+    def search_titles(self, query: str, limit: int = 20) -> pd.DataFrame:
+        """Movies whose title contains ``query`` (case-insensitive), most-rated first."""
+        q = (query or "").strip().lower()
+        titles = self.movies[TITLE].str.lower()
+        hits = np.flatnonzero(titles.str.contains(q, regex=False).to_numpy()) if q else \
+            np.arange(len(self.movies))
+        hits = hits[np.argsort(-self.item_support[hits], kind="stable")][:limit]
+        out = self.movies.iloc[hits][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
+        out["n_ratings"] = self.item_support[hits]
+        return out
+
+    def _check_ratings(self, ratings) -> tuple[np.ndarray, np.ndarray]:
+        if not ratings:
+            raise RatingInputError("No ratings given: rate at least one movie to get "
+                                   "recommendations.")
+        pos, values, seen = [], [], set()
+        for movie_id, rating in ratings:
+            try:
+                r = float(rating)
+            except (TypeError, ValueError):
+                raise RatingInputError(f"Rating {rating!r} for movie {movie_id} is not a number; "
+                                       f"use {MIN_RATING}-{MAX_RATING} in half stars.") from None
+            if not (MIN_RATING <= r <= MAX_RATING) or (r * 2) % 1:
+                raise RatingInputError(f"Rating {rating!r} for movie {movie_id} is off the scale: "
+                                       f"use {MIN_RATING}-{MAX_RATING} in half stars.")
+            i = self._item(movie_id)
+            if i in seen:
+                raise RatingInputError(f"Movie {movie_id} is rated twice; keep one rating.")
+            seen.add(i)
+            pos.append(i)
+            values.append(r)
+        return np.array(pos), np.array(values, dtype=float)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_frames(cls, *, mu: float, reg_param: float, user_bias_reg: float,
+                    user_frame: pd.DataFrame, item_frame: pd.DataFrame,
+                    movies: pd.DataFrame, ratings: pd.DataFrame) -> "RecommenderIndex":
+        """From the saved tables: ``user_frame`` [userId, user_bias, f0..], ``item_frame``
+        [movieId, item_bias, n_ratings, f0..], catalogue ``movies`` and all ``ratings``."""
+        fcols = [c for c in item_frame.columns if c.startswith("f") and c[1:].isdigit()]
+        item_frame = item_frame.sort_values(ITEM).reset_index(drop=True)
+        user_frame = user_frame.sort_values(USER).reset_index(drop=True)
+        meta = movies.set_index(ITEM).reindex(item_frame[ITEM]).reset_index()
+        meta[TITLE] = meta[TITLE].fillna("(unknown title)")
+        meta[GENRES] = meta[GENRES].fillna("(no genres listed)")
+        return cls(
+            mu=float(mu), reg_param=float(reg_param), user_bias_reg=float(user_bias_reg),
+            user_ids=user_frame[USER].to_numpy(np.int64),
+            user_factors=user_frame[fcols].to_numpy(np.float64),
+            user_bias=user_frame["user_bias"].to_numpy(np.float64),
+            item_ids=item_frame[ITEM].to_numpy(np.int64),
+            item_factors=item_frame[fcols].to_numpy(np.float64),
+            item_bias=item_frame["item_bias"].to_numpy(np.float64),
+            item_support=item_frame["n_ratings"].to_numpy(np.int64),
+            movies=meta, ratings=ratings[[USER, ITEM, RATING]].reset_index(drop=True))
+
+    @classmethod
+    def load(cls, model_dir) -> "RecommenderIndex":
+        """Load from a saved model folder (see :mod:`engine.model_store`)."""
+        from .model_store import read_serving_tables
+        return cls.from_frames(**read_serving_tables(model_dir))
