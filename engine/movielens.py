@@ -157,10 +157,11 @@ def _validate_ratings(df: pd.DataFrame, where: str) -> pd.DataFrame:
     dup = out.duplicated([USER, ITEM], keep=False)
     if dup.any():
         rows = np.flatnonzero(dup.to_numpy())
-        first = out.iloc[rows[0]]
-        same = rows[(out[USER].to_numpy()[rows] == first[USER]) & (out[ITEM].to_numpy()[rows] == first[ITEM])]
-        raise DataError(f"{where}, lines {same[0] + 2} and {same[1] + 2}: user {first[USER]} rated "
-                        f"movie {first[ITEM]} twice. Keep one rating per (userId, movieId).")
+        users, items = out[USER].to_numpy(), out[ITEM].to_numpy()
+        u, m = int(users[rows[0]]), int(items[rows[0]])
+        same = rows[(users[rows] == u) & (items[rows] == m)]
+        raise DataError(f"{where}, lines {same[0] + 2} and {same[1] + 2}: user {u} rated "
+                        f"movie {m} twice. Keep one rating per (userId, movieId).")
     return out
 
 

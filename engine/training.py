@@ -215,7 +215,8 @@ def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
     if folds < 2:
         raise ValueError(f"folds={folds}: cross-validation needs at least 2 folds.")
     train, _ = split(ratings_frame(spark, data), cfg)
-    estimator = _ProgressBiasALS(progress, total=folds * int(np.prod([len(v) for v in grid.values()])),
+    # CrossValidator fits every grid point on every fold, then the best one on all of train.
+    estimator = _ProgressBiasALS(progress, total=folds * int(np.prod([len(v) for v in grid.values()])) + 1,
                                  userBiasReg=cfg.user_bias_reg, itemBiasReg=cfg.item_bias_reg,
                                  seed=cfg.seed, coldStartStrategy="drop")
     builder = ParamGridBuilder()
@@ -237,7 +238,7 @@ def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
     train.unpersist()
     return {"table": table, "best": {k: v for k, v in table[0].items() if k != "rmse"},
             "best_rmse": table[0]["rmse"], "folds": folds, "grid": grid,
-            "fits": len(maps) * folds, "seconds": round(seconds, 1)}
+            "fits": len(maps) * folds + 1, "seconds": round(seconds, 1)}
 
 
 class _ProgressBiasALS(BiasCorrectedALS):

@@ -1,0 +1,150 @@
+"""Shared fixtures: one Spark session per run, generated MovieLens data, the real data."""
+from __future__ import annotations
+
+import io
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+
+
+def real_movielens() -> Path | None:
+    env = os.environ.get("MOVIELENS_DATA")
+    if env and Path(env).exists() and "ml-latest-small" in env:
+        return Path(env)
+    path = SHARED / "ml-latest-small.zip"
+    return path if path.exists() else None
+
+
+def real_fer() -> Path | None:
+    env = os.environ.get("FER2013_DATA")
+    if env and Path(env).exists():
+        return Path(env)
+    path = SHARED / "fer2013.zip"
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="session")
+def movielens_zip() -> Path:
+    path = real_movielens()
+    if path is None:
+        pytest.skip("real MovieLens data absent: put ml-latest-small.zip in ../shared/data "
+                    "or set MOVIELENS_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fer_zip() -> Path:
+    path = real_fer()
+    if path is None:
+        pytest.skip("FER2013 absent: put fer2013.zip in ../shared/data or set FER2013_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from engine.settings import get_settings
+    from engine.spark import get_spark
+    os.environ.setdefault("SPARK_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("spark-ckpt")))
+    os.environ["SPARK_SHUFFLE_PARTITIONS"] = "4"
+    session = get_spark(get_settings(), app_name="tests", spark__master="local[2]")
+    yield session
+    session.stop()
+
+
+def generate_movielens(n_users=60, n_movies=90, rank=3, density=0.35, seed=0) -> dict[str, str]:
+    """A small release with latent structure (so ALS has something to learn), as CSV texts."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=(n_users, rank))
+    v = rng.normal(size=(n_movies, rank))
+    genres = ["Action", "Comedy", "Drama", "Romance", "Horror", "Sci-Fi", "Thriller"]
+    rows = []
+    for i in range(n_users):
+        for j in range(n_movies):
+            if rng.random() < density:
+                raw = 3.2 + 0.7 * (u[i] @ v[j]) / np.sqrt(rank) + 0.3 * rng.normal()
+                rows.append((i + 1, j + 1, float(np.clip(np.round(raw * 2) / 2, 0.5, 5.0)),
+                             1_000_000_000 + i * 1000 + j))
+    ratings = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"])
+    movies = pd.DataFrame({
+        "movieId": np.arange(1, n_movies + 1),
+        "title": [f"Movie {j + 1}, the \"sequel\" ({1980 + j % 40})" for j in range(n_movies)],
+        "genres": ["|".join(sorted(set(rng.choice(genres, size=rng.integers(1, 3)))))
+                   if j % 17 else "(no genres listed)" for j in range(n_movies)]})
+    tags = pd.DataFrame({"userId": [1, 2, 2, 3], "movieId": [1, 1, 2, 3],
+                         "tag": ["funny", "Funny", "dark", "classic"],
+                         "timestamp": [1_100_000_000] * 4})
+    links = pd.DataFrame({"movieId": movies["movieId"], "imdbId": [f"{100000 + j:07d}" for j in range(n_movies)],
+                          "tmdbId": [str(500 + j) if j % 5 else "" for j in range(n_movies)]})
+    to_csv = lambda df: df.to_csv(index=False, lineterminator="\r\n")  # CRLF like the real zip
+    return {"ratings.csv": to_csv(ratings), "movies.csv": to_csv(movies),
+            "tags.csv": to_csv(tags), "links.csv": to_csv(links)}
+
+
+def write_release(folder: Path, files: dict[str, str | bytes], as_zip: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if as_zip:
+        path = folder / "ml-test.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, text in files.items():
+                zf.writestr(f"ml-test/{name}", text)
+        return path
+    for name, text in files.items():
+        (folder / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_release(tmp_path_factory) -> Path:
+    return write_release(tmp_path_factory.mktemp("ml-small"), generate_movielens())
+
+
+@pytest.fixture(scope="session")
+def small_data(small_release):
+    from engine.movielens import load_movielens
+    return load_movielens(small_release)
+
+
+@pytest.fixture(scope="session")
+def small_model(spark, small_data, tmp_path_factory):
+    """A model trained (and saved) on the generated release."""
+    from engine.training import ALSConfig
+    cfg = ALSConfig(rank=4, max_iter=10, reg_param=0.1, min_ratings=1)
+    return _train_and_save(spark, small_data, cfg, tmp_path_factory.mktemp("models-small"))
+
+
+def _train_and_save(spark, data, cfg, root):
+    from engine.model_store import save_model
+    from engine.training import train_and_evaluate
+    result = train_and_evaluate(spark, data, cfg, progress=lambda f, m: None)
+    path = save_model(root, params=result["params"], metrics=result["metrics"],
+                      tables=result["tables"], spark_model=result["model"].als_model)
+    return root, path, result
+
+
+@pytest.fixture(scope="session")
+def real_data(movielens_zip):
+    from engine.movielens import load_movielens
+    return load_movielens(movielens_zip)
+
+
+@pytest.fixture(scope="session")
+def real_model(spark, real_data, tmp_path_factory):
+    """The default model trained on ml-latest-small (once per test run)."""
+    from engine.training import ALSConfig
+    return _train_and_save(spark, real_data, ALSConfig(), tmp_path_factory.mktemp("models-real"))
+
+
+def cli_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
