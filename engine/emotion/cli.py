@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from ..settings import get_settings
 
@@ -20,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p = sub.add_parser("evaluate", help="accuracy of the shipped model on a test split")
+    p.add_argument("--data", required=True, help="folder/zip with test/<emotion>/..., or fer2013.csv")
+    p.add_argument("--model", default=str(settings.emotion_model_dir))
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("predict", help="faces and emotions in an image file")
+    p.add_argument("image")
+    p.add_argument("--model", default=str(settings.emotion_model_dir))
+    p.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -29,7 +38,49 @@ def main(argv: list[str] | None = None) -> int:
                                     batch_size=args.batch_size, seed=args.seed,
                                     resume=args.resume))
         print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "per_class")}))
+        return 0
+    from .dataset import FerDataError
+    from .detector import EmotionInputError, EmotionRecognizer
+    try:
+        recognizer = EmotionRecognizer.load(args.model)
+        if args.command == "evaluate":
+            payload = evaluate(recognizer, args.data)
+            text = (f"accuracy {payload['accuracy']:.4f} on {payload['n_images']} test images\n" +
+                    "\n".join(f"  {k:>9}: precision {v['precision']:.3f} recall {v['recall']:.3f}"
+                              for k, v in payload["per_class"].items()))
+        else:
+            path = Path(args.image)
+            if not path.exists():
+                raise EmotionInputError(f"{path}: no such file.")
+            faces = recognizer.analyze(path.read_bytes())
+            payload = {"image": str(path), "faces": [f.as_dict() for f in faces]}
+            text = "\n".join(f"{f.label} {f.confidence:.0%} at {f.box}" for f in faces) or "no face found"
+    except (FerDataError, EmotionInputError) as exc:
+        return _fail(args, str(exc), 2)
+    except (FileNotFoundError, RuntimeError) as exc:
+        return _fail(args, str(exc), 3)
+    print(json.dumps(payload) if args.json else text)
     return 0
+
+
+def _fail(args, message: str, code: int) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "exit_code": code}))
+    sys.stderr.write(f"error: {message}\n")
+    return code
+
+
+def evaluate(recognizer, data: str, batch: int = 512) -> dict:
+    """Accuracy, per-class precision/recall and confusion matrix on the test split."""
+    import numpy as np
+
+    from .dataset import load_split
+    from .evaluation import metrics_from_predictions
+    split = load_split(data, "test")
+    probs = np.concatenate([recognizer.classify(split.images[i:i + batch])
+                            for i in range(0, len(split), batch)])
+    return {**metrics_from_predictions(split.labels, probs.argmax(1)),
+            "data": str(data), "data_fingerprint": split.fingerprint}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,221 @@
+"""Faces and their emotions in an image: detect, crop, classify.
+
+* Detection: OpenCV's frontal-face Haar cascade from ``cv2.data`` (ships inside the
+  opencv wheel; nothing is downloaded). The frame is shrunk to at most
+  :data:`DETECT_WIDTH` pixels wide for detection, and boxes scaled back.
+* Crop: rows ``y:y+h``, columns ``x:x+w`` of the gray image (the seed swapped them),
+  resized to 48x48 -- the same gray 48x48 pixels training saw, as raw 0-255 values.
+* Classify: one compiled ``tf.function`` call for all faces of a frame, each face
+  averaged with its mirror image (as in evaluation).
+
+Example:
+    >>> recognizer = EmotionRecognizer.load()                     # doctest: +SKIP
+    >>> [f.label for f in recognizer.analyze(open("me.jpg", "rb").read())]  # doctest: +SKIP
+    ['happy']
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .dataset import EMOTIONS, IMAGE_SIZE
+
+log = logging.getLogger(__name__)
+
+DETECT_WIDTH = 320
+MIN_FACE = 40            # pixels, in the original image
+MAX_PIXELS = 40_000_000  # 40 MP: larger inputs are refused, not decoded
+CASCADE = "haarcascade_frontalface_default.xml"
+
+
+class EmotionInputError(ValueError):
+    """An image that cannot be analysed; the message says why."""
+
+
+@dataclass
+class Face:
+    box: tuple[int, int, int, int]  # x, y, width, height in the input image
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def as_dict(self) -> dict:
+        return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
+                "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()}}
+
+
+# ---------------------------------------------------------------------- input
+def to_gray(image, color_order: str = "bgr") -> np.ndarray:
+    """Gray uint8 image from an array (gray, BGR/RGB, BGRA/RGBA) or encoded bytes.
+
+    Args:
+        image: ``np.ndarray`` (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), or the bytes
+            of a JPEG, PNG or WebP file.
+        color_order: 'bgr' (OpenCV, webcam frames) or 'rgb' (PIL, browsers).
+    """
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        if not data:
+            raise EmotionInputError("The image is empty (0 bytes). Upload a JPEG, PNG or WebP photo.")
+        header = np.frombuffer(data[:64], np.uint8)
+        if not _looks_like_image(data):
+            raise EmotionInputError("These bytes are not a JPEG, PNG or WebP image. Upload a photo "
+                                    "in one of those formats.")
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if decoded is None:
+            raise EmotionInputError(f"The image could not be decoded (corrupt or truncated "
+                                    f"{_format_name(header)} file). Try another photo.")
+        image, color_order = decoded, "bgr"
+    if not isinstance(image, np.ndarray):
+        raise EmotionInputError(f"Expected an image array or image bytes, got {type(image).__name__}.")
+    if image.size == 0 or image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise EmotionInputError(f"The image is empty (shape {image.shape}).")
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise EmotionInputError(f"The image is too large ({image.shape[1]}x{image.shape[0]} pixels); "
+                                f"the limit is {MAX_PIXELS // 1_000_000} megapixels. Resize it first.")
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating) and image.max(initial=0) <= 1.0:
+            image = image * 255.0
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return np.ascontiguousarray(image)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise EmotionInputError(f"Unsupported image shape {image.shape}: use gray, 3 or 4 channels.")
+    rgb_first = color_order.lower() == "rgb"
+    if image.shape[2] == 4:
+        code = cv2.COLOR_RGBA2GRAY if rgb_first else cv2.COLOR_BGRA2GRAY
+    else:
+        code = cv2.COLOR_RGB2GRAY if rgb_first else cv2.COLOR_BGR2GRAY
+    return cv2.cvtColor(image, code)
+
+
+def _looks_like_image(data: bytes) -> bool:
+    return (data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"
+            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"))
+
+
+def _format_name(header: np.ndarray) -> str:
+    raw = header.tobytes()
+    return "JPEG" if raw[:2] == b"\xff\xd8" else "PNG" if raw[:4] == b"\x89PNG" else "WebP"
+
+
+def crop_face(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """48x48 crop of ``box`` = (x, y, w, h): rows y..y+h, columns x..x+w."""
+    x, y, w, h = (int(v) for v in box)
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(gray.shape[1], x + w), min(gray.shape[0], y + h)
+    if x1 <= x0 or y1 <= y0:
+        raise EmotionInputError(f"Face box {box} lies outside the {gray.shape[1]}x{gray.shape[0]} image.")
+    face = gray[y0:y1, x0:x1]
+    interp = cv2.INTER_AREA if min(face.shape) >= IMAGE_SIZE else cv2.INTER_LINEAR
+    return cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interp)
+
+
+# ---------------------------------------------------------------------- detection
+class FaceDetector:
+    """Haar-cascade face detector; returns (x, y, w, h) boxes in input coordinates."""
+
+    def __init__(self, cascade: str = CASCADE, detect_width: int = DETECT_WIDTH):
+        path = Path(cv2.data.haarcascades) / cascade
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise RuntimeError(f"OpenCV cascade {path} could not be loaded; reinstall "
+                               "opencv-python-headless (pinned in requirements.txt).")
+        self.detect_width = detect_width
+
+    def detect(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+        scale = min(1.0, self.detect_width / gray.shape[1])
+        small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale,
+                                                     interpolation=cv2.INTER_AREA)
+        small = cv2.equalizeHist(small)
+        min_side = max(20, int(MIN_FACE * scale))
+        found = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5,
+                                              minSize=(min_side, min_side))
+        boxes = [tuple(int(round(v / scale)) for v in b) for b in (found if len(found) else [])]
+        return sorted(boxes, key=lambda b: -b[2] * b[3])  # biggest face first
+
+
+# ---------------------------------------------------------------------- classification
+class EmotionRecognizer:
+    """The shipped CNN behind a compiled call, plus the face detector."""
+
+    def __init__(self, model, labels: tuple[str, ...] = EMOTIONS, detector: FaceDetector | None = None):
+        import tensorflow as tf
+
+        self.model = model
+        self.labels = tuple(labels)
+        self.detector = detector or FaceDetector()
+        # One traced graph for any batch size: no per-call Python/Keras overhead.
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
+                                    input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1],
+                                                                   tf.float32)])
+        self.classify(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))  # trace now, not on frame 1
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None) -> "EmotionRecognizer":
+        from ..settings import get_settings
+        from .train import METRICS_FILE, MODEL_FILE
+        folder = Path(model_dir) if model_dir else get_settings().emotion_model_dir
+        path = folder / MODEL_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"No emotion model at {path}. It ships with the repository; "
+                                    "restore it with git, or train one with "
+                                    "`python -m engine.emotion train --data fer2013.zip`.")
+        import keras
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as exc:  # Keras raises many types for a damaged archive
+            raise RuntimeError(f"{path} could not be loaded ({type(exc).__name__}: {exc}). "
+                               "Restore it with git or retrain.") from exc
+        labels = EMOTIONS
+        metrics = folder / METRICS_FILE
+        if metrics.exists():
+            labels = tuple(json.loads(metrics.read_text()).get("labels", EMOTIONS))
+        return cls(model, labels)
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """(n, 48, 48) uint8 faces -> (n, 7) probabilities (mirror-averaged)."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        x = faces.astype(np.float32)[..., None]
+        both = np.concatenate([x, x[:, :, ::-1]], axis=0)
+        probs = self._forward(both).numpy()
+        return (probs[: len(x)] + probs[len(x):]) / 2
+
+    def analyze(self, image, color_order: str = "bgr", max_faces: int = 10) -> list[Face]:
+        """Every face in ``image`` with its box, label and the 7 probabilities.
+
+        No face is an empty list, not an error.
+        """
+        gray = to_gray(image, color_order)
+        boxes = self.detector.detect(gray)[:max_faces]
+        if not boxes:
+            return []
+        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]))
+        faces = []
+        for box, p in zip(boxes, probs):
+            k = int(np.argmax(p))
+            faces.append(Face(box=box, label=self.labels[k], confidence=float(p[k]),
+                              probabilities={lab: float(v) for lab, v in zip(self.labels, p)}))
+        return faces
+
+
+def draw_faces(frame_bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """Boxes and 'label 87%' captions drawn on a copy of a BGR frame."""
+    out = frame_bgr.copy()
+    for f in faces:
+        x, y, w, h = f.box
+        cv2.rectangle(out, (x, y), (x + w, y + h), (80, 220, 80), 2)
+        text = f"{f.label} {f.confidence:.0%}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
+        ty = max(th + 4, y - 6)
+        cv2.rectangle(out, (x, ty - th - 4), (x + tw + 4, ty + 2), (80, 220, 80), -1)
+        cv2.putText(out, text, (x + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2)
+    return out

@@ -1,0 +1,121 @@
+"""App-layer helpers shared by the pages: cached loaders and error display.
+
+The caching decorators live here, not in ``engine`` (which imports no Streamlit):
+``cache_resource`` for the Spark session and loaded models, ``cache_data`` for tables.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from engine.model_store import ModelError, current_model_dir, read_json
+from engine.movielens import DataError, load_movielens
+from engine.serving import RatingInputError, RecommenderIndex, UnknownIdError
+from engine.settings import get_settings
+from engine.spark import SparkUnavailable
+
+log = logging.getLogger("app")
+
+#: Engine errors a user can act on: shown as a message, never as a traceback.
+USER_ERRORS = (DataError, ModelError, UnknownIdError, RatingInputError, SparkUnavailable,
+               ValueError, FileNotFoundError)
+
+
+@contextmanager
+def friendly_errors(what: str):
+    """Show engine errors as ``st.error`` with the engine's own (specific) message."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        log.warning("%s failed: %s", what, exc)
+        st.error(f"{what} failed: {exc}")
+    except Exception as exc:  # anything else: logged with traceback, shown briefly
+        log.exception("%s failed", what)
+        st.error(f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). "
+                 "The details are in the server log.")
+
+
+def model_dir() -> Path | None:
+    """The current model's folder, or None (after telling the user what to do)."""
+    try:
+        return current_model_dir(get_settings().model_dir)
+    except ModelError as exc:
+        st.warning(str(exc))
+        st.page_link("pages/home.py", label="Train the default model on the home page", icon="🏠")
+        return None
+
+
+def _stamp(folder: Path) -> float:
+    return (folder / "params.json").stat().st_mtime
+
+
+@st.cache_resource(show_spinner="Loading the recommender…", max_entries=3)
+def _load_index(folder: str, stamp: float) -> RecommenderIndex:
+    return RecommenderIndex.load(folder)
+
+
+def load_index() -> RecommenderIndex | None:
+    """The serving index of the current model (cached per model folder), or None."""
+    folder = model_dir()
+    if folder is None:
+        return None
+    try:
+        return _load_index(str(folder), _stamp(folder))
+    except ModelError as exc:
+        st.error(str(exc))
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def model_metrics(folder: str, stamp: float) -> dict:
+    return read_json(folder, "metrics.json")
+
+
+@st.cache_data(show_spinner="Reading MovieLens…")
+def load_data(location: str):
+    return load_movielens(location)
+
+
+@st.cache_resource(show_spinner="Starting Spark (first time only)…")
+def spark_session():
+    from engine.spark import get_spark
+    return get_spark(get_settings())
+
+
+def movie_label(row) -> str:
+    return f"{row['title']}  ·  {row['genres'].replace('|', ', ')}"
+
+
+def imdb_url(imdb_id) -> str | None:
+    return f"https://www.imdb.com/title/tt{imdb_id}/" if imdb_id not in (None, "") and str(imdb_id) != "nan" else None
+
+
+def tmdb_url(tmdb_id) -> str | None:
+    try:
+        return f"https://www.themoviedb.org/movie/{int(tmdb_id)}" if tmdb_id is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def with_links(df):
+    """Add IMDb/TMDB link columns from the catalogue's ids (links.csv)."""
+    out = df.copy()
+    if "imdbId" in out:
+        out["IMDb"] = out["imdbId"].map(imdb_url)
+    if "tmdbId" in out:
+        out["TMDB"] = out["tmdbId"].map(tmdb_url)
+    return out
+
+
+LINK_COLUMNS = {
+    "IMDb": st.column_config.LinkColumn("IMDb", display_text="IMDb"),
+    "TMDB": st.column_config.LinkColumn("TMDB", display_text="TMDB"),
+    "predicted_rating": st.column_config.NumberColumn("Predicted", format="%.2f ⭐"),
+    "because": st.column_config.ListColumn("Because you rated…"),
+    "year": st.column_config.NumberColumn("Year", format="%d"),
+    "n_ratings": st.column_config.NumberColumn("Ratings"),
+    "score": st.column_config.NumberColumn("Similarity", format="%.3f"),
+}

@@ -1,0 +1,3 @@
+"""Placeholder replaced below."""
+import streamlit as st
+st.title("🙂 Mood from your face")

@@ -1,0 +1,54 @@
+"""Home: what the app does, which dataset and model are loaded, and first-run training."""
+import streamlit as st
+
+from engine.model_store import ModelError, current_model_dir, read_params
+from engine.settings import get_settings
+from engine.training import train_and_save
+from pages._common import friendly_errors, load_data, model_metrics, spark_session
+
+settings = get_settings()
+st.title("🎬 Movie Recommender")
+st.write("Explore the MovieLens ratings, get personal recommendations from a Spark ALS model, "
+         "find similar movies, and let the webcam read your mood to pick a film.")
+
+cols = st.columns(3)
+cols[0].page_link("pages/statistics.py", label="Dataset statistics", icon="📊")
+cols[0].page_link("pages/recommendations.py", label="Recommendations", icon="⭐")
+cols[1].page_link("pages/similar.py", label="Similar movies", icon="🎞️")
+cols[1].page_link("pages/emotion.py", label="Mood from your face", icon="🙂")
+cols[2].page_link("pages/model.py", label="Model: tune and evaluate", icon="⚙️")
+
+st.subheader("Dataset")
+st.caption(f"`MOVIELENS_DATA` = {settings.movielens_data}")
+
+try:
+    folder = current_model_dir(settings.model_dir)
+except ModelError as exc:
+    folder = None
+    st.info(f"{exc}")
+
+if folder is not None:
+    with friendly_errors("Reading the model"):
+        params = read_params(folder)
+        metrics = model_metrics(str(folder), (folder / "params.json").stat().st_mtime)
+        ds = params.get("dataset", {})
+        st.write(f"Model **{folder.name}**, trained on **{ds.get('name')}** "
+                 f"({ds.get('n_ratings', 0):,} ratings): rank {params['rank']}, "
+                 f"{params['max_iter']} iterations, regParam {params['reg_param']}.")
+        m = st.columns(4)
+        m[0].metric("Test RMSE", f"{metrics['test_rmse']:.4f}")
+        m[1].metric("Plain ALS RMSE", f"{metrics['plain_als_rmse']:.4f}",
+                    delta=f"{metrics['test_rmse'] - metrics['plain_als_rmse']:+.4f}", delta_color="inverse")
+        m[2].metric("Bias-only RMSE", f"{metrics['bias_baseline_rmse']:.4f}")
+        m[3].metric("NDCG@10 (popularity)", f"{metrics['ndcg_at_10']:.3f} ({metrics['popularity_ndcg_at_10']:.3f})")
+else:
+    st.subheader("First run")
+    st.write("No model yet. Training the default bias-corrected ALS model takes about a minute.")
+    if st.button("Train the default model", type="primary"):
+        bar = st.progress(0.0, text="Starting…")
+        with friendly_errors("Training"):
+            data = load_data(settings.movielens_data)
+            path, metrics = train_and_save(spark_session(), data, settings.model_dir,
+                                           progress=lambda f, msg: bar.progress(min(1.0, f), text=msg))
+            st.success(f"Model {path.name} ready: test RMSE {metrics['test_rmse']:.4f}.")
+            st.rerun()

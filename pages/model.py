@@ -1,0 +1,100 @@
+"""Model: tune with a grid and k folds, read the CV table and heatmap, evaluate, pick current."""
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from engine.model_store import list_models, read_json, read_params, set_current
+from engine.settings import get_settings
+from engine.training import ALSConfig, train_and_save, tune
+from pages._common import friendly_errors, load_data, model_dir, spark_session
+
+settings = get_settings()
+st.title("⚙️ Model")
+
+tab_eval, tab_tune, tab_models = st.tabs(["Evaluation", "Tune", "Saved models"])
+
+with tab_eval:
+    folder = model_dir()
+    if folder is not None:
+        with friendly_errors("Reading metrics"):
+            metrics = read_json(folder, "metrics.json")
+            st.write(f"Current model: **{folder.name}** (split seed {metrics['split_seed']}, "
+                     f"{metrics['n_train']:,} train / {metrics['n_test']:,} test ratings)")
+            rmse = pd.DataFrame({"model": ["Bias-corrected ALS (this model)", "Plain Spark ALS",
+                                           "Bias-only baseline"],
+                                 "test RMSE": [metrics["test_rmse"], metrics["plain_als_rmse"],
+                                               metrics["bias_baseline_rmse"]]})
+            st.plotly_chart(px.bar(rmse, x="test RMSE", y="model", orientation="h", text="test RMSE",
+                                   title="Test RMSE (lower is better)"), width="stretch")
+            ranking = metrics.get("ranking", {})
+            rows = []
+            for key, label in (("model", f"Model (≥{ranking.get('min_ratings')} ratings)"),
+                               ("model_unfiltered", "Model (no filter)"), ("popularity", "Most popular")):
+                if key in ranking:
+                    r = ranking[key]
+                    rows.append({"ranker": label, "precision@10": r["precision_at_k"],
+                                 "recall@10": r["recall_at_k"], "NDCG@10": r["ndcg_at_k"], "MAP@10": r["map_at_k"]})
+            if rows:
+                st.subheader("Top-10 ranking on the test set")
+                st.caption("Relevant = a test movie the user rated 4 or more; movies rated in training excluded.")
+                st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            cv = read_json(folder, "cv.json")
+            if cv:
+                st.session_state.setdefault("cv_result", cv)
+
+with tab_tune:
+    st.write("Cross-validated grid search (Spark `CrossValidator`, RMSE) on the seeded training split. "
+             "Nothing is saved until you choose to train the best model.")
+    c = st.columns(4)
+    ranks = c[0].multiselect("rank", [4, 8, 16, 32, 64], [8, 16], key="grid_rank")
+    iters = c[1].multiselect("maxIter", [5, 10, 15, 20], [10], key="grid_iter")
+    regs = c[2].multiselect("regParam", [0.01, 0.05, 0.1, 0.2, 0.3], [0.05, 0.1, 0.2], key="grid_reg")
+    folds = c[3].number_input("folds", 2, 10, 3, key="grid_folds")
+    fits = len(ranks) * len(iters) * len(regs) * folds + 1
+    st.caption(f"{fits} fits. Roughly 3–10 s each on a laptop.")
+    if st.button("Run the grid search", type="primary", disabled=fits <= 1):
+        bar = st.progress(0.0, text="Starting Spark…")
+        with friendly_errors("Tuning"):
+            result = tune(spark_session(), load_data(settings.movielens_data),
+                          {"rank": ranks, "maxIter": iters, "regParam": regs}, int(folds),
+                          progress=lambda f, msg: bar.progress(min(1.0, f), text=msg))
+            st.session_state.cv_result = result
+            bar.progress(1.0, text=f"Done: {result['fits']} fits in {result['seconds']} s")
+    result = st.session_state.get("cv_result")
+    if result:
+        table = pd.DataFrame(result["table"])
+        st.subheader(f"{result['folds']}-fold CV: best RMSE {result['best_rmse']:.4f} at {result['best']}")
+        st.dataframe(table, hide_index=True, width="stretch")
+        it = st.selectbox("Heatmap for maxIter", sorted(table["maxIter"].unique()), key="heat_iter")
+        pivot = table[table["maxIter"] == it].pivot_table(index="rank", columns="regParam", values="rmse")
+        st.plotly_chart(px.imshow(pivot, text_auto=".4f", color_continuous_scale="Viridis_r",
+                                  labels={"color": "RMSE"}, title="CV RMSE over rank x regParam"),
+                        width="stretch")
+        if st.button("Train the best model and make it current"):
+            bar = st.progress(0.0)
+            with friendly_errors("Training"):
+                best = result["best"]
+                cfg = ALSConfig(rank=best["rank"], max_iter=best["maxIter"], reg_param=best["regParam"])
+                path, m = train_and_save(spark_session(), load_data(settings.movielens_data),
+                                         settings.model_dir, cfg, cv=result,
+                                         progress=lambda f, msg: bar.progress(min(1.0, f), text=msg))
+                st.success(f"Saved {path.name}: test RMSE {m['test_rmse']:.4f}. It is now current.")
+
+with tab_models:
+    models = list_models(settings.model_dir)
+    if not models:
+        st.info("No saved models yet.")
+    rows = []
+    for m in models:
+        with friendly_errors(f"Reading {m.name}"):
+            p, met = read_params(m), read_json(m, "metrics.json")
+            rows.append({"model": m.name, "rank": p["rank"], "maxIter": p["max_iter"],
+                         "regParam": p["reg_param"], "test RMSE": met.get("test_rmse"),
+                         "dataset": p.get("dataset", {}).get("name")})
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        choice = st.selectbox("Make current", [r["model"] for r in rows], key="pick_model")
+        if st.button("Use this model"):
+            with friendly_errors("Switching model"):
+                set_current(settings.model_dir, choice)
+                st.success(f"{choice} is now the current model.")

@@ -1,0 +1,53 @@
+"""Similar movies: exact cosine on the serving index, or Spark LSH with its recall and time."""
+import time
+
+import streamlit as st
+
+from engine.lsh import LSHIndex, recall_at_k
+from pages._common import LINK_COLUMNS, friendly_errors, load_index, model_dir, spark_session, with_links
+
+st.title("🎞️ Similar movies")
+index = load_index()
+if index is None:
+    st.stop()
+
+
+@st.cache_resource(show_spinner="Building the Spark LSH index…")
+def lsh_index(folder: str, _index) -> LSHIndex:
+    from engine.model_store import read_serving_tables
+    tables = read_serving_tables(folder)
+    return LSHIndex(spark_session(), tables["item_frame"], tables["movies"])
+
+
+catalogue = index.search_titles("", limit=len(index.item_ids))
+options = dict(zip(catalogue["movieId"], catalogue["title"]))
+if "sim_movie" not in st.session_state:
+    st.session_state.sim_movie = 471 if 471 in options else int(catalogue["movieId"].iloc[0])
+movie = st.selectbox("Movie (type to search)", list(options), format_func=options.get, key="sim_movie")
+cols = st.columns(3)
+n = cols[0].slider("How many", 1, 30, 10, key="sim_n")
+min_ratings = cols[1].slider("Minimum ratings", 0, 100, 10, key="sim_min",
+                             help="Movies with few ratings have noisy factors.")
+method = cols[2].radio("Method", ["Exact", "Spark LSH"], horizontal=True, key="sim_method")
+
+with friendly_errors("Finding similar movies"):
+    t0 = time.perf_counter()
+    exact = index.similar(movie, n, min_ratings=min_ratings)
+    exact_ms = (time.perf_counter() - t0) * 1000
+    result = exact
+    if method == "Spark LSH":
+        lsh = lsh_index(str(model_dir()), index)
+        t0 = time.perf_counter()
+        result = lsh.similar(movie, n, min_ratings=min_ratings)
+        lsh_ms = (time.perf_counter() - t0) * 1000
+        recall = recall_at_k({movie: exact["movieId"].tolist()}, {movie: result["movieId"].tolist()})
+        m = st.columns(3)
+        m[0].metric(f"LSH recall@{n} vs exact", f"{recall:.0%}")
+        m[1].metric("LSH time", f"{lsh_ms:,.0f} ms")
+        m[2].metric("Exact time", f"{exact_ms:,.2f} ms")
+    else:
+        st.caption(f"Exact cosine over {len(index.item_ids):,} movies in {exact_ms:.2f} ms.")
+    meta = index.movies.set_index("movieId")[["imdbId", "tmdbId"]]
+    shown = with_links(result.join(meta, on="movieId"))
+    st.dataframe(shown[["title", "year", "genres", "score", "n_ratings", "IMDb", "TMDB"]],
+                 hide_index=True, width="stretch", column_config=LINK_COLUMNS)

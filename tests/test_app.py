@@ -1,0 +1,131 @@
+"""Every page through Streamlit's AppTest, including the error paths."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+
+APP = str(REPO / "streamlit_app.py")
+PAGES = ["pages/home.py", "pages/statistics.py", "pages/recommendations.py", "pages/similar.py",
+         "pages/model.py", "pages/emotion.py"]
+
+
+@pytest.fixture()
+def app_env(monkeypatch, small_release, small_model, tmp_path):
+    monkeypatch.setenv("MOVIELENS_DATA", str(small_release))
+    monkeypatch.setenv("MODEL_DIR", str(small_model[0]))
+    monkeypatch.setenv("RATINGS_DB", str(tmp_path / "ratings.sqlite"))
+    monkeypatch.chdir(REPO)
+    import streamlit as st
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return small_model
+
+
+def open_page(page: str, timeout: float = 60) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    if page != "pages/home.py":
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def no_exception(at: AppTest):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app_env, page):
+    at = open_page(page)
+    no_exception(at)
+    assert at.title and not at.error, [e.value for e in at.error]
+
+
+def test_home_shows_model_metrics(app_env):
+    at = open_page("pages/home.py")
+    labels = [m.label for m in at.metric]
+    assert "Test RMSE" in labels and "Plain ALS RMSE" in labels
+
+
+def test_recommendations_for_a_user(app_env):
+    at = open_page("pages/recommendations.py")
+    at.sidebar.slider(key="rec_min").set_value(0).run()
+    at.selectbox(key="rec_user").set_value(5).run()
+    no_exception(at)
+    df = at.dataframe[0].value
+    assert len(df) == 10 and {"title", "predicted_rating", "because", "IMDb"} <= set(df.columns)
+    at.sidebar.slider(key="rec_n").set_value(3).run()
+    assert len(at.dataframe[0].value) == 3
+
+
+def test_new_user_mode_persists(app_env):
+    at = open_page("pages/recommendations.py")
+    at.sidebar.slider(key="rec_min").set_value(0).run()
+    at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
+    for query in ("Movie 1,", "Movie 2,", "Movie 3,"):
+        at.text_input(key="rate_query").set_value(query).run()
+        at.feedback(key="rate_stars").set_value(4).run()
+        at.button(key="rate_save").click().run()
+        no_exception(at)
+    from engine.user_ratings import RatingStore
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        assert len(store.ratings("guest")) == 3
+    # a new session (a reload) sees the saved ratings and gets recommendations
+    again = open_page("pages/recommendations.py")
+    again.segmented_control(key="rec_mode").set_value("Me (new user)").run()
+    assert any("Your ratings (3)" in s.value for s in again.subheader)
+    assert len(again.dataframe[0].value) > 0
+
+
+def test_similar_exact(app_env):
+    at = open_page("pages/similar.py")
+    at.slider(key="sim_min").set_value(0).run()
+    at.selectbox(key="sim_movie").set_value(3).run()
+    no_exception(at)
+    df = at.dataframe[0].value
+    assert len(df) == 10 and not df["title"].str.startswith("Movie 3,").any()
+
+
+def test_statistics_tables(app_env):
+    at = open_page("pages/statistics.py")
+    no_exception(at)
+    assert [m.value for m in at.metric][0] == "60"
+    at.slider[0].set_value(5).run()
+    assert len(at.dataframe) == 2
+
+
+def test_no_model_explains_what_to_do(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "nothing"))
+    for page in ("pages/recommendations.py", "pages/similar.py"):
+        at = open_page(page)
+        no_exception(at)
+        assert any("No trained model" in w.value for w in at.warning)
+    home = open_page("pages/home.py")
+    assert any("Train the default model" in b.label for b in home.button)
+
+
+def test_bad_data_is_a_message(app_env, monkeypatch, tmp_path):
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    monkeypatch.setenv("MOVIELENS_DATA", str(bad))
+    at = open_page("pages/statistics.py")
+    no_exception(at)
+    assert any("truncated or corrupt" in e.value for e in at.error)
+
+
+def test_unknown_user_error_is_clear(app_env):
+    at = open_page("pages/recommendations.py")
+    # a stale user id in the session (e.g. after switching to a smaller model)
+    at.session_state["rec_user"] = 5
+    at.run()
+    no_exception(at)
+
+
+def test_model_page_tables(app_env):
+    at = open_page("pages/model.py")
+    no_exception(at)
+    assert at.dataframe  # ranking table and saved models

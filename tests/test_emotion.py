@@ -1,0 +1,219 @@
+"""Emotion recognition: inputs, crop geometry, detection, the shipped model, training/resume.
+
+Nothing here may touch the network: a fixture makes any socket connection fail.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, cli_env
+from engine.emotion.dataset import EMOTIONS, FerDataError, load_split
+from engine.emotion.detector import (EmotionInputError, EmotionRecognizer, crop_face, draw_faces,
+                                     to_gray)
+
+MODEL_DIR = REPO / "models" / "emotion"
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("emotion code tried to use the network")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return EmotionRecognizer.load(MODEL_DIR)
+
+
+# ---------------------------------------------------------------------- input handling
+def _jpeg(img, ext=".jpg"):
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    return buf.tobytes()
+
+
+def test_color_orders_and_formats():
+    bgr = np.zeros((10, 12, 3), np.uint8)
+    bgr[:, :, 2] = 200  # pure red in BGR
+    rgb = bgr[:, :, ::-1].copy()
+    expected = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    np.testing.assert_array_equal(to_gray(bgr), expected)
+    np.testing.assert_array_equal(to_gray(rgb, "rgb"), expected)
+    assert not np.array_equal(to_gray(rgb, "bgr"), expected)  # the order matters and is honoured
+    rgba = np.dstack([rgb, np.full((10, 12), 255, np.uint8)])
+    np.testing.assert_array_equal(to_gray(rgba, "rgb"), expected)
+    np.testing.assert_array_equal(to_gray(expected), expected)
+    np.testing.assert_array_equal(to_gray(expected[..., None]), expected)
+    assert to_gray(np.ones((4, 4), np.float32)).max() == 255  # 0-1 floats scaled
+    for ext in (".png", ".webp"):
+        np.testing.assert_array_equal(to_gray(_jpeg(bgr, ext)), expected)
+    assert abs(int(to_gray(_jpeg(bgr)).mean()) - int(expected.mean())) <= 3  # JPEG is lossy
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"", "empty"),
+    (b"this is not an image at all", "not a JPEG, PNG or WebP"),
+    (np.zeros((0, 10, 3), np.uint8), "empty"),
+    (np.zeros((4, 4, 5), np.uint8), "Unsupported image shape"),
+    ("photo.jpg", "Expected an image array"),
+])
+def test_bad_inputs(bad, message):
+    with pytest.raises(EmotionInputError, match=message):
+        to_gray(bad)
+
+
+def test_truncated_and_oversized():
+    data = _jpeg(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    with pytest.raises(EmotionInputError, match="corrupt or truncated JPEG"):
+        to_gray(data[: len(data) // 3])
+    huge = np.broadcast_to(np.uint8(0), (8000, 8000))  # 64 MP without allocating it
+    with pytest.raises(EmotionInputError, match="too large"):
+        to_gray(huge)
+
+
+def test_crop_geometry_rows_are_y_columns_are_x():
+    img = np.zeros((300, 400), np.uint8)
+    x, y, w, h = 250, 40, 120, 60  # wide box, far right: swapping w/h or x/y would miss it
+    img[y:y + h, x:x + w] = 255
+    img[y:y + h // 2, x:x + w // 2] = 100  # top-left quadrant marks orientation
+    crop = crop_face(img, (x, y, w, h))
+    assert crop.shape == (48, 48)
+    assert crop[:20, :20].mean() == pytest.approx(100, abs=2)
+    assert crop[30:, 30:].mean() == pytest.approx(255, abs=2)
+    # a box hanging off the edge is clipped, not wrapped
+    edge = crop_face(img, (380, 280, 50, 50))
+    assert edge.shape == (48, 48) and edge.max() == 0
+    with pytest.raises(EmotionInputError, match="outside"):
+        crop_face(img, (500, 10, 20, 20))
+
+
+def test_no_face_is_empty_not_error(recognizer):
+    assert recognizer.analyze(np.full((480, 640, 3), 127, np.uint8)) == []
+
+
+def test_detects_and_draws_a_face(recognizer, happy_frame):
+    faces = recognizer.analyze(happy_frame)
+    assert len(faces) == 1
+    face = faces[0]
+    assert set(face.probabilities) == set(EMOTIONS)
+    assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    x, y, w, h = face.box
+    assert 150 <= x + w / 2 <= 350 and 120 <= y + h / 2 <= 360  # where the face was pasted
+    drawn = draw_faces(happy_frame, faces)
+    assert drawn.shape == happy_frame.shape and not np.array_equal(drawn, happy_frame)
+    rgb_faces = recognizer.analyze(cv2.cvtColor(happy_frame, cv2.COLOR_BGR2RGB), color_order="rgb")
+    assert rgb_faces[0].label == face.label
+
+
+# ---------------------------------------------------------------------- the shipped model
+def test_shipped_model_files():
+    assert (MODEL_DIR / "emotion.keras").stat().st_size < 20 * 2**20
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    assert metrics["labels"] == list(EMOTIONS)
+    assert {"accuracy", "per_class", "confusion_matrix", "training_curve", "data_fingerprint",
+            "training_seconds"} <= set(metrics)
+
+
+@pytest.mark.integration
+def test_model_predicts_dataset_faces(recognizer, fer_zip):
+    test = load_split(fer_zip, "test")
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(test), 600, replace=False)
+    probs = recognizer.classify(test.images[pick])
+    accuracy = float((probs.argmax(1) == test.labels[pick]).mean())
+    assert accuracy >= 0.6, accuracy
+    happy = test.images[test.labels == EMOTIONS.index("happy")][:100]
+    assert (recognizer.classify(happy).argmax(1) == EMOTIONS.index("happy")).mean() >= 0.8
+
+
+@pytest.fixture(scope="module")
+def happy_frame():
+    """A 640x480 frame with one FER2013 test face pasted in."""
+    from conftest import real_fer
+    from engine.emotion.frames import face_frame
+    path = real_fer()
+    if path is None:
+        pytest.skip("FER2013 absent: no real face to paste")
+    return face_frame(path, "happy")
+
+
+# ---------------------------------------------------------------------- data + training
+def _fake_fer(tmp_path, n_per_class=6):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fer"
+    for split in ("train", "test"):
+        for k, name in enumerate(EMOTIONS):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n_per_class if split == "train" else 2):
+                img = np.clip(rng.normal(30 * k, 20, (48, 48)), 0, 255).astype(np.uint8)
+                cv2.imwrite(str(folder / f"{i}.jpg"), img)
+    return root
+
+
+def test_loaders_agree(tmp_path):
+    root = _fake_fer(tmp_path)
+    zpath = tmp_path / "fer.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for f in root.rglob("*.jpg"):
+            zf.write(f, f.relative_to(root))
+    a, b = load_split(root, "train"), load_split(zpath, "train")
+    assert len(a) == len(b) == 42 and a.fingerprint == b.fingerprint
+    csv = tmp_path / "fer2013.csv"
+    lines = ["emotion,pixels,Usage"] + [f"{k},{' '.join(['7'] * 2304)},Training" for k in range(7)] \
+        + [f"3,{' '.join(['9'] * 2304)},PrivateTest"]
+    csv.write_text("\n".join(lines) + "\n")
+    assert len(load_split(csv, "train")) == 7 and load_split(csv, "test").labels.tolist() == [3]
+    csv.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
+    with pytest.raises(FerDataError, match="line 2"):
+        load_split(csv, "train")
+    with pytest.raises(FerDataError, match="no such file"):
+        load_split(tmp_path / "nope.zip", "train")
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(FerDataError, match="not a valid zip"):
+        load_split(tmp_path / "bad.zip", "train")
+
+
+@pytest.mark.slow
+def test_training_checkpoints_and_resumes(tmp_path):
+    root = _fake_fer(tmp_path)
+    out = tmp_path / "model"
+
+    def train(epochs, *extra):
+        done = subprocess.run([sys.executable, "-m", "engine.emotion", "train", "--data", str(root),
+                               "--out", str(out), "--epochs", str(epochs), "--batch-size", "16", *extra],
+                              cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads((out / "checkpoints" / "state.json").read_text())
+
+    state = train(1)
+    assert state["epoch"] == 1 and (out / "checkpoints" / "last.keras").exists()
+    state = train(2, "--resume")
+    assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 14 and len(metrics["training_curve"]) == 2
+    assert EmotionRecognizer.load(out).classify(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
+
+
+def test_cli_predict_and_errors(tmp_path, happy_frame):
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), happy_frame)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "engine.emotion", *a], cwd=REPO,
+                                    env=cli_env(), capture_output=True, text=True, timeout=300)
+    done = run("predict", str(img), "--json")
+    assert done.returncode == 0, done.stderr[-1000:]
+    faces = json.loads(done.stdout)["faces"]
+    assert len(faces) == 1 and len(faces[0]["probabilities"]) == 7
+    (tmp_path / "junk.jpg").write_bytes(b"junk")
+    bad = run("predict", str(tmp_path / "junk.jpg"), "--json")
+    assert bad.returncode == 2 and "not a JPEG" in json.loads(bad.stdout)["error"]
