@@ -1,3 +1,155 @@
-"""Placeholder replaced below."""
+"""Mood from your face: live webcam (WebRTC), a photo, an upload, or chosen by hand."""
+import logging
+import time
+
+import av
+import cv2
+import numpy as np
+import pandas as pd
+import plotly.express as px
 import streamlit as st
+from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+from engine.emotion import EMOTIONS
+from engine.emotion.detector import EmotionInputError, EmotionRecognizer, draw_faces
+from engine.emotion.live import FrameProcessor
+from engine.mood import mood_recommendations
+from engine.settings import get_settings
+from pages._common import friendly_errors, load_index
+
+EMOJI = {"angry": "😠", "disgust": "🤢", "fear": "😨", "happy": "😄", "sad": "😢",
+         "surprise": "😮", "neutral": "😐"}
+
 st.title("🙂 Mood from your face")
+st.caption("Your face is analysed in memory, frame by frame; no image is stored or logged.")
+
+
+@st.cache_resource(show_spinner="Loading the emotion model…")
+def recognizer() -> EmotionRecognizer:
+    return EmotionRecognizer.load()
+
+
+index = load_index()
+try:
+    model = recognizer()
+except (FileNotFoundError, RuntimeError) as exc:
+    st.error(str(exc))
+    st.stop()
+
+settings = get_settings()
+with st.sidebar:
+    n = st.slider("Movies", 3, 20, 8, key="mood_n")
+    min_ratings = st.slider("Minimum ratings", 1, 200, 20, key="mood_min")
+    user = None
+    if index is not None:
+        user_choice = st.selectbox("Rank for MovieLens user (optional)",
+                                   ["Anyone"] + [int(u) for u in index.user_ids], key="mood_user")
+        user = None if user_choice == "Anyone" else int(user_choice)
+    st.caption("Emotion → genres: " + "; ".join(f"{k} → {', '.join(v)}"
+                                               for k, v in settings.mood_genres.items()))
+
+
+def show_probabilities(target, probs: dict, title: str) -> None:
+    df = pd.DataFrame({"emotion": list(probs), "probability": list(probs.values())})
+    fig = px.bar(df, x="probability", y="emotion", orientation="h", range_x=[0, 1], title=title)
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=40, b=10))
+    target.plotly_chart(fig, width="stretch")
+
+
+def show_movies(target, emotion: str) -> None:
+    if index is None:
+        target.info("Train a recommender (home page) to see movies for your mood.")
+        return
+    with target.container():
+        with friendly_errors("Finding movies for your mood"):
+            t0 = time.perf_counter()
+            movies = mood_recommendations(emotion, index.movies, n, min_ratings, index=index, user_id=user)
+            ms = (time.perf_counter() - t0) * 1000
+            st.subheader(f"{EMOJI.get(emotion, '')} Feeling {emotion}? Try these")
+            cols = ["title", "year", "genres"] + [c for c in ("predicted_rating", "score") if c in movies]
+            st.dataframe(movies[cols], hide_index=True, width="stretch")
+            st.caption(f"Genres: {', '.join(settings.mood_genres[emotion])} · ranked by "
+                       f"{movies['ranked_by'].iloc[0] if len(movies) else '—'} · {ms:.1f} ms")
+
+
+def analyse_photo(data: bytes, where) -> None:
+    with friendly_errors("Reading the photo"):
+        try:
+            faces = model.analyze(data)
+        except EmotionInputError as exc:
+            where.error(str(exc))
+            return
+        if not faces:
+            where.warning("No face found. Face the camera, with your face well lit and not too small.")
+            return
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        where.image(cv2.cvtColor(draw_faces(img, faces), cv2.COLOR_BGR2RGB), width=420)
+        face = faces[0]
+        where.markdown(f"### {EMOJI[face.label]} {face.label} ({face.confidence:.0%})")
+        show_probabilities(where, face.probabilities, "Probabilities (biggest face)")
+        show_movies(where, face.label)
+
+
+live, photo, upload, manual = st.tabs(["Live webcam", "Take a photo", "Upload a photo", "Choose by hand"])
+
+with live:
+    if "frame_processor" not in st.session_state:
+        st.session_state.frame_processor = FrameProcessor(model)
+    processor: FrameProcessor = st.session_state.frame_processor
+
+    def on_frame(frame: av.VideoFrame) -> av.VideoFrame:
+        # NOTE: runs in a WebRTC worker thread: no st.* here; results go through a queue.
+        return av.VideoFrame.from_ndarray(processor.process(frame.to_ndarray(format="bgr24")),
+                                          format="bgr24")
+
+    video_col, info_col = st.columns([3, 2])
+    with video_col:
+        try:
+            ctx = webrtc_streamer(key="emotion-live", mode=WebRtcMode.SENDRECV,
+                                  video_frame_callback=on_frame,
+                                  media_stream_constraints={"video": True, "audio": False},
+                                  rtc_configuration={"iceServers": settings.rtc_ice_servers},
+                                  async_processing=True)
+        except Exception as exc:  # WebRTC needs a live server session (not a bare script run)
+            logging.getLogger("app").warning("live video unavailable: %r", exc)
+            st.warning("Live video cannot start in this session. Use the photo, upload or "
+                       "by-hand tabs.")
+            ctx = None
+        st.caption("Press START and allow camera access. No camera, or access denied? "
+                   "Use the photo, upload or by-hand tabs.")
+    label_box, chart_box, stats_box = info_col.empty(), info_col.empty(), info_col.empty()
+    movies_box = st.empty()
+    if ctx is not None and ctx.state.playing:
+        shown = None
+        while ctx.state.playing:
+            reading = processor.latest()
+            if reading is not None:
+                stats_box.caption(f"{reading.fps:.1f} frames/s processed · faces in view: {reading.faces}")
+                if reading.label:
+                    label_box.markdown(f"## {EMOJI[reading.label]} {reading.label}")
+                    show_probabilities(chart_box, reading.probabilities, "Smoothed over recent frames")
+                    if reading.label != shown:  # refresh the list only when the mood changes
+                        shown = reading.label
+                        movies_box.empty()
+                        show_movies(movies_box, shown)
+                else:
+                    label_box.info("Looking for a face…")
+            time.sleep(0.3)
+    else:
+        label_box.info("Camera is off.")
+
+with photo:
+    shot = st.camera_input("Take a photo", key="mood_camera")
+    if shot is not None:
+        analyse_photo(shot.getvalue(), photo)
+
+with upload:
+    file = st.file_uploader("A photo with a face (JPEG, PNG or WebP, up to 10 MB)",
+                            type=["jpg", "jpeg", "png", "webp"], key="mood_upload")
+    if file is not None:
+        analyse_photo(file.getvalue(), upload)
+
+with manual:
+    emotion = st.radio("How do you feel?", list(EMOTIONS), horizontal=True, index=EMOTIONS.index("happy"),
+                       format_func=lambda e: f"{EMOJI[e]} {e}", key="mood_manual")
+    show_movies(manual, emotion)

@@ -129,3 +129,43 @@ def test_model_page_tables(app_env):
     at = open_page("pages/model.py")
     no_exception(at)
     assert at.dataframe  # ranking table and saved models
+
+
+# ---------------------------------------------------------------------- emotion page
+def _face_image(fer_zip, ext: str) -> bytes:
+    import cv2
+    from engine.emotion.detector import EmotionRecognizer
+    from engine.emotion.frames import face_frame
+    frame = face_frame(fer_zip, "happy", recognizer=EmotionRecognizer.load())
+    return cv2.imencode(ext, frame)[1].tobytes()
+
+
+def test_emotion_manual_choice(app_env):
+    at = open_page("pages/emotion.py")
+    no_exception(at)
+    at.radio(key="mood_manual").set_value("sad").run()
+    no_exception(at)
+    assert any("Feeling sad" in s.value for s in at.subheader)
+    genres = at.dataframe[-1].value["genres"]
+    assert len(genres) and genres.str.split("|").map(lambda g: "Drama" in g).all()
+
+
+@pytest.mark.integration
+def test_emotion_photo_paths(app_env, fer_zip):
+    for widget, name, mime in (("camera_input", "face.jpg", "image/jpeg"),
+                               ("file_uploader", "face.png", "image/png")):
+        at = open_page("pages/emotion.py")
+        element = getattr(at, widget)(key="mood_camera" if widget == "camera_input" else "mood_upload")
+        element.set_value((name, _face_image(fer_zip, "." + name.split(".")[1]), mime)).run()
+        no_exception(at)
+        assert any("happy" in m.value for m in at.markdown), widget
+        assert any("Feeling happy" in s.value for s in at.subheader), widget
+        genres = at.dataframe[0].value["genres"]
+        assert genres.str.split("|").map(lambda g: bool({"Comedy", "Romance"} & set(g))).all()
+
+
+def test_emotion_bad_upload_is_a_message(app_env):
+    at = open_page("pages/emotion.py")
+    at.file_uploader(key="mood_upload").set_value(("x.jpg", b"not an image", "image/jpeg")).run()
+    no_exception(at)
+    assert any("not a JPEG, PNG or WebP" in e.value for e in at.error)
