@@ -65,10 +65,16 @@ else:
         options = dict(zip(hits["movieId"], hits["title"] + " (" + hits["n_ratings"].astype(str) + " ratings)"))
         pick = st.selectbox("Movie", list(options), format_func=options.get, key="rate_pick")
         stars = st.feedback("stars", key="rate_stars")
-        if st.button("Save rating", type="primary", disabled=stars is None, key="rate_save"):
+
+        def save_rating():
+            # Runs before the rerun: the stars can be reset for the next movie.
             with friendly_errors("Saving the rating"):
                 store.set_rating(profile, int(pick), float(stars + 1))
                 st.toast(f"Saved {stars + 1}★ for {options[pick]}")
+            st.session_state.rate_stars = None
+
+        st.button("Save rating", type="primary", disabled=stars is None, key="rate_save",
+                  on_click=save_rating)
 
     mine = store.ratings(profile)
     left, right = st.columns([2, 3])

@@ -30,6 +30,7 @@ min_ratings = cols[1].slider("Minimum ratings", 0, 100, 10, key="sim_min",
                              help="Movies with few ratings have noisy factors.")
 method = cols[2].radio("Method", ["Exact", "Spark LSH"], horizontal=True, key="sim_method")
 
+st.subheader(f"Most similar to {options[movie]}")
 with friendly_errors("Finding similar movies"):
     t0 = time.perf_counter()
     exact = index.similar(movie, n, min_ratings=min_ratings)

@@ -1,0 +1,236 @@
+"""End to end in a real browser: `streamlit run` on a free port, Debian's Chromium via Playwright.
+
+Screenshots of every page go to test-artifacts/screenshots/ (git-ignored); timings
+(first render per page, recommendation update, webcam frames/s) to
+test-artifacts/browser_timings.json, which bench/bench_browser.py prints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, cli_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+SHOTS = ARTIFACTS / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMINGS: dict = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc, timeout: float = 90) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early: {proc.stdout.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def server(real_model, movielens_zip, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium missing: `make test` installs it (scripts/ensure_chromium.sh)")
+    tmp = tmp_path_factory.mktemp("browser")
+    port = _free_port()
+    env = cli_env(MOVIELENS_DATA=movielens_zip, MODEL_DIR=real_model[0],
+                  RATINGS_DB=tmp / "ratings.sqlite", SPARK_CHECKPOINT_DIR=tmp / "ckpt")
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+           "--server.headless", "true"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        ARTIFACTS.mkdir(exist_ok=True)
+        old = json.loads((ARTIFACTS / "browser_timings.json").read_text()) \
+            if (ARTIFACTS / "browser_timings.json").exists() else {}
+        (ARTIFACTS / "browser_timings.json").write_text(json.dumps({**old, **TIMINGS}, indent=2))
+
+
+def _browser(playwright, extra_args=()):
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=CHROMIUM_ARGS + list(extra_args))
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        yield p
+
+
+def _wait_idle(page, timeout=60000):
+    """Until Streamlit's 'running' indicator is gone."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout)
+
+
+def _open(page, server: str, path: str) -> None:
+    """Enter through the home page, as a visitor does, then go to ``path``.
+
+    (Deep-linking into a fresh server runs the page file before the entry script has
+    registered st.navigation, so the sidebar would list raw file names.)
+    """
+    page.goto(server)
+    page.get_by_role("heading", name=re.compile("Movie Recommender")).wait_for(timeout=90000)
+    page.goto(f"{server}/{path}")
+
+
+def _grid_rows(page, nth=0) -> int:
+    grid = page.locator("[data-testid=stDataFrame] [role=grid]").nth(nth)
+    grid.wait_for(state="attached", timeout=60000)
+    return int(grid.get_attribute("aria-rowcount")) - 1  # minus the header row
+
+
+@pytest.mark.parametrize("width", [1400, 420])
+def test_every_page_renders(server, playwright, width):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser = _browser(playwright)
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    t0 = time.perf_counter()
+    page.goto(server)
+    page.get_by_role("heading", name=re.compile("Movie Recommender")).wait_for(timeout=90000)
+    _wait_idle(page)
+    TIMINGS.setdefault(f"first_render_s@{width}", {})["home"] = round(time.perf_counter() - t0, 2)
+    page.screenshot(path=str(SHOTS / f"home-{width}.png"), full_page=True)
+    expected = {"statistics": "Dataset statistics", "recommendations": "Recommendations",
+                "similar": "Similar movies", "emotion": "Mood from your face", "model": "Model"}
+    for path, heading in expected.items():
+        t0 = time.perf_counter()
+        page.goto(f"{server}/{path}")
+        page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=90000)
+        _wait_idle(page, timeout=120000)
+        TIMINGS[f"first_render_s@{width}"][path] = round(time.perf_counter() - t0, 2)
+        body = page.locator("body").inner_text()
+        assert "Traceback" not in body and "Error" not in page.locator("h1").first.inner_text()
+        page.screenshot(path=str(SHOTS / f"{path}-{width}.png"), full_page=True)
+    browser.close()
+
+
+def test_recommendations_user_575(server, playwright):
+    browser = _browser(playwright)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _open(page, server, "recommendations")
+    page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
+    slider = page.get_by_role("slider").first  # "How many"
+    slider.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowLeft")
+    page.get_by_text("Top 5 for user 575").wait_for(timeout=30000)
+    _wait_idle(page)
+    assert _grid_rows(page) == 5
+    # change the user and time the update
+    t0 = time.perf_counter()
+    page.get_by_role("button", name="User 232").click()
+    page.get_by_text("Top 5 for user 232").wait_for(timeout=30000)
+    _wait_idle(page)
+    TIMINGS["recommendation_update_s"] = round(time.perf_counter() - t0, 3)
+    assert _grid_rows(page) == 5
+    page.screenshot(path=str(SHOTS / "recommendations-232.png"), full_page=True)
+    browser.close()
+
+
+def test_similar_movies_471(server, playwright):
+    browser = _browser(playwright)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _open(page, server, "similar")
+    page.get_by_role("heading", name=re.compile("Similar movies")).wait_for(timeout=90000)
+    _wait_idle(page)
+    page.get_by_text("Most similar to Hudsucker Proxy, The (1994)").wait_for(timeout=30000)
+    slider = page.get_by_role("slider").first  # "How many"
+    slider.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => document.querySelector('[data-testid=stDataFrame] [role=grid]')"
+                           "?.getAttribute('aria-rowcount') === '6'", timeout=30000)
+    assert _grid_rows(page) == 5
+    page.screenshot(path=str(SHOTS / "similar-471.png"), full_page=True)
+    browser.close()
+
+
+def test_new_user_ratings_survive_reload(server, playwright):
+    browser = _browser(playwright)
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    _open(page, server, "recommendations")
+    page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
+    page.get_by_text("Me (new user)", exact=True).click()
+    page.get_by_text("Rate movies you know").wait_for()
+    for count, title in enumerate(("Toy Story (1995)", "Matrix, The", "Godfather, The"), start=1):
+        box = page.get_by_label("Find a movie by title")
+        box.fill(title)
+        box.press("Enter")
+        _wait_idle(page)
+        page.get_by_role("radio", name="5 out of 5 stars").click()
+        _wait_idle(page)
+        page.get_by_role("button", name="Save rating").click()
+        page.get_by_text(f"Your ratings ({count})").wait_for(timeout=30000)
+        _wait_idle(page)
+        assert title.split(" (")[0] in page.locator("body").inner_text()
+    page.get_by_text("Your ratings (3)").wait_for(timeout=30000)
+    assert _grid_rows(page) == 10
+    page.screenshot(path=str(SHOTS / "new-user.png"), full_page=True)
+    page.reload()
+    page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
+    page.get_by_text("Me (new user)", exact=True).click()
+    page.get_by_text("Your ratings (3)").wait_for(timeout=30000)
+    assert "Toy Story (1995)" in page.locator("body").inner_text()
+    browser.close()
+
+
+def test_live_webcam_reads_happy(server, playwright, fer_zip, tmp_path):
+    """Chromium's fake camera plays a Y4M of a happy dataset face; the page must say happy."""
+    from engine.emotion.detector import EmotionRecognizer
+    from engine.emotion.frames import face_frame, write_y4m
+    frame = face_frame(fer_zip, "happy", recognizer=EmotionRecognizer.load())
+    video = write_y4m(tmp_path / "happy.y4m", [frame], fps=15, repeat=45)  # 3 s, looped by Chromium
+    browser = _browser(playwright, ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                                    f"--use-file-for-fake-video-capture={video}"])
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    context.grant_permissions(["camera"], origin=server)
+    page = context.new_page()
+    _open(page, server, "emotion")
+    page.get_by_role("heading", name=re.compile("Mood from your face")).wait_for(timeout=90000)
+    frame_el = page.frame_locator("iframe[title*='streamlit_webrtc']").first
+    frame_el.get_by_role("button", name="START").click(timeout=60000)
+    page.get_by_text(re.compile(r"Feeling happy\? Try these")).wait_for(timeout=90000)
+    assert page.locator("h2", has_text="happy").count() >= 1
+    page.wait_for_timeout(5000)
+    fps_text = page.get_by_text(re.compile(r"frames/s processed")).first.inner_text()
+    TIMINGS["webcam_fps"] = float(re.search(r"([\d.]+) frames/s", fps_text).group(1))
+    body = page.locator("body").inner_text()
+    assert re.search(r"Comedy|Romance", body)
+    page.screenshot(path=str(SHOTS / "emotion-live.png"), full_page=True)
+    frame_el.get_by_role("button", name="STOP").click()
+    browser.close()
