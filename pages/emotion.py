@@ -150,6 +150,7 @@ with upload:
         analyse_photo(file.getvalue(), upload)
 
 with manual:
-    emotion = st.radio("How do you feel?", list(EMOTIONS), horizontal=True, index=EMOTIONS.index("happy"),
+    emotion = st.radio("How do you feel?", list(EMOTIONS), horizontal=True, index=None,
                        format_func=lambda e: f"{EMOJI[e]} {e}", key="mood_manual")
-    show_movies(manual, emotion)
+    if emotion:
+        show_movies(manual, emotion)

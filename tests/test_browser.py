@@ -224,7 +224,7 @@ def test_live_webcam_reads_happy(server, playwright, fer_zip, tmp_path):
     page.get_by_role("heading", name=re.compile("Mood from your face")).wait_for(timeout=90000)
     frame_el = page.frame_locator("iframe[title*='streamlit_webrtc']").first
     frame_el.get_by_role("button", name="START").click(timeout=60000)
-    page.get_by_text(re.compile(r"Feeling happy\? Try these")).wait_for(timeout=90000)
+    page.get_by_text(re.compile(r"Feeling happy\? Try these")).first.wait_for(timeout=90000)
     assert page.locator("h2", has_text="happy").count() >= 1
     page.wait_for_timeout(5000)
     fps_text = page.get_by_text(re.compile(r"frames/s processed")).first.inner_text()
