@@ -20,6 +20,7 @@ bench: java venv data model
 	$(PY) bench/bench_als.py
 	$(PY) bench/bench_serving.py
 	$(PY) bench/bench_emotion.py
+	$(PY) bench/bench_browser.py
 
 java:
 	@scripts/check_java.sh
@@ -38,7 +39,7 @@ data: venv
 	  || $(PY) -m engine fetch
 
 model: venv
-	@test -f models/als/CURRENT || { echo "No ALS model yet: training the default one (about a minute)..."; $(PY) -m engine train; }
+	@test -f "$${MODEL_DIR:-models/als}/CURRENT" || { echo "No ALS model yet: training the default one (about a minute)..."; $(PY) -m engine train; }
 
 chromium:
 	@scripts/ensure_chromium.sh

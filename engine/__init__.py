@@ -1,1 +1,18 @@
-"""The product's brain: MovieLens data, Spark ALS, serving, statistics, emotion, mood."""
+"""The product's brain: MovieLens data, Spark ALS, serving, statistics, emotion, mood.
+
+No Streamlit here, and nothing happens at import time. Modules, one concern each:
+
+* ``settings``    every setting, overridable by environment variables
+* ``movielens``   load + validate GroupLens releases; ``fetch`` downloads them
+* ``spark``       the Spark session from settings
+* ``stats``       dataset statistics (pandas and Spark)
+* ``als``         bias-corrected ALS as a Spark ML estimator
+* ``training``    split, fit, evaluate, tune, export; ``evaluation`` holds the metrics
+* ``model_store`` saved model folders and the CURRENT pointer
+* ``serving``     the in-memory index (recommend, similar, fold-in); ``lsh`` the Spark ANN path
+* ``user_ratings`` SQLite store of ratings people enter
+* ``mood``        emotion -> movies; ``emotion/`` the CNN, training and inference
+"""
+
+__all__ = ["settings", "movielens", "fetch", "spark", "stats", "als", "training", "evaluation",
+           "model_store", "serving", "lsh", "user_ratings", "mood", "emotion"]

@@ -94,11 +94,6 @@ class BiasCorrectedALSModel(Model, _BiasALSParams):
             out = out.dropna(subset=[PREDICTION])
         return out
 
-    def copy(self, extra=None):
-        that = super().copy(extra)
-        that.mu, that.user_bias, that.item_bias, that.als_model = (
-            self.mu, self.user_bias, self.item_bias, self.als_model)
-        return that
 
 
 def clip_rating(col):

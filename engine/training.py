@@ -246,6 +246,7 @@ class _ProgressBiasALS(BiasCorrectedALS):
 
     def __init__(self, progress: Progress = log_progress, total: int = 1, **kwargs):
         super().__init__(**kwargs)
+        # Params.copy() is shallow, so every per-fold copy shares this counter.
         self._progress, self._total, self._done = progress, total, [0]
 
     def _fit(self, dataset):
@@ -257,10 +258,6 @@ class _ProgressBiasALS(BiasCorrectedALS):
                        f"{g(self.maxIter)}, regParam {g(self.regParam)}")
         return model
 
-    def copy(self, extra=None):
-        that = super().copy(extra)
-        that._progress, that._total, that._done = self._progress, self._total, self._done
-        return that
 
 
 def grid_points(grid: dict) -> list[dict]:

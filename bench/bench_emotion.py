@@ -1,0 +1,56 @@
+"""Emotion benchmark: test accuracy, per-face CNN latency, end-to-end 640x480 frame latency.
+
+    python bench/bench_emotion.py [--data ../shared/data/fer2013.zip]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.emotion.cli import evaluate  # noqa: E402
+from engine.emotion.detector import EmotionRecognizer  # noqa: E402
+from engine.emotion.frames import face_frame  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fer2013.zip"
+
+
+def timed(fn, n):
+    fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=os.environ.get("FER2013_DATA", str(DEFAULT_DATA)))
+    args = parser.parse_args()
+    recognizer = EmotionRecognizer.load()
+    result = evaluate(recognizer, args.data)
+    print(f"test accuracy {result['accuracy']:.4f} on {result['n_images']} FER2013 test images "
+          "(flip-averaged, as served)")
+    for name, c in result["per_class"].items():
+        print(f"  {name:>9}: precision {c['precision']:.3f}  recall {c['recall']:.3f}  n={c['support']}")
+    one = np.zeros((1, 48, 48), np.uint8)
+    p50, p95 = timed(lambda: recognizer.classify(one), 300)
+    print(f"CNN per face (compiled call, face + mirror): p50 {p50:.2f} ms, p95 {p95:.2f} ms")
+    frame = face_frame(args.data, "happy")
+    d50, d95 = timed(lambda: recognizer.detector.detect(frame[:, :, 0]), 100)
+    e50, e95 = timed(lambda: recognizer.analyze(frame), 100)
+    print(f"face detection, 640x480: p50 {d50:.2f} ms, p95 {d95:.2f} ms")
+    print(f"end to end, 640x480 frame with one face: p50 {e50:.2f} ms, p95 {e95:.2f} ms "
+          f"= {1000 / e50:.0f} frames/s at p50, {1000 / e95:.0f} at p95")
+
+
+if __name__ == "__main__":
+    main()
