@@ -108,6 +108,13 @@ def _open(page, server: str, path: str) -> None:
     page.goto(f"{server}/{path}")
 
 
+def _step_slider(page, steps: int, nth: int = 0) -> None:
+    """Move the nth slider by keyboard, as a user can."""
+    page.get_by_role("slider").nth(nth).focus()
+    for _ in range(abs(steps)):
+        page.keyboard.press("ArrowRight" if steps > 0 else "ArrowLeft")
+
+
 def _grid_rows(page, nth=0) -> int:
     grid = page.locator("[data-testid=stDataFrame] [role=grid]").nth(nth)
     grid.wait_for(state="attached", timeout=60000)
@@ -144,10 +151,7 @@ def test_recommendations_user_575(server, playwright):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     _open(page, server, "recommendations")
     page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
-    slider = page.get_by_role("slider").first  # "How many"
-    slider.focus()
-    for _ in range(5):
-        page.keyboard.press("ArrowLeft")
+    _step_slider(page, -5)  # "How many": 10 -> 5
     page.get_by_text("Top 5 for user 575").wait_for(timeout=30000)
     _wait_idle(page)
     assert _grid_rows(page) == 5
@@ -169,10 +173,7 @@ def test_similar_movies_471(server, playwright):
     page.get_by_role("heading", name=re.compile("Similar movies")).wait_for(timeout=90000)
     _wait_idle(page)
     page.get_by_text("Most similar to Hudsucker Proxy, The (1994)").wait_for(timeout=30000)
-    slider = page.get_by_role("slider").first  # "How many"
-    slider.focus()
-    for _ in range(5):
-        page.keyboard.press("ArrowLeft")
+    _step_slider(page, -5)  # "How many": 10 -> 5
     page.wait_for_function("() => document.querySelector('[data-testid=stDataFrame] [role=grid]')"
                            "?.getAttribute('aria-rowcount') === '6'", timeout=30000)
     assert _grid_rows(page) == 5
