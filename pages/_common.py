@@ -24,6 +24,26 @@ USER_ERRORS = (DataError, ModelError, UnknownIdError, RatingInputError, SparkUna
                ValueError, FileNotFoundError)
 
 
+def progress_bar(text: str = "Starting…"):
+    """An ``st.progress`` bar and a ``progress(fraction, message)`` callback for engine calls.
+
+    Spark's CrossValidator fits models in worker threads; the callback attaches this
+    script run's context to whichever thread calls it, so the bar can be updated there.
+    """
+    import threading
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    bar = st.progress(0.0, text=text)
+    ctx = get_script_run_ctx()
+
+    def report(fraction: float, message: str) -> None:
+        add_script_run_ctx(threading.current_thread(), ctx)
+        bar.progress(min(1.0, max(0.0, fraction)), text=message)
+
+    return report
+
+
 @contextmanager
 def friendly_errors(what: str):
     """Show engine errors as ``st.error`` with the engine's own (specific) message."""

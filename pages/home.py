@@ -4,7 +4,7 @@ import streamlit as st
 from engine.model_store import ModelError, current_model_dir, read_params
 from engine.settings import get_settings
 from engine.training import train_and_save
-from pages._common import friendly_errors, load_data, model_metrics, spark_session
+from pages._common import friendly_errors, load_data, model_metrics, progress_bar, spark_session
 
 settings = get_settings()
 st.title("🎬 Movie Recommender")
@@ -45,10 +45,10 @@ else:
     st.subheader("First run")
     st.write("No model yet. Training the default bias-corrected ALS model takes about a minute.")
     if st.button("Train the default model", type="primary"):
-        bar = st.progress(0.0, text="Starting…")
+        report = progress_bar()
         with friendly_errors("Training"):
             data = load_data(settings.movielens_data)
             path, metrics = train_and_save(spark_session(), data, settings.model_dir,
-                                           progress=lambda f, msg: bar.progress(min(1.0, f), text=msg))
+                                           progress=report)
             st.success(f"Model {path.name} ready: test RMSE {metrics['test_rmse']:.4f}.")
             st.rerun()

@@ -6,7 +6,7 @@ import streamlit as st
 from engine.model_store import list_models, read_json, read_params, set_current
 from engine.settings import get_settings
 from engine.training import ALSConfig, train_and_save, tune
-from pages._common import friendly_errors, load_data, model_dir, spark_session
+from pages._common import friendly_errors, load_data, model_dir, progress_bar, spark_session
 
 settings = get_settings()
 st.title("⚙️ Model")
@@ -53,13 +53,13 @@ with tab_tune:
     fits = len(ranks) * len(iters) * len(regs) * folds + 1
     st.caption(f"{fits} fits. Roughly 3–10 s each on a laptop.")
     if st.button("Run the grid search", type="primary", disabled=fits <= 1):
-        bar = st.progress(0.0, text="Starting Spark…")
+        report = progress_bar("Starting Spark…")
         with friendly_errors("Tuning"):
             result = tune(spark_session(), load_data(settings.movielens_data),
                           {"rank": ranks, "maxIter": iters, "regParam": regs}, int(folds),
-                          progress=lambda f, msg: bar.progress(min(1.0, f), text=msg))
+                          progress=report)
             st.session_state.cv_result = result
-            bar.progress(1.0, text=f"Done: {result['fits']} fits in {result['seconds']} s")
+            report(1.0, f"Done: {result['fits']} fits in {result['seconds']} s")
     result = st.session_state.get("cv_result")
     if result:
         table = pd.DataFrame(result["table"])
@@ -71,13 +71,12 @@ with tab_tune:
                                   labels={"color": "RMSE"}, title="CV RMSE over rank x regParam"),
                         width="stretch")
         if st.button("Train the best model and make it current"):
-            bar = st.progress(0.0)
+            report = progress_bar()
             with friendly_errors("Training"):
                 best = result["best"]
                 cfg = ALSConfig(rank=best["rank"], max_iter=best["maxIter"], reg_param=best["regParam"])
                 path, m = train_and_save(spark_session(), load_data(settings.movielens_data),
-                                         settings.model_dir, cfg, cv=result,
-                                         progress=lambda f, msg: bar.progress(min(1.0, f), text=msg))
+                                         settings.model_dir, cfg, cv=result, progress=report)
                 st.success(f"Saved {path.name}: test RMSE {m['test_rmse']:.4f}. It is now current.")
 
 with tab_models:

@@ -169,3 +169,28 @@ def test_emotion_bad_upload_is_a_message(app_env):
     at.file_uploader(key="mood_upload").set_value(("x.jpg", b"not an image", "image/jpeg")).run()
     no_exception(at)
     assert any("not a JPEG, PNG or WebP" in e.value for e in at.error)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_model_page_grid_search(app_env):
+    at = open_page("pages/model.py", timeout=300)
+    at.multiselect(key="grid_rank").set_value([4]).run()
+    at.multiselect(key="grid_iter").set_value([5]).run()
+    at.multiselect(key="grid_reg").set_value([0.1, 0.2]).run()
+    at.number_input(key="grid_folds").set_value(2).run()
+    next(b for b in at.button if b.label == "Run the grid search").click().run(timeout=300)
+    no_exception(at)
+    assert any("2-fold CV" in s.value for s in at.subheader)
+    assert any(len(d.value) == 2 for d in at.dataframe)  # the CV table
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_home_first_run_trains(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    at = open_page("pages/home.py", timeout=300)
+    next(b for b in at.button if b.label == "Train the default model").click().run(timeout=300)
+    no_exception(at)
+    assert (tmp_path / "models" / "CURRENT").exists()
+    assert "Test RMSE" in [m.label for m in at.metric]

@@ -113,3 +113,17 @@ def test_real_data_rmse_target(real_model):
     assert m["split_seed"] == 42
     # reported honestly either way; the filter must at least help the model's ranking
     assert m["ranking"]["model"]["ndcg_at_k"] > m["ranking"]["model_unfiltered"]["ndcg_at_k"]
+
+
+def test_training_includes_app_ratings(spark, small_data, tmp_path):
+    from engine.training import ALSConfig, train_and_evaluate
+    from engine.user_ratings import RatingStore
+    with RatingStore(tmp_path / "r.sqlite") as store:
+        for movie in range(1, 30):
+            store.set_rating("fan", movie, 4.5 if movie % 2 else 2.0)
+        extra = store.all_ratings()
+        fan = store.user_id("fan")
+    result = train_and_evaluate(spark, small_data, ALSConfig(rank=3, max_iter=5, test_fraction=0.1),
+                                progress=lambda f, m: None, extra_ratings=extra, compare_baselines=False)
+    assert fan in set(result["tables"]["user_factors"]["userId"])
+    assert (result["tables"]["ratings"]["userId"] == fan).sum() == 29
