@@ -6,6 +6,7 @@ The caching decorators live here, not in ``engine`` (which imports no Streamlit)
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,8 +106,12 @@ def spark_session():
     return get_spark(get_settings())
 
 
-def movie_label(row) -> str:
-    return f"{row['title']}  ·  {row['genres'].replace('|', ', ')}"
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
+
+
+def md_escape(text) -> str:
+    """Data strings (titles, tags are user-contributed) shown as literal text in markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 def imdb_url(imdb_id) -> str | None:

@@ -3,7 +3,7 @@ import streamlit as st
 
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
-from pages._common import LINK_COLUMNS, friendly_errors, load_index, with_links
+from pages._common import LINK_COLUMNS, friendly_errors, load_index, md_escape, with_links
 
 SHOWN = ["title", "year", "genres", "predicted_rating", "because", "n_ratings", "IMDb", "TMDB"]
 
@@ -70,7 +70,7 @@ else:
             # Runs before the rerun: the stars can be reset for the next movie.
             with friendly_errors("Saving the rating"):
                 store.set_rating(profile, int(pick), float(stars + 1))
-                st.toast(f"Saved {stars + 1}★ for {options[pick]}")
+                st.toast(f"Saved {stars + 1}★ for {md_escape(options[pick])}")
             st.session_state.rate_stars = None
 
         st.button("Save rating", type="primary", disabled=stars is None, key="rate_save",
@@ -83,7 +83,7 @@ else:
         titles = index.movies.set_index("movieId")["title"]
         for movie_id, rating in mine:
             row = st.columns([5, 2, 1])
-            row[0].write(titles.get(movie_id, f"movie {movie_id}"))
+            row[0].text(titles.get(movie_id, f"movie {movie_id}"))
             new = row[1].select_slider("stars", [x / 2 for x in range(1, 11)], value=rating,
                                        key=f"edit_{movie_id}", label_visibility="collapsed")
             if new != rating:

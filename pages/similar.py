@@ -4,7 +4,8 @@ import time
 import streamlit as st
 
 from engine.lsh import LSHIndex, recall_at_k
-from pages._common import LINK_COLUMNS, friendly_errors, load_index, model_dir, spark_session, with_links
+from pages._common import (LINK_COLUMNS, friendly_errors, load_index, md_escape, model_dir,
+                           spark_session, with_links)
 
 st.title("🎞️ Similar movies")
 index = load_index()
@@ -30,7 +31,7 @@ min_ratings = cols[1].slider("Minimum ratings", 0, 100, 10, key="sim_min",
                              help="Movies with few ratings have noisy factors.")
 method = cols[2].radio("Method", ["Exact", "Spark LSH"], horizontal=True, key="sim_method")
 
-st.subheader(f"Most similar to {options[movie]}")
+st.subheader(f"Most similar to {md_escape(options[movie])}")
 with friendly_errors("Finding similar movies"):
     t0 = time.perf_counter()
     exact = index.similar(movie, n, min_ratings=min_ratings)
