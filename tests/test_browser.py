@@ -129,15 +129,21 @@ def test_every_page_renders(server, playwright, width):
     t0 = time.perf_counter()
     page.goto(server)
     page.get_by_role("heading", name=re.compile("Movie Recommender")).wait_for(timeout=90000)
+    page.get_by_text("Test RMSE").first.wait_for(timeout=90000)
     _wait_idle(page)
     TIMINGS.setdefault(f"first_render_s@{width}", {})["home"] = round(time.perf_counter() - t0, 2)
     page.screenshot(path=str(SHOTS / f"home-{width}.png"), full_page=True)
-    expected = {"statistics": "Dataset statistics", "recommendations": "Recommendations",
-                "similar": "Similar movies", "emotion": "Mood from your face", "model": "Model"}
-    for path, heading in expected.items():
+    # page -> (heading, text that appears only once the page has finished rendering)
+    expected = {"statistics": ("Dataset statistics", "Most-rated and best-rated movies"),
+                "recommendations": ("Recommendations", "Top 10 for user 575"),
+                "similar": ("Similar movies", "Most similar to"),
+                "emotion": ("Mood from your face", "Press START"),
+                "model": ("Model", "Current model:")}
+    for path, (heading, ready) in expected.items():
         t0 = time.perf_counter()
         page.goto(f"{server}/{path}")
         page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=90000)
+        page.get_by_text(ready).first.wait_for(timeout=120000)
         _wait_idle(page, timeout=120000)
         TIMINGS[f"first_render_s@{width}"][path] = round(time.perf_counter() - t0, 2)
         body = page.locator("body").inner_text()
