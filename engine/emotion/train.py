@@ -115,9 +115,9 @@ def _schedule(cfg: TrainConfig, steps_per_epoch: int):
         alpha=0.01, warmup_target=cfg.learning_rate, warmup_steps=warmup)
 
 
-def _atomic_save(model, path: Path, **kwargs) -> None:
+def _atomic_save(model, path: Path) -> None:
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    model.save(tmp, **kwargs)
+    model.save(tmp)
     os.replace(tmp, path)
 
 
@@ -149,7 +149,7 @@ class _Checkpointer:
                 if logs.get("val_accuracy", 0) > self.state["best_val_accuracy"]:
                     self.state["best_val_accuracy"] = logs["val_accuracy"]
                     self.state["best_epoch"] = epoch + 1
-                    _atomic_save(self.model, self.ckpt_dir / "best.keras", include_optimizer=False)
+                    _atomic_save(self.model, self.ckpt_dir / "best.keras")
                 _atomic_save(self.model, self.ckpt_dir / "last.keras")
                 _atomic_json(self.state, self.ckpt_dir / "state.json")
                 log.info("epoch %d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f (%.0f s)",
@@ -207,7 +207,8 @@ def train(cfg: TrainConfig) -> dict:
                   initial_epoch=state["epoch"], verbose=2,
                   callbacks=[_Checkpointer(ckpt_dir, state, cfg.patience)])
 
-    best = keras.models.load_model(ckpt_dir / "best.keras")
+    # compile=False drops the optimizer state (2x the weights): the shipped file stays small.
+    best = keras.models.load_model(ckpt_dir / "best.keras", compile=False)
     metrics = evaluate_arrays(best, test_split.images, test_split.labels)
     metrics.update({
         "data_fingerprint": {"train": train_split.fingerprint, "test": test_split.fingerprint},
@@ -222,7 +223,7 @@ def train(cfg: TrainConfig) -> dict:
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     })
-    _atomic_save(best, out / MODEL_FILE, include_optimizer=False)
+    _atomic_save(best, out / MODEL_FILE)
     _atomic_json(metrics, out / METRICS_FILE)
     log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
              metrics["accuracy"], metrics["accuracy_single_pass"])
