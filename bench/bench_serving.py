@@ -120,7 +120,7 @@ def large() -> None:
           f"tables {frames / 2**20:,.0f} MiB ({len(ratings):,} ratings)")
     q_users = [(int(u),) for u in rng.integers(1, n_users + 1, 200)]
     q_items = [(int(m),) for m in rng.integers(1, n_items + 1, 200)]
-    q_fold = [([(int(m), 4.0) for m in rng.integers(1, n_items + 1, 20)],) for _ in range(50)]
+    q_fold = [([(int(m), 4.0) for m in rng.choice(n_items, 20, replace=False) + 1],) for _ in range(50)]
     row("recommend (top 10, explanations)", *latency(lambda u: index.recommend(u, 10), q_users))
     row("similar (top 10, exact cosine)", *latency(lambda m: index.similar(m, 10, min_ratings=0), q_items))
     row("fold-in new user (20 ratings) + top 10", *latency(lambda r: index.recommend_new_user(r, 10), q_fold))
