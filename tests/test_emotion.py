@@ -217,3 +217,11 @@ def test_cli_predict_and_errors(tmp_path, happy_frame):
     (tmp_path / "junk.jpg").write_bytes(b"junk")
     bad = run("predict", str(tmp_path / "junk.jpg"), "--json")
     assert bad.returncode == 2 and "not a JPEG" in json.loads(bad.stdout)["error"]
+
+
+def test_single_pass_agrees_with_flip_average(recognizer):
+    faces = np.random.default_rng(5).integers(0, 255, (6, 48, 48), dtype=np.uint8)
+    one = recognizer.classify(faces, flip_average=False)
+    both = recognizer.classify(faces)
+    mirrored = recognizer.classify(faces[:, :, ::-1], flip_average=False)
+    np.testing.assert_allclose(both, (one + mirrored) / 2, atol=1e-5)

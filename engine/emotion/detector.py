@@ -180,16 +180,23 @@ class EmotionRecognizer:
             labels = tuple(json.loads(metrics.read_text()).get("labels", EMOTIONS))
         return cls(model, labels)
 
-    def classify(self, faces: np.ndarray) -> np.ndarray:
-        """(n, 48, 48) uint8 faces -> (n, 7) probabilities (mirror-averaged)."""
+    def classify(self, faces: np.ndarray, flip_average: bool = True) -> np.ndarray:
+        """(n, 48, 48) uint8 faces -> (n, 7) probabilities.
+
+        ``flip_average`` averages each face with its mirror image (+0.7 points of test
+        accuracy, twice the compute); live video turns it off and smooths over frames.
+        """
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         x = faces.astype(np.float32)[..., None]
+        if not flip_average:
+            return self._forward(x).numpy()
         both = np.concatenate([x, x[:, :, ::-1]], axis=0)
         probs = self._forward(both).numpy()
         return (probs[: len(x)] + probs[len(x):]) / 2
 
-    def analyze(self, image, color_order: str = "bgr", max_faces: int = 10) -> list[Face]:
+    def analyze(self, image, color_order: str = "bgr", max_faces: int = 10,
+                flip_average: bool = True) -> list[Face]:
         """Every face in ``image`` with its box, label and the 7 probabilities.
 
         No face is an empty list, not an error.
@@ -198,7 +205,7 @@ class EmotionRecognizer:
         boxes = self.detector.detect(gray)[:max_faces]
         if not boxes:
             return []
-        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]))
+        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]), flip_average)
         faces = []
         for box, p in zip(boxes, probs):
             k = int(np.argmax(p))

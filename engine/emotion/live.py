@@ -65,7 +65,8 @@ class FrameProcessor:
         self.frames = 0
 
     def process(self, frame_bgr: np.ndarray) -> np.ndarray:
-        faces = self.recognizer.analyze(frame_bgr, color_order="bgr", max_faces=5)
+        # One pass per face (no mirror averaging): the EMA over frames does the smoothing.
+        faces = self.recognizer.analyze(frame_bgr, color_order="bgr", max_faces=5, flip_average=False)
         with self._lock:
             now = time.perf_counter()
             self.frames += 1
