@@ -9,7 +9,6 @@ the app draws a progress bar.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -259,8 +258,3 @@ class _ProgressBiasALS(BiasCorrectedALS):
         return model
 
 
-
-def grid_points(grid: dict) -> list[dict]:
-    """Every combination of a grid, as plain dicts (for display and benchmarks)."""
-    keys = list(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]

@@ -1,7 +1,6 @@
 """Shared fixtures: one Spark session per run, generated MovieLens data, the real data."""
 from __future__ import annotations
 
-import io
 import os
 import sys
 import zipfile

@@ -7,7 +7,6 @@ test-artifacts/browser_timings.json, which bench/bench_browser.py prints.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
