@@ -24,8 +24,11 @@ with tab_eval:
                                            "Bias-only baseline"],
                                  "test RMSE": [metrics["test_rmse"], metrics["plain_als_rmse"],
                                                metrics["bias_baseline_rmse"]]})
-            st.plotly_chart(px.bar(rmse, x="test RMSE", y="model", orientation="h", text="test RMSE",
-                                   title="Test RMSE (lower is better)"), width="stretch")
+            fig = px.bar(rmse, x="test RMSE", y="model", orientation="h", text="test RMSE",
+                         title="Test RMSE (lower is better)")
+            low, high = rmse["test RMSE"].min(), rmse["test RMSE"].max()
+            fig.update_xaxes(range=[low - 0.05, high + 0.01])  # the differences are a few hundredths
+            st.plotly_chart(fig, width="stretch")
             ranking = metrics.get("ranking", {})
             rows = []
             for key, label in (("model", f"Model (≥{ranking.get('min_ratings')} ratings)"),
