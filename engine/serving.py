@@ -188,7 +188,9 @@ class RecommenderIndex:
         ``b_u = sum(r - mu - b_i) / (n + userBiasReg)``, then
         ``(V'V + regParam * n * I) x = V' (r - mu - b_i - b_u)`` (Spark's ALS-WR scaling).
         """
-        pos, values = self._check_ratings(ratings)
+        return self._solve_user(*self._check_ratings(ratings))
+
+    def _solve_user(self, pos: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float]:
         base = values - self.mu - self.item_bias[pos]
         bias = float(base.sum() / (len(values) + self.user_bias_reg))
         v = self.item_factors[pos]
@@ -200,8 +202,8 @@ class RecommenderIndex:
                            min_ratings: int = 0, genres: list[str] | None = None,
                            explain: bool = True) -> pd.DataFrame:
         """Recommendations for a person's own ratings, without retraining."""
-        x, bias = self.fold_in(ratings)
         pos, values = self._check_ratings(ratings)
+        x, bias = self._solve_user(pos, values)
         scores = self.raw_scores(x, bias)
         mask = self._candidates(pos, min_ratings, genres)
         return self._result(self._top(scores, mask, n), scores, (pos, values), explain)

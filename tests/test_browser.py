@@ -114,6 +114,14 @@ def _step_slider(page, steps: int, nth: int = 0) -> None:
         page.keyboard.press("ArrowRight" if steps > 0 else "ArrowLeft")
 
 
+def _open_page(playwright, server: str, path: str, height: int = 1000):
+    """A fresh headless Chromium, 1400 px wide, showing ``path``."""
+    browser = _browser(playwright)
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    _open(page, server, path)
+    return browser, page
+
+
 def _grid_rows(page, nth=0) -> int:
     grid = page.locator("[data-testid=stDataFrame] [role=grid]").nth(nth)
     grid.wait_for(state="attached", timeout=60000)
@@ -152,9 +160,7 @@ def test_every_page_renders(server, playwright, width):
 
 
 def test_recommendations_user_575(server, playwright):
-    browser = _browser(playwright)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    _open(page, server, "recommendations")
+    browser, page = _open_page(playwright, server, "recommendations", height=1000)
     page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
     _step_slider(page, -5)  # "How many": 10 -> 5
     page.get_by_text("Top 5 for user 575").wait_for(timeout=30000)
@@ -172,9 +178,7 @@ def test_recommendations_user_575(server, playwright):
 
 
 def test_similar_movies_471(server, playwright):
-    browser = _browser(playwright)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    _open(page, server, "similar")
+    browser, page = _open_page(playwright, server, "similar", height=1000)
     page.get_by_role("heading", name=re.compile("Similar movies")).wait_for(timeout=90000)
     _wait_idle(page)
     page.get_by_text("Most similar to Hudsucker Proxy, The (1994)").wait_for(timeout=30000)
@@ -187,9 +191,7 @@ def test_similar_movies_471(server, playwright):
 
 
 def test_new_user_ratings_survive_reload(server, playwright):
-    browser = _browser(playwright)
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    _open(page, server, "recommendations")
+    browser, page = _open_page(playwright, server, "recommendations", height=1100)
     page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
     page.get_by_text("Me (new user)", exact=True).click()
     page.get_by_text("Rate movies you know").wait_for()
