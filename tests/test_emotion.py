@@ -189,12 +189,15 @@ def test_training_checkpoints_and_resumes(tmp_path):
     root = _fake_fer(tmp_path)
     out = tmp_path / "model"
 
-    def train(epochs, *extra):
+    def train(epochs, *extra, to=out, code=0):
         done = subprocess.run([sys.executable, "-m", "engine.emotion", "train", "--data", str(root),
-                               "--out", str(out), "--epochs", str(epochs), "--batch-size", "16", *extra],
+                               "--out", str(to), "--epochs", str(epochs), "--batch-size", "16", *extra],
                               cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads((out / "checkpoints" / "state.json").read_text())
+        assert done.returncode == code, done.stderr[-2000:]
+        if code:
+            assert "Traceback" not in done.stderr
+            return done.stderr
+        return json.loads((to / "checkpoints" / "state.json").read_text())
 
     state = train(1)
     assert state["epoch"] == 1 and (out / "checkpoints" / "last.keras").exists()
@@ -203,6 +206,23 @@ def test_training_checkpoints_and_resumes(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 14 and len(metrics["training_curve"]) == 2
     assert EmotionRecognizer.load(out).classify(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
+
+    # A new learning-rate cycle from the finished model: its weights are the start, and
+    # metrics.json keeps the lineage so the total training effort stays visible.
+    more = tmp_path / "more"
+    state = train(1, "--init-from", str(out / "emotion.keras"), "--learning-rate", "1e-9", to=more)
+    assert state["init"]["epochs_run"] == 2 and state["init"]["accuracy"] == metrics["accuracy"]
+    first, again = (EmotionRecognizer.load(d).classify(np.full((1, 48, 48), 90, np.uint8))
+                    for d in (out, more))
+    np.testing.assert_allclose(first, again, atol=0.05)  # lr 1e-9: still the earlier model
+    continued = json.loads((more / "metrics.json").read_text())
+    assert continued["total_epochs"] == 3 and len(continued["training_curve"]) == 1
+    # Continuing a model trained with another seed would validate on its training images.
+    error = train(1, "--init-from", str(out / "emotion.keras"), "--seed", "7", to=tmp_path / "x",
+                  code=2)
+    assert "same seed" in error and "Train from scratch" in error
+    error = train(1, "--init-from", str(tmp_path / "missing.keras"), to=tmp_path / "y", code=2)
+    assert "no such model file" in error
 
 
 def test_cli_predict_and_errors(tmp_path, happy_frame):

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate")
+    p.add_argument("--init-from", default=None,
+                   help="start from this .keras model's weights (a new learning-rate cycle)")
     p = sub.add_parser("evaluate", help="accuracy of the shipped model on a test split")
     p.add_argument("--data", required=True, help="folder/zip with test/<emotion>/..., or fer2013.csv")
     p.add_argument("--model", default=str(settings.emotion_model_dir))
@@ -32,14 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    from .dataset import FerDataError
     if args.command == "train":
-        from .train import TrainConfig, train
-        metrics = train(TrainConfig(data=args.data, out_dir=args.out, epochs=args.epochs,
-                                    batch_size=args.batch_size, seed=args.seed,
-                                    resume=args.resume))
+        from .train import TrainConfig, WarmStartError, train
+        try:
+            metrics = train(TrainConfig(data=args.data, out_dir=args.out, epochs=args.epochs,
+                                        batch_size=args.batch_size, seed=args.seed,
+                                        resume=args.resume, learning_rate=args.learning_rate,
+                                        init_from=args.init_from))
+        except (FerDataError, WarmStartError) as exc:
+            return _fail(args, str(exc), 2)
         print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "per_class")}))
         return 0
-    from .dataset import FerDataError
     from .detector import EmotionInputError, EmotionRecognizer
     try:
         recognizer = EmotionRecognizer.load(args.model)

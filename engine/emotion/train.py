@@ -33,6 +33,11 @@ from .evaluation import evaluate_arrays
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "emotion.keras"
+
+
+class WarmStartError(ValueError):
+    """The model given to ``--init-from`` cannot be continued (missing, or other data)."""
+
 METRICS_FILE = "metrics.json"
 
 
@@ -50,6 +55,7 @@ class TrainConfig:
     patience: int = 15
     seed: int = 42
     resume: bool = False
+    init_from: str | None = None
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int):
@@ -121,6 +127,15 @@ def _atomic_save(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _lineage(init: dict | None, key: str) -> float:
+    """Sum ``key`` over the chain of earlier runs this model continues."""
+    total = 0
+    while init:
+        total += init.get(key) or 0
+        init = init.get("init")
+    return total
+
+
 def _atomic_json(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
@@ -162,6 +177,40 @@ class _Checkpointer:
         return Impl(*args, **kwargs)
 
 
+def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
+    """Load the weights of an earlier model (a new learning-rate cycle continues its training).
+
+    Only a model trained on the same training images with the same seed may be
+    continued: otherwise its training set overlaps our validation split and the
+    validation accuracy used to pick the best epoch would be flattering.
+    Returns the earlier run's summary, kept in ``metrics.json`` as its lineage.
+    """
+    import keras
+
+    if not path.is_file():
+        raise WarmStartError(f"{path}: no such model file; --init-from takes an emotion.keras file.")
+    try:
+        earlier = keras.models.load_model(path, compile=False)
+        model.set_weights(earlier.get_weights())
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a foreign file
+        raise WarmStartError(f"{path}: not a model of this architecture ({exc}).") from exc
+    meta_file = path.with_name(METRICS_FILE)
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    seen = meta.get("data_fingerprint", {}).get("train")
+    seed = meta.get("config", {}).get("seed")
+    if seen != train_split.fingerprint or seed != cfg.seed:
+        raise WarmStartError(
+            f"{path}: can only continue a model trained on the same training images with the same "
+            f"seed (its {meta_file.name} says train fingerprint {seen}, seed {seed}; this run has "
+            f"{train_split.fingerprint}, seed {cfg.seed}). Train from scratch instead.")
+    init = {"model": str(path), "accuracy": meta.get("accuracy"),
+            "epochs_run": meta.get("epochs_run"), "training_seconds": meta.get("training_seconds", 0),
+            "training_curve": meta.get("training_curve", []), "config": meta.get("config"),
+            "init": meta.get("init")}
+    log.info("continuing %s (%s epochs, test accuracy %s)", path, init["epochs_run"], init["accuracy"])
+    return init
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run the whole recipe; returns the metrics written to ``metrics.json``."""
     import keras
@@ -196,6 +245,8 @@ def train(cfg: TrainConfig) -> dict:
         state = {"config": asdict(cfg), "epoch": 0, "best_epoch": 0,
                  "best_val_accuracy": 0.0, "history": []}
         model = make_model()
+        if cfg.init_from:
+            state["init"] = _warm_start(model, Path(cfg.init_from), train_split, cfg)
         model.compile(
             optimizer=keras.optimizers.AdamW(_schedule(cfg, steps), weight_decay=cfg.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -220,6 +271,10 @@ def train(cfg: TrainConfig) -> dict:
         "parameters": int(best.count_params()),
         "training_curve": state["history"],
         "config": asdict(cfg),
+        "init": state.get("init"),
+        "total_epochs": state["epoch"] + _lineage(state.get("init"), "epochs_run"),
+        "total_training_seconds": round(state.get("train_seconds", 0)
+                                        + _lineage(state.get("init"), "training_seconds"), 1),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     })
