@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
+from engine.emotion.averaging import snapshots
 from engine.emotion.dataset import EMOTIONS, FerDataError, load_split
 from engine.emotion.detector import (EmotionInputError, EmotionRecognizer, crop_face, draw_faces,
                                      to_gray)
@@ -199,12 +200,23 @@ def test_training_checkpoints_and_resumes(tmp_path):
             return done.stderr
         return json.loads((to / "checkpoints" / "state.json").read_text())
 
-    state = train(1)
+    state = train(1, "--average-last", "2")
     assert state["epoch"] == 1 and (out / "checkpoints" / "last.keras").exists()
-    state = train(2, "--resume")
+    state = train(2, "--resume", "--average-last", "2")
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+    assert sorted(snapshots(out / "checkpoints")) == [1, 2]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 14 and len(metrics["training_curve"]) == 2
+    picked = metrics["selection"]
+    assert picked["weight_average"]["epochs"] == [1, 2] and picked["weight_average"]["n_snapshots"] == 2
+    assert picked["chosen"] in ("best_epoch", "weight_average")
+    # Re-pick the finished run with another window, from the command line.
+    done = subprocess.run([sys.executable, "-m", "engine.emotion", "average", "--last", "1",
+                           "--out", str(out)], cwd=REPO, env=cli_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["selection"]["weight_average"]["epochs"] == [2, 2]
+    metrics = json.loads((out / "metrics.json").read_text())
     assert EmotionRecognizer.load(out).classify(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
 
     # A new learning-rate cycle from the finished model: its weights are the start, and
@@ -223,6 +235,37 @@ def test_training_checkpoints_and_resumes(tmp_path):
     assert "same seed" in error and "Train from scratch" in error
     error = train(1, "--init-from", str(tmp_path / "missing.keras"), to=tmp_path / "y", code=2)
     assert "no such model file" in error
+    # A fresh run starts without the earlier run's snapshots; averaging then says what is missing.
+    assert snapshots(more / "checkpoints") == {}
+    done = subprocess.run([sys.executable, "-m", "engine.emotion", "average", "--last", "3",
+                           "--out", str(more)], cwd=REPO, env=cli_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 2 and "no weight snapshots" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_weight_average_and_batch_norm_recalibration(tmp_path):
+    import keras
+
+    from engine.emotion.averaging import average_weights, recalibrate_batch_norm, save_snapshot
+    from engine.emotion.model import make_model
+    keras.utils.set_random_seed(1)
+    a, b = make_model(), make_model()
+    save_snapshot(a, tmp_path, 1)
+    save_snapshot(b, tmp_path, 2)
+    target = make_model()
+    average_weights(target, list(snapshots(tmp_path).values()))
+    for got, wa, wb in zip(target.get_weights(), a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(got, (wa + wb) / 2, rtol=1e-6, atol=1e-7)
+
+    images = np.random.default_rng(2).integers(0, 255, (256, 48, 48), dtype=np.uint8)
+    bn = next(l for l in target.layers if isinstance(l, keras.layers.BatchNormalization))
+    conv = keras.Model(target.input, bn.input)  # what the first BN layer sees
+    expected = np.asarray(conv(images[..., None].astype(np.float32))).mean(axis=(0, 1, 2))
+    recalibrate_batch_norm(target, images, batch_size=64)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), expected, rtol=1e-3, atol=1e-4)
+    assert bn.momentum == 0.99  # restored, like the dropout rates
+    assert all(l.rate > 0 for l in target.layers if isinstance(l, keras.layers.Dropout))
 
 
 def test_cli_predict_and_errors(tmp_path, happy_frame):

@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate")
     p.add_argument("--init-from", default=None,
                    help="start from this .keras model's weights (a new learning-rate cycle)")
+    p.add_argument("--average-last", type=int, default=0, metavar="N",
+                   help="keep the last N epochs' weights; ship their average if it wins on validation")
+    p = sub.add_parser("average", help="re-pick a finished run's model with a weight average")
+    p.add_argument("--last", type=int, required=True, metavar="N", help="average the last N epochs")
+    p.add_argument("--out", default=str(settings.emotion_model_dir), help="the run's output folder")
+    p.add_argument("--data", default=None, help="FER2013 (default: the path the run was trained on)")
     p = sub.add_parser("evaluate", help="accuracy of the shipped model on a test split")
     p.add_argument("--data", required=True, help="folder/zip with test/<emotion>/..., or fer2013.csv")
     p.add_argument("--model", default=str(settings.emotion_model_dir))
@@ -36,13 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from .dataset import FerDataError
+    if args.command == "average":
+        from .train import WarmStartError, average_run
+        try:
+            metrics = average_run(args.out, args.last, args.data)
+        except (FerDataError, WarmStartError) as exc:
+            return _fail(args, str(exc), 2)
+        print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "selection")}))
+        return 0
     if args.command == "train":
         from .train import TrainConfig, WarmStartError, train
         try:
             metrics = train(TrainConfig(data=args.data, out_dir=args.out, epochs=args.epochs,
                                         batch_size=args.batch_size, seed=args.seed,
                                         resume=args.resume, learning_rate=args.learning_rate,
-                                        init_from=args.init_from))
+                                        init_from=args.init_from,
+                                        average_last=args.average_last))
         except (FerDataError, WarmStartError) as exc:
             return _fail(args, str(exc), 2)
         print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "per_class")}))

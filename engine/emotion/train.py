@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import EMOTIONS, load_split
-from .evaluation import evaluate_arrays
+from .averaging import SNAPSHOT_DIR, averaged_model, save_snapshot, snapshots
+from .evaluation import evaluate_arrays, predict_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class TrainConfig:
     seed: int = 42
     resume: bool = False
     init_from: str | None = None
+    average_last: int = 0
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int):
@@ -149,9 +152,10 @@ class _Checkpointer:
         import keras
 
         class Impl(keras.callbacks.Callback):
-            def __init__(self, ckpt_dir: Path, state: dict, patience: int):
+            def __init__(self, ckpt_dir: Path, state: dict, patience: int, snapshot_after: int):
                 super().__init__()
                 self.ckpt_dir, self.state, self.patience = ckpt_dir, state, patience
+                self.snapshot_after = snapshot_after
                 self.t0 = time.time()
 
             def on_epoch_end(self, epoch, logs=None):
@@ -165,6 +169,8 @@ class _Checkpointer:
                     self.state["best_val_accuracy"] = logs["val_accuracy"]
                     self.state["best_epoch"] = epoch + 1
                     _atomic_save(self.model, self.ckpt_dir / "best.keras")
+                if epoch + 1 > self.snapshot_after:
+                    save_snapshot(self.model, self.ckpt_dir, epoch + 1)
                 _atomic_save(self.model, self.ckpt_dir / "last.keras")
                 _atomic_json(self.state, self.ckpt_dir / "state.json")
                 log.info("epoch %d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f (%.0f s)",
@@ -243,7 +249,9 @@ def train(cfg: TrainConfig) -> dict:
     else:
         from .model import make_model
         state = {"config": asdict(cfg), "epoch": 0, "best_epoch": 0,
-                 "best_val_accuracy": 0.0, "history": []}
+                 "best_val_accuracy": 0.0, "history": [],
+                 "train_fingerprint": train_split.fingerprint}
+        shutil.rmtree(ckpt_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier run's weights
         model = make_model()
         if cfg.init_from:
             state["init"] = _warm_start(model, Path(cfg.init_from), train_split, cfg)
@@ -256,19 +264,84 @@ def train(cfg: TrainConfig) -> dict:
     if state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] < cfg.patience:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
                   initial_epoch=state["epoch"], verbose=2,
-                  callbacks=[_Checkpointer(ckpt_dir, state, cfg.patience)])
+                  callbacks=[_Checkpointer(ckpt_dir, state, cfg.patience,
+                                           _snapshot_after(cfg))])
+    return finalize(cfg, state, train_split, test_split)
+
+
+def average_run(out_dir: str, last: int, data: str | None = None) -> dict:
+    """Redo :func:`finalize` of a finished run with the average of its last ``last`` epochs.
+
+    Uses the run's ``checkpoints/state.json`` (its config, seed and validation
+    split) and the weight snapshots kept in ``checkpoints/snapshots``.
+    """
+    ckpt_dir = Path(out_dir) / "checkpoints"
+    state_file = ckpt_dir / "state.json"
+    if not state_file.exists():
+        raise WarmStartError(f"{state_file}: no training run there; train with --average-last first.")
+    state = json.loads(state_file.read_text())
+    cfg = TrainConfig(**{**state["config"], "out_dir": str(out_dir), "average_last": last,
+                         **({"data": data} if data else {})})
+    first = state["epoch"] - last + 1
+    if last < 1 or not [e for e in snapshots(ckpt_dir) if first <= e <= state["epoch"]]:
+        raise WarmStartError(f"{ckpt_dir / SNAPSHOT_DIR}: no weight snapshots of epochs "
+                             f"{first}-{state['epoch']}; train with --average-last.")
+    train_split = load_split(cfg.data, "train")
+    if train_split.fingerprint != state.get("train_fingerprint", train_split.fingerprint):
+        raise WarmStartError(f"{cfg.data}: not the training images this run used.")
+    return finalize(cfg, state, train_split, load_split(cfg.data, "test"))
+
+
+def _snapshot_after(cfg: TrainConfig) -> int:
+    """Weights of the epochs after this one are kept for averaging."""
+    return cfg.epochs - cfg.average_last if cfg.average_last > 0 else 10**9
+
+
+def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
+    """Pick the model to ship on validation accuracy, evaluate it on test, write it.
+
+    The candidates are the best epoch and, when snapshots of the last
+    ``cfg.average_last`` epochs exist, their weight average. Both are scored on the
+    validation split with the flip averaging that inference uses.
+    """
+    import keras
+    import tensorflow as tf
+
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    tr_idx, val_idx = stratified_split(train_split.labels, cfg.val_fraction, cfg.seed)
+    x_val, y_val = train_split.images[val_idx], train_split.labels[val_idx]
+
+    def val_accuracy(m) -> float:
+        return round(float((predict_probabilities(m, x_val).argmax(1) == y_val).mean()), 4)
 
     # compile=False drops the optimizer state (2x the weights): the shipped file stays small.
     best = keras.models.load_model(ckpt_dir / "best.keras", compile=False)
-    metrics = evaluate_arrays(best, test_split.images, test_split.labels)
+    selection = {"best_epoch": {"epoch": state["best_epoch"], "val_accuracy": val_accuracy(best)}}
+    chosen, shipped = "best_epoch", best
+    first = state["epoch"] - cfg.average_last + 1 if cfg.average_last > 0 else state["epoch"] + 1
+    files = [f for e, f in snapshots(ckpt_dir).items() if first <= e <= state["epoch"]]
+    if files:
+        log.info("averaging the weights of %d epochs (%d-%d)", len(files), first, state["epoch"])
+        averaged = averaged_model(files, train_split.images[tr_idx])
+        selection["weight_average"] = {"epochs": [first, state["epoch"]], "n_snapshots": len(files),
+                                       "val_accuracy": val_accuracy(averaged)}
+        if selection["weight_average"]["val_accuracy"] > selection["best_epoch"]["val_accuracy"]:
+            chosen, shipped = "weight_average", averaged
+    selection["chosen"] = chosen
+    log.info("validation accuracy (flip-averaged): %s; shipping %s",
+             {k: v["val_accuracy"] for k, v in selection.items() if isinstance(v, dict)}, chosen)
+
+    metrics = evaluate_arrays(shipped, test_split.images, test_split.labels)
     metrics.update({
+        "selection": selection,
         "data_fingerprint": {"train": train_split.fingerprint, "test": test_split.fingerprint},
         "data_source": Path(cfg.data).name,
         "best_epoch": state["best_epoch"],
         "best_val_accuracy": state["best_val_accuracy"],
         "epochs_run": state["epoch"],
         "training_seconds": round(state.get("train_seconds", 0), 1),
-        "parameters": int(best.count_params()),
+        "parameters": int(shipped.count_params()),
         "training_curve": state["history"],
         "config": asdict(cfg),
         "init": state.get("init"),
@@ -278,7 +351,7 @@ def train(cfg: TrainConfig) -> dict:
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     })
-    _atomic_save(best, out / MODEL_FILE)
+    _atomic_save(shipped, out / MODEL_FILE)
     _atomic_json(metrics, out / METRICS_FILE)
     log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
              metrics["accuracy"], metrics["accuracy_single_pass"])
