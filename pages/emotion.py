@@ -13,6 +13,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from engine.emotion import EMOTIONS
 from engine.emotion.detector import EmotionInputError, EmotionRecognizer, draw_faces
 from engine.emotion.live import FrameProcessor
+from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
 from engine.settings import get_settings
 from pages._common import friendly_errors, load_index
@@ -90,7 +91,8 @@ def analyse_photo(data: bytes, where) -> None:
         show_movies(where, face.label)
 
 
-live, photo, upload, manual = st.tabs(["Live webcam", "Take a photo", "Upload a photo", "Choose by hand"])
+live, photo, upload, manual, about = st.tabs(["Live webcam", "Take a photo", "Upload a photo",
+                                              "Choose by hand", "About the model"])
 
 with live:
     if "frame_processor" not in st.session_state:
@@ -154,3 +156,35 @@ with manual:
                        format_func=lambda e: f"{EMOJI[e]} {e}", key="mood_manual")
     if emotion:
         show_movies(manual, emotion)
+
+with about:
+    try:
+        report = load_report()
+    except ReportError as exc:
+        st.error(str(exc))
+    else:
+        info = report.summary
+        a, b, c = st.columns(3)
+        a.metric("FER2013 test accuracy", f"{info['accuracy']:.1%}",
+                 help=f"{info['n_images']:,} test images never seen in training, each averaged with "
+                      "its mirror image as photos are here"
+                      + (f"; {info['accuracy_single_pass']:.1%} in one pass, as live video runs it"
+                         if info["accuracy_single_pass"] else ""))
+        b.metric("Parameters", f"{info['parameters'] / 1e6:.2f} M" if info["parameters"] else "—")
+        c.metric("Training", f"{info['epochs']} epochs, {info['training_hours']:.1f} h on 2 CPU cores")
+        st.caption("Humans agree with FER2013's labels about 65 % of the time; the best single networks "
+                   "reach about 73 %. " + ("Shipped weights: the average of the last epochs' weights."
+                                          if info["shipped"] == "weight_average" else ""))
+        left, right = st.columns(2)
+        per_class = report.per_class.melt(id_vars=["emotion", "support"],
+                                          value_vars=["precision", "recall"], var_name="measure")
+        left.plotly_chart(px.bar(per_class, x="emotion", y="value", color="measure", barmode="group",
+                                 range_y=[0, 1], title="Per emotion (test)",
+                                 hover_data=["support"]), width="stretch")
+        right.plotly_chart(px.imshow(report.confusion, text_auto=".0%", color_continuous_scale="Blues",
+                                     zmin=0, zmax=1, title="Confusion (row = true emotion)"),
+                           width="stretch")
+        if not report.curve.empty:
+            st.plotly_chart(px.line(report.curve, x="epoch", y="accuracy", color="split",
+                                    line_dash="run", title="Training curve (all runs)"),
+                            width="stretch")

@@ -164,6 +164,29 @@ def test_emotion_photo_paths(app_env, fer_zip):
         assert genres.str.split("|").map(lambda g: bool({"Comedy", "Romance"} & set(g))).all()
 
 
+def test_emotion_model_card(app_env, monkeypatch, tmp_path):
+    import json
+    import shutil
+    metrics = json.loads((REPO / "models/emotion/metrics.json").read_text())
+    at = open_page("pages/emotion.py")
+    no_exception(at)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["FER2013 test accuracy"] == f"{metrics['accuracy']:.1%}"
+    assert len(at.get("plotly_chart")) >= 3  # per class, confusion, training curve
+
+    # A damaged metrics.json next to a good model: the card says which file and line.
+    broken = tmp_path / "emotion"
+    broken.mkdir()
+    shutil.copy(REPO / "models/emotion/emotion.keras", broken)
+    (broken / "metrics.json").write_text('{"accuracy": 0.7,\n oops}')
+    monkeypatch.setenv("EMOTION_MODEL_DIR", str(broken))
+    import streamlit as st
+    st.cache_resource.clear()
+    at = open_page("pages/emotion.py")
+    no_exception(at)
+    assert any("metrics.json, line 2: not valid JSON" in e.value for e in at.error)
+
+
 def test_emotion_bad_upload_is_a_message(app_env):
     at = open_page("pages/emotion.py")
     at.file_uploader(key="mood_upload").set_value(("x.jpg", b"not an image", "image/jpeg")).run()

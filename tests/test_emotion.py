@@ -288,3 +288,26 @@ def test_single_pass_agrees_with_flip_average(recognizer):
     both = recognizer.classify(faces)
     mirrored = recognizer.classify(faces[:, :, ::-1], flip_average=False)
     np.testing.assert_allclose(both, (one + mirrored) / 2, atol=1e-5)
+
+
+def test_model_report_reads_the_shipped_metrics(tmp_path):
+    from engine.emotion.report import ReportError, load_report
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    report = load_report(MODEL_DIR)
+    assert report.summary["accuracy"] == metrics["accuracy"]
+    assert report.per_class["emotion"].tolist() == list(EMOTIONS)
+    assert report.per_class["support"].sum() == metrics["n_images"]
+    rows = report.confusion.sum(axis=1)
+    assert ((rows - 1).abs() < 0.01).all()
+    happy = EMOTIONS.index("happy")
+    assert report.confusion.loc["happy", "happy"] == pytest.approx(
+        metrics["confusion_matrix"][happy][happy] / sum(metrics["confusion_matrix"][happy]), abs=1e-3)
+    epochs = report.curve[report.curve["split"] == "validation"]["epoch"].tolist()
+    assert epochs == list(range(1, len(epochs) + 1))  # one axis over every run of the lineage
+    assert len(epochs) == report.summary["epochs"]
+
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "labels": ["a", "b"]}))
+    with pytest.raises(ReportError, match="not the metrics file training writes"):
+        load_report(tmp_path)
+    with pytest.raises(ReportError, match="no such file"):
+        load_report(tmp_path / "nowhere")

@@ -176,8 +176,17 @@ class EmotionRecognizer:
                                "Restore it with git or retrain.") from exc
         labels = EMOTIONS
         metrics = folder / METRICS_FILE
-        if metrics.exists():
+        try:
             labels = tuple(json.loads(metrics.read_text()).get("labels", EMOTIONS))
+        except FileNotFoundError:
+            pass
+        except (ValueError, AttributeError) as exc:
+            # Training always writes the outputs in EMOTIONS order; the file only documents it.
+            logging.getLogger(__name__).warning("%s unreadable (%s): using the standard labels",
+                                                metrics, exc)
+        if len(labels) != model.output_shape[-1]:
+            raise RuntimeError(f"{metrics} lists {len(labels)} labels but {path} has "
+                               f"{model.output_shape[-1]} outputs. Restore both files with git.")
         return cls(model, labels)
 
     def classify(self, faces: np.ndarray, flip_average: bool = True) -> np.ndarray:

@@ -1,0 +1,88 @@
+"""How good is the shipped emotion model? Tables for people, from its ``metrics.json``.
+
+``metrics.json`` is written by training (see :mod:`engine.emotion.train`); this
+module only reshapes it: headline figures, per-class precision/recall, the
+row-normalised confusion matrix and the training curve over every run of the
+model's lineage (a model continued with ``--init-from`` shows both cycles).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..settings import get_settings
+from .dataset import EMOTIONS
+from .train import METRICS_FILE
+
+
+class ReportError(ValueError):
+    """metrics.json is missing or not what training writes."""
+
+
+@dataclass
+class ModelReport:
+    summary: dict             # accuracy, single-pass accuracy, images, parameters, epochs, hours, choice
+    per_class: pd.DataFrame   # emotion, precision, recall, support
+    confusion: pd.DataFrame   # share of each true emotion (rows) predicted as each emotion (columns)
+    curve: pd.DataFrame       # epoch (counted over the lineage), run, split, accuracy
+
+
+def load_report(model_dir: str | Path | None = None) -> ModelReport:
+    path = Path(model_dir or get_settings().emotion_model_dir) / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file. The emotion model ships with it; restore it with "
+                          f"`git checkout {METRICS_FILE}` or retrain (`python -m engine.emotion train`).")
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).") from exc
+    try:
+        return _report(metrics)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"{path}: not the metrics file training writes (missing or bad {exc}).") from exc
+
+
+def _lineage(metrics: dict) -> list[dict]:
+    """Runs from the first to this one (``init`` links each run to the one it continued)."""
+    runs, run = [], metrics
+    while run:
+        runs.append(run)
+        run = run.get("init")
+    return runs[::-1]
+
+
+def _report(metrics: dict) -> ModelReport:
+    labels = metrics["labels"]
+    if list(labels) != list(EMOTIONS):
+        raise ValueError(f"labels {labels}")
+    per_class = pd.DataFrame([{"emotion": k, **metrics["per_class"][k]} for k in labels])
+    cm = pd.DataFrame(metrics["confusion_matrix"], index=labels, columns=labels, dtype=float)
+    confusion = cm.div(cm.sum(axis=1).where(lambda s: s > 0, 1), axis=0).round(3)
+    confusion.index.name, confusion.columns.name = "true", "predicted"
+
+    rows, offset = [], 0
+    for number, run in enumerate(_lineage(metrics), start=1):
+        for point in run.get("training_curve") or []:
+            for split, key in (("train", "accuracy"), ("validation", "val_accuracy")):
+                if key in point:
+                    rows.append({"epoch": offset + point["epoch"], "run": number, "split": split,
+                                 "accuracy": round(float(point[key]), 4)})
+        offset += len(run.get("training_curve") or [])
+    curve = pd.DataFrame(rows, columns=["epoch", "run", "split", "accuracy"])
+
+    selection = metrics.get("selection") or {}
+    summary = {
+        "accuracy": float(metrics["accuracy"]),
+        "accuracy_single_pass": metrics.get("accuracy_single_pass"),
+        "n_images": int(metrics["n_images"]),
+        "parameters": metrics.get("parameters"),
+        "epochs": metrics.get("total_epochs", metrics.get("epochs_run")),
+        "training_hours": round((metrics.get("total_training_seconds")
+                                 or metrics.get("training_seconds") or 0) / 3600, 2),
+        "runs": len(_lineage(metrics)),
+        "shipped": selection.get("chosen", "best_epoch"),
+    }
+    return ModelReport(summary, per_class, confusion, curve)
