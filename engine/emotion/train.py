@@ -12,8 +12,14 @@ The recipe, step by step:
 5. After every epoch: save a full checkpoint (model + optimizer) and, when the
    validation accuracy improves, the best weights. ``--resume`` continues from the
    last checkpoint; training stops early when validation accuracy stalls.
-6. Evaluate the best model on test (with the horizontal-flip averaging that
-   inference uses) and write ``emotion.keras`` + ``metrics.json``.
+   With ``--average-last N`` the last N epochs' weights are kept too.
+6. Pick what to ship on validation accuracy: the best epoch, or the average of
+   the last N epochs' weights (:mod:`engine.emotion.averaging`).
+7. Evaluate it on test (with the horizontal-flip averaging that inference uses)
+   and write ``emotion.keras`` + ``metrics.json``.
+
+``--init-from MODEL`` starts a new learning-rate cycle from a finished model of
+the same data and seed; ``metrics.json`` then records the lineage (``init``).
 """
 from __future__ import annotations
 
@@ -35,12 +41,11 @@ from .evaluation import evaluate_arrays, predict_probabilities
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "emotion.keras"
+METRICS_FILE = "metrics.json"
 
 
 class WarmStartError(ValueError):
-    """The model given to ``--init-from`` cannot be continued (missing, or other data)."""
-
-METRICS_FILE = "metrics.json"
+    """A run cannot be continued or averaged (missing files, other data or seed)."""
 
 
 @dataclass
@@ -201,7 +206,11 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a foreign file
         raise WarmStartError(f"{path}: not a model of this architecture ({exc}).") from exc
     meta_file = path.with_name(METRICS_FILE)
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    try:
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    except json.JSONDecodeError as exc:
+        raise WarmStartError(f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}); it tells "
+                             "which data and seed the model was trained with.") from exc
     seen = meta.get("data_fingerprint", {}).get("train")
     seed = meta.get("config", {}).get("seed")
     if seen != train_split.fingerprint or seed != cfg.seed:
