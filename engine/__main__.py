@@ -1,4 +1,5 @@
 """``python -m engine ...`` (see engine/cli.py)."""
+from .cli import exit_process
 from .cli import main
 
-raise SystemExit(main())
+exit_process(main())

@@ -171,7 +171,8 @@ with about:
                       + (f"; {info['accuracy_single_pass']:.1%} in one pass, as live video runs it"
                          if info["accuracy_single_pass"] else ""))
         b.metric("Parameters", f"{info['parameters'] / 1e6:.2f} M" if info["parameters"] else "—")
-        c.metric("Training", f"{info['epochs']} epochs, {info['training_hours']:.1f} h on 2 CPU cores")
+        c.metric("Training", f"{info['epochs'] or '?'} epochs · {info['training_hours']:.1f} h",
+                 help=f"{info['runs']} learning-rate cycle(s); hours as measured by the training machine")
         st.caption("Humans agree with FER2013's labels about 65 % of the time; the best single networks "
                    "reach about 73 %. " + ("Shipped weights: the average of the last epochs' weights."
                                           if info["shipped"] == "weight_average" else ""))

@@ -1,4 +1,5 @@
-"""``python -m engine.emotion train|evaluate|predict`` (see engine/emotion/cli.py)."""
+"""``python -m engine.emotion train|evaluate|predict|average`` (see engine/emotion/cli.py)."""
+from ..cli import exit_process
 from .cli import main
 
-raise SystemExit(main())
+exit_process(main())
