@@ -224,9 +224,12 @@ def test_training_checkpoints_and_resumes(tmp_path):
     more = tmp_path / "more"
     state = train(1, "--init-from", str(out / "emotion.keras"), "--learning-rate", "1e-9", to=more)
     assert state["init"]["epochs_run"] == 2 and state["init"]["accuracy"] == metrics["accuracy"]
-    first, again = (EmotionRecognizer.load(d).classify(np.full((1, 48, 48), 90, np.uint8))
-                    for d in (out, more))
-    np.testing.assert_allclose(first, again, atol=0.05)  # lr 1e-9: still the earlier model
+    import keras
+    first, again = (keras.models.load_model(d / "emotion.keras", compile=False) for d in (out, more))
+    # lr 1e-9: the trained weights are still the earlier model's (a random start would differ by
+    # ~5e-3 after its two epochs); only batch-norm statistics, not trainable, moved.
+    for w0, w1 in zip(first.trainable_weights, again.trainable_weights):
+        np.testing.assert_allclose(np.asarray(w0), np.asarray(w1), atol=1e-5)
     continued = json.loads((more / "metrics.json").read_text())
     assert continued["total_epochs"] == 3 and len(continued["training_curve"]) == 1
     # Continuing a model trained with another seed would validate on its training images.
