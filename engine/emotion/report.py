@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..settings import get_settings
 from .dataset import EMOTIONS
-from .train import METRICS_FILE
+from .train import METRICS_FILE, lineage
 
 
 class ReportError(ValueError):
@@ -45,15 +45,6 @@ def load_report(model_dir: str | Path | None = None) -> ModelReport:
         raise ReportError(f"{path}: not the metrics file training writes (missing or bad {exc}).") from exc
 
 
-def _lineage(metrics: dict) -> list[dict]:
-    """Runs from the first to this one (``init`` links each run to the one it continued)."""
-    runs, run = [], metrics
-    while run:
-        runs.append(run)
-        run = run.get("init")
-    return runs[::-1]
-
-
 def _report(metrics: dict) -> ModelReport:
     labels = metrics["labels"]
     if list(labels) != list(EMOTIONS):
@@ -64,7 +55,7 @@ def _report(metrics: dict) -> ModelReport:
     confusion.index.name, confusion.columns.name = "true", "predicted"
 
     rows, offset = [], 0
-    for number, run in enumerate(_lineage(metrics), start=1):
+    for number, run in enumerate(lineage(metrics), start=1):
         for point in run.get("training_curve") or []:
             for split, key in (("train", "accuracy"), ("validation", "val_accuracy")):
                 if key in point:
@@ -82,7 +73,7 @@ def _report(metrics: dict) -> ModelReport:
         "epochs": metrics.get("total_epochs", metrics.get("epochs_run")),
         "training_hours": round((metrics.get("total_training_seconds")
                                  or metrics.get("training_seconds") or 0) / 3600, 2),
-        "runs": len(_lineage(metrics)),
+        "runs": len(lineage(metrics)),
         "shipped": selection.get("chosen", "best_epoch"),
     }
     return ModelReport(summary, per_class, confusion, curve)

@@ -135,13 +135,18 @@ def _atomic_save(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _lineage(init: dict | None, key: str) -> float:
-    """Sum ``key`` over the chain of earlier runs this model continues."""
-    total = 0
-    while init:
-        total += init.get(key) or 0
-        init = init.get("init")
-    return total
+def lineage(metrics: dict | None) -> list[dict]:
+    """The runs behind ``metrics``, first to last (``init`` links a run to the one it continued)."""
+    runs = []
+    while metrics:
+        runs.append(metrics)
+        metrics = metrics.get("init")
+    return runs[::-1]
+
+
+def _lineage_total(init: dict | None, key: str) -> float:
+    """Sum ``key`` over the earlier runs this model continues."""
+    return sum(run.get(key) or 0 for run in lineage(init))
 
 
 def _atomic_json(obj, path: Path) -> None:
@@ -354,9 +359,9 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
         "training_curve": state["history"],
         "config": asdict(cfg),
         "init": state.get("init"),
-        "total_epochs": state["epoch"] + _lineage(state.get("init"), "epochs_run"),
+        "total_epochs": state["epoch"] + _lineage_total(state.get("init"), "epochs_run"),
         "total_training_seconds": round(state.get("train_seconds", 0)
-                                        + _lineage(state.get("init"), "training_seconds"), 1),
+                                        + _lineage_total(state.get("init"), "training_seconds"), 1),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     })
