@@ -121,24 +121,6 @@ with live:
                    "Use the photo, upload or by-hand tabs.")
     label_box, chart_box, stats_box = info_col.empty(), info_col.empty(), info_col.empty()
     movies_box = st.empty()
-    if ctx is not None and ctx.state.playing:
-        shown = None
-        while ctx.state.playing:
-            reading = processor.latest()
-            if reading is not None:
-                stats_box.caption(f"{reading.fps:.1f} frames/s processed · faces in view: {reading.faces}")
-                if reading.label:
-                    label_box.markdown(f"## {EMOJI[reading.label]} {reading.label}")
-                    show_probabilities(chart_box, reading.probabilities, "Smoothed over recent frames")
-                    if reading.label != shown:  # refresh the list only when the mood changes
-                        shown = reading.label
-                        movies_box.empty()
-                        show_movies(movies_box, shown)
-                else:
-                    label_box.info("Looking for a face…")
-            time.sleep(0.3)
-    else:
-        label_box.info("Camera is off.")
 
 with photo:
     shot = st.camera_input("Take a photo", key="mood_camera")
@@ -189,3 +171,24 @@ with about:
             st.plotly_chart(px.line(report.curve, x="epoch", y="accuracy", color="split",
                                     line_dash="run", title="Training curve (all runs)"),
                             width="stretch")
+
+# Last: while the camera plays this loop holds the script, so every other tab is drawn first.
+with live:
+    if ctx is not None and ctx.state.playing:
+        shown = None
+        while ctx.state.playing:
+            reading = processor.latest()
+            if reading is not None:
+                stats_box.caption(f"{reading.fps:.1f} frames/s processed · faces in view: {reading.faces}")
+                if reading.label:
+                    label_box.markdown(f"## {EMOJI[reading.label]} {reading.label}")
+                    show_probabilities(chart_box, reading.probabilities, "Smoothed over recent frames")
+                    if reading.label != shown:  # refresh the list only when the mood changes
+                        shown = reading.label
+                        movies_box.empty()
+                        show_movies(movies_box, shown)
+                else:
+                    label_box.info("Looking for a face…")
+            time.sleep(0.3)
+    else:
+        label_box.info("Camera is off.")

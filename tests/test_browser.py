@@ -241,5 +241,9 @@ def test_live_webcam_reads_happy(server, playwright, fer_zip, tmp_path):
     body = page.locator("body").inner_text()
     assert re.search(r"Comedy|Romance", body)
     page.screenshot(path=str(SHOTS / "emotion-live.png"), full_page=True)
+    # The live loop runs last: the other tabs are drawn while the camera plays.
+    page.get_by_role("tab", name="About the model").click()
+    page.get_by_text("FER2013 test accuracy").first.wait_for(timeout=30000)
+    page.get_by_role("tab", name="Live webcam").click()
     frame_el.get_by_role("button", name="STOP").click()
     browser.close()
