@@ -122,10 +122,16 @@ def _open_page(playwright, server: str, path: str, height: int = 1000):
     return browser, page
 
 
-def _grid_rows(page, nth=0) -> int:
+def _grid_rows(page, nth=0, expect=None, timeout_s=30) -> int:
+    """Rows of the nth grid; with ``expect``, wait (up to timeout_s) for a rerun to redraw it."""
     grid = page.locator("[data-testid=stDataFrame] [role=grid]").nth(nth)
-    grid.wait_for(state="attached", timeout=60000)
-    return int(grid.get_attribute("aria-rowcount")) - 1  # minus the header row
+    deadline = time.monotonic() + timeout_s
+    while True:
+        grid.wait_for(state="attached", timeout=60000)
+        rows = int(grid.get_attribute("aria-rowcount")) - 1  # minus the header row
+        if expect is None or rows == expect or time.monotonic() > deadline:
+            return rows
+        page.wait_for_timeout(250)
 
 
 @pytest.mark.parametrize("width", [1400, 420])
@@ -165,14 +171,14 @@ def test_recommendations_user_575(server, playwright):
     _step_slider(page, -5)  # "How many": 10 -> 5
     page.get_by_text("Top 5 for user 575").wait_for(timeout=30000)
     _wait_idle(page)
-    assert _grid_rows(page) == 5
+    assert _grid_rows(page, expect=5) == 5  # the heading can update before the grid is redrawn
     # change the user and time the update
     t0 = time.perf_counter()
     page.get_by_role("button", name="User 232").click()
     page.get_by_text("Top 5 for user 232").wait_for(timeout=30000)
     _wait_idle(page)
     TIMINGS["recommendation_update_s"] = round(time.perf_counter() - t0, 3)
-    assert _grid_rows(page) == 5
+    assert _grid_rows(page, expect=5) == 5
     page.screenshot(path=str(SHOTS / "recommendations-232.png"), full_page=True)
     browser.close()
 
