@@ -210,8 +210,9 @@ def test_new_user_ratings_survive_reload(server, playwright):
         _wait_idle(page)
         page.get_by_role("button", name="Save rating").click()
         page.get_by_text(f"Your ratings ({count})").wait_for(timeout=30000)
+        # The heading can be redrawn before the rows under it: wait for this movie's row.
+        page.locator("[data-testid=stText]", has_text=title.split(" (")[0]).first.wait_for(timeout=30000)
         _wait_idle(page)
-        assert title.split(" (")[0] in page.locator("body").inner_text()
     page.get_by_text("Your ratings (3)").wait_for(timeout=30000)
     assert _grid_rows(page) == 10
     page.screenshot(path=str(SHOTS / "new-user.png"), full_page=True)
