@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .serving import ORDERS
 from .settings import get_settings
 
 log = logging.getLogger("engine.cli")
@@ -206,15 +207,17 @@ def cmd_recommend(args) -> int:
             from .user_ratings import RatingStore
             with RatingStore(get_settings().ratings_db) as store:
                 pairs = store.ratings(args.profile)
-        recs = index.recommend_new_user(pairs, args.n, min_ratings=args.min_ratings, genres=genres)
+        recs = index.recommend_new_user(pairs, args.n, min_ratings=args.min_ratings, genres=genres,
+                                        order=args.order)
         who = {"new_user_ratings": len(pairs)}
     else:
         if args.user is None:
             raise ValueError("Say who: --user ID, --new-user FILE or --profile NAME.")
-        recs = index.recommend(args.user, args.n, min_ratings=args.min_ratings, genres=genres)
+        recs = index.recommend(args.user, args.n, min_ratings=args.min_ratings, genres=genres,
+                               order=args.order)
         who = {"user": args.user}
     ms = (time.perf_counter() - t0) * 1000
-    payload = {"model": folder.name, **who, "latency_ms": round(ms, 3),
+    payload = {"model": folder.name, **who, "order": args.order, "latency_ms": round(ms, 3),
                "recommendations": _records(recs, ["movieId", "title", "genres", "predicted_rating",
                                                   "n_ratings", "because"])}
     _emit(args, payload, _movie_rows(recs, ["predicted_rating", "movieId", "title"]))
@@ -313,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-ratings", type=int, default=20,
                    help="leave out movies with fewer training ratings (default 20)")
     p.add_argument("--genres", help="comma-separated, e.g. Comedy,Drama")
+    p.add_argument("--order", choices=list(ORDERS), default="rating",
+                   help="rating: highest predicted rating first (default); picks: top picks, the "
+                        "movies the user is most likely to watch and like (implicit ALS)")
     p.add_argument("--model", help="model folder (default: current)")
     p = add("similar", cmd_similar, "movies similar to one movie")
     p.add_argument("--movie", type=int, required=True)

@@ -9,6 +9,9 @@ A model folder holds::
     item_factors.parquet  movieId, item_bias, n_ratings, f0..f{rank-1}
     movies.parquet        catalogue (title, genres, year, IMDb/TMDB ids)
     ratings.parquet       every known rating, for history and "already rated"
+    pick_user_factors.parquet, pick_item_factors.parquet
+                          implicit-ALS factors that order top picks (engine.picks);
+                          models saved before them still load, without top picks
     spark_model/          Spark's own ALSModel (for Spark jobs such as LSH)
 
 Folders are written under a temporary name and renamed when complete, and the
@@ -28,6 +31,7 @@ import pandas as pd
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
 TABLES = ("user_factors", "item_factors", "movies", "ratings")
+PICK_TABLES = ("pick_user_factors", "pick_item_factors")
 
 
 class ModelError(RuntimeError):
@@ -54,7 +58,7 @@ def save_model(root: str | Path, *, params: dict, metrics: dict, tables: dict[st
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cv is not None:
         (tmp / "cv.json").write_text(json.dumps(cv, indent=2))
-    for table in TABLES:
+    for table in TABLES + tuple(t for t in PICK_TABLES if t in tables):
         tables[table].to_parquet(tmp / f"{table}.parquet", index=False)
     if spark_model is not None:
         spark_model.write().overwrite().save(str((tmp / "spark_model").resolve()))
@@ -133,7 +137,9 @@ def read_serving_tables(model_dir: str | Path) -> dict:
     model_dir = Path(model_dir)
     params = read_params(model_dir)
     frames = {}
-    for table in TABLES:
+    # Top-picks tables are optional (older models lack them), but never half there.
+    has_picks = "picks" in params or any((model_dir / f"{t}.parquet").exists() for t in PICK_TABLES)
+    for table in TABLES + (PICK_TABLES if has_picks else ()):
         path = model_dir / f"{table}.parquet"
         if not path.exists():
             raise ModelError(f"{model_dir} is incomplete: {path.name} is missing. Retrain the model.")
@@ -143,9 +149,15 @@ def read_serving_tables(model_dir: str | Path) -> dict:
             raise ModelError(f"{path} is corrupt ({type(exc).__name__}: {exc}). "
                              "Retrain the model.") from exc
     try:
-        return {"mu": params["mu"], "reg_param": params["reg_param"],
-                "user_bias_reg": params["user_bias_reg"],
-                "user_frame": frames["user_factors"], "item_frame": frames["item_factors"],
-                "movies": frames["movies"], "ratings": frames["ratings"]}
+        out = {"mu": params["mu"], "reg_param": params["reg_param"],
+               "user_bias_reg": params["user_bias_reg"],
+               "user_frame": frames["user_factors"], "item_frame": frames["item_factors"],
+               "movies": frames["movies"], "ratings": frames["ratings"]}
+        if has_picks:
+            out.update(pick_user_frame=frames["pick_user_factors"],
+                       pick_item_frame=frames["pick_item_factors"],
+                       pick_params={"alpha": params["picks"]["alpha"],
+                              "reg_param": params["picks"]["reg_param"]})
+        return out
     except KeyError as exc:
         raise ModelError(f"{model_dir}/params.json lacks {exc}. Retrain the model.") from exc

@@ -7,6 +7,10 @@ Scores are ``mu + b_user + b_movie + u.v`` as in the Spark model. Lists are
 ranked by that raw score; the *predicted rating* shown is the score clipped to
 0.5-5.0 (clipping first would tie every score above 5.0).
 
+``order="picks"`` ranks by the implicit-ALS model instead (:mod:`engine.picks`):
+movies the user is most likely to watch and like next. The list still shows the
+explicit model's predicted rating; ``score`` is then the implicit score ``u.v``.
+
 Example:
     >>> index = RecommenderIndex.load(current_model_dir())   # doctest: +SKIP
     >>> index.recommend(575, n=5)[["title", "predicted_rating"]]   # doctest: +SKIP
@@ -19,12 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from . import picks
 from .movielens import GENRES, ITEM, MAX_RATING, MIN_RATING, RATING, TITLE, USER
 
 log = logging.getLogger(__name__)
 
 LIKED_RATING = 4.0  # history ratings that count as "you liked" in explanations
 DEFAULT_SIMILAR_MIN_RATINGS = 10
+ORDERS = {"rating": "highest predicted rating", "picks": "top picks (implicit ALS)"}
 
 
 class UnknownIdError(KeyError):
@@ -54,6 +60,11 @@ class RecommenderIndex:
     item_support: np.ndarray     # (n_items,) training ratings per movie
     movies: pd.DataFrame         # metadata aligned with item_ids (title, genres, year, links)
     ratings: pd.DataFrame        # every known rating (userId, movieId, rating), for history/exclusion
+    pick_user_factors: np.ndarray | None = None  # (n_users, k) implicit ALS, aligned with user_ids
+    pick_item_factors: np.ndarray | None = None  # (n_items, k) aligned with item_ids
+    pick_alpha: float = 0.0
+    pick_reg: float = 0.0
+    _pick_gram: np.ndarray | None = field(default=None, repr=False)
     _user_pos: dict = field(default_factory=dict, repr=False)
     _item_pos: dict = field(default_factory=dict, repr=False)
     _unit_items: np.ndarray | None = field(default=None, repr=False)
@@ -65,6 +76,8 @@ class RecommenderIndex:
         self._item_pos = {int(m): i for i, m in enumerate(self.item_ids)}
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         self._unit_items = self.item_factors / np.where(norms == 0, 1, norms)
+        if self.pick_item_factors is not None:
+            self._pick_gram = self.pick_item_factors.T @ self.pick_item_factors
         genres = self.movies[GENRES].str.split("|")
         for name in sorted({g for gs in genres for g in gs}):
             self._genre_masks[name] = genres.map(lambda gs, n=name: n in gs).to_numpy()
@@ -77,6 +90,11 @@ class RecommenderIndex:
     @property
     def rank(self) -> int:
         return self.item_factors.shape[1]
+
+    @property
+    def has_picks(self) -> bool:
+        """Whether the model can order lists as top picks (models saved before cannot)."""
+        return self.pick_item_factors is not None
 
     @property
     def genres(self) -> list[str]:
@@ -143,11 +161,19 @@ class RecommenderIndex:
         # Stable order: score descending, then movieId ascending for exact ties.
         return idx[np.lexsort((self.item_ids[idx], -scores[idx]))]
 
+    def _check_order(self, order: str) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"Unknown order {order!r}: use " +
+                             " or ".join(f"{k!r} ({v})" for k, v in ORDERS.items()) + ".")
+        if order == "picks" and not self.has_picks:
+            raise ValueError("This model was saved without the top-picks model: retrain it "
+                             "(`python -m engine train` or the home page) or order by rating.")
+
     def _result(self, top: np.ndarray, scores: np.ndarray, liked: tuple | None,
-                explain: bool) -> pd.DataFrame:
+                explain: bool, order_scores: np.ndarray | None = None) -> pd.DataFrame:
         out = self.movies.iloc[top].reset_index(drop=True).copy()
         out["predicted_rating"] = np.clip(scores[top], MIN_RATING, MAX_RATING).round(3)
-        out["score"] = scores[top]
+        out["score"] = (scores if order_scores is None else order_scores)[top]
         out["n_ratings"] = self.item_support[top]
         if explain:
             out["because"] = self._explain(top, liked)
@@ -170,16 +196,18 @@ class RecommenderIndex:
     # ------------------------------------------------------------------ public API
     def recommend(self, user_id: int, n: int = 10, exclude_rated: bool = True,
                   min_ratings: int = 0, genres: list[str] | None = None,
-                  explain: bool = True) -> pd.DataFrame:
-        """Top-``n`` movies for a known user, ranked by the model's score.
+                  explain: bool = True, order: str = "rating") -> pd.DataFrame:
+        """Top-``n`` movies for a known user, ranked by predicted rating or as top picks.
 
         >>> index.recommend(575, n=3)[["movieId", "predicted_rating"]]  # doctest: +SKIP
         """
+        self._check_order(order)
         u = self._user(user_id)
         rated = self._user_rows.get(int(user_id))
         scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
+        ranked = scores if order == "rating" else self.pick_item_factors @ self.pick_user_factors[u]
         mask = self._candidates(rated[0] if (rated and exclude_rated) else None, min_ratings, genres)
-        return self._result(self._top(scores, mask, n), scores, rated, explain)
+        return self._result(self._top(ranked, mask, n), scores, rated, explain, ranked)
 
     def fold_in(self, ratings: list[tuple[int, float]]) -> tuple[np.ndarray, float]:
         """User vector and bias for someone not in the model, from (movieId, rating) pairs.
@@ -198,15 +226,26 @@ class RecommenderIndex:
         x = np.linalg.solve(a, v.T @ (base - bias))
         return x, bias
 
+    def pick_fold_in(self, ratings: list[tuple[int, float]]) -> np.ndarray:
+        """Implicit-ALS user vector for someone not in the model (see :func:`engine.picks.fold_in`)."""
+        self._check_order("picks")
+        return self._solve_pick_user(*self._check_ratings(ratings))
+
+    def _solve_pick_user(self, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return picks.fold_in(self.pick_item_factors, self._pick_gram, pos, values,
+                             self.pick_alpha, self.pick_reg)
+
     def recommend_new_user(self, ratings: list[tuple[int, float]], n: int = 10,
                            min_ratings: int = 0, genres: list[str] | None = None,
-                           explain: bool = True) -> pd.DataFrame:
+                           explain: bool = True, order: str = "rating") -> pd.DataFrame:
         """Recommendations for a person's own ratings, without retraining."""
+        self._check_order(order)
         pos, values = self._check_ratings(ratings)
         x, bias = self._solve_user(pos, values)
         scores = self.raw_scores(x, bias)
+        ranked = scores if order == "rating" else self.pick_item_factors @ self._solve_pick_user(pos, values)
         mask = self._candidates(pos, min_ratings, genres)
-        return self._result(self._top(scores, mask, n), scores, (pos, values), explain)
+        return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked)
 
     def similar(self, movie_id: int, n: int = 10,
                 min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS) -> pd.DataFrame:
@@ -261,9 +300,14 @@ class RecommenderIndex:
     @classmethod
     def from_frames(cls, *, mu: float, reg_param: float, user_bias_reg: float,
                     user_frame: pd.DataFrame, item_frame: pd.DataFrame,
-                    movies: pd.DataFrame, ratings: pd.DataFrame) -> "RecommenderIndex":
+                    movies: pd.DataFrame, ratings: pd.DataFrame,
+                    pick_user_frame: pd.DataFrame | None = None,
+                    pick_item_frame: pd.DataFrame | None = None,
+                    pick_params: dict | None = None) -> "RecommenderIndex":
         """From the saved tables: ``user_frame`` [userId, user_bias, f0..], ``item_frame``
-        [movieId, item_bias, n_ratings, f0..], catalogue ``movies`` and all ``ratings``."""
+        [movieId, item_bias, n_ratings, f0..], catalogue ``movies`` and all ``ratings``;
+        optionally the top-picks factors [userId|movieId, f0..] and ``pick_params``
+        {alpha, reg_param}."""
         fcols = [c for c in item_frame.columns if c.startswith("f") and c[1:].isdigit()]
         item_frame = item_frame.sort_values(ITEM).reset_index(drop=True)
         user_frame = user_frame.sort_values(USER).reset_index(drop=True)
@@ -279,7 +323,16 @@ class RecommenderIndex:
             item_factors=item_frame[fcols].to_numpy(np.float64),
             item_bias=item_frame["item_bias"].to_numpy(np.float64),
             item_support=item_frame["n_ratings"].to_numpy(np.int64),
-            movies=meta, ratings=ratings[[USER, ITEM, RATING]].reset_index(drop=True))
+            movies=meta, ratings=ratings[[USER, ITEM, RATING]].reset_index(drop=True),
+            **cls._pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, pick_params))
+
+    @staticmethod
+    def _pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, params) -> dict:
+        if pick_user_frame is None or pick_item_frame is None:
+            return {}
+        return {"pick_user_factors": picks.align(pick_user_frame, USER, user_frame[USER].to_numpy()),
+                "pick_item_factors": picks.align(pick_item_frame, ITEM, item_frame[ITEM].to_numpy()),
+                "pick_alpha": float(params["alpha"]), "pick_reg": float(params["reg_param"])}
 
     @classmethod
     def load(cls, model_dir) -> "RecommenderIndex":

@@ -1,8 +1,10 @@
 """Train, evaluate and tune the ALS recommender on Spark; export what serving needs.
 
-Stages: ratings -> seeded split -> fit (bias-corrected ALS) -> evaluate (RMSE
-against plain ALS and the bias-only baseline; ranking against popularity) ->
-export factors -> save. :func:`tune` runs Spark's ``CrossValidator`` over a grid.
+Stages: ratings -> seeded split -> fit (bias-corrected ALS for predicted
+ratings, implicit ALS for the order of top picks, :mod:`engine.picks`) ->
+evaluate (RMSE against plain ALS and the bias-only baseline; ranking of both
+orders against popularity) -> export factors -> save. :func:`tune` runs Spark's
+``CrossValidator`` over a grid.
 
 Every long function takes ``progress(fraction, message)``; the CLI prints it,
 the app draws a progress bar.
@@ -19,6 +21,7 @@ import pandas as pd
 
 from .als import BiasCorrectedALS, bias_baseline_predictions, plain_als
 from .evaluation import ranking_metrics, relevant_items, rmse
+from . import picks
 from .model_store import save_model
 from .movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
 from .serving import RecommenderIndex
@@ -111,27 +114,35 @@ def evaluate_ranking(index: RecommenderIndex, train_pdf: pd.DataFrame, test_pdf:
     popular = train_pdf.groupby(ITEM).size().sort_values(ascending=False, kind="stable")
     popular_ids = popular.index.to_numpy()
     rated = train_pdf.groupby(USER)[ITEM].agg(set).to_dict()
-    pop_recs, model_recs, filtered_recs = {}, {}, {}
+    pop_recs, model_recs, filtered_recs, pick_recs = {}, {}, {}, {}
     for u in users:
         seen = rated.get(u, set())
         pop_recs[u] = [m for m in popular_ids[: k + len(seen)] if m not in seen][:k]
         model_recs[u] = index.recommend(u, k, explain=False)[ITEM].tolist()
         filtered_recs[u] = index.recommend(u, k, min_ratings=min_ratings, explain=False)[ITEM].tolist()
-    return {"model": ranking_metrics(filtered_recs, relevant, k),
-            "model_unfiltered": ranking_metrics(model_recs, relevant, k),
-            "popularity": ranking_metrics(pop_recs, relevant, k),
-            "min_ratings": min_ratings, "relevant_rating": 4.0}
+        if index.has_picks:
+            pick_recs[u] = index.recommend(u, k, explain=False, order="picks")[ITEM].tolist()
+    out = {"model": ranking_metrics(filtered_recs, relevant, k),
+           "model_unfiltered": ranking_metrics(model_recs, relevant, k),
+           "popularity": ranking_metrics(pop_recs, relevant, k),
+           "min_ratings": min_ratings, "relevant_rating": 4.0}
+    if index.has_picks:
+        out["picks"] = ranking_metrics(pick_recs, relevant, k)
+    return out
 
 
 def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
                        progress: Progress = log_progress, extra_ratings: pd.DataFrame | None = None,
-                       compare_baselines: bool = True) -> dict:
-    """Fit the default model on the seeded train split and measure it on test.
+                       compare_baselines: bool = True,
+                       picks_cfg: picks.PicksConfig | None = None) -> dict:
+    """Fit the default models on the seeded train split and measure them on test.
 
-    Returns a dict with ``metrics``, ``params``, ``tables`` (for saving) and the
-    Spark ``model``.
+    Returns a dict with ``metrics``, ``params``, ``tables`` (for saving), the
+    Spark ``model`` (bias-corrected ALS), ``picks_model`` (implicit ALS) and
+    ``train_ratings`` (the training split, pandas).
     """
     cfg = cfg or ALSConfig()
+    picks_cfg = picks_cfg or picks.PicksConfig()
     progress(0.02, "splitting ratings 80/20 (seed %d)" % cfg.split_seed)
     train, test = split(ratings_frame(spark, data, extra_ratings), cfg)
     n_train, n_test = train.count(), test.count()
@@ -153,6 +164,12 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
         plain = plain_als(cfg.rank, cfg.max_iter, cfg.reg_param, cfg.seed).fit(train)
         metrics["plain_als_rmse"] = round(rmse(plain.transform(test)), 5)
 
+    progress(0.65, f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
+    t0 = time.perf_counter()
+    picks_model = picks.fit(train, picks_cfg)
+    pick_users, pick_items = picks.export_factors(picks_model)
+    metrics["picks_fit_seconds"] = round(time.perf_counter() - t0, 2)
+
     progress(0.75, "exporting factors")
     train_pdf = train.toPandas()
     test_pdf = test.toPandas()
@@ -163,7 +180,9 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
     if extra_ratings is not None and len(extra_ratings):
         all_ratings = pd.concat([all_ratings, extra_ratings[[USER, ITEM, RATING]]], ignore_index=True)
     common = dict(mu=model.mu, reg_param=cfg.reg_param, user_bias_reg=cfg.user_bias_reg,
-                  user_frame=users, item_frame=items, movies=catalogue)
+                  user_frame=users, item_frame=items, movies=catalogue,
+                  pick_user_frame=pick_users, pick_item_frame=pick_items,
+                  pick_params=picks.params_of(picks_cfg))
 
     progress(0.85, "ranking metrics against popularity")
     eval_index = RecommenderIndex.from_frames(**common, ratings=train_pdf)
@@ -172,15 +191,18 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
     for key in ("precision", "recall", "ndcg", "map"):
         metrics[f"{key}_at_{cfg.ranking_k}"] = ranking["model"][f"{key}_at_k"]
         metrics[f"popularity_{key}_at_{cfg.ranking_k}"] = ranking["popularity"][f"{key}_at_k"]
+        metrics[f"picks_{key}_at_{cfg.ranking_k}"] = ranking["picks"][f"{key}_at_k"]
     train.unpersist()
     test.unpersist()
     progress(0.95, "done evaluating")
-    params = {**asdict(cfg), "mu": model.mu,
+    params = {**asdict(cfg), "mu": model.mu, "picks": picks.params_of(picks_cfg),
               "dataset": {"name": data.name, "source": data.source, "fingerprint": data.fingerprint,
                           "n_ratings": int(len(all_ratings))}}
     tables = {"user_factors": users, "item_factors": items, "movies": catalogue,
-              "ratings": all_ratings.reset_index(drop=True)}
-    return {"metrics": metrics, "params": params, "tables": tables, "model": model}
+              "ratings": all_ratings.reset_index(drop=True),
+              "pick_user_factors": pick_users, "pick_item_factors": pick_items}
+    return {"metrics": metrics, "params": params, "tables": tables, "model": model,
+            "picks_model": picks_model, "train_ratings": train_pdf}
 
 
 def train_and_save(spark, data: MovieLens, root, cfg: ALSConfig | None = None,

@@ -40,7 +40,13 @@ if folder is not None:
         m[1].metric("Plain ALS RMSE", f"{metrics['plain_als_rmse']:.4f}",
                     delta=f"{metrics['test_rmse'] - metrics['plain_als_rmse']:+.4f}", delta_color="inverse")
         m[2].metric("Bias-only RMSE", f"{metrics['bias_baseline_rmse']:.4f}")
-        m[3].metric("NDCG@10 (popularity)", f"{metrics['ndcg_at_10']:.3f} ({metrics['popularity_ndcg_at_10']:.3f})")
+        if "picks_ndcg_at_10" in metrics:
+            m[3].metric("Top picks NDCG@10", f"{metrics['picks_ndcg_at_10']:.3f}",
+                        delta=f"{metrics['picks_ndcg_at_10'] - metrics['popularity_ndcg_at_10']:+.3f} "
+                              "vs most popular")
+        else:
+            m[3].metric("NDCG@10 (popularity)",
+                        f"{metrics['ndcg_at_10']:.3f} ({metrics['popularity_ndcg_at_10']:.3f})")
 else:
     st.subheader("First run")
     st.write("No model yet. Training the default bias-corrected ALS model takes about a minute.")

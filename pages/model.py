@@ -31,15 +31,19 @@ with tab_eval:
             st.plotly_chart(fig, width="stretch")
             ranking = metrics.get("ranking", {})
             rows = []
-            for key, label in (("model", f"Model (≥{ranking.get('min_ratings')} ratings)"),
-                               ("model_unfiltered", "Model (no filter)"), ("popularity", "Most popular")):
+            for key, label in (("picks", "Top picks (implicit ALS)"),
+                               ("model", f"Predicted rating (≥{ranking.get('min_ratings')} ratings)"),
+                               ("model_unfiltered", "Predicted rating (no filter)"),
+                               ("popularity", "Most popular")):
                 if key in ranking:
                     r = ranking[key]
                     rows.append({"ranker": label, "precision@10": r["precision_at_k"],
                                  "recall@10": r["recall_at_k"], "NDCG@10": r["ndcg_at_k"], "MAP@10": r["map_at_k"]})
             if rows:
                 st.subheader("Top-10 ranking on the test set")
-                st.caption("Relevant = a test movie the user rated 4 or more; movies rated in training excluded.")
+                st.caption("Relevant = a test movie the user rated 4 or more; movies rated in training "
+                           "excluded. Top picks order lists by what a user is likely to watch and like; "
+                           "the predicted-rating order fills up with little-known films.")
                 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
             cv = read_json(folder, "cv.json")
             if cv:

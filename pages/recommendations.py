@@ -24,6 +24,15 @@ with st.sidebar:
     min_ratings = st.slider("Only movies with at least this many ratings", 0, 200, 20, step=5,
                             key="rec_min", help="Few ratings make a prediction unreliable.")
     genres = st.multiselect("Genres (any of)", index.genres, key="rec_genres")
+    if index.has_picks:
+        order = st.radio("Order", ["picks", "rating"], key="rec_order",
+                         format_func={"picks": "Top picks for you", "rating": "Highest predicted rating"}.get,
+                         help="Top picks: what you are most likely to watch and enjoy next (ranks "
+                              "held-out favourites far better). Highest predicted rating: the most "
+                              "stars the model expects, often little-known films.")
+    else:
+        order = "rating"
+        st.caption("This model has no top-picks ranking: retrain it on the home page to get one.")
 
 mode = st.segmented_control("Recommend for", ["A MovieLens user", "Me (new user)"],
                             default="A MovieLens user", key="rec_mode")
@@ -40,7 +49,7 @@ if mode != "Me (new user)":
     user = st.selectbox("User (type to search)", users, key="rec_user")
     left, right = st.columns([3, 2])
     with left, friendly_errors("Recommending"):
-        recs = index.recommend(user, n, min_ratings=min_ratings, genres=genres or None)
+        recs = index.recommend(user, n, min_ratings=min_ratings, genres=genres or None, order=order)
         st.subheader(f"Top {len(recs)} for user {user}")
         if recs.empty:
             st.info("No movie passes these filters: lower the minimum ratings or add genres.")
@@ -98,6 +107,6 @@ else:
         else:
             with friendly_errors("Recommending"):
                 recs = index.recommend_new_user(store.ratings(profile), n, min_ratings=min_ratings,
-                                                genres=genres or None)
+                                                genres=genres or None, order=order)
                 st.dataframe(with_links(recs)[SHOWN], hide_index=True, width="stretch",
                              column_config=LINK_COLUMNS)

@@ -35,3 +35,19 @@ def assert_same_ranking(expected: list, got_ids: list, got_scores: list, tol: fl
             assert abs(exp_scores[pos] - got_scores[pos]) < tol, (pos, exp_ids, got_ids)
     # the tail may differ only by a near-tie at the cut
     assert len(set(exp_ids) ^ set(got_ids)) <= 2
+
+
+def spark_pick_top_n(spark, als_model, users: list[int], rated: dict[int, set], n: int) -> dict[int, list]:
+    """user -> [(movieId, u.v)] from an implicit ALSModel's recommendForUserSubset."""
+    n_items = als_model.itemFactors.count()
+    subset = spark.createDataFrame([(u,) for u in users], ["userId"])
+    recs = (als_model.recommendForUserSubset(subset, n_items)
+            .select("userId", F.explode("recommendations").alias("r"))
+            .select("userId", F.col("r.movieId").alias("movieId"), F.col("r.rating").alias("score"))
+            .toPandas())
+    out = {}
+    for u, g in recs.groupby("userId"):
+        g = g[~g["movieId"].isin(rated.get(int(u), set()))]
+        g = g.sort_values(["score", "movieId"], ascending=[False, True]).head(n)
+        out[int(u)] = list(zip(g["movieId"].astype(int), g["score"].astype(float)))
+    return out

@@ -48,7 +48,7 @@ def test_every_page_renders(app_env, page):
 def test_home_shows_model_metrics(app_env):
     at = open_page("pages/home.py")
     labels = [m.label for m in at.metric]
-    assert "Test RMSE" in labels and "Plain ALS RMSE" in labels
+    assert "Test RMSE" in labels and "Plain ALS RMSE" in labels and "Top picks NDCG@10" in labels
 
 
 def test_recommendations_for_a_user(app_env):
@@ -60,6 +60,22 @@ def test_recommendations_for_a_user(app_env):
     assert len(df) == 10 and {"title", "predicted_rating", "because", "IMDb"} <= set(df.columns)
     at.sidebar.slider(key="rec_n").set_value(3).run()
     assert len(at.dataframe[0].value) == 3
+
+
+def test_recommendation_order_switch(app_env):
+    """Top picks by default; the sidebar switches to the predicted-rating order."""
+    from engine.serving import RecommenderIndex
+    index = RecommenderIndex.load(app_env[1])
+    at = open_page("pages/recommendations.py")
+    at.sidebar.slider(key="rec_min").set_value(0).run()
+    at.selectbox(key="rec_user").set_value(5).run()
+    assert at.sidebar.radio(key="rec_order").value == "picks"
+    picks = at.dataframe[0].value["title"].tolist()
+    assert picks == index.recommend(5, 10, order="picks")["title"].tolist()
+    at.sidebar.radio(key="rec_order").set_value("rating").run()
+    no_exception(at)
+    by_rating = at.dataframe[0].value["title"].tolist()
+    assert by_rating == index.recommend(5, 10)["title"].tolist() and by_rating != picks
 
 
 def test_new_user_mode_persists(app_env):

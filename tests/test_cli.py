@@ -37,7 +37,7 @@ def env(small_release, tmp_path_factory):
 def test_train_and_evaluate(env):
     saved = run_cli(env, "evaluate", "--saved", "--json")
     for key in ("test_rmse", "plain_als_rmse", "bias_baseline_rmse", "ndcg_at_10",
-                "popularity_ndcg_at_10", "split_seed"):
+                "popularity_ndcg_at_10", "picks_ndcg_at_10", "split_seed"):
         assert key in saved
     fresh = run_cli(env, "evaluate", "--json")
     assert fresh["test_rmse"] == pytest.approx(saved["test_rmse"], abs=1e-3)  # seeded protocol
@@ -47,6 +47,11 @@ def test_recommend_and_similar(env):
     out = run_cli(env, "recommend", "--user", "5", "-n", "5", "--min-ratings", "0", "--json")
     recs = out["recommendations"]
     assert len(recs) == 5 and {"movieId", "title", "predicted_rating"} <= set(recs[0])
+    assert out["order"] == "rating"
+    picks = run_cli(env, "recommend", "--user", "5", "-n", "5", "--min-ratings", "0", "--order", "picks",
+                    "--json")
+    assert picks["order"] == "picks" and len(picks["recommendations"]) == 5
+    assert [r["movieId"] for r in picks["recommendations"]] != [r["movieId"] for r in recs]
     sim = run_cli(env, "similar", "--movie", "3", "-n", "5", "--min-ratings", "0", "--json")
     assert len(sim["similar"]) == 5 and {"movieId", "title", "score"} <= set(sim["similar"][0])
     lsh = run_cli(env, "similar", "--movie", "3", "-n", "5", "--min-ratings", "0", "--method", "lsh", "--json")

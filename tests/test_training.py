@@ -18,7 +18,8 @@ def test_training_reports_every_metric(small_model):
     _, _, result = small_model
     m = result["metrics"]
     for key in ("test_rmse", "plain_als_rmse", "bias_baseline_rmse", "ndcg_at_10",
-                "popularity_ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "split_seed"):
+                "popularity_ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "split_seed",
+                "picks_ndcg_at_10", "picks_fit_seconds"):
         assert key in m, key
     # the generated data has latent structure: the factor model must beat the bias-only baseline
     assert m["test_rmse"] < m["bias_baseline_rmse"]

@@ -1,0 +1,92 @@
+"""Top picks: implicit-feedback ALS that orders recommendation lists.
+
+The explicit model (:mod:`engine.als`) predicts *how many stars* a user would
+give a movie, and it does that well (test RMSE 0.85). Ranked by that prediction,
+though, a top-10 fills with little-known films predicted at 4.6 stars that the
+user would never pick: on the held-out ratings it loses to a plain "most
+popular" list (NDCG@10 0.065 vs 0.156).
+
+Top picks answer the other question, *which movies will this user watch and
+like next*. Spark's implicit ALS (Hu, Koren & Volinsky 2008) treats every rating
+as "watched" (preference 1) with confidence ``1 + alpha * rating``, and scores
+a movie by the dot product ``u . v``. Same data, same split: NDCG@10 well above both
+(README has the numbers). The predicted rating shown next to each pick still
+comes from the explicit model.
+
+Serving never touches Spark: :func:`fold_in` solves the same normal equations
+Spark's implicit solver solves for a user, with the item factors fixed::
+
+    (V'V + alpha * sum_i r_i v_i v_i' + regParam * n * I) x = sum_i (1 + alpha * r_i) v_i
+
+(Spark's ``ALS.computeFactors`` with ``implicitPrefs``: ALS-WR scaling of the
+regularisation by the user's rating count ``n``.)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from .movielens import ITEM, RATING, USER
+
+
+@dataclass
+class PicksConfig:
+    """Implicit ALS hyper-parameters, chosen by NDCG@10 on a validation split carved
+    from the training split (seed 7; test untouched): rank 32, regParam 0.1, alpha 0.5
+    (validation NDCG@10 0.178; most popular 0.116; see README)."""
+
+    rank: int = 32
+    max_iter: int = 15
+    reg_param: float = 0.1
+    alpha: float = 0.5
+    seed: int = 42
+
+
+def fit(train_df, cfg: PicksConfig | None = None):
+    """Spark ``ALSModel`` with ``implicitPrefs`` on (userId, movieId, rating)."""
+    from pyspark.ml.recommendation import ALS
+
+    cfg = cfg or PicksConfig()
+    als = ALS(userCol=USER, itemCol=ITEM, ratingCol=RATING, implicitPrefs=True, rank=cfg.rank,
+              maxIter=cfg.max_iter, regParam=cfg.reg_param, alpha=cfg.alpha, seed=cfg.seed,
+              checkpointInterval=5, coldStartStrategy="nan")
+    return als.fit(train_df.select(USER, ITEM, RATING))
+
+
+def export_factors(model) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(users [userId, f0..], items [movieId, f0..]) as pandas, float32 like Spark."""
+    def wide(factors_df, id_name):
+        pdf = factors_df.toPandas()
+        mat = np.vstack(pdf["features"].to_numpy()).astype(np.float32)
+        out = pd.DataFrame(mat, columns=[f"f{i}" for i in range(mat.shape[1])])
+        out.insert(0, id_name, pdf["id"].astype(np.int64).to_numpy())
+        return out.sort_values(id_name).reset_index(drop=True)
+
+    return wide(model.userFactors, USER), wide(model.itemFactors, ITEM)
+
+
+def align(frame: pd.DataFrame, id_name: str, ids: np.ndarray) -> np.ndarray:
+    """Rows of ``frame``'s factors in the order of ``ids`` (zeros for ids it lacks)."""
+    fcols = [c for c in frame.columns if c.startswith("f") and c[1:].isdigit()]
+    return (frame.set_index(id_name)[fcols].reindex(ids).fillna(0.0)
+            .to_numpy(np.float64))
+
+
+def fold_in(item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, ratings: np.ndarray,
+            alpha: float, reg_param: float) -> np.ndarray:
+    """User vector from the positions and ratings of the movies a person rated.
+
+    ``gram`` is ``item_factors.T @ item_factors`` (computed once per index).
+    """
+    v = item_factors[pos]
+    c1 = alpha * np.abs(ratings)
+    a = gram + (v * c1[:, None]).T @ v + reg_param * len(pos) * np.eye(gram.shape[0])
+    b = ((1.0 + c1)[:, None] * v).sum(axis=0)
+    return np.linalg.solve(a, b)
+
+
+def params_of(cfg: PicksConfig) -> dict:
+    """What a saved model records about its picks model (params.json ``picks``)."""
+    return {**asdict(cfg), "confidence": f"1 + alpha * {RATING}"}

@@ -1,0 +1,120 @@
+"""Top picks (implicit ALS): equality with Spark, exact fold-in, ranking quality, errors."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from engine.model_store import ModelError, read_serving_tables
+from engine.serving import RecommenderIndex
+from spark_reference import assert_same_ranking, spark_pick_top_n
+
+
+@pytest.fixture(scope="module")
+def small_index(small_model):
+    return RecommenderIndex.load(small_model[1])
+
+
+def _rated(result) -> dict[int, set]:
+    return {int(u): set(g) for u, g in result["tables"]["ratings"].groupby("userId")["movieId"]}
+
+
+@pytest.mark.spark
+def test_picks_equal_spark_small(spark, small_model, small_index):
+    _, _, result = small_model
+    users = [int(u) for u in small_index.user_ids[:25]]
+    expected = spark_pick_top_n(spark, result["picks_model"], users, _rated(result), n=10)
+    for u in users:
+        got = small_index.recommend(u, 10, explain=False, order="picks")
+        assert_same_ranking(expected[u], got["movieId"].tolist(), got["score"].tolist())
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+@pytest.mark.slow
+def test_picks_equal_spark_real(spark, real_model):
+    _, path, result = real_model
+    index = RecommenderIndex.load(path)
+    users = [575, 232] + [int(u) for u in np.random.default_rng(2).choice(index.user_ids, 30, replace=False)]
+    expected = spark_pick_top_n(spark, result["picks_model"], users, _rated(result), n=10)
+    for u in users:
+        got = index.recommend(u, 10, explain=False, order="picks")
+        assert_same_ranking(expected[u], got["movieId"].tolist(), got["score"].tolist())
+
+
+def test_pick_fold_in_solves_sparks_equations(small_model, small_index):
+    # Spark's last half-step solves every user against the final item factors, so
+    # folding in a trained user's training ratings must give back that user's vector.
+    train = small_model[2]["train_ratings"]
+    for user, rows in list(train.groupby("userId"))[:20]:
+        pairs = list(zip(rows["movieId"].astype(int), rows["rating"].astype(float)))
+        folded = small_index.pick_fold_in(pairs)
+        trained = small_index.pick_user_factors[small_index._user(user)]
+        np.testing.assert_allclose(folded, trained, rtol=1e-5, atol=1e-6)  # measured 5e-8
+
+
+def test_new_user_picks_match_trained_user(small_model, small_index):
+    train = small_model[2]["train_ratings"]
+    user, rows = next(iter(train.groupby("userId")))
+    pairs = list(zip(rows["movieId"].astype(int), rows["rating"].astype(float)))
+    folded = small_index.recommend_new_user(pairs, 8, explain=False, order="picks")
+    # the trained user's own list, leaving out only what the new user rated (the train rows)
+    scores = small_index.pick_item_factors @ small_index.pick_user_factors[small_index._user(user)]
+    rated = {small_index._item(m) for m, _ in pairs}
+    expected = [int(small_index.item_ids[i]) for i in np.argsort(-scores) if i not in rated][:8]
+    assert folded["movieId"].tolist() == expected
+    # picks still show the explicit model's predicted rating, on the star scale
+    assert folded["predicted_rating"].between(0.5, 5.0).all()
+
+
+def test_picks_order_differs_from_rating_order(small_index):
+    user = int(small_index.user_ids[3])
+    by_rating = small_index.recommend(user, 10, explain=False)["movieId"].tolist()
+    picks = small_index.recommend(user, 10, explain=False, order="picks")
+    assert picks["movieId"].tolist() != by_rating
+    assert picks["score"].is_monotonic_decreasing
+
+
+def test_order_errors_name_the_value(small_index):
+    with pytest.raises(ValueError, match=r"Unknown order 'best'.*'rating'.*'picks'"):
+        small_index.recommend(int(small_index.user_ids[0]), order="best")
+    with pytest.raises(ValueError, match="Unknown order"):
+        small_index.recommend_new_user([(int(small_index.item_ids[0]), 4.0)], order="")
+
+
+def test_model_without_pick_tables_still_serves(small_model, tmp_path):
+    """Models saved before top picks existed load, order by rating, and say why picks are off."""
+    old = tmp_path / "old-model"
+    shutil.copytree(small_model[1], old)
+    for name in ("pick_user_factors", "pick_item_factors"):
+        (old / f"{name}.parquet").unlink()
+    params = json.loads((old / "params.json").read_text())
+    params.pop("picks")
+    (old / "params.json").write_text(json.dumps(params))
+    index = RecommenderIndex.load(old)
+    assert not index.has_picks
+    user = int(index.user_ids[0])
+    assert len(index.recommend(user, 5)) == 5
+    with pytest.raises(ValueError, match="without the top-picks model: retrain"):
+        index.recommend(user, 5, order="picks")
+
+
+def test_half_saved_picks_are_an_error(small_model, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(small_model[1], broken)
+    (broken / "pick_item_factors.parquet").unlink()
+    with pytest.raises(ModelError, match="pick_item_factors.parquet is missing"):
+        read_serving_tables(broken)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_picks_beat_popularity_on_real_data(real_model):
+    """The reason picks exist: on held-out ratings they rank better than both the
+    predicted-rating order and the most-popular list (same users, same split)."""
+    ranking = real_model[2]["metrics"]["ranking"]
+    picks, popular, by_rating = (ranking[k]["ndcg_at_k"] for k in ("picks", "popularity", "model"))
+    assert picks > popular > by_rating
+    assert ranking["picks"]["users"] == ranking["popularity"]["users"] > 500
