@@ -34,7 +34,7 @@ def latency(fn, args_list) -> tuple[float, float]:
 
 
 def row(name, p50, p95, note=""):
-    print(f"  {name:<44}p50 {p50:9.3f} ms   p95 {p95:9.3f} ms  {note}")
+    print(f"  {name:<48}p50 {p50:9.3f} ms   p95 {p95:9.3f} ms  {note}")
 
 
 def small(args) -> None:
@@ -54,6 +54,11 @@ def small(args) -> None:
     row("recommend (top 10, explanations)", *rec)
     row("similar (top 10, exact cosine)", *sim)
     row("fold-in new user (20 ratings) + top 10", *fold)
+    if index.has_picks:
+        row("top picks (implicit ALS, top 10, explanations)",
+            *latency(lambda u: index.recommend(u, 10, order="picks"), [(u,) for u in users]))
+        row("top picks fold-in new user (20 ratings)",
+            *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), folds))
     from engine.mood import mood_recommendations
     emotions = [("happy",), ("sad",), ("fear",), ("surprise",)] * 25
     row("mood list (Bayesian average)", *latency(
@@ -110,11 +115,20 @@ def large() -> None:
                             "movieId": rng.integers(1, n_items + 1, n_users * per_user),
                             "rating": rng.integers(1, 11, n_users * per_user) / 2})
     ratings = ratings.drop_duplicates(["userId", "movieId"])
+    pick_rank = 32  # engine.picks.PicksConfig's default
+    pcols = [f"f{i}" for i in range(pick_rank)]
+    pick_users = pd.DataFrame(rng.gamma(1.0, 0.1, (n_users, pick_rank)).astype(np.float32), columns=pcols)
+    pick_users.insert(0, "userId", users.userId)
+    pick_items = pd.DataFrame(rng.gamma(1.0, 0.1, (n_items, pick_rank)).astype(np.float32), columns=pcols)
+    pick_items.insert(0, "movieId", items.movieId)
     index = RecommenderIndex.from_frames(mu=3.5, reg_param=0.1, user_bias_reg=5, user_frame=users,
-                                         item_frame=items, movies=movies, ratings=ratings)
+                                         item_frame=items, movies=movies, ratings=ratings,
+                                         pick_user_frame=pick_users, pick_item_frame=pick_items,
+                                         pick_params={"alpha": 0.5, "reg_param": 0.1})
     build = time.perf_counter() - t0
     arrays = sum(a.nbytes for a in (index.user_factors, index.item_factors, index._unit_items,
-                                    index.user_bias, index.item_bias, index.item_support))
+                                    index.user_bias, index.item_bias, index.item_support,
+                                    index.pick_user_factors, index.pick_item_factors))
     frames = index.movies.memory_usage(deep=True).sum() + index.ratings.memory_usage(deep=True).sum()
     print(f"  index built in {build:.1f} s; memory: factor arrays {arrays / 2**20:,.0f} MiB, "
           f"tables {frames / 2**20:,.0f} MiB ({len(ratings):,} ratings)")
@@ -124,6 +138,10 @@ def large() -> None:
     row("recommend (top 10, explanations)", *latency(lambda u: index.recommend(u, 10), q_users))
     row("similar (top 10, exact cosine)", *latency(lambda m: index.similar(m, 10, min_ratings=0), q_items))
     row("fold-in new user (20 ratings) + top 10", *latency(lambda r: index.recommend_new_user(r, 10), q_fold))
+    row("top picks (top 10, explanations)",
+        *latency(lambda u: index.recommend(u, 10, order="picks"), q_users))
+    row("top picks fold-in new user (20 ratings)",
+        *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), q_fold))
 
 
 def main() -> None:
