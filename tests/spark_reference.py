@@ -16,6 +16,11 @@ def spark_top_n(spark, model, users: list[int], rated: dict[int, set], n: int) -
             .withColumn("score", F.lit(model.mu) + F.coalesce("user_bias", F.lit(0.0))
                         + F.coalesce("item_bias", F.lit(0.0)) + F.col("dot"))
             .select("userId", "movieId", "score").toPandas())
+    return _top_unrated(recs, rated, n)
+
+
+def _top_unrated(recs, rated: dict[int, set], n: int) -> dict[int, list]:
+    """Per user, the ``n`` best (movieId, score) the user has not rated; ties by movieId."""
     out = {}
     for u, g in recs.groupby("userId"):
         g = g[~g["movieId"].isin(rated.get(int(u), set()))]
@@ -45,9 +50,4 @@ def spark_pick_top_n(spark, als_model, users: list[int], rated: dict[int, set], 
             .select("userId", F.explode("recommendations").alias("r"))
             .select("userId", F.col("r.movieId").alias("movieId"), F.col("r.rating").alias("score"))
             .toPandas())
-    out = {}
-    for u, g in recs.groupby("userId"):
-        g = g[~g["movieId"].isin(rated.get(int(u), set()))]
-        g = g.sort_values(["score", "movieId"], ascending=[False, True]).head(n)
-        out[int(u)] = list(zip(g["movieId"].astype(int), g["score"].astype(float)))
-    return out
+    return _top_unrated(recs, rated, n)
