@@ -6,6 +6,8 @@ from engine.user_ratings import RatingStore
 from pages._common import LINK_COLUMNS, friendly_errors, load_index, md_escape, with_links
 
 SHOWN = ["title", "year", "genres", "predicted_rating", "because", "n_ratings", "IMDb", "TMDB"]
+ORDER_NOTES = {"picks": "Top picks: the movies most likely to be watched and enjoyed next.",
+               "rating": "Ordered by the highest predicted rating."}
 
 st.title("⭐ Recommendations")
 index = load_index()
@@ -51,6 +53,7 @@ if mode != "Me (new user)":
     with left, friendly_errors("Recommending"):
         recs = index.recommend(user, n, min_ratings=min_ratings, genres=genres or None, order=order)
         st.subheader(f"Top {len(recs)} for user {user}")
+        st.caption(ORDER_NOTES[order])
         if recs.empty:
             st.info("No movie passes these filters: lower the minimum ratings or add genres.")
         st.dataframe(with_links(recs)[SHOWN], hide_index=True, width="stretch",
@@ -102,6 +105,7 @@ else:
                 st.rerun()
     with right:
         st.subheader("Recommended for you")
+        st.caption(ORDER_NOTES[order])
         if not mine:
             st.info("Rate a few movies (three or more works well) to get recommendations.")
         else:

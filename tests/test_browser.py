@@ -19,6 +19,9 @@ import pytest
 
 from conftest import REPO, cli_env
 
+ORDER_NOTES = {"picks": "Top picks: the movies most likely to be watched and enjoyed next.",
+               "rating": "Ordered by the highest predicted rating."}
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -178,6 +181,12 @@ def test_recommendations_user_575(server, playwright):
     page.get_by_text("Top 5 for user 232").wait_for(timeout=30000)
     _wait_idle(page)
     TIMINGS["recommendation_update_s"] = round(time.perf_counter() - t0, 3)
+    assert _grid_rows(page, expect=5) == 5
+    # top picks are the default order; the sidebar switches to predicted rating
+    page.get_by_text(ORDER_NOTES["picks"]).wait_for(timeout=30000)
+    page.get_by_text("Highest predicted rating", exact=True).click()
+    page.get_by_text(ORDER_NOTES["rating"]).wait_for(timeout=30000)
+    _wait_idle(page)
     assert _grid_rows(page, expect=5) == 5
     page.screenshot(path=str(SHOTS / "recommendations-232.png"), full_page=True)
     browser.close()
