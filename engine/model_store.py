@@ -157,7 +157,7 @@ def read_serving_tables(model_dir: str | Path) -> dict:
             out.update(pick_user_frame=frames["pick_user_factors"],
                        pick_item_frame=frames["pick_item_factors"],
                        pick_params={"alpha": params["picks"]["alpha"],
-                              "reg_param": params["picks"]["reg_param"]})
+                                    "reg_param": params["picks"]["reg_param"]})
         return out
     except KeyError as exc:
         raise ModelError(f"{model_dir}/params.json lacks {exc}. Retrain the model.") from exc
