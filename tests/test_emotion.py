@@ -247,6 +247,14 @@ def test_training_checkpoints_and_resumes(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_runs_that_average_their_tail_never_stop_early():
+    from engine.emotion.train import TrainConfig, effective_patience
+    assert effective_patience(TrainConfig(data="x", out_dir="y", epochs=40, patience=15)) == 15
+    # A new cycle dips at its peak learning rate: stopping there would average the dip.
+    assert effective_patience(TrainConfig(data="x", out_dir="y", epochs=40, patience=15, average_last=10)) > 40
+    assert effective_patience(TrainConfig(data="x", out_dir="y", epochs=40, patience=0)) > 40
+
+
 def test_weight_average_and_batch_norm_recalibration(tmp_path):
     import keras
 

@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", default=None,
                    help="start from this .keras model's weights (a new learning-rate cycle)")
     p.add_argument("--average-last", type=int, default=0, metavar="N",
-                   help="keep the last N epochs' weights; ship their average if it wins on validation")
+                   help="keep the last N epochs' weights; ship their average if it wins on validation "
+                        "(such runs never stop early)")
+    p.add_argument("--patience", type=int, default=15, metavar="N",
+                   help="stop after N epochs without a validation gain (0: never)")
     p = sub.add_parser("average", help="re-pick a finished run's model with a weight average")
     p.add_argument("--last", type=int, required=True, metavar="N", help="average the last N epochs")
     p.add_argument("--out", default=str(settings.emotion_model_dir), help="the run's output folder")
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                         batch_size=args.batch_size, seed=args.seed,
                                         resume=args.resume, learning_rate=args.learning_rate,
                                         init_from=args.init_from,
-                                        average_last=args.average_last))
+                                        average_last=args.average_last, patience=args.patience))
         except (FerDataError, WarmStartError) as exc:
             return _fail(args, str(exc), 2)
         print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "per_class")}))

@@ -275,11 +275,11 @@ def train(cfg: TrainConfig) -> dict:
             metrics=["accuracy"])
     log.info("model %s: %d parameters", model.name, model.count_params())
 
-    if state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] < cfg.patience:
+    patience = effective_patience(cfg)
+    if state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] < patience:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
                   initial_epoch=state["epoch"], verbose=2,
-                  callbacks=[_Checkpointer(ckpt_dir, state, cfg.patience,
-                                           _snapshot_after(cfg))])
+                  callbacks=[_Checkpointer(ckpt_dir, state, patience, _snapshot_after(cfg))])
     return finalize(cfg, state, train_split, test_split)
 
 
@@ -304,6 +304,18 @@ def average_run(out_dir: str, last: int, data: str | None = None) -> dict:
     if train_split.fingerprint != state.get("train_fingerprint", train_split.fingerprint):
         raise WarmStartError(f"{cfg.data}: not the training images this run used.")
     return finalize(cfg, state, train_split, load_split(cfg.data, "test"))
+
+
+def effective_patience(cfg: TrainConfig) -> int:
+    """Epochs without a validation gain before training stops.
+
+    Never stops early when ``patience`` <= 0, or when the last epochs are averaged:
+    a new cycle from a trained model starts at its best (low learning rate, warm-up),
+    dips while the rate is high and climbs back in the cosine tail, the part worth
+    averaging; stopping at the dip would average the wrong epochs (it cost a 17-epoch
+    run once).
+    """
+    return cfg.epochs + 1 if cfg.patience <= 0 or cfg.average_last > 0 else cfg.patience
 
 
 def _snapshot_after(cfg: TrainConfig) -> int:
