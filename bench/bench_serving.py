@@ -63,7 +63,7 @@ def small(args) -> None:
     emotions = [("happy",), ("sad",), ("fear",), ("surprise",)] * 25
     row("mood list (Bayesian average)", *latency(
         lambda e: mood_recommendations(e, index.movies, 10), emotions))
-    row("mood list for user 575 (predicted rating)", *latency(
+    row("mood list for user 575 (top picks)", *latency(
         lambda e: mood_recommendations(e, index.movies, 10, index=index, user_id=575), emotions))
 
     from engine.spark import get_spark

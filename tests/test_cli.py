@@ -105,7 +105,7 @@ def test_mood(env):
     assert out["movies"] and all({"Comedy", "Romance"} & set(m["genres"].split("|")) for m in out["movies"])
     user = run_cli(env, "mood", "--emotion", "sad", "--user", "5", "-n", "3", "--min-ratings", "1", "--json")
     assert all("Drama" in m["genres"].split("|") for m in user["movies"])
-    assert user["movies"][0]["ranked_by"] == "predicted rating"
+    assert user["movies"][0]["ranked_by"] == "top picks"
 
 
 def test_fetch_offline_fallback(env, tmp_path):

@@ -60,10 +60,17 @@ def test_user_ranking_uses_predictions(small_model):
     from engine.serving import RecommenderIndex
     index = RecommenderIndex.load(small_model[1])
     user = int(index.user_ids[0])
-    out = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, user_id=user)
+    out = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, user_id=user,
+                               order="rating")
     assert out["genres"].str.split("|").map(lambda g: "Drama" in g).all()
     assert not set(out["movieId"]) & set(index.user_history(user)["movieId"])
     assert list(out["predicted_rating"]) == sorted(out["predicted_rating"], reverse=True)
+    assert (out["ranked_by"] == "predicted rating").all()
+    # by default a user's mood list is their top picks in the mood's genres
+    picks = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, user_id=user)
+    expected = index.recommend(user, 5, min_ratings=1, genres=["Drama"], explain=False, order="picks")
+    assert picks["movieId"].tolist() == expected["movieId"].tolist() != out["movieId"].tolist()
+    assert (picks["ranked_by"] == "top picks").all()
 
 
 def test_smoother_follows_and_ignores_flicker():
