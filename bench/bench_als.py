@@ -72,6 +72,7 @@ def report_model(spark, data, quiet) -> dict:
     print(f"\n== top-10 ranking ({r['model']['users']} test users; relevant = rated >= 4)")
     print(f"  {'ranker':<34}{'P@10':>8}{'R@10':>8}{'NDCG@10':>9}{'MAP@10':>8}")
     for key, label in (("picks", "top picks (implicit ALS)"),
+                       ("picks_filtered", f"top picks, >= {r['min_ratings']} ratings"),
                        ("model", f"predicted rating, >= {r['min_ratings']} ratings"),
                        ("model_unfiltered", "predicted rating, no filter"), ("popularity", "most popular")):
         x = r[key]

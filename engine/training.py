@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .als import BiasCorrectedALS, bias_baseline_predictions, plain_als
-from .evaluation import ranking_metrics, relevant_items, rmse
 from . import picks
+from .evaluation import ranking_metrics, relevant_items, rmse
 from .model_store import save_model
 from .movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
 from .serving import RecommenderIndex
@@ -114,7 +114,7 @@ def evaluate_ranking(index: RecommenderIndex, train_pdf: pd.DataFrame, test_pdf:
     popular = train_pdf.groupby(ITEM).size().sort_values(ascending=False, kind="stable")
     popular_ids = popular.index.to_numpy()
     rated = train_pdf.groupby(USER)[ITEM].agg(set).to_dict()
-    pop_recs, model_recs, filtered_recs, pick_recs = {}, {}, {}, {}
+    pop_recs, model_recs, filtered_recs, pick_recs, filtered_picks = {}, {}, {}, {}, {}
     for u in users:
         seen = rated.get(u, set())
         pop_recs[u] = [m for m in popular_ids[: k + len(seen)] if m not in seen][:k]
@@ -122,12 +122,15 @@ def evaluate_ranking(index: RecommenderIndex, train_pdf: pd.DataFrame, test_pdf:
         filtered_recs[u] = index.recommend(u, k, min_ratings=min_ratings, explain=False)[ITEM].tolist()
         if index.has_picks:
             pick_recs[u] = index.recommend(u, k, explain=False, order="picks")[ITEM].tolist()
+            filtered_picks[u] = index.recommend(u, k, min_ratings=min_ratings, explain=False,
+                                                order="picks")[ITEM].tolist()
     out = {"model": ranking_metrics(filtered_recs, relevant, k),
            "model_unfiltered": ranking_metrics(model_recs, relevant, k),
            "popularity": ranking_metrics(pop_recs, relevant, k),
            "min_ratings": min_ratings, "relevant_rating": 4.0}
     if index.has_picks:
         out["picks"] = ranking_metrics(pick_recs, relevant, k)
+        out["picks_filtered"] = ranking_metrics(filtered_picks, relevant, k)
     return out
 
 

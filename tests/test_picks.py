@@ -117,4 +117,5 @@ def test_picks_beat_popularity_on_real_data(real_model):
     ranking = real_model[2]["metrics"]["ranking"]
     picks, popular, by_rating = (ranking[k]["ndcg_at_k"] for k in ("picks", "popularity", "model"))
     assert picks > popular > by_rating
+    assert ranking["picks_filtered"]["ndcg_at_k"] > popular  # with the app's default support filter
     assert ranking["picks"]["users"] == ranking["popularity"]["users"] > 500
