@@ -147,17 +147,24 @@ with about:
     else:
         info = report.summary
         a, b, c = st.columns(3)
+        nets = info["networks"]
         a.metric("FER2013 test accuracy", f"{info['accuracy']:.1%}",
                  help=f"{info['n_images']:,} test images never seen in training, each averaged with "
                       "its mirror image as photos are here"
-                      + (f"; {info['accuracy_single_pass']:.1%} in one pass, as live video runs it"
+                      + (f"; {info['accuracy_single_pass']:.1%} in one pass"
+                         + (" of one network" if nets > 1 else "") + ", as live video runs each frame"
                          if info["accuracy_single_pass"] else ""))
-        b.metric("Parameters", f"{info['parameters'] / 1e6:.2f} M" if info["parameters"] else "—")
+        b.metric("Parameters", f"{info['parameters'] / 1e6:.2f} M" if info["parameters"] else "—",
+                 help=f"{nets} networks" if nets > 1 else None)
         c.metric("Training", f"{info['epochs'] or '?'} epochs · {info['training_hours']:.1f} h",
-                 help=f"{info['runs']} learning-rate cycle(s); hours as measured by the training machine")
+                 help=f"{info['runs']} learning-rate cycle(s)" + (f" over {nets} networks" if nets > 1
+                                                                  else "")
+                      + "; hours as measured by the training machine")
+        shipped = {"weight_average": "Shipped weights: the average of the last epochs' weights.",
+                   "ensemble": f"Shipped: {nets} networks trained from different random starts, their "
+                               "answers averaged (live video runs them in turn, one per frame)."}
         st.caption("Humans agree with FER2013's labels about 65 % of the time; the best single networks "
-                   "reach about 73 %. " + ("Shipped weights: the average of the last epochs' weights."
-                                          if info["shipped"] == "weight_average" else ""))
+                   "reach about 73 %. " + shipped.get(info["shipped"], ""))
         left, right = st.columns(2)
         per_class = report.per_class.melt(id_vars=["emotion", "support"],
                                           value_vars=["precision", "recall"], var_name="measure")

@@ -117,12 +117,36 @@ def test_detects_and_draws_a_face(recognizer, happy_frame):
 
 
 # ---------------------------------------------------------------------- the shipped model
-def test_shipped_model_files():
+def test_shipped_model_files(recognizer):
     assert (MODEL_DIR / "emotion.keras").stat().st_size < 20 * 2**20
     metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
     assert metrics["labels"] == list(EMOTIONS)
-    assert {"accuracy", "per_class", "confusion_matrix", "training_curve", "data_fingerprint",
-            "training_seconds"} <= set(metrics)
+    assert {"accuracy", "per_class", "confusion_matrix", "data_fingerprint"} <= set(metrics)
+    networks = metrics.get("members") or [metrics]  # an ensemble keeps each network's record
+    assert len(networks) == recognizer.n_members
+    for net in networks:
+        assert {"training_curve", "training_seconds", "config"} <= set(net)
+
+
+@pytest.mark.integration
+def test_shipped_ensemble_choice_reproduces(recognizer, fer_zip):
+    """The validation figures that made the ensemble ship are what its networks score now."""
+    from engine.emotion.evaluation import predict_probabilities
+    from engine.emotion.train import stratified_split
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    if recognizer.n_members == 1:
+        pytest.skip("the shipped model is a single network")
+    train = load_split(fer_zip, "train")
+    _, val = stratified_split(train.labels, metrics["config"]["val_fraction"],
+                              metrics["config"]["split_seed"])
+    x, y = train.images[val], train.labels[val]
+    from engine.emotion.ensemble import members_of
+    probs = [predict_probabilities(m, x) for m in members_of(recognizer.model)]
+    scores = [round(float((p.argmax(1) == y).mean()), 4) for p in probs]
+    together = round(float((np.mean(probs, axis=0).argmax(1) == y).mean()), 4)
+    picked = metrics["selection"]
+    assert scores == pytest.approx(picked["members"], abs=2e-4)
+    assert together == pytest.approx(picked["ensemble"], abs=2e-4) and together > max(scores)
 
 
 @pytest.mark.integration
@@ -232,10 +256,15 @@ def test_training_checkpoints_and_resumes(tmp_path):
         np.testing.assert_allclose(np.asarray(w0), np.asarray(w1), atol=1e-5)
     continued = json.loads((more / "metrics.json").read_text())
     assert continued["total_epochs"] == 3 and len(continued["training_curve"]) == 1
-    # Continuing a model trained with another seed would validate on its training images.
+    # Continuing a model trained with another validation split would validate on its training images.
     error = train(1, "--init-from", str(out / "emotion.keras"), "--seed", "7", to=tmp_path / "x",
                   code=2)
-    assert "same seed" in error and "Train from scratch" in error
+    assert "split seed 42; this run has" in error and "split seed 7)" in error
+    assert "Train from scratch" in error
+    # Another weight/augmentation seed on the same split is fine: its validation images are ours.
+    other = train(1, "--init-from", str(out / "emotion.keras"), "--seed", "7", "--split-seed", "42",
+                  to=tmp_path / "x")
+    assert other["config"]["seed"] == 7 and other["config"]["split_seed"] == 42
     error = train(1, "--init-from", str(tmp_path / "missing.keras"), to=tmp_path / "y", code=2)
     assert "no such model file" in error
     # A fresh run starts without the earlier run's snapshots; averaging then says what is missing.
@@ -245,6 +274,122 @@ def test_training_checkpoints_and_resumes(tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 2 and "no weight snapshots" in done.stderr
     assert "Traceback" not in done.stderr
+
+    # Ensemble of the seed-42 run and the seed-7 run on the same split, from the command line.
+    # Its decision is checked against one computed here: ship iff the average beats both on
+    # validation (flip-averaged).
+    import keras
+    from engine.emotion.evaluation import predict_probabilities
+    from engine.emotion.train import stratified_split
+    members = [out / "emotion.keras", tmp_path / "x" / "emotion.keras"]
+    split = load_split(root, "train")
+    _, val = stratified_split(split.labels, 0.1, 42)
+    probs = [predict_probabilities(keras.models.load_model(m, compile=False), split.images[val])
+             for m in members]
+    scores = [round(float((p.argmax(1) == split.labels[val]).mean()), 4) for p in probs]
+    together = round(float((np.mean(probs, 0).argmax(1) == split.labels[val]).mean()), 4)
+    target = tmp_path / "ensemble"
+    done = subprocess.run([sys.executable, "-m", "engine.emotion", "ensemble", "--data", str(root),
+                           "--members", *map(str, members), "--out", str(target)],
+                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in done.stderr
+    result = json.loads(done.stdout)
+    assert result["selection"]["members"] == pytest.approx(scores, abs=1e-4)
+    assert result["selection"]["ensemble"] == pytest.approx(together, abs=1e-4)
+    assert result["written"] == (together > max(scores)) == (done.returncode == 0)
+    assert (target / "emotion.keras").exists() == result["written"]
+    if result["written"]:
+        assert EmotionRecognizer.load(target).n_members == 2
+
+
+def _two_nets(tmp_path):
+    """Two untrained networks from different random starts, saved as training would."""
+    import keras
+    from engine.emotion.model import make_model
+    nets = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        nets.append(make_model())
+    return nets
+
+
+def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, happy_frame):
+    import keras
+    from engine.emotion.ensemble import build_ensemble, members_of
+    from engine.emotion.live import FrameProcessor
+    a, b = _two_nets(tmp_path)
+    path = tmp_path / "emotion.keras"
+    build_ensemble([a, b]).save(path)
+    loaded = keras.models.load_model(path, compile=False)  # one ordinary .keras file
+    members = members_of(loaded)
+    assert [m.name for m in members] == ["member_1", "member_2"] and members_of(a) == [a]
+    faces = np.random.default_rng(3).integers(0, 255, (5, 48, 48), dtype=np.uint8)
+    x = faces[..., None].astype(np.float32)
+    pa, pb = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    assert np.abs(pa - pb).max() > 1e-3  # different networks, or the checks below prove nothing
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), (pa + pb) / 2, atol=1e-6)
+
+    rec = EmotionRecognizer(loaded)
+    assert rec.n_members == 2 and EmotionRecognizer(a).n_members == 1
+    np.testing.assert_allclose(rec.classify(faces, False, member=0), pa, atol=1e-5)
+    np.testing.assert_allclose(rec.classify(faces, False, member=3), pb, atol=1e-5)  # k % 2
+    np.testing.assert_allclose(rec.classify(faces, False), (pa + pb) / 2, atol=1e-5)
+    # Live video: one network per frame, in turn; alpha 1 keeps only the newest frame.
+    processor = FrameProcessor(rec, alpha=1.0)
+    for turn in range(3):
+        processor.process(happy_frame)
+        reading = processor.latest()
+        expected = rec.analyze(happy_frame, flip_average=False, member=turn)[0].probabilities
+        assert reading.probabilities == pytest.approx({k: round(v, 4) for k, v in expected.items()},
+                                                      abs=2e-4)
+    assert processor.frames == 3
+
+
+def test_ensemble_refuses_members_it_cannot_check(tmp_path):
+    from engine.emotion.ensemble import EnsembleNotBetter, make_ensemble
+    from engine.emotion.train import WarmStartError
+    root = _fake_fer(tmp_path)
+    fingerprint = load_split(root, "train").fingerprint
+    a, _ = _two_nets(tmp_path)
+    runs = []
+    for name, config in (("a", {"seed": 42}), ("b", {"seed": 7, "split_seed": 42}),
+                         ("c", {"seed": 9})):
+        folder = tmp_path / name
+        folder.mkdir()
+        a.save(folder / "emotion.keras")
+        (folder / "metrics.json").write_text(json.dumps(
+            {"config": {**config, "val_fraction": 0.1}, "data_fingerprint": {"train": fingerprint},
+             "training_curve": [], "training_seconds": 1.0, "epochs_run": 1}))
+        runs.append(folder / "emotion.keras")
+    out = tmp_path / "out"
+    with pytest.raises(WarmStartError, match="different validation splits"):
+        make_ensemble([runs[0], runs[2]], str(root), out)
+    with pytest.raises(WarmStartError, match="listed twice"):
+        make_ensemble([runs[0], runs[0]], str(root), out)
+    with pytest.raises(WarmStartError, match="at least two"):
+        make_ensemble([runs[0]], str(root), out)
+    with pytest.raises(WarmStartError, match="no such model file"):
+        make_ensemble([runs[0], tmp_path / "nope.keras"], str(root), out)
+    (tmp_path / "b" / "metrics.json").rename(tmp_path / "b" / "gone.json")
+    with pytest.raises(WarmStartError, match="metrics.json: no such file"):
+        make_ensemble(runs[:2], str(root), out)
+    (tmp_path / "b" / "gone.json").rename(tmp_path / "b" / "metrics.json")
+    # Two copies of one network err alike: the ensemble cannot beat them, nothing is written.
+    with pytest.raises(EnsembleNotBetter, match="nothing was written") as info:
+        make_ensemble(runs[:2], str(root), out)
+    assert info.value.selection["ensemble"] == max(info.value.selection["members"])
+    assert not (out / "emotion.keras").exists()
+    other = _fake_fer(tmp_path / "other", n_per_class=5)
+    with pytest.raises(WarmStartError, match="trained on other images"):
+        make_ensemble(runs[:2], str(other), out)
+
+
+def test_split_seed_defaults_to_the_seed_for_older_runs():
+    from engine.emotion.train import TrainConfig, split_seed_of
+    assert split_seed_of({"seed": 42}) == 42  # metrics.json of runs made before split_seed
+    assert split_seed_of({"seed": 7, "split_seed": 42}) == 42
+    assert split_seed_of(TrainConfig(data="d", out_dir="o", seed=3)) == 3
+    assert split_seed_of(None) is None
 
 
 def test_runs_that_average_their_tail_never_stop_early():
@@ -313,9 +458,13 @@ def test_model_report_reads_the_shipped_metrics(tmp_path):
     happy = EMOTIONS.index("happy")
     assert report.confusion.loc["happy", "happy"] == pytest.approx(
         metrics["confusion_matrix"][happy][happy] / sum(metrics["confusion_matrix"][happy]), abs=1e-3)
-    epochs = report.curve[report.curve["split"] == "validation"]["epoch"].tolist()
-    assert epochs == list(range(1, len(epochs) + 1))  # one axis over every run of the lineage
-    assert len(epochs) == report.summary["epochs"]
+    validation = report.curve[report.curve["split"] == "validation"]
+    nets = validation["run"].str.extract(r"^(net \d+)", expand=False).fillna("")
+    assert nets.nunique() == report.summary["networks"] == len(metrics.get("members") or [0])
+    for _, epochs in validation.groupby(nets)["epoch"]:
+        # one axis over every run of a network's lineage
+        assert epochs.tolist() == list(range(1, len(epochs) + 1))
+    assert len(validation) == report.summary["epochs"]
 
     (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "labels": ["a", "b"]}))
     with pytest.raises(ReportError, match="not the metrics file training writes"):

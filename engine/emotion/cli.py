@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(settings.emotion_model_dir))
     p.add_argument("--epochs", type=int, default=45)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="weights, shuffling and augmentation")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="the validation split (default: --seed); keep it to compare or ensemble runs")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate")
     p.add_argument("--init-from", default=None,
@@ -33,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--last", type=int, required=True, metavar="N", help="average the last N epochs")
     p.add_argument("--out", default=str(settings.emotion_model_dir), help="the run's output folder")
     p.add_argument("--data", default=None, help="FER2013 (default: the path the run was trained on)")
+    p = sub.add_parser("ensemble", help="average independently trained models; ship it if it wins "
+                                        "on validation")
+    p.add_argument("--members", nargs="+", required=True, metavar="MODEL",
+                   help="emotion.keras files (each with its metrics.json) trained with one --split-seed")
+    p.add_argument("--data", required=True, help="fer2013.zip, its folder, or fer2013.csv")
+    p.add_argument("--out", default=str(settings.emotion_model_dir))
     p = sub.add_parser("evaluate", help="accuracy of the shipped model on a test split")
     p.add_argument("--data", required=True, help="folder/zip with test/<emotion>/..., or fer2013.csv")
     p.add_argument("--model", default=str(settings.emotion_model_dir))
@@ -53,11 +61,24 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(args, str(exc), 2)
         print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "selection")}))
         return 0
+    if args.command == "ensemble":
+        from .ensemble import EnsembleNotBetter, make_ensemble
+        from .train import WarmStartError
+        try:
+            metrics = make_ensemble(args.members, args.data, args.out)
+        except (FerDataError, WarmStartError) as exc:
+            return _fail(args, str(exc), 2)
+        except EnsembleNotBetter as exc:
+            print(json.dumps({"written": False, "selection": exc.selection}))
+            return _fail(args, str(exc), 1)
+        print(json.dumps({"written": True, **{k: metrics[k] for k in ("accuracy", "n_images",
+                                                                        "selection")}}))
+        return 0
     if args.command == "train":
         from .train import TrainConfig, WarmStartError, train
         try:
             metrics = train(TrainConfig(data=args.data, out_dir=args.out, epochs=args.epochs,
-                                        batch_size=args.batch_size, seed=args.seed,
+                                        batch_size=args.batch_size, seed=args.seed, split_seed=args.split_seed,
                                         resume=args.resume, learning_rate=args.learning_rate,
                                         init_from=args.init_from,
                                         average_last=args.average_last, patience=args.patience))

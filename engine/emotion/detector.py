@@ -6,7 +6,9 @@
 * Crop: rows ``y:y+h``, columns ``x:x+w`` of the gray image (the seed swapped them),
   resized to 48x48 -- the same gray 48x48 pixels training saw, as raw 0-255 values.
 * Classify: one compiled ``tf.function`` call for all faces of a frame, each face
-  averaged with its mirror image (as in evaluation).
+  averaged with its mirror image (as in evaluation). The model may be an ensemble
+  (:mod:`engine.emotion.ensemble`); each of its networks is compiled on its own too,
+  for live video's one network per frame.
 
 Example:
     >>> recognizer = EmotionRecognizer.load()                     # doctest: +SKIP
@@ -149,14 +151,30 @@ class EmotionRecognizer:
     def __init__(self, model, labels: tuple[str, ...] = EMOTIONS, detector: FaceDetector | None = None):
         import tensorflow as tf
 
+        from .ensemble import members_of
+
         self.model = model
         self.labels = tuple(labels)
         self.detector = detector or FaceDetector()
-        # One traced graph for any batch size: no per-call Python/Keras overhead.
-        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
-                                    input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1],
-                                                                   tf.float32)])
+        spec = [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)]
+
+        def compiled(net):
+            # One traced graph for any batch size: no per-call Python/Keras overhead.
+            return tf.function(lambda x: net(x, training=False), reduce_retracing=True,
+                               input_signature=spec)
+
+        self._forward = compiled(model)
+        # An ensemble's networks one by one: live video runs one per frame.
+        members = members_of(model)
+        self._member_forward = [compiled(m) for m in members] if len(members) > 1 else [self._forward]
         self.classify(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))  # trace now, not on frame 1
+        for k in range(1, len(self._member_forward)):
+            self.classify(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8), False, member=k)
+
+    @property
+    def n_members(self) -> int:
+        """Networks in the model: 1, or the size of an ensemble."""
+        return len(self._member_forward)
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None) -> "EmotionRecognizer":
@@ -189,32 +207,38 @@ class EmotionRecognizer:
                                f"{model.output_shape[-1]} outputs. Restore both files with git.")
         return cls(model, labels)
 
-    def classify(self, faces: np.ndarray, flip_average: bool = True) -> np.ndarray:
+    def classify(self, faces: np.ndarray, flip_average: bool = True,
+                 member: int | None = None) -> np.ndarray:
         """(n, 48, 48) uint8 faces -> (n, 7) probabilities.
 
-        ``flip_average`` averages each face with its mirror image (+0.7 points of test
+        ``flip_average`` averages each face with its mirror image (+1.3 points of test
         accuracy, twice the compute); live video turns it off and smooths over frames.
+        ``member`` k runs only the k-th network of an ensemble (``k % n_members``);
+        None runs them all.
         """
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
+        forward = self._forward if member is None else \
+            self._member_forward[member % len(self._member_forward)]
         x = faces.astype(np.float32)[..., None]
         if not flip_average:
-            return self._forward(x).numpy()
+            return forward(x).numpy()
         both = np.concatenate([x, x[:, :, ::-1]], axis=0)
-        probs = self._forward(both).numpy()
+        probs = forward(both).numpy()
         return (probs[: len(x)] + probs[len(x):]) / 2
 
     def analyze(self, image, color_order: str = "bgr", max_faces: int = 10,
-                flip_average: bool = True) -> list[Face]:
+                flip_average: bool = True, member: int | None = None) -> list[Face]:
         """Every face in ``image`` with its box, label and the 7 probabilities.
 
-        No face is an empty list, not an error.
+        No face is an empty list, not an error. ``flip_average`` and ``member``: see
+        :meth:`classify`.
         """
         gray = to_gray(image, color_order)
         boxes = self.detector.detect(gray)[:max_faces]
         if not boxes:
             return []
-        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]), flip_average)
+        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]), flip_average, member)
         faces = []
         for box, p in zip(boxes, probs):
             k = int(np.argmax(p))

@@ -65,11 +65,15 @@ class FrameProcessor:
         self.frames = 0
 
     def process(self, frame_bgr: np.ndarray) -> np.ndarray:
-        # One pass per face (no mirror averaging): the EMA over frames does the smoothing.
-        faces = self.recognizer.analyze(frame_bgr, color_order="bgr", max_faces=5, flip_average=False)
+        # One pass of one network per face: no mirror averaging, and an ensemble's networks
+        # take turns frame by frame; the EMA over frames averages them.
+        with self._lock:
+            turn = self.frames
+            self.frames += 1
+        faces = self.recognizer.analyze(frame_bgr, color_order="bgr", max_faces=5, flip_average=False,
+                                        member=turn)
         with self._lock:
             now = time.perf_counter()
-            self.frames += 1
             self._times = [t for t in self._times if now - t < 3.0] + [now]
             fps = (len(self._times) - 1) / (self._times[-1] - self._times[0]) if len(self._times) > 1 else 0.0
             if faces:  # the biggest face drives the mood

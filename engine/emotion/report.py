@@ -3,7 +3,8 @@
 ``metrics.json`` is written by training (see :mod:`engine.emotion.train`); this
 module only reshapes it: headline figures, per-class precision/recall, the
 row-normalised confusion matrix and the training curve over every run of the
-model's lineage (a model continued with ``--init-from`` shows both cycles).
+model's lineage (a model continued with ``--init-from`` shows both cycles; an
+ensemble shows each network's lineage, ``net 1 · run 2``).
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ class ReportError(ValueError):
 
 @dataclass
 class ModelReport:
-    summary: dict             # accuracy, single-pass accuracy, images, parameters, epochs, hours, choice
+    summary: dict             # accuracy, one-pass accuracy, networks, images, parameters, epochs, hours, choice
     per_class: pd.DataFrame   # emotion, precision, recall, support
     confusion: pd.DataFrame   # share of each true emotion (rows) predicted as each emotion (columns)
-    curve: pd.DataFrame       # epoch (counted over the lineage), run, split, accuracy
+    curve: pd.DataFrame       # epoch (counted over a network's lineage), run, split, accuracy
 
 
 def load_report(model_dir: str | Path | None = None) -> ModelReport:
@@ -54,26 +55,35 @@ def _report(metrics: dict) -> ModelReport:
     confusion = cm.div(cm.sum(axis=1).where(lambda s: s > 0, 1), axis=0).round(3)
     confusion.index.name, confusion.columns.name = "true", "predicted"
 
-    rows, offset = [], 0
-    for number, run in enumerate(lineage(metrics), start=1):
-        for point in run.get("training_curve") or []:
-            for split, key in (("train", "accuracy"), ("validation", "val_accuracy")):
-                if key in point:
-                    rows.append({"epoch": offset + point["epoch"], "run": number, "split": split,
-                                 "accuracy": round(float(point[key]), 4)})
-        offset += len(run.get("training_curve") or [])
+    members = metrics.get("members") or [metrics]
+    rows = []
+    for net, member in enumerate(members, start=1):
+        offset = 0
+        for number, run in enumerate(lineage(member), start=1):
+            name = f"net {net} · run {number}" if len(members) > 1 else f"run {number}"
+            for point in run.get("training_curve") or []:
+                for split, key in (("train", "accuracy"), ("validation", "val_accuracy")):
+                    if key in point:
+                        rows.append({"epoch": offset + point["epoch"], "run": name, "split": split,
+                                     "accuracy": round(float(point[key]), 4)})
+            offset += len(run.get("training_curve") or [])
     curve = pd.DataFrame(rows, columns=["epoch", "run", "split", "accuracy"])
 
     selection = metrics.get("selection") or {}
+    single = metrics.get("accuracy_single_pass")
+    if len(members) > 1:  # live video runs one network per frame: what one pass of one gets
+        passes = [(m.get("test") or {}).get("accuracy_single_pass") for m in members]
+        single = round(sum(passes) / len(passes), 4) if None not in passes else None
     summary = {
         "accuracy": float(metrics["accuracy"]),
-        "accuracy_single_pass": metrics.get("accuracy_single_pass"),
+        "accuracy_single_pass": single,
+        "networks": len(members),
         "n_images": int(metrics["n_images"]),
         "parameters": metrics.get("parameters"),
         "epochs": metrics.get("total_epochs", metrics.get("epochs_run")),
         "training_hours": round((metrics.get("total_training_seconds")
                                  or metrics.get("training_seconds") or 0) / 3600, 2),
-        "runs": len(lineage(metrics)),
+        "runs": sum(len(lineage(m)) for m in members),
         "shipped": selection.get("chosen", "best_epoch"),
     }
     return ModelReport(summary, per_class, confusion, curve)

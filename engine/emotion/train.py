@@ -60,10 +60,21 @@ class TrainConfig:
     label_smoothing: float = 0.1
     val_fraction: float = 0.1
     patience: int = 15
-    seed: int = 42
+    seed: int = 42              # weights, shuffling, augmentation
+    split_seed: int | None = None  # the validation split; None: ``seed`` (runs before it existed)
     resume: bool = False
     init_from: str | None = None
     average_last: int = 0
+
+
+def split_seed_of(config: dict | TrainConfig | None) -> int | None:
+    """The seed of a run's validation split (``seed`` for runs that predate ``split_seed``)."""
+    if config is None:
+        return None
+    if isinstance(config, TrainConfig):
+        config = asdict(config)
+    split = config.get("split_seed")
+    return config.get("seed") if split is None else split
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int):
@@ -196,8 +207,8 @@ class _Checkpointer:
 def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
     """Load the weights of an earlier model (a new learning-rate cycle continues its training).
 
-    Only a model trained on the same training images with the same seed may be
-    continued: otherwise its training set overlaps our validation split and the
+    Only a model trained on the same training images with the same validation split
+    (``split_seed``) may be continued: otherwise its training set overlaps ours and the
     validation accuracy used to pick the best epoch would be flattering.
     Returns the earlier run's summary, kept in ``metrics.json`` as its lineage.
     """
@@ -217,12 +228,13 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
         raise WarmStartError(f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}); it tells "
                              "which data and seed the model was trained with.") from exc
     seen = meta.get("data_fingerprint", {}).get("train")
-    seed = meta.get("config", {}).get("seed")
-    if seen != train_split.fingerprint or seed != cfg.seed:
+    seed = split_seed_of(meta.get("config") or {})
+    if seen != train_split.fingerprint or seed != split_seed_of(cfg):
         raise WarmStartError(
             f"{path}: can only continue a model trained on the same training images with the same "
-            f"seed (its {meta_file.name} says train fingerprint {seen}, seed {seed}; this run has "
-            f"{train_split.fingerprint}, seed {cfg.seed}). Train from scratch instead.")
+            f"validation split seed (its {meta_file.name} says train fingerprint {seen}, split seed "
+            f"{seed}; this run has {train_split.fingerprint}, split seed {split_seed_of(cfg)}). "
+            "Train from scratch instead, or pass --split-seed.")
     init = {"model": str(path), "accuracy": meta.get("accuracy"),
             "epochs_run": meta.get("epochs_run"), "training_seconds": meta.get("training_seconds", 0),
             "training_curve": meta.get("training_curve", []), "config": meta.get("config"),
@@ -244,7 +256,7 @@ def train(cfg: TrainConfig) -> dict:
     log.info("loading FER2013 from %s", cfg.data)
     train_split = load_split(cfg.data, "train")
     test_split = load_split(cfg.data, "test")
-    tr_idx, val_idx = stratified_split(train_split.labels, cfg.val_fraction, cfg.seed)
+    tr_idx, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
     x_tr, y_tr = train_split.images[tr_idx], train_split.labels[tr_idx]
     x_val, y_val = train_split.images[val_idx], train_split.labels[val_idx]
     weights = class_weights(y_tr)
@@ -335,7 +347,7 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
 
     out = Path(cfg.out_dir)
     ckpt_dir = out / "checkpoints"
-    tr_idx, val_idx = stratified_split(train_split.labels, cfg.val_fraction, cfg.seed)
+    tr_idx, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
     x_val, y_val = train_split.images[val_idx], train_split.labels[val_idx]
 
     def val_accuracy(m) -> float:
