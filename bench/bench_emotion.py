@@ -1,6 +1,9 @@
 """Emotion benchmark: test accuracy, per-face CNN latency, end-to-end 640x480 frame latency.
 
-    python bench/bench_emotion.py [--data ../shared/data/fer2013.zip]
+    python bench/bench_emotion.py [--data ../shared/data/fer2013.zip] [--model models/emotion]
+
+For an ensemble, live video runs one network per frame (in turn) and photos run all of
+them on the face and its mirror; both are timed.
 """
 from __future__ import annotations
 
@@ -34,22 +37,37 @@ def timed(fn, n):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=os.environ.get("FER2013_DATA", str(DEFAULT_DATA)))
+    parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     args = parser.parse_args()
-    recognizer = EmotionRecognizer.load()
+    recognizer = EmotionRecognizer.load(args.model)
+    nets = recognizer.n_members
     result = evaluate(recognizer, args.data)
     print(f"test accuracy {result['accuracy']:.4f} on {result['n_images']} FER2013 test images "
-          "(flip-averaged, as served)")
+          f"(flip-averaged, as served; {nets} network{'s' if nets > 1 else ''})")
     for name, c in result["per_class"].items():
         print(f"  {name:>9}: precision {c['precision']:.3f}  recall {c['recall']:.3f}  n={c['support']}")
     one = np.zeros((1, 48, 48), np.uint8)
-    for flip, what in ((False, "one pass (live video)"), (True, "face + mirror (photos)")):
-        p50, p95 = timed(lambda: recognizer.classify(one, flip), 300)
+    turn = iter(range(10**9))
+    live = {"flip_average": False, "member": None}
+    cases = [("one pass", {"flip_average": False}), ("face + mirror (photos)", {})]
+    if nets > 1:  # live video: one network per frame, in turn
+        live = {"flip_average": False, "member": "turn"}
+        cases = [("one pass of one network (live video)", live),
+                 (f"one pass of all {nets} networks", {"flip_average": False})] + cases[1:]
+    else:
+        cases[0] = ("one pass (live video)", live)
+
+    def args_of(kw):
+        return {**kw, "member": next(turn)} if kw.get("member") == "turn" else kw
+
+    for what, kw in cases:
+        p50, p95 = timed(lambda: recognizer.classify(one, **args_of(kw)), 300)
         print(f"CNN per face, {what}: p50 {p50:.2f} ms, p95 {p95:.2f} ms")
     frame = face_frame(args.data, "happy")
     d50, d95 = timed(lambda: recognizer.detector.detect(frame[:, :, 0]), 100)
     print(f"face detection, 640x480: p50 {d50:.2f} ms, p95 {d95:.2f} ms")
-    for flip, what in ((False, "live"), (True, "photo")):
-        e50, e95 = timed(lambda: recognizer.analyze(frame, flip_average=flip), 100)
+    for what, kw in (("live", live), ("photo", {})):
+        e50, e95 = timed(lambda: recognizer.analyze(frame, **args_of(kw)), 100)
         print(f"end to end ({what}), 640x480 frame with one face: p50 {e50:.2f} ms, p95 {e95:.2f} ms "
               f"= {1000 / e50:.0f} frames/s at p50, {1000 / e95:.0f} at p95")
 

@@ -87,6 +87,22 @@ def fold_in(item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, ratings
     return np.linalg.solve(a, b)
 
 
+def contributions(item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, ratings: np.ndarray,
+                  alpha: float, reg_param: float, targets: np.ndarray) -> np.ndarray:
+    """How much each rated movie adds to each target movie's top-picks score.
+
+    The fold-in vector is ``x = A^-1 sum_j c_j v_j`` (see :func:`fold_in`), so a target's
+    score ``v_t . x`` splits exactly into ``sum_j c_j v_t' A^-1 v_j``: one term per rated
+    movie (Hu, Koren & Volinsky 2008, section 5). Returns (len(targets), len(pos)); each
+    row sums to the target's score.
+    """
+    v = item_factors[pos]
+    c1 = alpha * np.abs(ratings)
+    a = gram + (v * c1[:, None]).T @ v + reg_param * len(pos) * np.eye(gram.shape[0])
+    weighted = ((1.0 + c1)[:, None] * v).T          # (k, n_rated)
+    return item_factors[targets] @ np.linalg.solve(a, weighted)
+
+
 def params_of(cfg: PicksConfig) -> dict:
     """What a saved model records about its picks model (params.json ``picks``)."""
     return {**asdict(cfg), "confidence": f"1 + alpha * {RATING}"}

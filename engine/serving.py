@@ -170,14 +170,35 @@ class RecommenderIndex:
                              "(`python -m engine train` or the home page) or order by rating.")
 
     def _result(self, top: np.ndarray, scores: np.ndarray, liked: tuple | None,
-                explain: bool, order_scores: np.ndarray | None = None) -> pd.DataFrame:
+                explain: bool, order_scores: np.ndarray | None = None,
+                order: str = "rating") -> pd.DataFrame:
         out = self.movies.iloc[top].reset_index(drop=True).copy()
         out["predicted_rating"] = np.clip(scores[top], MIN_RATING, MAX_RATING).round(3)
         out["score"] = (scores if order_scores is None else order_scores)[top]
         out["n_ratings"] = self.item_support[top]
         if explain:
-            out["because"] = self._explain(top, liked)
+            out["because"] = (self._explain_picks(top, liked) if order == "picks"
+                              else self._explain(top, liked))
         return out
+
+    def pick_contributions(self, top: np.ndarray, liked: tuple) -> np.ndarray:
+        """(len(top), len(rated)) share of each rated movie in each top pick's score."""
+        pos, values = liked
+        return picks.contributions(self.pick_item_factors, self._pick_gram, pos, values,
+                                   self.pick_alpha, self.pick_reg, top)
+
+    def _explain_picks(self, top: np.ndarray, liked: tuple | None,
+                       per_item: int = 3) -> list[list[str]]:
+        """For each top pick, the rated movies that add the most to its score (exact split)."""
+        if liked is None or len(liked[0]) == 0:
+            return [[] for _ in top]
+        share = self.pick_contributions(top, liked)
+        titles = self.movies[TITLE].to_numpy()
+        reasons = []
+        for j in range(len(top)):
+            best = np.argsort(-share[j], kind="stable")[:per_item]
+            reasons.append([titles[liked[0][b]] for b in best if share[j, b] > 0])
+        return reasons
 
     def _explain(self, top: np.ndarray, liked: tuple | None, per_item: int = 3) -> list[list[str]]:
         """For each recommended movie, the liked movies whose factors point the same way."""
@@ -207,7 +228,7 @@ class RecommenderIndex:
         scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
         ranked = scores if order == "rating" else self.pick_item_factors @ self.pick_user_factors[u]
         mask = self._candidates(rated[0] if (rated and exclude_rated) else None, min_ratings, genres)
-        return self._result(self._top(ranked, mask, n), scores, rated, explain, ranked)
+        return self._result(self._top(ranked, mask, n), scores, rated, explain, ranked, order)
 
     def fold_in(self, ratings: list[tuple[int, float]]) -> tuple[np.ndarray, float]:
         """User vector and bias for someone not in the model, from (movieId, rating) pairs.
@@ -245,7 +266,7 @@ class RecommenderIndex:
         scores = self.raw_scores(x, bias)
         ranked = scores if order == "rating" else self.pick_item_factors @ self._solve_pick_user(pos, values)
         mask = self._candidates(pos, min_ratings, genres)
-        return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked)
+        return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked, order)
 
     def similar(self, movie_id: int, n: int = 10,
                 min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS) -> pd.DataFrame:

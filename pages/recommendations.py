@@ -6,8 +6,10 @@ from engine.user_ratings import RatingStore
 from pages._common import LINK_COLUMNS, friendly_errors, load_index, md_escape, with_links
 
 SHOWN = ["title", "year", "genres", "predicted_rating", "because", "n_ratings", "IMDb", "TMDB"]
-ORDER_NOTES = {"picks": "Top picks: the movies most likely to be watched and enjoyed next.",
-               "rating": "Ordered by the highest predicted rating."}
+ORDER_NOTES = {"picks": "Top picks: the movies most likely to be watched and enjoyed next. "
+                        "*Because you rated…* lists the rated movies that add most to each pick's score.",
+               "rating": "Ordered by the highest predicted rating. *Because you rated…* lists the "
+                         "well-rated movies closest to each one in the model's taste space."}
 
 st.title("⭐ Recommendations")
 index = load_index()

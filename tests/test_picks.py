@@ -69,6 +69,28 @@ def test_new_user_picks_match_trained_user(small_model, small_index):
     assert folded["predicted_rating"].between(0.5, 5.0).all()
 
 
+def test_pick_explanations_split_the_score_exactly(small_model, small_index):
+    """'Because' for top picks: the rated movies whose terms add most to the pick's score."""
+    train = small_model[2]["train_ratings"]
+    user, rows = list(train.groupby("userId"))[4]
+    pairs = list(zip(rows["movieId"].astype(int), rows["rating"].astype(float)))
+    picks = small_index.recommend_new_user(pairs, 6, order="picks")
+    pos = np.array([small_index._item(m) for m, _ in pairs])
+    top = np.array([small_index._item(m) for m in picks["movieId"]])
+    share = small_index.pick_contributions(top, (pos, rows["rating"].to_numpy(float)))
+    assert share.shape == (6, len(pairs))
+    # one term per rated movie, summing to the score the list was ordered by
+    np.testing.assert_allclose(share.sum(axis=1), picks["score"], rtol=1e-9, atol=1e-9)
+    titles = small_index.movies["title"].to_numpy()
+    for j, reasons in enumerate(picks["because"]):
+        order = np.argsort(-share[j], kind="stable")
+        assert reasons == [titles[pos[b]] for b in order[:3] if share[j, b] > 0]
+        assert reasons  # a pick with no positive term would not have scored this high
+    # the explicit model's explanations are a different question (factor similarity)
+    by_similarity = small_index._explain(top, (pos, rows["rating"].to_numpy(float)))
+    assert by_similarity != picks["because"].tolist()
+
+
 def test_picks_order_differs_from_rating_order(small_index):
     user = int(small_index.user_ids[3])
     by_rating = small_index.recommend(user, 10, explain=False)["movieId"].tolist()
