@@ -80,11 +80,16 @@ def fold_in(item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, ratings
 
     ``gram`` is ``item_factors.T @ item_factors`` (computed once per index).
     """
+    a, weighted = _normal_equations(item_factors, gram, pos, ratings, alpha, reg_param)
+    return np.linalg.solve(a, weighted.sum(axis=1))
+
+
+def _normal_equations(item_factors, gram, pos, ratings, alpha, reg_param):
+    """Spark's implicit system for one user: ``A`` and the columns ``c_j v_j`` of its right side."""
     v = item_factors[pos]
     c1 = alpha * np.abs(ratings)
     a = gram + (v * c1[:, None]).T @ v + reg_param * len(pos) * np.eye(gram.shape[0])
-    b = ((1.0 + c1)[:, None] * v).sum(axis=0)
-    return np.linalg.solve(a, b)
+    return a, ((1.0 + c1)[:, None] * v).T          # (k, k), (k, n_rated)
 
 
 def contributions(item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, ratings: np.ndarray,
@@ -96,10 +101,7 @@ def contributions(item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, r
     movie (Hu, Koren & Volinsky 2008, section 5). Returns (len(targets), len(pos)); each
     row sums to the target's score.
     """
-    v = item_factors[pos]
-    c1 = alpha * np.abs(ratings)
-    a = gram + (v * c1[:, None]).T @ v + reg_param * len(pos) * np.eye(gram.shape[0])
-    weighted = ((1.0 + c1)[:, None] * v).T          # (k, n_rated)
+    a, weighted = _normal_equations(item_factors, gram, pos, ratings, alpha, reg_param)
     return item_factors[targets] @ np.linalg.solve(a, weighted)
 
 
