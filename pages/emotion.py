@@ -160,11 +160,20 @@ with about:
                  help=f"{info['runs']} learning-rate cycle(s)" + (f" over {nets} networks" if nets > 1
                                                                   else "")
                       + "; hours as measured by the training machine")
+        starts = ("different random starts and architectures" if len(info["architectures"]) > 1
+                  else "different random starts")
         shipped = {"weight_average": "Shipped weights: the average of the last epochs' weights.",
-                   "ensemble": f"Shipped: {nets} networks trained from different random starts, their "
+                   "ensemble": f"Shipped: {nets} networks trained from {starts}, their "
                                "answers averaged (live video runs them in turn, one per frame)."}
         st.caption("Humans agree with FER2013's labels about 65 % of the time; the best single networks "
                    "reach about 73 %. " + shipped.get(info["shipped"], ""))
+        if nets > 1:
+            st.dataframe(report.networks, hide_index=True, width="stretch",
+                         column_config={"test accuracy": st.column_config.NumberColumn(
+                                            format="percent", help="this network alone, face + mirror"),
+                                        "one pass": st.column_config.NumberColumn(
+                                            format="percent", help="this network alone, one pass (live video)"),
+                                        "parameters": st.column_config.NumberColumn(format="compact")})
         left, right = st.columns(2)
         per_class = report.per_class.melt(id_vars=["emotion", "support"],
                                           value_vars=["precision", "recall"], var_name="measure")

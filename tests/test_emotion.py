@@ -265,6 +265,17 @@ def test_training_checkpoints_and_resumes(tmp_path):
     other = train(1, "--init-from", str(out / "emotion.keras"), "--seed", "7", "--split-seed", "42",
                   to=tmp_path / "x")
     assert other["config"]["seed"] == 7 and other["config"]["split_seed"] == 42
+    # A residual network on the same split; its last two epochs' weights are averaged (re-built as
+    # the residual architecture) and compared with its best epoch.
+    res = train(2, "--arch", "res", "--seed", "9", "--split-seed", "42", "--average-last", "2",
+                to=tmp_path / "r")
+    assert res["config"]["arch"] == "res" and res["epoch"] == 2
+    res_metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert "weight_average" in res_metrics["selection"]
+    assert keras.models.load_model(tmp_path / "r" / "emotion.keras", compile=False).name == "fer_res"
+    error = train(1, "--init-from", str(tmp_path / "r" / "emotion.keras"), "--split-seed", "42",
+                  to=tmp_path / "y", code=2)
+    assert "a 'res' network" in error and "Pass --arch res" in error
     error = train(1, "--init-from", str(tmp_path / "missing.keras"), to=tmp_path / "y", code=2)
     assert "no such model file" in error
     # A fresh run starts without the earlier run's snapshots; averaging then says what is missing.
@@ -281,7 +292,7 @@ def test_training_checkpoints_and_resumes(tmp_path):
     import keras
     from engine.emotion.evaluation import predict_probabilities
     from engine.emotion.train import stratified_split
-    members = [out / "emotion.keras", tmp_path / "x" / "emotion.keras"]
+    members = [out / "emotion.keras", tmp_path / "x" / "emotion.keras", tmp_path / "r" / "emotion.keras"]
     split = load_split(root, "train")
     _, val = stratified_split(split.labels, 0.1, 42)
     probs = [predict_probabilities(keras.models.load_model(m, compile=False), split.images[val])
@@ -299,18 +310,32 @@ def test_training_checkpoints_and_resumes(tmp_path):
     assert result["written"] == (together > max(scores)) == (done.returncode == 0)
     assert (target / "emotion.keras").exists() == result["written"]
     if result["written"]:
-        assert EmotionRecognizer.load(target).n_members == 2
+        assert EmotionRecognizer.load(target).n_members == 3
 
 
 def _two_nets(tmp_path):
-    """Two untrained networks from different random starts, saved as training would."""
+    """Two untrained networks of the two architectures, from different random starts."""
     import keras
     from engine.emotion.model import make_model
     nets = []
-    for seed in (1, 2):
+    for seed, arch in ((1, "vgg"), (2, "res")):
         keras.utils.set_random_seed(seed)
-        nets.append(make_model())
+        nets.append(make_model(arch))
     return nets
+
+
+def test_architectures():
+    from engine.emotion.model import ARCHITECTURES, make_model
+    faces = np.random.default_rng(0).integers(0, 255, (3, 48, 48, 1)).astype(np.float32)
+    sizes = {}
+    for arch in ARCHITECTURES:
+        model = make_model(arch)
+        probs = np.asarray(model(faces, training=False))
+        assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+        sizes[arch] = model.count_params()
+    assert 1.6e6 < sizes["vgg"] < 1.8e6 and 1.1e6 < sizes["res"] < 1.3e6
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'; choose one of vgg, res"):
+        make_model("resnet")
 
 
 def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, happy_frame):
@@ -382,6 +407,11 @@ def test_ensemble_refuses_members_it_cannot_check(tmp_path):
     other = _fake_fer(tmp_path / "other", n_per_class=5)
     with pytest.raises(WarmStartError, match="trained on other images"):
         make_ensemble(runs[:2], str(other), out)
+    # An ensemble is not one network: a new training cycle cannot start from it.
+    from engine.emotion.train import TrainConfig, _warm_start
+    (tmp_path / "a" / "metrics.json").write_text(json.dumps({"members": [{}, {}], "config": {}}))
+    with pytest.raises(WarmStartError, match="an ensemble of 2 networks, not one network"):
+        _warm_start(a, runs[0], load_split(root, "train"), TrainConfig(data=str(root), out_dir="o"))
 
 
 def test_split_seed_defaults_to_the_seed_for_older_runs():
@@ -400,16 +430,17 @@ def test_runs_that_average_their_tail_never_stop_early():
     assert effective_patience(TrainConfig(data="x", out_dir="y", epochs=40, patience=0)) > 40
 
 
-def test_weight_average_and_batch_norm_recalibration(tmp_path):
+@pytest.mark.parametrize("arch", ["vgg", "res"])
+def test_weight_average_and_batch_norm_recalibration(tmp_path, arch):
     import keras
 
     from engine.emotion.averaging import average_weights, recalibrate_batch_norm, save_snapshot
     from engine.emotion.model import make_model
     keras.utils.set_random_seed(1)
-    a, b = make_model(), make_model()
+    a, b = make_model(arch), make_model(arch)
     save_snapshot(a, tmp_path, 1)
     save_snapshot(b, tmp_path, 2)
-    target = make_model()
+    target = make_model(arch)
     average_weights(target, list(snapshots(tmp_path).values()))
     for got, wa, wb in zip(target.get_weights(), a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(got, (wa + wb) / 2, rtol=1e-6, atol=1e-7)
@@ -465,6 +496,12 @@ def test_model_report_reads_the_shipped_metrics(tmp_path):
         # one axis over every run of a network's lineage
         assert epochs.tolist() == list(range(1, len(epochs) + 1))
     assert len(validation) == report.summary["epochs"]
+    # One row per network with its own figures; they sum to the model's parameter count.
+    members = metrics.get("members") or [metrics]
+    assert report.networks["network"].tolist() == [f"net {i}" for i in range(1, len(members) + 1)]
+    assert report.networks["parameters"].sum() == metrics["parameters"]
+    assert report.networks["test accuracy"].tolist() == [(m.get("test") or m)["accuracy"] for m in members]
+    assert len(report.summary["architectures"]) == report.networks["architecture"].nunique()
 
     (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "labels": ["a", "b"]}))
     with pytest.raises(ReportError, match="not the metrics file training writes"):

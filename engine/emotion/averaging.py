@@ -95,10 +95,10 @@ def recalibrate_batch_norm(model, images: np.ndarray, batch_size: int = 128, see
             l.rate = r
 
 
-def averaged_model(files: list[Path], train_images: np.ndarray):
-    """A fresh network with the mean of ``files``' weights and re-measured BN statistics."""
+def averaged_model(files: list[Path], train_images: np.ndarray, arch: str = "vgg"):
+    """A fresh ``arch`` network with the mean of ``files``' weights and re-measured BN statistics."""
     from .model import make_model
-    model = make_model()
+    model = make_model(arch)
     average_weights(model, files)
     recalibrate_batch_norm(model, train_images)
     return model

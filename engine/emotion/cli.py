@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..settings import get_settings
+from .model import ARCHITECTURES, DEFAULT_ARCH
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--average-last", type=int, default=0, metavar="N",
                    help="keep the last N epochs' weights; ship their average if it wins on validation "
                         "(such runs never stop early)")
+    p.add_argument("--arch", choices=ARCHITECTURES, default=DEFAULT_ARCH,
+                   help="network: vgg (1.7 M parameters) or res (residual, 1.2 M); mix them in an ensemble")
     p.add_argument("--patience", type=int, default=15, metavar="N",
                    help="stop after N epochs without a validation gain (0: never)")
     p = sub.add_parser("average", help="re-pick a finished run's model with a weight average")
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                                         batch_size=args.batch_size, seed=args.seed, split_seed=args.split_seed,
                                         resume=args.resume, learning_rate=args.learning_rate,
                                         init_from=args.init_from,
-                                        average_last=args.average_last, patience=args.patience))
+                                        average_last=args.average_last, patience=args.patience,
+                                        arch=args.arch))
         except (FerDataError, WarmStartError) as exc:
             return _fail(args, str(exc), 2)
         print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "per_class")}))

@@ -16,7 +16,9 @@ import pandas as pd
 
 from ..settings import get_settings
 from .dataset import EMOTIONS
-from .train import METRICS_FILE, lineage
+from .train import METRICS_FILE, arch_of, lineage
+
+ARCH_NAMES = {"vgg": "VGG (4 conv blocks + dense)", "res": "residual (3 blocks + global pooling)"}
 
 
 class ReportError(ValueError):
@@ -29,6 +31,7 @@ class ModelReport:
     per_class: pd.DataFrame   # emotion, precision, recall, support
     confusion: pd.DataFrame   # share of each true emotion (rows) predicted as each emotion (columns)
     curve: pd.DataFrame       # epoch (counted over a network's lineage), run, split, accuracy
+    networks: pd.DataFrame    # one row per network: architecture, parameters, epochs, its own test accuracy
 
 
 def load_report(model_dir: str | Path | None = None) -> ModelReport:
@@ -69,6 +72,18 @@ def _report(metrics: dict) -> ModelReport:
             offset += len(run.get("training_curve") or [])
     curve = pd.DataFrame(rows, columns=["epoch", "run", "split", "accuracy"])
 
+    nets = []
+    for net, member in enumerate(members, start=1):
+        alone = member.get("test") or member  # an ensemble member's own test figures
+        nets.append({"network": f"net {net}", "architecture": ARCH_NAMES.get(arch_of(member.get("config")),
+                                                                             arch_of(member.get("config"))),
+                     "parameters": member.get("parameters"),
+                     "epochs": member.get("total_epochs", member.get("epochs_run")),
+                     "test accuracy": alone.get("accuracy"),
+                     "one pass": alone.get("accuracy_single_pass")})
+    networks = pd.DataFrame(nets, columns=["network", "architecture", "parameters", "epochs",
+                                           "test accuracy", "one pass"])
+
     selection = metrics.get("selection") or {}
     single = metrics.get("accuracy_single_pass")
     if len(members) > 1:  # live video runs one network per frame: what one pass of one gets
@@ -78,6 +93,7 @@ def _report(metrics: dict) -> ModelReport:
         "accuracy": float(metrics["accuracy"]),
         "accuracy_single_pass": single,
         "networks": len(members),
+        "architectures": sorted({arch_of(m.get("config")) for m in members}),
         "n_images": int(metrics["n_images"]),
         "parameters": metrics.get("parameters"),
         "epochs": metrics.get("total_epochs", metrics.get("epochs_run")),
@@ -86,4 +102,4 @@ def _report(metrics: dict) -> ModelReport:
         "runs": sum(len(lineage(m)) for m in members),
         "shipped": selection.get("chosen", "best_epoch"),
     }
-    return ModelReport(summary, per_class, confusion, curve)
+    return ModelReport(summary, per_class, confusion, curve, networks)

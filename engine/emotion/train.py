@@ -65,6 +65,7 @@ class TrainConfig:
     resume: bool = False
     init_from: str | None = None
     average_last: int = 0
+    arch: str = "vgg"           # engine.emotion.model.ARCHITECTURES
 
 
 def split_seed_of(config: dict | TrainConfig | None) -> int | None:
@@ -75,6 +76,11 @@ def split_seed_of(config: dict | TrainConfig | None) -> int | None:
         config = asdict(config)
     split = config.get("split_seed")
     return config.get("seed") if split is None else split
+
+
+def arch_of(config: dict | None) -> str:
+    """A run's network architecture (``vgg`` for runs that predate ``arch``)."""
+    return (config or {}).get("arch") or "vgg"
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int):
@@ -216,17 +222,24 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
 
     if not path.is_file():
         raise WarmStartError(f"{path}: no such model file; --init-from takes an emotion.keras file.")
-    try:
-        earlier = keras.models.load_model(path, compile=False)
-        model.set_weights(earlier.get_weights())
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a foreign file
-        raise WarmStartError(f"{path}: not a model of this architecture ({exc}).") from exc
     meta_file = path.with_name(METRICS_FILE)
     try:
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     except json.JSONDecodeError as exc:
         raise WarmStartError(f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}); it tells "
                              "which data and seed the model was trained with.") from exc
+    if meta.get("members"):
+        raise WarmStartError(f"{path}: an ensemble of {len(meta['members'])} networks, not one network; "
+                             "--init-from takes one network's run (e.g. runs/a/emotion.keras).")
+    if meta.get("config") and arch_of(meta["config"]) != cfg.arch:
+        raise WarmStartError(f"{path}: a {arch_of(meta['config'])!r} network (its {meta_file.name} says so); "
+                             f"this run trains {cfg.arch!r}. Pass --arch {arch_of(meta['config'])} "
+                             "to continue it.")
+    try:
+        earlier = keras.models.load_model(path, compile=False)
+        model.set_weights(earlier.get_weights())
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a foreign file
+        raise WarmStartError(f"{path}: not a model of this architecture ({exc}).") from exc
     seen = meta.get("data_fingerprint", {}).get("train")
     seed = split_seed_of(meta.get("config") or {})
     if seen != train_split.fingerprint or seed != split_seed_of(cfg):
@@ -278,7 +291,7 @@ def train(cfg: TrainConfig) -> dict:
                  "best_val_accuracy": 0.0, "history": [],
                  "train_fingerprint": train_split.fingerprint}
         shutil.rmtree(ckpt_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier run's weights
-        model = make_model()
+        model = make_model(cfg.arch)
         if cfg.init_from:
             state["init"] = _warm_start(model, Path(cfg.init_from), train_split, cfg)
         model.compile(
@@ -361,7 +374,7 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
     files = [f for e, f in snapshots(ckpt_dir).items() if first <= e <= state["epoch"]]
     if files:
         log.info("averaging the weights of %d epochs (%d-%d)", len(files), first, state["epoch"])
-        averaged = averaged_model(files, train_split.images[tr_idx])
+        averaged = averaged_model(files, train_split.images[tr_idx], cfg.arch)
         selection["weight_average"] = {"epochs": [first, state["epoch"]], "n_snapshots": len(files),
                                        "val_accuracy": val_accuracy(averaged)}
         if selection["weight_average"]["val_accuracy"] > selection["best_epoch"]["val_accuracy"]:
