@@ -7,9 +7,10 @@ each halving the image, then a 256-unit dense layer. About 1.7 M parameters.
 
 ``res``: a stem convolution and three residual blocks (64, 128, 256 filters,
 each two 3x3 convolutions plus a 1x1 projection shortcut), ending in global
-average pooling instead of a dense layer: about 1.2 M parameters. It sees the
-face differently (no position-specific dense layer), so it errs on other faces
-than ``vgg`` does, which is what averaging networks gains from.
+average pooling instead of a dense layer: about 1.2 M parameters, ~1.3x the
+training time per epoch. Meant to err on other faces than ``vgg`` (no
+position-specific dense layer); measured on FER2013 it agrees with a VGG on 82 %
+of validation faces, about as often as two VGGs from different seeds (83 %).
 
 Both start with a layer that rescales raw 0-255 pixels, so inference feeds every
 model exactly what training fed it: a 48x48 gray crop as numbers.
