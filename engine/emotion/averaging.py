@@ -95,7 +95,7 @@ def recalibrate_batch_norm(model, images: np.ndarray, batch_size: int = 128, see
             l.rate = r
 
 
-def averaged_model(files: list[Path], train_images: np.ndarray, arch: str = "vgg"):
+def averaged_model(files: list[Path], train_images: np.ndarray, arch: str):
     """A fresh ``arch`` network with the mean of ``files``' weights and re-measured BN statistics."""
     from .model import make_model
     model = make_model(arch)

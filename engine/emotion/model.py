@@ -19,9 +19,6 @@ from __future__ import annotations
 
 from .dataset import EMOTIONS, IMAGE_SIZE
 
-ARCHITECTURES = ("vgg", "res")
-DEFAULT_ARCH = "vgg"
-
 FILTERS = (32, 64, 128, 256)
 CONVS_PER_BLOCK = (1, 1, 2, 2)
 DENSE_UNITS = 256
@@ -32,13 +29,14 @@ RES_FILTERS = (64, 128, 256)
 RES_DROPOUT = 0.4
 
 
+DEFAULT_ARCH = "vgg"
+
+
 def make_model(arch: str = DEFAULT_ARCH):
     """Build the (uncompiled) Keras model: (batch, 48, 48, 1) raw pixels -> 7 softmax scores."""
-    if arch == "vgg":
-        return _vgg()
-    if arch == "res":
-        return _res()
-    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+    if arch not in _BUILDERS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+    return _BUILDERS[arch]()
 
 
 def _conv_bn(x, filters: int, size: int, name: str, relu: bool = True):
@@ -90,3 +88,7 @@ def _res():
     x = layers.Dropout(RES_DROPOUT, name="head_drop")(x)
     outputs = layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name="fer_res")
+
+
+_BUILDERS = {"vgg": _vgg, "res": _res}
+ARCHITECTURES = tuple(_BUILDERS)

@@ -72,11 +72,11 @@ def _report(metrics: dict) -> ModelReport:
             offset += len(run.get("training_curve") or [])
     curve = pd.DataFrame(rows, columns=["epoch", "run", "split", "accuracy"])
 
+    archs = [arch_of(m.get("config")) for m in members]
     nets = []
-    for net, member in enumerate(members, start=1):
+    for net, (member, arch) in enumerate(zip(members, archs), start=1):
         alone = member.get("test") or member  # an ensemble member's own test figures
-        nets.append({"network": f"net {net}", "architecture": ARCH_NAMES.get(arch_of(member.get("config")),
-                                                                             arch_of(member.get("config"))),
+        nets.append({"network": f"net {net}", "architecture": ARCH_NAMES.get(arch, arch),
                      "parameters": member.get("parameters"),
                      "epochs": member.get("total_epochs", member.get("epochs_run")),
                      "test accuracy": alone.get("accuracy"),
@@ -93,7 +93,7 @@ def _report(metrics: dict) -> ModelReport:
         "accuracy": float(metrics["accuracy"]),
         "accuracy_single_pass": single,
         "networks": len(members),
-        "architectures": sorted({arch_of(m.get("config")) for m in members}),
+        "architectures": sorted(set(archs)),
         "n_images": int(metrics["n_images"]),
         "parameters": metrics.get("parameters"),
         "epochs": metrics.get("total_epochs", metrics.get("epochs_run")),

@@ -37,6 +37,7 @@ import numpy as np
 from .dataset import EMOTIONS, load_split
 from .averaging import SNAPSHOT_DIR, averaged_model, save_snapshot, snapshots
 from .evaluation import evaluate_arrays, predict_probabilities
+from .model import DEFAULT_ARCH, make_model
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class TrainConfig:
     resume: bool = False
     init_from: str | None = None
     average_last: int = 0
-    arch: str = "vgg"           # engine.emotion.model.ARCHITECTURES
+    arch: str = DEFAULT_ARCH    # engine.emotion.model.ARCHITECTURES
 
 
 def split_seed_of(config: dict | TrainConfig | None) -> int | None:
@@ -80,7 +81,7 @@ def split_seed_of(config: dict | TrainConfig | None) -> int | None:
 
 def arch_of(config: dict | None) -> str:
     """A run's network architecture (``vgg`` for runs that predate ``arch``)."""
-    return (config or {}).get("arch") or "vgg"
+    return (config or {}).get("arch") or DEFAULT_ARCH
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int):
@@ -286,7 +287,6 @@ def train(cfg: TrainConfig) -> dict:
         log.info("resuming after epoch %d (best val_accuracy %.4f at epoch %d)",
                  state["epoch"], state["best_val_accuracy"], state["best_epoch"])
     else:
-        from .model import make_model
         state = {"config": asdict(cfg), "epoch": 0, "best_epoch": 0,
                  "best_val_accuracy": 0.0, "history": [],
                  "train_fingerprint": train_split.fingerprint}
