@@ -34,6 +34,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="network: vgg (1.7 M parameters) or res (residual, 1.2 M); mix them in an ensemble")
     p.add_argument("--patience", type=int, default=15, metavar="N",
                    help="stop after N epochs without a validation gain (0: never)")
+    p.add_argument("--time-budget", type=float, default=0, metavar="SECONDS",
+                   help="train at most this long: after two epochs the run is shortened to the epochs "
+                        "that fit (--epochs is then the most it runs) and its schedule follows")
+    p.add_argument("--no-test", dest="evaluate_test", action="store_false",
+                   help="the data has no test images (e.g. a GPU machine given the training images "
+                        "alone): pick on validation, then run `finish` where the test images are")
+    p = sub.add_parser("finish", help="evaluate on test a run trained with --no-test")
+    p.add_argument("--out", required=True, help="the run's output folder")
+    p.add_argument("--data", required=True, help="FER2013 with the run's training images and the test images")
     p = sub.add_parser("average", help="re-pick a finished run's model with a weight average")
     p.add_argument("--last", type=int, required=True, metavar="N", help="average the last N epochs")
     p.add_argument("--out", default=str(settings.emotion_model_dir), help="the run's output folder")
@@ -64,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(args, str(exc), 2)
         print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "selection")}))
         return 0
+    if args.command == "finish":
+        from .train import WarmStartError, finish_run
+        try:
+            metrics = finish_run(args.out, args.data)
+        except (FerDataError, WarmStartError) as exc:
+            return _fail(args, str(exc), 2)
+        print(json.dumps({k: metrics[k] for k in ("accuracy", "accuracy_single_pass", "n_images")}))
+        return 0
     if args.command == "ensemble":
         from .ensemble import EnsembleNotBetter, make_ensemble
         from .train import WarmStartError
@@ -85,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
                                         resume=args.resume, learning_rate=args.learning_rate,
                                         init_from=args.init_from,
                                         average_last=args.average_last, patience=args.patience,
-                                        arch=args.arch))
+                                        arch=args.arch, time_budget=args.time_budget,
+                                        evaluate_test=args.evaluate_test))
         except (FerDataError, WarmStartError) as exc:
             return _fail(args, str(exc), 2)
-        print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "per_class")}))
+        print(json.dumps({k: metrics.get(k) for k in ("accuracy", "n_images", "per_class")}))
         return 0
     from .detector import EmotionInputError, EmotionRecognizer
     try:

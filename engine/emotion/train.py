@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import EMOTIONS, load_split
+from .dataset import EMOTIONS, IMAGE_SIZE, load_split
 from .averaging import SNAPSHOT_DIR, averaged_model, save_snapshot, snapshots
 from .evaluation import evaluate_arrays, predict_probabilities
 from .model import DEFAULT_ARCH, make_model
@@ -67,6 +67,8 @@ class TrainConfig:
     init_from: str | None = None
     average_last: int = 0
     arch: str = DEFAULT_ARCH    # engine.emotion.model.ARCHITECTURES
+    time_budget: float = 0      # seconds of training; 0: run all ``epochs``
+    evaluate_test: bool = True  # False: the data holds no test images (``finish`` evaluates later)
 
 
 def split_seed_of(config: dict | TrainConfig | None) -> int | None:
@@ -112,39 +114,43 @@ def _augmenter(seed: int):
         layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 1),
         layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 2),
         layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 3),
-        layers.RandomContrast(0.2, seed=seed + 4),
+        layers.RandomContrast(0.2, seed=seed + 4),  # clips to 0-255 itself
     ], name="augment")
 
 
-def _datasets(x_tr, y_tr, x_val, y_val, cfg: TrainConfig, weights):
-    import tensorflow as tf
-    aug = _augmenter(cfg.seed)
-    w_table = tf.constant([weights[i] for i in range(len(EMOTIONS))], tf.float32)
-
-    def augment(x, y):
-        x = tf.cast(x, tf.float32)
-        x = aug(x, training=True)
-        x = tf.clip_by_value(x, 0.0, 255.0)
-        return x, tf.one_hot(y, len(EMOTIONS)), tf.gather(w_table, y)
-
-    train = (tf.data.Dataset.from_tensor_slices((x_tr[..., None], y_tr))
-             .shuffle(len(y_tr), seed=cfg.seed, reshuffle_each_iteration=True)
-             .batch(cfg.batch_size)
-             .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-             .prefetch(tf.data.AUTOTUNE))
-    val = (tf.data.Dataset.from_tensor_slices(
-        (x_val[..., None].astype(np.float32), tf.one_hot(y_val, len(EMOTIONS))))
-        .batch(256).prefetch(tf.data.AUTOTUNE))
-    return train, val
+TRAINER_NAME = "trainer"
 
 
-def _schedule(cfg: TrainConfig, steps_per_epoch: int):
+def _trainer(net, seed: int):
+    """``net`` behind the augmentation layers: what ``fit`` trains and ``last.keras`` holds.
+
+    Augmenting inside the model (active only while training) runs in the compiled
+    train step on any Keras backend: TensorFlow on the CPU, or JAX on a GPU machine
+    that has no TensorFlow. The network itself (``best.keras``, snapshots, the
+    shipped file) never contains the augmentation.
+    """
     import keras
-    total = cfg.epochs * steps_per_epoch
-    warmup = cfg.warmup_epochs * steps_per_epoch
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.learning_rate / 10, decay_steps=max(1, total - warmup),
-        alpha=0.01, warmup_target=cfg.learning_rate, warmup_steps=warmup)
+    return keras.Sequential([keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face"), _augmenter(seed), net],
+                            name=TRAINER_NAME)
+
+
+def learning_rate_at(epoch: int, cfg: TrainConfig, planned: int) -> float:
+    """Per-epoch schedule: warm up from a tenth of the peak, then cosine decay to 1 % of it.
+
+    ``epoch`` counts from 0; ``planned`` is the run's length in epochs (``cfg.epochs``,
+    or what fits the time budget).
+    """
+    peak, warmup = cfg.learning_rate, cfg.warmup_epochs
+    if epoch < warmup:
+        return peak * (0.1 + 0.9 * epoch / warmup)
+    progress = min(1.0, (epoch - warmup) / max(1, planned - warmup - 1))  # the last epoch: 1 %
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def plan_epochs(cfg: TrainConfig, done: int, seconds_left: float, epoch_seconds: float) -> int:
+    """The epochs a time-budgeted run can finish: those done plus what fits the time left."""
+    fits = int(max(0.0, seconds_left) // max(epoch_seconds, 1e-6))
+    return max(done, min(cfg.epochs, done + fits))
 
 
 def _atomic_save(model, path: Path) -> None:
@@ -174,39 +180,71 @@ def _atomic_json(obj, path: Path) -> None:
 
 
 class _Checkpointer:
-    """Keras callback: last + best checkpoints, training state, early stopping."""
+    """Keras callback: learning rate, last + best checkpoints, training state, time budget, early stopping.
+
+    ``self.model`` is the trainer (augmentation + network): ``last.keras`` keeps it
+    with its optimizer for ``--resume``; ``best.keras`` and the snapshots keep the
+    network alone.
+    """
 
     def __new__(cls, *args, **kwargs):  # build the Keras subclass lazily (no TF at import)
         import keras
 
         class Impl(keras.callbacks.Callback):
-            def __init__(self, ckpt_dir: Path, state: dict, patience: int, snapshot_after: int):
+            def __init__(self, net, ckpt_dir: Path, state: dict, cfg: TrainConfig, patience: int):
                 super().__init__()
-                self.ckpt_dir, self.state, self.patience = ckpt_dir, state, patience
-                self.snapshot_after = snapshot_after
-                self.t0 = time.time()
+                self.net, self.ckpt_dir, self.state, self.cfg = net, ckpt_dir, state, cfg
+                self.patience = patience
+                self.started = self.t0 = time.time()
+                self.epoch_seconds: list[float] = []  # this invocation's epochs
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.model.optimizer.learning_rate = learning_rate_at(
+                    epoch, self.cfg, self.state["planned_epochs"])
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = {k: float(v) for k, v in (logs or {}).items()}
+                logs["learning_rate"] = learning_rate_at(epoch, self.cfg, self.state["planned_epochs"])
                 logs["seconds"] = round(time.time() - self.t0, 1)
+                self.epoch_seconds.append(time.time() - self.t0)
                 self.t0 = time.time()
                 self.state["history"].append({"epoch": epoch + 1, **logs})
                 self.state["epoch"] = epoch + 1
                 self.state["train_seconds"] = self.state.get("train_seconds", 0) + logs["seconds"]
+                self._plan(epoch + 1)
                 if logs.get("val_accuracy", 0) > self.state["best_val_accuracy"]:
                     self.state["best_val_accuracy"] = logs["val_accuracy"]
                     self.state["best_epoch"] = epoch + 1
-                    _atomic_save(self.model, self.ckpt_dir / "best.keras")
-                if epoch + 1 > self.snapshot_after:
-                    save_snapshot(self.model, self.ckpt_dir, epoch + 1)
+                    _atomic_save(self.net, self.ckpt_dir / "best.keras")
+                if epoch + 1 > _snapshot_after(self.cfg, self.state["planned_epochs"]):
+                    save_snapshot(self.net, self.ckpt_dir, epoch + 1)
                 _atomic_save(self.model, self.ckpt_dir / "last.keras")
                 _atomic_json(self.state, self.ckpt_dir / "state.json")
-                log.info("epoch %d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f (%.0f s)",
-                         epoch + 1, logs.get("loss", 0), logs.get("accuracy", 0),
-                         logs.get("val_loss", 0), logs.get("val_accuracy", 0), logs["seconds"])
-                if epoch + 1 - self.state["best_epoch"] >= self.patience:
+                log.info("epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.2e (%.1f s)",
+                         epoch + 1, self.state["planned_epochs"], logs.get("loss", 0),
+                         logs.get("accuracy", 0), logs.get("val_loss", 0), logs.get("val_accuracy", 0),
+                         logs["learning_rate"], logs["seconds"])
+                if epoch + 1 >= self.state["planned_epochs"]:
+                    self.model.stop_training = True
+                elif epoch + 1 - self.state["best_epoch"] >= self.patience:
                     log.info("no val_accuracy gain for %d epochs: stopping", self.patience)
                     self.model.stop_training = True
+
+            def _plan(self, done: int) -> None:
+                """With a time budget, shorten the run to the epochs that fit (never lengthen it).
+
+                The first epoch of an invocation compiles the step, so the pace is read from
+                the later ones (the last three).
+                """
+                if not self.cfg.time_budget or len(self.epoch_seconds) < 2:
+                    return
+                pace = float(np.mean(self.epoch_seconds[1:][-3:])) * 1.03
+                left = self.cfg.time_budget - (time.time() - self.started)
+                planned = min(self.state["planned_epochs"], plan_epochs(self.cfg, done, left, pace))
+                if planned != self.state["planned_epochs"]:
+                    log.info("time budget: %.0f s left at %.1f s per epoch -> %d epochs",
+                             left, pace, planned)
+                    self.state["planned_epochs"] = planned
 
         return Impl(*args, **kwargs)
 
@@ -260,7 +298,6 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
 def train(cfg: TrainConfig) -> dict:
     """Run the whole recipe; returns the metrics written to ``metrics.json``."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out_dir)
@@ -269,42 +306,50 @@ def train(cfg: TrainConfig) -> dict:
 
     log.info("loading FER2013 from %s", cfg.data)
     train_split = load_split(cfg.data, "train")
-    test_split = load_split(cfg.data, "test")
+    test_split = load_split(cfg.data, "test") if cfg.evaluate_test else None
     tr_idx, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
     x_tr, y_tr = train_split.images[tr_idx], train_split.labels[tr_idx]
     x_val, y_val = train_split.images[val_idx], train_split.labels[val_idx]
     weights = class_weights(y_tr)
-    log.info("train %d, validation %d, test %d images; class weights %s",
-             len(y_tr), len(y_val), len(test_split), {EMOTIONS[k]: round(v, 2) for k, v in weights.items()})
-
-    train_ds, val_ds = _datasets(x_tr, y_tr, x_val, y_val, cfg, weights)
-    steps = math.ceil(len(y_tr) / cfg.batch_size)
+    log.info("train %d, validation %d, test %s images; class weights %s", len(y_tr), len(y_val),
+             len(test_split) if test_split else "no", {EMOTIONS[k]: round(v, 2) for k, v in weights.items()})
 
     state_file = ckpt_dir / "state.json"
     if cfg.resume and (ckpt_dir / "last.keras").exists() and state_file.exists():
         state = json.loads(state_file.read_text())
-        model = keras.models.load_model(ckpt_dir / "last.keras")
+        trainer = keras.models.load_model(ckpt_dir / "last.keras")
+        if trainer.name != TRAINER_NAME:
+            raise WarmStartError(f"{ckpt_dir / 'last.keras'}: a checkpoint of an older version of this "
+                                 "trainer, which cannot be resumed; start a new cycle from it with "
+                                 "--init-from instead.")
+        state.setdefault("planned_epochs", state["config"].get("epochs", cfg.epochs))
         log.info("resuming after epoch %d (best val_accuracy %.4f at epoch %d)",
                  state["epoch"], state["best_val_accuracy"], state["best_epoch"])
     else:
-        state = {"config": asdict(cfg), "epoch": 0, "best_epoch": 0,
+        state = {"config": asdict(cfg), "epoch": 0, "best_epoch": 0, "planned_epochs": cfg.epochs,
                  "best_val_accuracy": 0.0, "history": [],
                  "train_fingerprint": train_split.fingerprint}
         shutil.rmtree(ckpt_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier run's weights
-        model = make_model(cfg.arch)
+        net = make_model(cfg.arch)
         if cfg.init_from:
-            state["init"] = _warm_start(model, Path(cfg.init_from), train_split, cfg)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(_schedule(cfg, steps), weight_decay=cfg.weight_decay),
+            state["init"] = _warm_start(net, Path(cfg.init_from), train_split, cfg)
+        trainer = _trainer(net, cfg.seed)
+        trainer.compile(
+            optimizer=keras.optimizers.AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
             metrics=["accuracy"])
-    log.info("model %s: %d parameters", model.name, model.count_params())
+    net = trainer.layers[-1]
+    log.info("model %s: %d parameters (Keras %s backend)", net.name, net.count_params(),
+             keras.backend.backend())
 
     patience = effective_patience(cfg)
-    if state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] < patience:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
-                  initial_epoch=state["epoch"], verbose=2,
-                  callbacks=[_Checkpointer(ckpt_dir, state, patience, _snapshot_after(cfg))])
+    done = state["epoch"]
+    if done < state["planned_epochs"] and done - state["best_epoch"] < patience:
+        trainer.fit(x_tr[..., None].astype(np.float32), _one_hot(y_tr), batch_size=cfg.batch_size,
+                    class_weight=weights, shuffle=True,
+                    validation_data=(x_val[..., None].astype(np.float32), _one_hot(y_val)),
+                    validation_batch_size=256, epochs=cfg.epochs, initial_epoch=done, verbose=2,
+                    callbacks=[_Checkpointer(net, ckpt_dir, state, cfg, patience)])
     return finalize(cfg, state, train_split, test_split)
 
 
@@ -343,9 +388,25 @@ def effective_patience(cfg: TrainConfig) -> int:
     return cfg.epochs + 1 if cfg.patience <= 0 or cfg.average_last > 0 else cfg.patience
 
 
-def _snapshot_after(cfg: TrainConfig) -> int:
+def _snapshot_after(cfg: TrainConfig, planned: int) -> int:
     """Weights of the epochs after this one are kept for averaging."""
-    return cfg.epochs - cfg.average_last if cfg.average_last > 0 else 10**9
+    return planned - cfg.average_last if cfg.average_last > 0 else 10**9
+
+
+def _one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(len(EMOTIONS), dtype=np.float32)[labels]
+
+
+def _versions() -> dict:
+    """The Keras backend and versions a run used (TensorFlow only where it is installed)."""
+    import importlib.util
+
+    import keras
+    found = {"keras": keras.__version__, "backend": keras.backend.backend()}
+    for name in ("tensorflow", "jax"):
+        if importlib.util.find_spec(name) is not None:
+            found[name] = __import__(name).__version__
+    return found
 
 
 def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
@@ -353,10 +414,11 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
 
     The candidates are the best epoch and, when snapshots of the last
     ``cfg.average_last`` epochs exist, their weight average. Both are scored on the
-    validation split with the flip averaging that inference uses.
+    validation split with the flip averaging that inference uses. Without
+    ``test_split`` (data with no test images) the test fields stay empty until
+    :func:`finish_run`.
     """
     import keras
-    import tensorflow as tf
 
     out = Path(cfg.out_dir)
     ckpt_dir = out / "checkpoints"
@@ -383,10 +445,14 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
     log.info("validation accuracy (flip-averaged): %s; shipping %s",
              {k: v["val_accuracy"] for k, v in selection.items() if isinstance(v, dict)}, chosen)
 
-    metrics = evaluate_arrays(shipped, test_split.images, test_split.labels)
+    if test_split is not None:
+        metrics = evaluate_arrays(shipped, test_split.images, test_split.labels)
+    else:
+        metrics = {"accuracy": None, "accuracy_single_pass": None, "test_pending": True}
     metrics.update({
         "selection": selection,
-        "data_fingerprint": {"train": train_split.fingerprint, "test": test_split.fingerprint},
+        "data_fingerprint": {"train": train_split.fingerprint,
+                             "test": test_split.fingerprint if test_split is not None else None},
         "data_source": Path(cfg.data).name,
         "best_epoch": state["best_epoch"],
         "best_val_accuracy": state["best_val_accuracy"],
@@ -399,11 +465,47 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
         "total_epochs": state["epoch"] + _lineage_total(state.get("init"), "epochs_run"),
         "total_training_seconds": round(state.get("train_seconds", 0)
                                         + _lineage_total(state.get("init"), "training_seconds"), 1),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
+        **_versions(),
     })
     _atomic_save(shipped, out / MODEL_FILE)
     _atomic_json(metrics, out / METRICS_FILE)
+    if test_split is not None:
+        log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
+                 metrics["accuracy"], metrics["accuracy_single_pass"])
+    else:
+        log.info("no test images in %s: run `python -m engine.emotion finish --out %s --data PATH` "
+                 "where they are", cfg.data, out)
+    return metrics
+
+
+def finish_run(out_dir: str, data: str) -> dict:
+    """Evaluate on ``data``'s test images a run trained where they were not (``--no-test``).
+
+    The run's own training images must be in ``data`` too (same fingerprint): this
+    ties the test score to the model it describes. Fills in ``metrics.json``.
+    """
+    import keras
+
+    out = Path(out_dir)
+    meta_file, model_file = out / METRICS_FILE, out / MODEL_FILE
+    if not meta_file.exists() or not model_file.exists():
+        raise WarmStartError(f"{out}: no {MODEL_FILE} with its {METRICS_FILE}; pass the --out folder "
+                             "of a finished training run.")
+    metrics = json.loads(meta_file.read_text())
+    if not metrics.get("test_pending"):
+        raise WarmStartError(f"{meta_file}: this run was already evaluated on test "
+                             f"(accuracy {metrics.get('accuracy')}); nothing to finish.")
+    train_split = load_split(data, "train")
+    if train_split.fingerprint != metrics["data_fingerprint"]["train"]:
+        raise WarmStartError(f"{data}: not the training images this run used (fingerprint "
+                             f"{train_split.fingerprint}, the run's {metrics['data_fingerprint']['train']}).")
+    test_split = load_split(data, "test")
+    model = keras.models.load_model(model_file, compile=False)
+    metrics.pop("test_pending")
+    metrics.update(evaluate_arrays(model, test_split.images, test_split.labels))
+    metrics["data_fingerprint"]["test"] = test_split.fingerprint
+    metrics["test_evaluated_with"] = _versions()
+    _atomic_json(metrics, meta_file)
     log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
              metrics["accuracy"], metrics["accuracy_single_pass"])
     return metrics

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Train several emotion networks at once on one GPU machine, each for a fixed time.
+#
+#   DATA=fer2013-train.zip RUNS=runs/gpu BUDGET=450 scripts/train_emotion_gpu.sh NAME:ARCH:SEED ...
+#
+# Keras runs on its JAX backend there (such a machine may have JAX but no TensorFlow);
+# the .keras files it writes load in TensorFlow unchanged. DATA may hold the training
+# images alone (`train/<emotion>/*.jpg`): every run is trained with --no-test, so
+# evaluate each where the test images are:
+#   python -m engine.emotion finish --out RUNS/NAME --data ../shared/data/fer2013.zip
+# All runs share validation split 42 (that of the shipped networks), so any of them
+# can join an ensemble (`python -m engine.emotion ensemble`).
+#
+# BUDGET is each run's training time in seconds (the run plans its epochs after two;
+# EPOCHS caps them); HARD (default BUDGET + 150) kills a run that overstays. Runs
+# share the GPU; JAX allocates its memory on demand so that they fit side by side.
+set -u
+DATA=${DATA:?set DATA to FER2013 (a zip, folder or csv; training images suffice)}
+RUNS=${RUNS:-runs/gpu}
+BUDGET=${BUDGET:-450}
+HARD=${HARD:-$((BUDGET + 150))}
+EPOCHS=${EPOCHS:-300}
+AVERAGE_LAST=${AVERAGE_LAST:-15}
+PYTHON=${PYTHON:-python3}
+[ $# -gt 0 ] || { echo "usage: DATA=... $0 NAME:ARCH:SEED ..." >&2; exit 2; }
+
+export KERAS_BACKEND=${KERAS_BACKEND:-jax} XLA_PYTHON_CLIENT_PREALLOCATE=false
+specs=("$@") pids=()
+for spec in "$@"; do
+  IFS=: read -r name arch seed <<<"$spec"
+  mkdir -p "$RUNS/$name"
+  timeout "$HARD" "$PYTHON" -m engine.emotion train --data "$DATA" --out "$RUNS/$name" \
+    --arch "$arch" --seed "$seed" --split-seed 42 --no-test --time-budget "$BUDGET" \
+    --epochs "$EPOCHS" --average-last "$AVERAGE_LAST" >"$RUNS/$name/train.log" 2>&1 &
+  pids+=("$!")
+done
+status=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || { echo "run ${specs[$i]} ended with exit code $?" >&2; status=1; }
+done
+for spec in "$@"; do
+  name=${spec%%:*}
+  echo "== $name: $(grep -c 'train epoch ' "$RUNS/$name/train.log") epochs"
+  grep -E "time budget|validation accuracy|Error|error" "$RUNS/$name/train.log" | tail -4
+done
+exit $status
