@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import EMOTIONS, IMAGE_SIZE, load_split
+from .dataset import EMOTIONS, load_split
+from .augment import batches
 from .averaging import SNAPSHOT_DIR, averaged_model, save_snapshot, snapshots
 from .evaluation import evaluate_arrays, predict_probabilities
 from .model import DEFAULT_ARCH, make_model
@@ -106,34 +107,6 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {i: float(w[i]) for i in range(len(EMOTIONS))}
 
 
-def _augmenter(seed: int):
-    import keras
-    from keras import layers
-    return keras.Sequential([
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 1),
-        layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 2),
-        layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 3),
-        layers.RandomContrast(0.2, seed=seed + 4),  # clips to 0-255 itself
-    ], name="augment")
-
-
-TRAINER_NAME = "trainer"
-
-
-def _trainer(net, seed: int):
-    """``net`` behind the augmentation layers: what ``fit`` trains and ``last.keras`` holds.
-
-    Augmenting inside the model (active only while training) runs in the compiled
-    train step on any Keras backend: TensorFlow on the CPU, or JAX on a GPU machine
-    that has no TensorFlow. The network itself (``best.keras``, snapshots, the
-    shipped file) never contains the augmentation.
-    """
-    import keras
-    return keras.Sequential([keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face"), _augmenter(seed), net],
-                            name=TRAINER_NAME)
-
-
 def learning_rate_at(epoch: int, cfg: TrainConfig, planned: int) -> float:
     """Per-epoch schedule: warm up from a tenth of the peak, then cosine decay to 1 % of it.
 
@@ -180,20 +153,15 @@ def _atomic_json(obj, path: Path) -> None:
 
 
 class _Checkpointer:
-    """Keras callback: learning rate, last + best checkpoints, training state, time budget, early stopping.
-
-    ``self.model`` is the trainer (augmentation + network): ``last.keras`` keeps it
-    with its optimizer for ``--resume``; ``best.keras`` and the snapshots keep the
-    network alone.
-    """
+    """Keras callback: learning rate, last + best checkpoints, training state, time budget, early stopping."""
 
     def __new__(cls, *args, **kwargs):  # build the Keras subclass lazily (no TF at import)
         import keras
 
         class Impl(keras.callbacks.Callback):
-            def __init__(self, net, ckpt_dir: Path, state: dict, cfg: TrainConfig, patience: int):
+            def __init__(self, ckpt_dir: Path, state: dict, cfg: TrainConfig, patience: int):
                 super().__init__()
-                self.net, self.ckpt_dir, self.state, self.cfg = net, ckpt_dir, state, cfg
+                self.ckpt_dir, self.state, self.cfg = ckpt_dir, state, cfg
                 self.patience = patience
                 self.started = self.t0 = time.time()
                 self.epoch_seconds: list[float] = []  # this invocation's epochs
@@ -215,9 +183,9 @@ class _Checkpointer:
                 if logs.get("val_accuracy", 0) > self.state["best_val_accuracy"]:
                     self.state["best_val_accuracy"] = logs["val_accuracy"]
                     self.state["best_epoch"] = epoch + 1
-                    _atomic_save(self.net, self.ckpt_dir / "best.keras")
+                    _atomic_save(self.model, self.ckpt_dir / "best.keras")
                 if epoch + 1 > _snapshot_after(self.cfg, self.state["planned_epochs"]):
-                    save_snapshot(self.net, self.ckpt_dir, epoch + 1)
+                    save_snapshot(self.model, self.ckpt_dir, epoch + 1)
                 _atomic_save(self.model, self.ckpt_dir / "last.keras")
                 _atomic_json(self.state, self.ckpt_dir / "state.json")
                 log.info("epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.2e (%.1f s)",
@@ -317,12 +285,8 @@ def train(cfg: TrainConfig) -> dict:
     state_file = ckpt_dir / "state.json"
     if cfg.resume and (ckpt_dir / "last.keras").exists() and state_file.exists():
         state = json.loads(state_file.read_text())
-        trainer = keras.models.load_model(ckpt_dir / "last.keras")
-        if trainer.name != TRAINER_NAME:
-            raise WarmStartError(f"{ckpt_dir / 'last.keras'}: a checkpoint of an older version of this "
-                                 "trainer, which cannot be resumed; start a new cycle from it with "
-                                 "--init-from instead.")
-        state.setdefault("planned_epochs", state["config"].get("epochs", cfg.epochs))
+        model = keras.models.load_model(ckpt_dir / "last.keras")
+        state["planned_epochs"] = cfg.epochs  # this invocation's --epochs (and budget) decide
         log.info("resuming after epoch %d (best val_accuracy %.4f at epoch %d)",
                  state["epoch"], state["best_val_accuracy"], state["best_epoch"])
     else:
@@ -330,26 +294,25 @@ def train(cfg: TrainConfig) -> dict:
                  "best_val_accuracy": 0.0, "history": [],
                  "train_fingerprint": train_split.fingerprint}
         shutil.rmtree(ckpt_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier run's weights
-        net = make_model(cfg.arch)
+        model = make_model(cfg.arch)
         if cfg.init_from:
-            state["init"] = _warm_start(net, Path(cfg.init_from), train_split, cfg)
-        trainer = _trainer(net, cfg.seed)
-        trainer.compile(
+            state["init"] = _warm_start(model, Path(cfg.init_from), train_split, cfg)
+        model.compile(
             optimizer=keras.optimizers.AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
             metrics=["accuracy"])
-    net = trainer.layers[-1]
-    log.info("model %s: %d parameters (Keras %s backend)", net.name, net.count_params(),
+    log.info("model %s: %d parameters (Keras %s backend)", model.name, model.count_params(),
              keras.backend.backend())
 
     patience = effective_patience(cfg)
     done = state["epoch"]
     if done < state["planned_epochs"] and done - state["best_epoch"] < patience:
-        trainer.fit(x_tr[..., None].astype(np.float32), _one_hot(y_tr), batch_size=cfg.batch_size,
-                    class_weight=weights, shuffle=True,
-                    validation_data=(x_val[..., None].astype(np.float32), _one_hot(y_val)),
-                    validation_batch_size=256, epochs=cfg.epochs, initial_epoch=done, verbose=2,
-                    callbacks=[_Checkpointer(net, ckpt_dir, state, cfg, patience)])
+        w_table = np.array([weights[i] for i in range(len(EMOTIONS))], np.float32)
+        data = batches(x_tr, _one_hot(y_tr), w_table[y_tr], cfg.batch_size, cfg.seed)
+        data.start_at_epoch(done)
+        model.fit(data, validation_data=(x_val[..., None].astype(np.float32), _one_hot(y_val)),
+                  validation_batch_size=256, epochs=cfg.epochs, initial_epoch=done, verbose=2,
+                  callbacks=[_Checkpointer(ckpt_dir, state, cfg, patience)])
     return finalize(cfg, state, train_split, test_split)
 
 
