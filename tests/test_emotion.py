@@ -278,6 +278,30 @@ def test_training_checkpoints_and_resumes(tmp_path):
     assert "a 'res' network" in error and "Pass --arch res" in error
     error = train(1, "--init-from", str(tmp_path / "missing.keras"), to=tmp_path / "y", code=2)
     assert "no such model file" in error
+    # A time budget shortens the run to what fits (here: the two epochs it needs to read the pace);
+    # --no-test trains where no test images are, and `finish` evaluates it where they are.
+    budget = train(50, "--time-budget", "1", "--no-test", "--average-last", "2", to=tmp_path / "t")
+    assert budget["epoch"] == budget["planned_epochs"] == 2
+    assert [round(h["learning_rate"], 6) for h in budget["history"]] == [2e-4, 1.1e-3]
+    pending = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert pending["test_pending"] and pending["accuracy"] is None and pending["backend"] == "tensorflow"
+
+    def finish(data):
+        return subprocess.run([sys.executable, "-m", "engine.emotion", "finish", "--out", str(tmp_path / "t"),
+                               "--data", str(data)], cwd=REPO, env=cli_env(), capture_output=True,
+                              text=True, timeout=600)
+    elsewhere = _fake_fer(tmp_path / "elsewhere", n_per_class=5)
+    done = finish(elsewhere)
+    assert done.returncode == 2 and "not the training images this run used" in done.stderr
+    done = finish(root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    finished = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert "test_pending" not in finished and finished["n_images"] == 14
+    assert json.loads(done.stdout)["accuracy"] == finished["accuracy"] is not None
+    assert finished["training_curve"] == pending["training_curve"]
+    done = finish(root)
+    assert done.returncode == 2 and "already evaluated on test" in done.stderr
+    assert "Traceback" not in done.stderr
     # A fresh run starts without the earlier run's snapshots; averaging then says what is missing.
     assert snapshots(more / "checkpoints") == {}
     done = subprocess.run([sys.executable, "-m", "engine.emotion", "average", "--last", "3",
@@ -295,8 +319,11 @@ def test_training_checkpoints_and_resumes(tmp_path):
     members = [out / "emotion.keras", tmp_path / "x" / "emotion.keras", tmp_path / "r" / "emotion.keras"]
     split = load_split(root, "train")
     _, val = stratified_split(split.labels, 0.1, 42)
-    probs = [predict_probabilities(keras.models.load_model(m, compile=False), split.images[val])
-             for m in members]
+    def as_stored(path):  # the ensemble file keeps float16 weights: score what it keeps
+        net = keras.models.load_model(path, compile=False)
+        net.set_weights([w.astype(np.float16).astype(np.float32) for w in net.get_weights()])
+        return net
+    probs = [predict_probabilities(as_stored(m), split.images[val]) for m in members]
     scores = [round(float((p.argmax(1) == split.labels[val]).mean()), 4) for p in probs]
     together = round(float((np.mean(probs, 0).argmax(1) == split.labels[val]).mean()), 4)
     target = tmp_path / "ensemble"
@@ -311,6 +338,7 @@ def test_training_checkpoints_and_resumes(tmp_path):
     assert (target / "emotion.keras").exists() == result["written"]
     if result["written"]:
         assert EmotionRecognizer.load(target).n_members == 3
+        assert json.loads((target / "metrics.json").read_text())["storage"] == "float16"
 
 
 def _two_nets(tmp_path):
@@ -412,6 +440,79 @@ def test_ensemble_refuses_members_it_cannot_check(tmp_path):
     (tmp_path / "a" / "metrics.json").write_text(json.dumps({"members": [{}, {}], "config": {}}))
     with pytest.raises(WarmStartError, match="an ensemble of 2 networks, not one network"):
         _warm_start(a, runs[0], load_split(root, "train"), TrainConfig(data=str(root), out_dir="o"))
+
+
+def test_learning_rate_schedule_and_time_budget_plan():
+    from engine.emotion.train import TrainConfig, learning_rate_at, plan_epochs
+    cfg = TrainConfig(data="d", out_dir="o", epochs=100, learning_rate=1e-3, warmup_epochs=2)
+    rates = [learning_rate_at(e, cfg, 40) for e in range(40)]
+    assert rates[0] == pytest.approx(1e-4) and rates[1] == pytest.approx(5.5e-4)
+    assert rates[2] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)  # peak, then 1 %
+    assert all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert learning_rate_at(45, cfg, 40) == pytest.approx(1e-5)  # past the plan: the floor
+    # 100 s left at 3 s per epoch fits 33 more; never beyond --epochs, never below what is done.
+    assert plan_epochs(cfg, 2, 100.0, 3.0) == 35
+    assert plan_epochs(cfg, 2, 1e6, 3.0) == 100
+    assert plan_epochs(cfg, 7, -5.0, 3.0) == 7
+
+
+def test_augmentation_is_seeded_bounded_and_mirrors_half():
+    from engine.emotion.augment import augment_faces, batches
+    rng = np.random.default_rng(0)
+    faces = np.zeros((400, 48, 48), np.uint8)
+    faces[:, :, :24] = 200  # bright left half: a mirrored face is bright on the right
+    out = augment_faces(faces, np.random.default_rng(1))
+    assert out.shape == (400, 48, 48) and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255
+    np.testing.assert_array_equal(out, augment_faces(faces, np.random.default_rng(1)))
+    assert not np.array_equal(out, augment_faces(faces, np.random.default_rng(2)))
+    mirrored = (out[:, 24, 40] > out[:, 24, 8]).mean()  # a row through the middle
+    assert 0.4 < mirrored < 0.6
+    # Small warps (shift and zoom up to 10 %, rotation up to 18 degrees): each face stays close to
+    # the original or its mirror (an edge moved by 5 columns of 48 differs by ~20 on average).
+    near = np.minimum(np.abs(out - faces).mean((1, 2)), np.abs(out - faces[:, :, ::-1]).mean((1, 2)))
+    assert near.max() < 50 and 5 < near.mean() < 35
+
+    images = rng.integers(0, 255, (50, 48, 48), dtype=np.uint8)
+    targets = np.eye(7, dtype=np.float32)[np.arange(50) % 7]
+    weights = np.arange(50, dtype=np.float32)
+    data = batches(images, targets, weights, 16, seed=3, workers=1)
+    assert len(data) == 4
+    seen = []
+    for epoch in range(2):
+        got = [data[i] for i in range(len(data))]
+        x = np.concatenate([g[0] for g in got])
+        w = np.concatenate([g[2] for g in got]).astype(int)
+        assert x.shape == (50, 48, 48, 1) and sorted(w) == list(range(50))  # every face once
+        np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), targets[w])  # labels follow
+        seen.append(w)
+        data.on_epoch_end()
+    assert not np.array_equal(seen[0], seen[1])  # reshuffled each epoch
+    again = batches(images, targets, weights, 16, seed=3, workers=1)
+    again.start_at_epoch(1)  # a resumed run sees what epoch 2 of an uninterrupted one saw
+    np.testing.assert_array_equal(np.concatenate([again[i][2] for i in range(4)]).astype(int), seen[1])
+
+
+def test_float16_model_file_halves_the_size_and_loads_back_as_float32(tmp_path):
+    from engine.emotion.ensemble import build_ensemble
+    from engine.emotion.model_file import load_model, rounded, save_model
+    nets = _two_nets(tmp_path)
+    ensemble = build_ensemble(nets)
+    save_model(ensemble, tmp_path / "full.keras")
+    save_model(ensemble, tmp_path / "half.keras", "float16")
+    full, half = (tmp_path / "full.keras").stat().st_size, (tmp_path / "half.keras").stat().st_size
+    assert 0.45 < half / full < 0.55
+    loaded = load_model(tmp_path / "half.keras")
+    assert {str(w.dtype) for w in loaded.weights} == {"float32"}
+    assert [m.name for m in loaded.layers] == [m.name for m in ensemble.layers]
+    for w, w0 in zip(loaded.get_weights(), ensemble.get_weights()):  # rounded to float16, no more
+        np.testing.assert_array_equal(w, w0.astype(np.float16).astype(np.float32))
+    for w, w0 in zip(rounded(ensemble, "float16").get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(w, w0)  # what make_ensemble scores is what the file holds
+    x = np.random.default_rng(0).integers(0, 255, (8, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), ensemble.predict(x, verbose=0), atol=5e-3)
+    with pytest.raises(ValueError, match="unknown storage 'int4'"):
+        save_model(ensemble, tmp_path / "x.keras", "int4")
 
 
 def test_split_seed_defaults_to_the_seed_for_older_runs():

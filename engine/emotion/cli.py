@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..settings import get_settings
 from .model import ARCHITECTURES, DEFAULT_ARCH
+from .model_file import STORAGES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="emotion.keras files (each with its metrics.json) trained with one --split-seed")
     p.add_argument("--data", required=True, help="fer2013.zip, its folder, or fer2013.csv")
     p.add_argument("--out", default=str(settings.emotion_model_dir))
+    p.add_argument("--storage", choices=STORAGES, default="float16",
+                   help="weights in the file: float16 (half the size; loaded back as float32, "
+                        "scored as stored) or float32")
     p = sub.add_parser("evaluate", help="accuracy of the shipped model on a test split")
     p.add_argument("--data", required=True, help="folder/zip with test/<emotion>/..., or fer2013.csv")
     p.add_argument("--model", default=str(settings.emotion_model_dir))
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         from .ensemble import EnsembleNotBetter, make_ensemble
         from .train import WarmStartError
         try:
-            metrics = make_ensemble(args.members, args.data, args.out)
+            metrics = make_ensemble(args.members, args.data, args.out, args.storage)
         except (FerDataError, WarmStartError) as exc:
             return _fail(args, str(exc), 2)
         except EnsembleNotBetter as exc:

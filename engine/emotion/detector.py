@@ -186,9 +186,9 @@ class EmotionRecognizer:
             raise FileNotFoundError(f"No emotion model at {path}. It ships with the repository; "
                                     "restore it with git, or train one with "
                                     "`python -m engine.emotion train --data fer2013.zip`.")
-        import keras
+        from .model_file import load_model
         try:
-            model = keras.models.load_model(path, compile=False)
+            model = load_model(path)
         except Exception as exc:  # Keras raises many types for a damaged archive
             raise RuntimeError(f"{path} could not be loaded ({type(exc).__name__}: {exc}). "
                                "Restore it with git or retrain.") from exc

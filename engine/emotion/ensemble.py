@@ -3,8 +3,9 @@
 Two copies of the network trained from different random starts (``train --seed``)
 on the same images make different mistakes, so the mean of their probabilities is
 right more often than either. The ensemble is saved as one ordinary ``.keras``
-model (input -> every member -> average), so everything that loads, evaluates or
-serves the emotion model takes it unchanged; :func:`members_of` gives the member
+model (input -> every member -> average), with float16 weights by default (half the
+file; :mod:`engine.emotion.model_file` loads them back as float32), so everything
+that loads, evaluates or serves the emotion model takes it unchanged; :func:`members_of` gives the member
 networks back (live video runs one member per frame, see
 :class:`engine.emotion.live.FrameProcessor`).
 
@@ -26,8 +27,9 @@ from pathlib import Path
 
 from .dataset import IMAGE_SIZE, load_split
 from .evaluation import evaluate_arrays, predict_probabilities
-from .train import (METRICS_FILE, MODEL_FILE, WarmStartError, _atomic_json, _atomic_save,
-                    split_seed_of, stratified_split)
+from .model_file import load_model, rounded, save_model
+from .train import (METRICS_FILE, MODEL_FILE, WarmStartError, _atomic_json, _versions, split_seed_of,
+                    stratified_split)
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +92,18 @@ def _summary(path: Path, meta: dict) -> dict:
             "total_training_seconds": meta.get("total_training_seconds", meta.get("training_seconds"))}
 
 
-def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path) -> dict:
+def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path,
+                  storage: str = "float16") -> dict:
     """Average ``member_paths``' networks and ship them if that wins on validation.
 
     Writes ``emotion.keras`` and ``metrics.json`` into ``out_dir`` (which may hold
     one of the members: every member is read before anything is written). Returns the
     metrics written; raises :class:`EnsembleNotBetter` (writing nothing) when the
     ensemble does not beat its best member on the validation split.
+
+    ``storage="float16"`` (the default) halves the file (:mod:`engine.emotion.model_file`);
+    every score, members' included, is then that of the rounded weights the file holds.
     """
-    import keras
-    import tensorflow as tf
 
     paths = [Path(p) for p in member_paths]
     if len(paths) < 2:
@@ -130,7 +134,7 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
     members, summaries = [], []
     for path, meta in zip(paths, metas):
         try:
-            net = keras.models.load_model(path, compile=False)
+            net = load_model(path)
         except Exception as exc:  # noqa: BLE001 - Keras raises many types for a foreign file
             raise WarmStartError(f"{path}: could not be loaded ({type(exc).__name__}: {exc}).") from exc
         nets = members_of(net)  # an ensemble listed as a member gives its networks
@@ -140,7 +144,8 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
                                  "describe them; restore both files with git.")
         members.extend(nets)
         summaries.extend(dict(s) for s in inner)
-    ensemble = build_ensemble(members)
+    ensemble = rounded(build_ensemble(members), storage)
+    members = members_of(ensemble)
 
     _, val_idx = stratified_split(train_split.labels, fraction, split_seed)
     x_val, y_val = train_split.images[val_idx], train_split.labels[val_idx]
@@ -170,12 +175,12 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
                    "val_fraction": fraction},
         "total_epochs": sum(s["total_epochs"] or 0 for s in summaries),
         "total_training_seconds": round(sum(s["total_training_seconds"] or 0 for s in summaries), 1),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
+        "storage": storage,
+        **_versions(),
     })
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_save(ensemble, out / MODEL_FILE)
+    save_model(ensemble, out / MODEL_FILE, storage)
     _atomic_json(metrics, out / METRICS_FILE)
     log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
              metrics["accuracy"], metrics["accuracy_single_pass"])

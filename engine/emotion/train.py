@@ -39,6 +39,7 @@ from .augment import batches
 from .averaging import SNAPSHOT_DIR, averaged_model, save_snapshot, snapshots
 from .evaluation import evaluate_arrays, predict_probabilities
 from .model import DEFAULT_ARCH, make_model
+from .model_file import load_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +127,6 @@ def plan_epochs(cfg: TrainConfig, done: int, seconds_left: float, epoch_seconds:
     return max(done, min(cfg.epochs, done + fits))
 
 
-def _atomic_save(model, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
 def lineage(metrics: dict | None) -> list[dict]:
     """The runs behind ``metrics``, first to last (``init`` links a run to the one it continued)."""
     runs = []
@@ -183,10 +178,10 @@ class _Checkpointer:
                 if logs.get("val_accuracy", 0) > self.state["best_val_accuracy"]:
                     self.state["best_val_accuracy"] = logs["val_accuracy"]
                     self.state["best_epoch"] = epoch + 1
-                    _atomic_save(self.model, self.ckpt_dir / "best.keras")
+                    save_model(self.model, self.ckpt_dir / "best.keras")
                 if epoch + 1 > _snapshot_after(self.cfg, self.state["planned_epochs"]):
                     save_snapshot(self.model, self.ckpt_dir, epoch + 1)
-                _atomic_save(self.model, self.ckpt_dir / "last.keras")
+                save_model(self.model, self.ckpt_dir / "last.keras")
                 _atomic_json(self.state, self.ckpt_dir / "state.json")
                 log.info("epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.2e (%.1f s)",
                          epoch + 1, self.state["planned_epochs"], logs.get("loss", 0),
@@ -225,8 +220,6 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
     validation accuracy used to pick the best epoch would be flattering.
     Returns the earlier run's summary, kept in ``metrics.json`` as its lineage.
     """
-    import keras
-
     if not path.is_file():
         raise WarmStartError(f"{path}: no such model file; --init-from takes an emotion.keras file.")
     meta_file = path.with_name(METRICS_FILE)
@@ -243,7 +236,7 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
                              f"this run trains {cfg.arch!r}. Pass --arch {arch_of(meta['config'])} "
                              "to continue it.")
     try:
-        earlier = keras.models.load_model(path, compile=False)
+        earlier = load_model(path, compile=False)
         model.set_weights(earlier.get_weights())
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a foreign file
         raise WarmStartError(f"{path}: not a model of this architecture ({exc}).") from exc
@@ -285,7 +278,7 @@ def train(cfg: TrainConfig) -> dict:
     state_file = ckpt_dir / "state.json"
     if cfg.resume and (ckpt_dir / "last.keras").exists() and state_file.exists():
         state = json.loads(state_file.read_text())
-        model = keras.models.load_model(ckpt_dir / "last.keras")
+        model = load_model(ckpt_dir / "last.keras", compile=True)  # with its optimizer state
         state["planned_epochs"] = cfg.epochs  # this invocation's --epochs (and budget) decide
         log.info("resuming after epoch %d (best val_accuracy %.4f at epoch %d)",
                  state["epoch"], state["best_val_accuracy"], state["best_epoch"])
@@ -381,8 +374,6 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
     ``test_split`` (data with no test images) the test fields stay empty until
     :func:`finish_run`.
     """
-    import keras
-
     out = Path(cfg.out_dir)
     ckpt_dir = out / "checkpoints"
     tr_idx, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
@@ -392,7 +383,7 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
         return round(float((predict_probabilities(m, x_val).argmax(1) == y_val).mean()), 4)
 
     # compile=False drops the optimizer state (2x the weights): the shipped file stays small.
-    best = keras.models.load_model(ckpt_dir / "best.keras", compile=False)
+    best = load_model(ckpt_dir / "best.keras", compile=False)
     selection = {"best_epoch": {"epoch": state["best_epoch"], "val_accuracy": val_accuracy(best)}}
     chosen, shipped = "best_epoch", best
     first = state["epoch"] - cfg.average_last + 1 if cfg.average_last > 0 else state["epoch"] + 1
@@ -430,7 +421,7 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
                                         + _lineage_total(state.get("init"), "training_seconds"), 1),
         **_versions(),
     })
-    _atomic_save(shipped, out / MODEL_FILE)
+    save_model(shipped, out / MODEL_FILE)
     _atomic_json(metrics, out / METRICS_FILE)
     if test_split is not None:
         log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
@@ -447,8 +438,6 @@ def finish_run(out_dir: str, data: str) -> dict:
     The run's own training images must be in ``data`` too (same fingerprint): this
     ties the test score to the model it describes. Fills in ``metrics.json``.
     """
-    import keras
-
     out = Path(out_dir)
     meta_file, model_file = out / METRICS_FILE, out / MODEL_FILE
     if not meta_file.exists() or not model_file.exists():
@@ -463,7 +452,7 @@ def finish_run(out_dir: str, data: str) -> dict:
         raise WarmStartError(f"{data}: not the training images this run used (fingerprint "
                              f"{train_split.fingerprint}, the run's {metrics['data_fingerprint']['train']}).")
     test_split = load_split(data, "test")
-    model = keras.models.load_model(model_file, compile=False)
+    model = load_model(model_file, compile=False)
     metrics.pop("test_pending")
     metrics.update(evaluate_arrays(model, test_split.images, test_split.labels))
     metrics["data_fingerprint"]["test"] = test_split.fingerprint
