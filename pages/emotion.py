@@ -155,7 +155,9 @@ with about:
                          + (" of one network" if nets > 1 else "") + ", as live video runs each frame"
                          if info["accuracy_single_pass"] else ""))
         b.metric("Parameters", f"{info['parameters'] / 1e6:.2f} M" if info["parameters"] else "—",
-                 help=f"{nets} networks" if nets > 1 else None)
+                 help=(f"{nets} networks" if nets > 1 else "")
+                      + ("; weights stored as float16 (half the file), run as float32"
+                         if info["storage"] == "float16" else "") or None)
         c.metric("Training", f"{info['epochs'] or '?'} epochs · {info['training_hours']:.1f} h",
                  help=f"{info['runs']} learning-rate cycle(s)" + (f" over {nets} networks" if nets > 1
                                                                   else "")
@@ -173,7 +175,9 @@ with about:
                                             format="percent", help="this network alone, face + mirror"),
                                         "one pass": st.column_config.NumberColumn(
                                             format="percent", help="this network alone, one pass (live video)"),
-                                        "parameters": st.column_config.NumberColumn(format="compact")})
+                                        "parameters": st.column_config.NumberColumn(format="compact"),
+                                        "trained with": st.column_config.TextColumn(
+                                            help="the Keras backend (and device) it trained on")})
         left, right = st.columns(2)
         per_class = report.per_class.melt(id_vars=["emotion", "support"],
                                           value_vars=["precision", "recall"], var_name="measure")

@@ -603,6 +603,9 @@ def test_model_report_reads_the_shipped_metrics(tmp_path):
     assert report.networks["parameters"].sum() == metrics["parameters"]
     assert report.networks["test accuracy"].tolist() == [(m.get("test") or m)["accuracy"] for m in members]
     assert len(report.summary["architectures"]) == report.networks["architecture"].nunique()
+    backends = [{"jax": "JAX"}.get(m.get("backend"), "TensorFlow") for m in members]
+    assert [t.split(" (")[0] for t in report.networks["trained with"]] == backends
+    assert report.summary["storage"] == metrics.get("storage", "float32")
 
     (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "labels": ["a", "b"]}))
     with pytest.raises(ReportError, match="not the metrics file training writes"):

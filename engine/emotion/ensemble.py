@@ -86,7 +86,8 @@ def _member_metrics(path: Path) -> dict:
 def _summary(path: Path, meta: dict) -> dict:
     """What the ensemble's metrics.json keeps of a member: its figures and whole lineage."""
     keep = ("accuracy", "accuracy_single_pass", "parameters", "epochs_run", "training_seconds",
-            "training_curve", "config", "init", "selection", "best_epoch", "best_val_accuracy")
+            "training_curve", "config", "init", "selection", "best_epoch", "best_val_accuracy",
+            "backend", "device")
     return {"model": str(path), **{k: meta.get(k) for k in keep},
             "total_epochs": meta.get("total_epochs", meta.get("epochs_run")),
             "total_training_seconds": meta.get("total_training_seconds", meta.get("training_seconds"))}

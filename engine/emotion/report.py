@@ -79,10 +79,11 @@ def _report(metrics: dict) -> ModelReport:
         nets.append({"network": f"net {net}", "architecture": ARCH_NAMES.get(arch, arch),
                      "parameters": member.get("parameters"),
                      "epochs": member.get("total_epochs", member.get("epochs_run")),
+                     "trained with": _trained_with(member),
                      "test accuracy": alone.get("accuracy"),
                      "one pass": alone.get("accuracy_single_pass")})
     networks = pd.DataFrame(nets, columns=["network", "architecture", "parameters", "epochs",
-                                           "test accuracy", "one pass"])
+                                           "trained with", "test accuracy", "one pass"])
 
     selection = metrics.get("selection") or {}
     single = metrics.get("accuracy_single_pass")
@@ -101,5 +102,14 @@ def _report(metrics: dict) -> ModelReport:
                                  or metrics.get("training_seconds") or 0) / 3600, 2),
         "runs": sum(len(lineage(m)) for m in members),
         "shipped": selection.get("chosen", "best_epoch"),
+        "storage": metrics.get("storage", "float32"),
     }
     return ModelReport(summary, per_class, confusion, curve, networks)
+
+
+def _trained_with(run: dict) -> str:
+    """The Keras backend (and device, where recorded) a run trained on; runs before this was recorded
+    all trained with TensorFlow."""
+    backend = {"tensorflow": "TensorFlow", "jax": "JAX"}.get(run.get("backend") or "tensorflow",
+                                                             run.get("backend"))
+    return f"{backend} ({run['device']})" if run.get("device") else backend

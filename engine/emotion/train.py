@@ -362,6 +362,10 @@ def _versions() -> dict:
     for name in ("tensorflow", "jax"):
         if importlib.util.find_spec(name) is not None:
             found[name] = __import__(name).__version__
+    try:  # e.g. "cpu:0", "cuda:0"
+        found["device"] = keras.distribution.list_devices()[0]
+    except Exception:  # noqa: BLE001 - not every backend lists its devices
+        pass
     return found
 
 
