@@ -4,11 +4,12 @@ The recipe, step by step:
 
 1. Load ``train`` and ``test``; carve a seeded, stratified validation split out of
    ``train``. Test is only touched once, at the very end.
-2. Augment on the fly (flip, shift, rotation, zoom, contrast): faces in a webcam
-   are never as well aligned as FER2013's.
+2. Augment on the fly (flip, shift, rotation, zoom, contrast; :mod:`engine.emotion.augment`,
+   on the CPU): faces in a webcam are never as well aligned as FER2013's.
 3. Handle the imbalance (disgust has 436 images, happy 7,215) with class weights
    softened by a square root: full inverse-frequency weights cost overall accuracy.
-4. AdamW with a warm-up then cosine decay, label smoothing.
+4. AdamW with a warm-up then cosine decay (set per epoch, so a ``--time-budget`` run can
+   shorten its plan after two epochs), label smoothing.
 5. After every epoch: save a full checkpoint (model + optimizer) and, when the
    validation accuracy improves, the best weights. ``--resume`` continues from the
    last checkpoint; training stops early when validation accuracy stalls.
@@ -17,6 +18,10 @@ The recipe, step by step:
    the last N epochs' weights (:mod:`engine.emotion.averaging`).
 7. Evaluate it on test (with the horizontal-flip averaging that inference uses)
    and write ``emotion.keras`` + ``metrics.json``.
+
+Any Keras backend trains it: TensorFlow here, JAX on a GPU machine without TensorFlow
+(``scripts/train_emotion_gpu.sh``). ``--no-test`` trains on data without test images;
+:func:`finish_run` evaluates such a run later.
 
 ``--init-from MODEL`` starts a new learning-rate cycle from a finished model of
 the same data and seed; ``metrics.json`` then records the lineage (``init``).
