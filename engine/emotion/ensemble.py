@@ -5,9 +5,9 @@ on the same images make different mistakes, so the mean of their probabilities i
 right more often than either. The ensemble is saved as one ordinary ``.keras``
 model (input -> every member -> average), with float16 weights by default (half the
 file; :mod:`engine.emotion.model_file` loads them back as float32), so everything
-that loads, evaluates or serves the emotion model takes it unchanged; :func:`members_of` gives the member
-networks back (live video runs one member per frame, see
-:class:`engine.emotion.live.FrameProcessor`).
+that loads, evaluates or serves the emotion model takes it unchanged;
+:func:`members_of` gives the member networks back (live video runs one member per
+frame, see :class:`engine.emotion.live.FrameProcessor`).
 
 Members must share the training images and the validation split (``--split-seed``):
 the ensemble is only shipped when it beats its best member on that split, and a
@@ -105,7 +105,6 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
     ``storage="float16"`` (the default) halves the file (:mod:`engine.emotion.model_file`);
     every score, members' included, is then that of the rounded weights the file holds.
     """
-
     paths = [Path(p) for p in member_paths]
     if len(paths) < 2:
         raise WarmStartError(f"an ensemble needs at least two member models, got {len(paths)}.")

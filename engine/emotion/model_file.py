@@ -15,6 +15,11 @@ from pathlib import Path
 STORAGES = ("float32", "float16")
 
 
+def _check(storage: str) -> None:
+    if storage not in STORAGES:
+        raise ValueError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}.")
+
+
 def with_dtype(model, dtype: str):
     """A copy of ``model`` (nested models too) whose layers hold and compute in ``dtype``."""
     import keras
@@ -29,15 +34,13 @@ def with_dtype(model, dtype: str):
 
 def rounded(model, storage: str):
     """``model`` as loading it from a file of ``storage`` gives it back (float32 weights)."""
-    if storage not in STORAGES:
-        raise ValueError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}.")
+    _check(storage)
     return model if storage == "float32" else with_dtype(with_dtype(model, storage), "float32")
 
 
 def save_model(model, path: Path, storage: str = "float32") -> None:
     """Write ``model`` to ``path`` through a temporary file (a reader never sees half a file)."""
-    if storage not in STORAGES:
-        raise ValueError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}.")
+    _check(storage)
     path = Path(path)
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     (model if storage == "float32" else with_dtype(model, storage)).save(tmp)
