@@ -132,13 +132,14 @@ def test_shipped_model_files(recognizer):
 def test_shipped_ensemble_choice_reproduces(recognizer, fer_zip):
     """The validation figures that made the ensemble ship are what its networks score now."""
     from engine.emotion.evaluation import predict_probabilities
-    from engine.emotion.train import stratified_split
+    from engine.emotion.train import stratified_split, validation_fingerprint
     metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
     if recognizer.n_members == 1:
         pytest.skip("the shipped model is a single network")
     train = load_split(fer_zip, "train")
     _, val = stratified_split(train.labels, metrics["config"]["val_fraction"],
                               metrics["config"]["split_seed"])
+    assert metrics["data_fingerprint"]["validation"] == validation_fingerprint(train, val)
     x, y = train.images[val], train.labels[val]
     from engine.emotion.ensemble import members_of
     probs = [predict_probabilities(m, x) for m in members_of(recognizer.model)]
@@ -234,6 +235,11 @@ def test_training_checkpoints_and_resumes(tmp_path):
     picked = metrics["selection"]
     assert picked["weight_average"]["epochs"] == [1, 2] and picked["weight_average"]["n_snapshots"] == 2
     assert picked["chosen"] in ("best_epoch", "weight_average")
+    # The run records which faces its validation split held out (checked on resume, cycles, ensembles).
+    from engine.emotion.train import stratified_split, validation_fingerprint
+    split = load_split(root, "train")
+    held_out = validation_fingerprint(split, stratified_split(split.labels, 0.1, 42)[1])
+    assert metrics["data_fingerprint"]["validation"] == state["val_fingerprint"] == held_out
     # Re-pick the finished run with another window, from the command line.
     done = subprocess.run([sys.executable, "-m", "engine.emotion", "average", "--last", "1",
                            "--out", str(out)], cwd=REPO, env=cli_env(), capture_output=True,
@@ -315,7 +321,6 @@ def test_training_checkpoints_and_resumes(tmp_path):
     # validation (flip-averaged).
     import keras
     from engine.emotion.evaluation import predict_probabilities
-    from engine.emotion.train import stratified_split
     members = [out / "emotion.keras", tmp_path / "x" / "emotion.keras", tmp_path / "r" / "emotion.keras"]
     split = load_split(root, "train")
     _, val = stratified_split(split.labels, 0.1, 42)
@@ -338,7 +343,8 @@ def test_training_checkpoints_and_resumes(tmp_path):
     assert (target / "emotion.keras").exists() == result["written"]
     if result["written"]:
         assert EmotionRecognizer.load(target).n_members == 3
-        assert json.loads((target / "metrics.json").read_text())["storage"] == "float16"
+        shipped = json.loads((target / "metrics.json").read_text())
+        assert shipped["storage"] == "float16" and shipped["data_fingerprint"]["validation"] == held_out
 
 
 def _two_nets(tmp_path):
@@ -440,6 +446,58 @@ def test_ensemble_refuses_members_it_cannot_check(tmp_path):
     (tmp_path / "a" / "metrics.json").write_text(json.dumps({"members": [{}, {}], "config": {}}))
     with pytest.raises(WarmStartError, match="an ensemble of 2 networks, not one network"):
         _warm_start(a, runs[0], load_split(root, "train"), TrainConfig(data=str(root), out_dir="o"))
+
+
+def test_a_differently_ordered_copy_is_refused_for_its_other_validation_split(tmp_path):
+    from engine.emotion.ensemble import EnsembleNotBetter, make_ensemble
+    from engine.emotion.train import (TrainConfig, WarmStartError, _check_run_data, _warm_start,
+                                      stratified_split, validation_fingerprint)
+    root = _fake_fer(tmp_path, n_per_class=10)
+    zpath = tmp_path / "fer.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:  # the zip lists the images in reverse order
+        for f in sorted(root.rglob("*.jpg"), reverse=True):
+            zf.write(f, f.relative_to(root))
+    folder, packed = load_split(root, "train"), load_split(zpath, "train")
+    assert folder.fingerprint == packed.fingerprint  # same images and labels...
+    assert packed.names[0] == "train/surprise/9.jpg" and folder.names[0] == "train/angry/0.jpg"
+    fp = {}
+    for name, split in (("folder", folder), ("zip", packed)):
+        _, val_idx = stratified_split(split.labels, 0.2, 42)
+        fp[name] = validation_fingerprint(split, val_idx)
+        held_out = sorted(split.names[i] for i in val_idx)
+        assert fp[name] == validation_fingerprint(split, val_idx[::-1])  # a set, not a sequence
+        assert len(held_out) == 14
+    assert fp["folder"] != fp["zip"]  # ...but the split holds out other faces
+
+    vgg, res = _two_nets(tmp_path)
+    runs = []
+    for name, net in (("a", vgg), ("b", res)):
+        (tmp_path / name).mkdir()
+        net.save(tmp_path / name / "emotion.keras")
+        (tmp_path / name / "metrics.json").write_text(json.dumps(
+            {"config": {"seed": 42, "val_fraction": 0.2, "arch": "res" if net is res else "vgg"},
+             "data_fingerprint": {"train": packed.fingerprint, "validation": fp["zip"]},
+             "data_source": "fer.zip", "training_curve": [], "training_seconds": 1.0, "epochs_run": 1}))
+        runs.append(tmp_path / name / "emotion.keras")
+    with pytest.raises(WarmStartError, match=r"other read order.*Pass the data it was trained with \(fer.zip\)"):
+        make_ensemble(runs, str(root), tmp_path / "out")
+    with pytest.raises(WarmStartError, match="other read order"):
+        _warm_start(vgg, runs[0], folder, TrainConfig(data=str(root), out_dir="o", val_fraction=0.2))
+    # The data it was trained with passes the check (and goes on to score the ensemble).
+    _warm_start(vgg, runs[0], packed, TrainConfig(data=str(zpath), out_dir="o", val_fraction=0.2))
+    try:
+        metrics = make_ensemble(runs, str(zpath), tmp_path / "out")
+        assert metrics["data_fingerprint"]["validation"] == fp["zip"]
+    except EnsembleNotBetter:
+        pass  # untrained networks: whether averaging wins is chance; the split check passed
+    # --resume and averaging check the run's recorded split the same way.
+    state = {"train_fingerprint": packed.fingerprint, "val_fingerprint": fp["zip"],
+             "config": {"data": str(zpath)}}
+    _check_run_data(state, packed, fp["zip"], str(zpath))
+    with pytest.raises(WarmStartError, match=r"another order.*\(fer.zip\)"):
+        _check_run_data(state, folder, fp["folder"], str(root))
+    with pytest.raises(WarmStartError, match="not the training images"):
+        _check_run_data({**state, "train_fingerprint": "0" * 16}, folder, fp["folder"], str(root))
 
 
 def test_learning_rate_schedule_and_time_budget_plan():

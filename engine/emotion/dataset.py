@@ -35,6 +35,7 @@ class FerSplit:
     images: np.ndarray  # (n, 48, 48) uint8
     labels: np.ndarray  # (n,) int64
     fingerprint: str    # sha256 over the file names and labels, to tie metrics to data
+    names: tuple[str, ...] = ()  # per image, in read order: 'train/happy/x.jpg', or the csv line
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,7 +82,7 @@ def _finish(images: list, labels: list, names: list, source: Path, split: str) -
     h = hashlib.sha256()
     for name, label in sorted(zip(names, labels)):
         h.update(f"{name}:{label}\n".encode())
-    return FerSplit(np.stack(images), np.asarray(labels, np.int64), h.hexdigest()[:16])
+    return FerSplit(np.stack(images), np.asarray(labels, np.int64), h.hexdigest()[:16], tuple(names))
 
 
 def _load_zip(path: Path, split: str) -> FerSplit:

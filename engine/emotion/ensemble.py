@@ -28,8 +28,8 @@ from pathlib import Path
 from .dataset import IMAGE_SIZE, load_split
 from .evaluation import evaluate_arrays, predict_probabilities
 from .model_file import load_model, rounded, save_model
-from .train import (METRICS_FILE, MODEL_FILE, WarmStartError, _atomic_json, _versions, split_seed_of,
-                    stratified_split)
+from .train import (METRICS_FILE, MODEL_FILE, WarmStartError, _atomic_json, _versions,
+                    check_validation_split, split_seed_of, stratified_split, validation_fingerprint)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,10 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
             "ensemble could not be checked fairly. Train them with the same --split-seed.")
     split_seed = split_seeds.pop()
     fraction = (metas[0].get("config") or {}).get("val_fraction", 0.1)
+    _, val_idx = stratified_split(train_split.labels, fraction, split_seed)
+    val_fingerprint = validation_fingerprint(train_split, val_idx)
+    for path, meta in zip(paths, metas):
+        check_validation_split(path, meta, val_fingerprint, data)
 
     members, summaries = [], []
     for path, meta in zip(paths, metas):
@@ -147,7 +151,6 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
     ensemble = rounded(build_ensemble(members), storage)
     members = members_of(ensemble)
 
-    _, val_idx = stratified_split(train_split.labels, fraction, split_seed)
     x_val, y_val = train_split.images[val_idx], train_split.labels[val_idx]
 
     def val_accuracy(model) -> float:
@@ -168,7 +171,8 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
     metrics.update({
         "selection": {**selection, "chosen": "ensemble"},
         "members": summaries,
-        "data_fingerprint": {"train": train_split.fingerprint, "test": test_split.fingerprint},
+        "data_fingerprint": {"train": train_split.fingerprint, "validation": val_fingerprint,
+                             "test": test_split.fingerprint},
         "data_source": Path(data).name,
         "parameters": int(ensemble.count_params()),
         "config": {"members": [str(p) for p in paths], "split_seed": split_seed,

@@ -28,6 +28,7 @@ the same data and seed; ``metrics.json`` then records the lineage (``init``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -103,6 +104,35 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int):
         val_idx.append(idx[:n_val])
         train_idx.append(idx[n_val:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def validation_fingerprint(split, val_idx: np.ndarray) -> str:
+    """sha256 over the names of the faces held out for validation: which split a run used.
+
+    :func:`stratified_split` draws by position, so the same images read in another
+    order (a zip and its unpacked folder list them differently) give another split
+    under the same data fingerprint. Runs record this one so that continuing or
+    ensembling them on a differently ordered copy is refused instead of scoring
+    networks on faces they trained on.
+    """
+    h = hashlib.sha256()
+    for name in sorted(split.names[i] for i in val_idx):
+        h.update(f"{name}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def check_validation_split(path, meta: dict, expected: str, data: str) -> None:
+    """Refuse a run (``meta``: its metrics.json) whose validation split is not ``expected``.
+
+    Runs from before the split was recorded carry no such fingerprint and pass.
+    """
+    seen = (meta.get("data_fingerprint") or {}).get("validation")
+    if seen is not None and seen != expected:
+        source = meta.get("data_source") or "the file it names in data_source"
+        raise WarmStartError(
+            f"{path}: its validation split held out other faces (fingerprint {seen}; {data} read "
+            f"this way gives {expected}). Same images, other read order: a zip and its unpacked "
+            f"folder list the images differently. Pass the data it was trained with ({source}).")
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -253,6 +283,8 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
             f"validation split seed (its {meta_file.name} says train fingerprint {seen}, split seed "
             f"{seed}; this run has {train_split.fingerprint}, split seed {split_seed_of(cfg)}). "
             "Train from scratch instead, or pass --split-seed.")
+    _, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
+    check_validation_split(path, meta, validation_fingerprint(train_split, val_idx), cfg.data)
     init = {"model": str(path), "accuracy": meta.get("accuracy"),
             "epochs_run": meta.get("epochs_run"), "training_seconds": meta.get("training_seconds", 0),
             "training_curve": meta.get("training_curve", []), "config": meta.get("config"),
@@ -276,6 +308,7 @@ def train(cfg: TrainConfig) -> dict:
     tr_idx, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
     x_tr, y_tr = train_split.images[tr_idx], train_split.labels[tr_idx]
     x_val, y_val = train_split.images[val_idx], train_split.labels[val_idx]
+    val_fingerprint = validation_fingerprint(train_split, val_idx)
     weights = class_weights(y_tr)
     log.info("train %d, validation %d, test %s images; class weights %s", len(y_tr), len(y_val),
              len(test_split) if test_split else "no", {EMOTIONS[k]: round(v, 2) for k, v in weights.items()})
@@ -283,6 +316,7 @@ def train(cfg: TrainConfig) -> dict:
     state_file = ckpt_dir / "state.json"
     if cfg.resume and (ckpt_dir / "last.keras").exists() and state_file.exists():
         state = json.loads(state_file.read_text())
+        _check_run_data(state, train_split, val_fingerprint, cfg.data)
         model = load_model(ckpt_dir / "last.keras", compile=True)  # with its optimizer state
         state["planned_epochs"] = cfg.epochs  # this invocation's --epochs (and budget) decide
         log.info("resuming after epoch %d (best val_accuracy %.4f at epoch %d)",
@@ -290,7 +324,7 @@ def train(cfg: TrainConfig) -> dict:
     else:
         state = {"config": asdict(cfg), "epoch": 0, "best_epoch": 0, "planned_epochs": cfg.epochs,
                  "best_val_accuracy": 0.0, "history": [],
-                 "train_fingerprint": train_split.fingerprint}
+                 "train_fingerprint": train_split.fingerprint, "val_fingerprint": val_fingerprint}
         shutil.rmtree(ckpt_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier run's weights
         model = make_model(cfg.arch)
         if cfg.init_from:
@@ -332,9 +366,23 @@ def average_run(out_dir: str, last: int, data: str | None = None) -> dict:
         raise WarmStartError(f"{ckpt_dir / SNAPSHOT_DIR}: no weight snapshots of epochs "
                              f"{first}-{state['epoch']}; train with --average-last.")
     train_split = load_split(cfg.data, "train")
-    if train_split.fingerprint != state.get("train_fingerprint", train_split.fingerprint):
-        raise WarmStartError(f"{cfg.data}: not the training images this run used.")
+    _, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
+    _check_run_data(state, train_split, validation_fingerprint(train_split, val_idx), cfg.data)
     return finalize(cfg, state, train_split, load_split(cfg.data, "test"))
+
+
+def _check_run_data(state: dict, train_split, val_fingerprint: str, data: str) -> None:
+    """A run continued (``--resume``, averaging) must see its own images and validation split."""
+    if train_split.fingerprint != state.get("train_fingerprint", train_split.fingerprint):
+        raise WarmStartError(f"{data}: not the training images this run used (fingerprint "
+                             f"{train_split.fingerprint}, the run's {state['train_fingerprint']}).")
+    seen = state.get("val_fingerprint", val_fingerprint)  # runs from before it was recorded pass
+    if seen != val_fingerprint:
+        source = Path(state.get("config", {}).get("data", "")).name or "the data it was started with"
+        raise WarmStartError(
+            f"{data}: the run's images, read in another order (a zip and its unpacked folder list "
+            f"them differently), so its validation split would hold out other faces (fingerprint "
+            f"{val_fingerprint}, the run's {seen}). Pass the data it was started with ({source}).")
 
 
 def effective_patience(cfg: TrainConfig) -> int:
@@ -415,6 +463,7 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
     metrics.update({
         "selection": selection,
         "data_fingerprint": {"train": train_split.fingerprint,
+                             "validation": validation_fingerprint(train_split, val_idx),
                              "test": test_split.fingerprint if test_split is not None else None},
         "data_source": Path(cfg.data).name,
         "best_epoch": state["best_epoch"],
