@@ -530,6 +530,20 @@ def test_augmentation_is_seeded_bounded_and_mirrors_half():
     # the original or its mirror (an edge moved by 5 columns of 48 differs by ~20 on average).
     near = np.minimum(np.abs(out - faces).mean((1, 2)), np.abs(out - faces[:, :, ::-1]).mean((1, 2)))
     assert near.max() < 50 and 5 < near.mean() < 35
+    # The batch-wide warp matrices are OpenCV's rotation-and-zoom about the centre, then the shift:
+    # rebuild a few faces one by one from the same draws with cv2.getRotationMatrix2D.
+    draw = np.random.default_rng(4)
+    flips, angles = draw.random(6) < 0.5, draw.uniform(-18, 18, 6)
+    scales, shifts, contrast = draw.uniform(0.9, 1.1, 6), draw.uniform(-0.1, 0.1, (6, 2)) * 48, \
+        draw.uniform(0.8, 1.2, 6)
+    sample = rng.integers(0, 255, (6, 48, 48), dtype=np.uint8)
+    for i, face in enumerate(augment_faces(sample, np.random.default_rng(4))):
+        warp = cv2.getRotationMatrix2D((23.5, 23.5), angles[i], scales[i])
+        warp[:, 2] += shifts[i]
+        src = np.ascontiguousarray(sample[i, :, ::-1] if flips[i] else sample[i])
+        moved = cv2.warpAffine(src, warp, (48, 48), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        expected = np.clip((moved - moved.mean()) * contrast[i] + moved.mean(), 0, 255)
+        np.testing.assert_allclose(face, expected, atol=1e-3)
 
     images = rng.integers(0, 255, (50, 48, 48), dtype=np.uint8)
     targets = np.eye(7, dtype=np.float32)[np.arange(50) % 7]
