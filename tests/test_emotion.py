@@ -511,9 +511,9 @@ def test_a_differently_ordered_copy_is_refused_for_its_other_validation_split(tm
              "data_fingerprint": {"train": packed.fingerprint, "validation": fp["zip"]},
              "data_source": "fer.zip", "training_curve": [], "training_seconds": 1.0, "epochs_run": 1}))
         runs.append(tmp_path / name / "emotion.keras")
-    with pytest.raises(WarmStartError, match=r"other read order.*Pass the data it was trained with \(fer.zip\)"):
+    with pytest.raises(WarmStartError, match=r"another order.*Pass the data it was trained with \(fer.zip\)"):
         make_ensemble(runs, str(root), tmp_path / "out")
-    with pytest.raises(WarmStartError, match="other read order"):
+    with pytest.raises(WarmStartError, match="another order"):
         _warm_start(vgg, runs[0], folder, TrainConfig(data=str(root), out_dir="o", val_fraction=0.2))
     # The data it was trained with passes the check (and goes on to score the ensemble).
     _warm_start(vgg, runs[0], packed, TrainConfig(data=str(zpath), out_dir="o", val_fraction=0.2))

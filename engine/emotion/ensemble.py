@@ -29,7 +29,7 @@ from .dataset import IMAGE_SIZE, load_split
 from .evaluation import evaluate_arrays, predict_probabilities
 from .model_file import load_model, rounded, save_model
 from .train import (METRICS_FILE, MODEL_FILE, WarmStartError, _atomic_json, _versions,
-                    check_validation_split, split_seed_of, stratified_split, validation_fingerprint)
+                    check_run_validation_split, split_seed_of, stratified_split, validation_fingerprint)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
     _, val_idx = stratified_split(train_split.labels, fraction, split_seed)
     val_fingerprint = validation_fingerprint(train_split, val_idx)
     for path, meta in zip(paths, metas):
-        check_validation_split(path, meta, val_fingerprint, data)
+        check_run_validation_split(path, meta, val_fingerprint, data)
 
     members, summaries = [], []
     for path, meta in zip(paths, metas):

@@ -121,18 +121,23 @@ def validation_fingerprint(split, val_idx: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def check_validation_split(path, meta: dict, expected: str, data: str) -> None:
-    """Refuse a run (``meta``: its metrics.json) whose validation split is not ``expected``.
+def check_validation_split(where, seen: str | None, expected: str, data: str, source: str) -> None:
+    """Refuse a run whose recorded validation split (``seen``) is not ``expected``.
 
-    Runs from before the split was recorded carry no such fingerprint and pass.
+    Runs from before the split was recorded (``seen`` None) pass. ``source`` names the
+    data the run was trained with, for the message.
     """
-    seen = (meta.get("data_fingerprint") or {}).get("validation")
     if seen is not None and seen != expected:
-        source = meta.get("data_source") or "the file it names in data_source"
         raise WarmStartError(
-            f"{path}: its validation split held out other faces (fingerprint {seen}; {data} read "
-            f"this way gives {expected}). Same images, other read order: a zip and its unpacked "
-            f"folder list the images differently. Pass the data it was trained with ({source}).")
+            f"{where}: {data} holds the run's images read in another order (a zip and its unpacked "
+            f"folder list them differently), so its validation split would hold out other faces "
+            f"(fingerprint {expected}, the run's {seen}). Pass the data it was trained with ({source}).")
+
+
+def check_run_validation_split(path, meta: dict, expected: str, data: str) -> None:
+    """:func:`check_validation_split` for a finished run, ``meta`` being its metrics.json."""
+    check_validation_split(path, (meta.get("data_fingerprint") or {}).get("validation"), expected,
+                           data, meta.get("data_source") or "the file it names in data_source")
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -284,7 +289,7 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
             f"{seed}; this run has {train_split.fingerprint}, split seed {split_seed_of(cfg)}). "
             "Train from scratch instead, or pass --split-seed.")
     _, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
-    check_validation_split(path, meta, validation_fingerprint(train_split, val_idx), cfg.data)
+    check_run_validation_split(path, meta, validation_fingerprint(train_split, val_idx), cfg.data)
     init = {"model": str(path), "accuracy": meta.get("accuracy"),
             "epochs_run": meta.get("epochs_run"), "training_seconds": meta.get("training_seconds", 0),
             "training_curve": meta.get("training_curve", []), "config": meta.get("config"),
@@ -376,13 +381,8 @@ def _check_run_data(state: dict, train_split, val_fingerprint: str, data: str) -
     if train_split.fingerprint != state.get("train_fingerprint", train_split.fingerprint):
         raise WarmStartError(f"{data}: not the training images this run used (fingerprint "
                              f"{train_split.fingerprint}, the run's {state['train_fingerprint']}).")
-    seen = state.get("val_fingerprint", val_fingerprint)  # runs from before it was recorded pass
-    if seen != val_fingerprint:
-        source = Path(state.get("config", {}).get("data", "")).name or "the data it was started with"
-        raise WarmStartError(
-            f"{data}: the run's images, read in another order (a zip and its unpacked folder list "
-            f"them differently), so its validation split would hold out other faces (fingerprint "
-            f"{val_fingerprint}, the run's {seen}). Pass the data it was started with ({source}).")
+    source = Path(state.get("config", {}).get("data", "")).name or "the data it was started with"
+    check_validation_split(data, state.get("val_fingerprint"), val_fingerprint, data, source)
 
 
 def effective_patience(cfg: TrainConfig) -> int:
