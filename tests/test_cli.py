@@ -1,9 +1,19 @@
-"""Every CLI command, run as a user would: a subprocess with --json."""
+"""Every CLI command, run as a user would, with --json.
+
+Commands run as ``python -m engine``, a process of their own, except those that start
+Spark: they run ``engine.cli.main`` in this process, under the same environment, on the
+test run's one Spark session (a process of their own would start a JVM each, about
+15 s on a slow 2-core machine). The ``python -m`` entry itself is exercised by the others.
+"""
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
+from contextlib import redirect_stdout
+from unittest import mock
 
 import pytest
 
@@ -12,19 +22,32 @@ from conftest import REPO, cli_env
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
+def _starts_spark(args) -> bool:
+    return (args[0] in ("train", "evaluate", "tune") or "--spark" in args
+            or ("--method" in args and "lsh" in args))
+
+
 def run_cli(env, *args, expect=0):
-    done = subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == expect, done.stderr[-2000:]
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    if _starts_spark(args):
+        from engine.cli import main
+        out = io.StringIO()
+        with mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out):
+            returncode = main(list(args))
+        stdout, stderr = out.getvalue(), "(in this process: see the captured stderr)"
+    else:
+        done = subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+    assert returncode == expect, stderr[-2000:]
+    lines = [line for line in stdout.splitlines() if line.strip()]
     if "--json" in args:
-        assert len(lines) == 1, done.stdout  # exactly one JSON object on stdout
+        assert len(lines) == 1, stdout  # exactly one JSON object on stdout
         return json.loads(lines[0])
-    return done.stdout
+    return stdout
 
 
 @pytest.fixture(scope="module")
-def env(small_release, tmp_path_factory):
+def env(spark, small_release, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     e = cli_env(MOVIELENS_DATA=small_release, MODEL_DIR=tmp / "models", ENGINE_DATA_DIR=tmp / "data",
                 RATINGS_DB=tmp / "ratings.sqlite", SPARK_SHUFFLE_PARTITIONS=4,

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
+from engine.emotion import cli as emotion_cli
 from engine.emotion.averaging import snapshots
 from engine.emotion.dataset import EMOTIONS, FerDataError, load_split
 from engine.emotion.detector import (EmotionInputError, EmotionRecognizer, crop_face, draw_faces,
@@ -211,21 +212,32 @@ def test_loaders_agree(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_checkpoints_and_resumes(tmp_path):
+def test_training_checkpoints_and_resumes(tmp_path, capsys):
     root = _fake_fer(tmp_path)
     out = tmp_path / "model"
 
-    def train(epochs, *extra, to=out, code=0):
-        done = subprocess.run([sys.executable, "-m", "engine.emotion", "train", "--data", str(root),
-                               "--out", str(to), "--epochs", str(epochs), "--batch-size", "16", *extra],
-                              cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
-        assert done.returncode == code, done.stderr[-2000:]
+    def cli(*argv, subprocess_run=False):
+        """(exit code, stdout, stderr) of `python -m engine.emotion ARGV`: as its own process, or in
+        this one (TensorFlow imported once; each process would spend seconds importing it)."""
+        if subprocess_run:
+            done = subprocess.run([sys.executable, "-m", "engine.emotion", *argv], cwd=REPO, env=cli_env(),
+                                  capture_output=True, text=True, timeout=600)
+            return done.returncode, done.stdout, done.stderr
+        capsys.readouterr()
+        code = emotion_cli.main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    def train(epochs, *extra, to=out, code=0, subprocess_run=False):
+        returncode, _, stderr = cli("train", "--data", str(root), "--out", str(to), "--epochs", str(epochs),
+                                    "--batch-size", "16", *extra, subprocess_run=subprocess_run)
+        assert returncode == code, stderr[-2000:]
         if code:
-            assert "Traceback" not in done.stderr
-            return done.stderr
+            assert "Traceback" not in stderr
+            return stderr
         return json.loads((to / "checkpoints" / "state.json").read_text())
 
-    state = train(1, "--average-last", "2")
+    state = train(1, "--average-last", "2", subprocess_run=True)
     assert state["epoch"] == 1 and (out / "checkpoints" / "last.keras").exists()
     state = train(2, "--resume", "--average-last", "2")
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
@@ -241,11 +253,9 @@ def test_training_checkpoints_and_resumes(tmp_path):
     held_out = validation_fingerprint(split, stratified_split(split.labels, 0.1, 42)[1])
     assert metrics["data_fingerprint"]["validation"] == state["val_fingerprint"] == held_out
     # Re-pick the finished run with another window, from the command line.
-    done = subprocess.run([sys.executable, "-m", "engine.emotion", "average", "--last", "1",
-                           "--out", str(out)], cwd=REPO, env=cli_env(), capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout)["selection"]["weight_average"]["epochs"] == [2, 2]
+    code, stdout, stderr = cli("average", "--last", "1", "--out", str(out))
+    assert code == 0, stderr[-2000:]
+    assert json.loads(stdout)["selection"]["weight_average"]["epochs"] == [2, 2]
     metrics = json.loads((out / "metrics.json").read_text())
     assert EmotionRecognizer.load(out).classify(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
 
@@ -272,10 +282,13 @@ def test_training_checkpoints_and_resumes(tmp_path):
                   to=tmp_path / "x")
     assert other["config"]["seed"] == 7 and other["config"]["split_seed"] == 42
     # A residual network on the same split; its last two epochs' weights are averaged (re-built as
-    # the residual architecture) and compared with its best epoch.
-    res = train(2, "--arch", "res", "--seed", "9", "--split-seed", "42", "--average-last", "2",
-                to=tmp_path / "r")
-    assert res["config"]["arch"] == "res" and res["epoch"] == 2
+    # the residual architecture) and compared with its best epoch. It trains on a time budget, which
+    # shortens the run to what fits (here: the two epochs it needs to read the pace), and with
+    # --no-test, as where no test images are; `finish` evaluates it where they are.
+    res = train(50, "--arch", "res", "--seed", "9", "--split-seed", "42", "--average-last", "2",
+                "--time-budget", "1", "--no-test", to=tmp_path / "r")
+    assert res["config"]["arch"] == "res" and res["epoch"] == res["planned_epochs"] == 2
+    assert [round(h["learning_rate"], 6) for h in res["history"]] == [2e-4, 1.1e-3]
     res_metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert "weight_average" in res_metrics["selection"]
     assert keras.models.load_model(tmp_path / "r" / "emotion.keras", compile=False).name == "fer_res"
@@ -284,37 +297,26 @@ def test_training_checkpoints_and_resumes(tmp_path):
     assert "a 'res' network" in error and "Pass --arch res" in error
     error = train(1, "--init-from", str(tmp_path / "missing.keras"), to=tmp_path / "y", code=2)
     assert "no such model file" in error
-    # A time budget shortens the run to what fits (here: the two epochs it needs to read the pace);
-    # --no-test trains where no test images are, and `finish` evaluates it where they are.
-    budget = train(50, "--time-budget", "1", "--no-test", "--average-last", "2", to=tmp_path / "t")
-    assert budget["epoch"] == budget["planned_epochs"] == 2
-    assert [round(h["learning_rate"], 6) for h in budget["history"]] == [2e-4, 1.1e-3]
-    pending = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    pending = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert pending["test_pending"] and pending["accuracy"] is None and pending["backend"] == "tensorflow"
 
     def finish(data):
-        return subprocess.run([sys.executable, "-m", "engine.emotion", "finish", "--out", str(tmp_path / "t"),
-                               "--data", str(data)], cwd=REPO, env=cli_env(), capture_output=True,
-                              text=True, timeout=600)
+        return cli("finish", "--out", str(tmp_path / "r"), "--data", str(data))
     elsewhere = _fake_fer(tmp_path / "elsewhere", n_per_class=5)
-    done = finish(elsewhere)
-    assert done.returncode == 2 and "not the training images this run used" in done.stderr
-    done = finish(root)
-    assert done.returncode == 0, done.stderr[-2000:]
-    finished = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    code, _, stderr = finish(elsewhere)
+    assert code == 2 and "not the training images this run used" in stderr
+    code, stdout, stderr = finish(root)
+    assert code == 0, stderr[-2000:]
+    finished = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert "test_pending" not in finished and finished["n_images"] == 14
-    assert json.loads(done.stdout)["accuracy"] == finished["accuracy"] is not None
+    assert json.loads(stdout)["accuracy"] == finished["accuracy"] is not None
     assert finished["training_curve"] == pending["training_curve"]
-    done = finish(root)
-    assert done.returncode == 2 and "already evaluated on test" in done.stderr
-    assert "Traceback" not in done.stderr
+    code, _, stderr = finish(root)
+    assert code == 2 and "already evaluated on test" in stderr
     # A fresh run starts without the earlier run's snapshots; averaging then says what is missing.
     assert snapshots(more / "checkpoints") == {}
-    done = subprocess.run([sys.executable, "-m", "engine.emotion", "average", "--last", "3",
-                           "--out", str(more)], cwd=REPO, env=cli_env(), capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 2 and "no weight snapshots" in done.stderr
-    assert "Traceback" not in done.stderr
+    code, _, stderr = cli("average", "--last", "3", "--out", str(more))
+    assert code == 2 and "no weight snapshots" in stderr
 
     # Ensemble of the seed-42 run and the seed-7 run on the same split, from the command line.
     # Its decision is checked against one computed here: ship iff the average beats both on
@@ -332,14 +334,11 @@ def test_training_checkpoints_and_resumes(tmp_path):
     scores = [round(float((p.argmax(1) == split.labels[val]).mean()), 4) for p in probs]
     together = round(float((np.mean(probs, 0).argmax(1) == split.labels[val]).mean()), 4)
     target = tmp_path / "ensemble"
-    done = subprocess.run([sys.executable, "-m", "engine.emotion", "ensemble", "--data", str(root),
-                           "--members", *map(str, members), "--out", str(target)],
-                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
-    assert "Traceback" not in done.stderr
-    result = json.loads(done.stdout)
+    code, stdout, _ = cli("ensemble", "--data", str(root), "--members", *map(str, members), "--out", str(target))
+    result = json.loads(stdout)
     assert result["selection"]["members"] == pytest.approx(scores, abs=1e-4)
     assert result["selection"]["ensemble"] == pytest.approx(together, abs=1e-4)
-    assert result["written"] == (together > max(scores)) == (done.returncode == 0)
+    assert result["written"] == (together > max(scores)) == (code == 0)
     assert (target / "emotion.keras").exists() == result["written"]
     if result["written"]:
         assert EmotionRecognizer.load(target).n_members == 3
