@@ -64,6 +64,8 @@ class Settings:
     shuffle_partitions: int = 8
     mood_genres: dict = field(default_factory=lambda: dict(DEFAULT_MOOD_GENRES))
     rtc_ice_servers: list = field(default_factory=list)
+    emotion_live_network: str = "small"  # "small": <emotion model>/live/ if present; "ensemble"
+    emotion_runtime: str = "litert"      # "litert": LiteRT/XNNPACK interpreter; "tensorflow": tf.function
 
 
 def get_settings() -> Settings:
@@ -84,4 +86,15 @@ def get_settings() -> Settings:
         shuffle_partitions=int(os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8")),
         mood_genres=_json_env("MOOD_GENRES", dict(DEFAULT_MOOD_GENRES)),
         rtc_ice_servers=_json_env("RTC_ICE_SERVERS", []),
+        emotion_live_network=_choice_env("EMOTION_LIVE_NETWORK", ("small", "ensemble")),
+        emotion_runtime=_choice_env("EMOTION_RUNTIME", ("litert", "tensorflow")),
     )
+
+
+def _choice_env(name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` from the environment (the first when unset)."""
+    raw = os.environ.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ValueError(f"Environment variable {name}={os.environ[name]!r}: use one of "
+                         f"{', '.join(choices)}, or unset it.")
+    return raw

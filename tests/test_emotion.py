@@ -119,6 +119,7 @@ def test_detects_and_draws_a_face(recognizer, happy_frame):
 
 # ---------------------------------------------------------------------- the shipped model
 def test_shipped_model_files(recognizer):
+    assert recognizer.runtime == "litert"  # what the app serves with
     assert (MODEL_DIR / "emotion.keras").stat().st_size < 20 * 2**20
     metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
     assert metrics["labels"] == list(EMOTIONS)
@@ -281,6 +282,29 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
     other = train(1, "--init-from", str(out / "emotion.keras"), "--seed", "7", "--split-seed", "42",
                   to=tmp_path / "x")
     assert other["config"]["seed"] == 7 and other["config"]["split_seed"] == 42
+    # Distillation: the small live network learns from a teacher's flip-averaged scores (computed
+    # once, cached in checkpoints/teacher.npy) on the teacher's validation split.
+    from engine.emotion.evaluation import predict_probabilities
+    student = train(1, "--arch", "small", "--teacher", str(out / "emotion.keras"), "--split-seed", "42",
+                    "--seed", "5", to=tmp_path / "s")
+    taught = json.loads((tmp_path / "s" / "metrics.json").read_text())["teacher"]
+    assert student["teacher"] == taught and taught["model"] == str(out / "emotion.keras")
+    assert taught["accuracy"] == metrics["accuracy"] and taught["weight"] == 0.7
+    tr_idx = stratified_split(split.labels, 0.1, 42)[0]
+    teacher = keras.models.load_model(out / "emotion.keras", compile=False)
+    np.testing.assert_allclose(np.load(tmp_path / "s" / "checkpoints" / "teacher.npy"),
+                               predict_probabilities(teacher, split.images[tr_idx]), atol=1e-5)
+    assert keras.models.load_model(tmp_path / "s" / "emotion.keras", compile=False).name == "fer_small"
+    # A teacher that held out other faces learnt this run's validation faces: refused.
+    error = train(1, "--arch", "small", "--teacher", str(out / "emotion.keras"), "--split-seed", "7",
+                  to=tmp_path / "s2", code=2)
+    assert "the teacher held out other validation faces" in error and "--split-seed (42)" in error
+    error = train(1, "--arch", "small", "--teacher", str(tmp_path / "none.keras"), to=tmp_path / "s2",
+                  code=2)
+    assert "none.keras: no emotion.keras with its metrics.json there" in error
+    error = train(1, "--arch", "small", "--teacher", str(out / "emotion.keras"), "--teacher-weight", "0",
+                  to=tmp_path / "s2", code=2)
+    assert "--teacher-weight 0.0: must be above 0 and at most 1" in error
     # A residual network on the same split; its last two epochs' weights are averaged (re-built as
     # the residual architecture) and compared with its best epoch. It trains on a time budget, which
     # shortens the run to what fits (here: the two epochs it needs to read the pace), and with
@@ -398,8 +422,8 @@ def test_architectures():
         probs = np.asarray(model(faces, training=False))
         assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
         sizes[arch] = model.count_params()
-    assert 1.6e6 < sizes["vgg"] < 1.8e6 and 1.1e6 < sizes["res"] < 1.3e6
-    with pytest.raises(ValueError, match="unknown architecture 'resnet'; choose one of vgg, res"):
+    assert 1.6e6 < sizes["vgg"] < 1.8e6 and 1.1e6 < sizes["res"] < 1.3e6 and 4e5 < sizes["small"] < 4.5e5
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'; choose one of vgg, res, small"):
         make_model("resnet")
 
 
@@ -433,6 +457,50 @@ def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, hap
         assert reading.probabilities == pytest.approx({k: round(v, 4) for k, v in expected.items()},
                                                       abs=2e-4)
     assert processor.frames == 3
+
+
+def test_live_video_runs_the_live_network_when_the_model_folder_has_one(tmp_path, happy_frame,
+                                                                        monkeypatch, caplog):
+    import keras
+    from engine.emotion.ensemble import build_ensemble
+    from engine.emotion.live import FrameProcessor
+    from engine.emotion.model import make_model
+    a, b = _two_nets(tmp_path)
+    keras.utils.set_random_seed(3)
+    small = make_model("small")
+    folder = tmp_path / "emotion"
+    (folder / "live").mkdir(parents=True)
+    build_ensemble([a, b]).save(folder / "emotion.keras")
+    small.save(folder / "live" / "emotion.keras")
+    faces = np.random.default_rng(4).integers(0, 255, (5, 48, 48), dtype=np.uint8)
+    expected = small.predict(faces[..., None].astype(np.float32), verbose=0)
+
+    rec = EmotionRecognizer.load(folder)
+    assert rec.has_live_network and rec.n_members == 2
+    np.testing.assert_allclose(rec.classify(faces, False, member=1, live=True), expected, atol=1e-5)
+    assert np.abs(rec.classify(faces, False) - expected).max() > 1e-3  # photos: still the ensemble
+    processor = FrameProcessor(rec, alpha=1.0)
+    for _ in range(2):  # every frame runs the live network (no turns)
+        processor.process(happy_frame)
+        want = rec.analyze(happy_frame, flip_average=False, live=True)[0].probabilities
+        assert processor.latest().probabilities == pytest.approx(
+            {k: round(v, 4) for k, v in want.items()}, abs=2e-4)
+
+    # EMOTION_LIVE_NETWORK=ensemble: live video takes the ensemble's networks in turn instead.
+    monkeypatch.setenv("EMOTION_LIVE_NETWORK", "ensemble")
+    plain = EmotionRecognizer.load(folder)
+    assert not plain.has_live_network
+    np.testing.assert_allclose(plain.classify(faces, False, member=1, live=True),
+                               plain.classify(faces, False, member=1), atol=1e-6)
+    monkeypatch.setenv("EMOTION_LIVE_NETWORK", "tiny")
+    with pytest.raises(ValueError, match="EMOTION_LIVE_NETWORK='tiny': use one of small, ensemble"):
+        EmotionRecognizer.load(folder)
+    monkeypatch.delenv("EMOTION_LIVE_NETWORK")
+    # A damaged live file: a warning, and live video falls back to the ensemble (photos unaffected).
+    (folder / "live" / "emotion.keras").write_bytes(b"not a keras archive")
+    with caplog.at_level("WARNING"):
+        fallback = EmotionRecognizer.load(folder)
+    assert not fallback.has_live_network and "live video runs the main model instead" in caplog.text
 
 
 def test_ensemble_refuses_members_it_cannot_check(tmp_path):
@@ -671,6 +739,76 @@ def test_cli_predict_and_errors(tmp_path, happy_frame):
     (tmp_path / "junk.jpg").write_bytes(b"junk")
     bad = run("predict", str(tmp_path / "junk.jpg"), "--json")
     assert bad.returncode == 2 and "not a JPEG" in json.loads(bad.stdout)["error"]
+
+
+@pytest.mark.integration
+def test_cli_evaluate_reproduces_the_shipped_test_accuracy(fer_zip, capsys):
+    """`evaluate` runs what the app serves (LiteRT) and must score what training recorded."""
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    assert emotion_cli.main(["evaluate", "--data", str(fer_zip), "--model", str(MODEL_DIR), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_images"] == metrics["n_images"] == 3589
+    assert result["accuracy"] == metrics["accuracy"]
+    assert result["confusion_matrix"] == metrics["confusion_matrix"]
+    assert set(result["per_class"]) == set(EMOTIONS)
+
+
+@pytest.mark.parametrize("arch", ["vgg", "res", "small"])
+def test_litert_runs_the_same_network(arch):
+    """The LiteRT conversion answers what Keras answers, for any batch size, from many threads."""
+    import threading
+
+    import keras
+    from engine.emotion.lite import LiteNetwork
+    from engine.emotion.model import make_model
+    keras.utils.set_random_seed(11)
+    net = make_model(arch)
+    lite = LiteNetwork(net)
+    faces = np.random.default_rng(5).integers(0, 255, (9, 48, 48, 1)).astype(np.float32)
+    want = net.predict(faces, verbose=0)
+    assert np.abs(want - want.mean(0)).max() > 1e-4  # faces that the network tells apart
+    for n in (1, 4, 9, 1):  # the buffers are re-planned whenever the batch size changes
+        np.testing.assert_allclose(lite(faces[:n]), want[:n], atol=1e-5)
+    errors = []
+
+    def hammer(k):
+        for n in (1 + k, 2, 9):
+            if np.abs(lite(faces[:n]) - want[:n]).max() > 1e-5:
+                errors.append((k, n))
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_runtime_setting_and_fallback_to_tensorflow(monkeypatch, caplog):
+    import keras
+    from engine.emotion import lite
+    from engine.emotion.model import make_model
+    keras.utils.set_random_seed(12)
+    net = make_model("small")
+    faces = np.random.default_rng(6).integers(0, 255, (3, 48, 48), dtype=np.uint8)
+    fast = EmotionRecognizer(net)
+    assert fast.runtime == "litert"
+    monkeypatch.setenv("EMOTION_RUNTIME", "tensorflow")
+    slow = EmotionRecognizer(net)
+    assert slow.runtime == "tensorflow"
+    np.testing.assert_allclose(fast.classify(faces), slow.classify(faces), atol=1e-5)
+    monkeypatch.setenv("EMOTION_RUNTIME", "tflite")
+    with pytest.raises(ValueError, match="EMOTION_RUNTIME='tflite': use one of litert, tensorflow"):
+        EmotionRecognizer(net)
+    # A network LiteRT cannot take: a warning, and TensorFlow runs it.
+    monkeypatch.delenv("EMOTION_RUNTIME")
+
+    def refuse(model):
+        raise RuntimeError("converter refused the graph")
+    monkeypatch.setattr(lite, "to_litert", refuse)
+    with caplog.at_level("WARNING"):
+        fallback = EmotionRecognizer(net)
+    assert fallback.runtime == "tensorflow" and "converter refused the graph" in caplog.text
+    np.testing.assert_allclose(fallback.classify(faces), slow.classify(faces), atol=1e-6)
 
 
 def test_single_pass_agrees_with_flip_average(recognizer):

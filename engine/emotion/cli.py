@@ -32,7 +32,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep the last N epochs' weights; ship their average if it wins on validation "
                         "(such runs never stop early)")
     p.add_argument("--arch", choices=ARCHITECTURES, default=DEFAULT_ARCH,
-                   help="network: vgg (1.7 M parameters) or res (residual, 1.2 M); mix them in an ensemble")
+                   help="network: vgg (1.7 M parameters) or res (residual, 1.2 M), mixed in an ensemble; "
+                        "small (0.43 M, for live video; train it with --teacher)")
+    p.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="distil from this emotion.keras (e.g. the shipped ensemble), trained on the same "
+                        "images and validation split")
+    p.add_argument("--teacher-weight", type=float, default=0.7, metavar="W",
+                   help="share of the teacher's scores in the targets; the rest is the true labels")
     p.add_argument("--patience", type=int, default=15, metavar="N",
                    help="stop after N epochs without a validation gain (0: never)")
     p.add_argument("--time-budget", type=float, default=0, metavar="SECONDS",
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                                         init_from=args.init_from,
                                         average_last=args.average_last, patience=args.patience,
                                         arch=args.arch, time_budget=args.time_budget,
+                                        teacher=args.teacher, teacher_weight=args.teacher_weight,
                                         evaluate_test=args.evaluate_test))
         except (FerDataError, WarmStartError) as exc:
             return _fail(args, str(exc), 2)

@@ -5,10 +5,16 @@
   :data:`DETECT_WIDTH` pixels wide for detection, and boxes scaled back.
 * Crop: rows ``y:y+h``, columns ``x:x+w`` of the gray image (the seed swapped them),
   resized to 48x48 -- the same gray 48x48 pixels training saw, as raw 0-255 values.
-* Classify: one compiled ``tf.function`` call for all faces of a frame, each face
-  averaged with its mirror image (as in evaluation). The model may be an ensemble
-  (:mod:`engine.emotion.ensemble`); each of its networks is compiled on its own too,
+* Classify: one compiled call for all faces of a frame -- the network converted to
+  LiteRT and run by its XNNPACK kernels (:mod:`engine.emotion.lite`; a ``tf.function``
+  when that fails or ``EMOTION_RUNTIME=tensorflow``) -- each face averaged with its
+  mirror image (as in evaluation). The model may be an ensemble
+  (:mod:`engine.emotion.ensemble`); each of its networks can run on its own too,
   for live video's one network per frame.
+* Live video: when the model folder holds a ``live/`` network (the small network
+  distilled from the ensemble, :data:`LIVE_DIR`), video frames use it, one pass per
+  face; otherwise they use the ensemble's networks in turn. Photos always get the
+  ensemble with mirror averaging. ``EMOTION_LIVE_NETWORK=ensemble`` ignores ``live/``.
 
 Example:
     >>> recognizer = EmotionRecognizer.load()                     # doctest: +SKIP
@@ -19,13 +25,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..settings import get_settings
 from .dataset import EMOTIONS, IMAGE_SIZE
+from .lite import runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,7 @@ DETECT_WIDTH = 320
 MIN_FACE = 40            # pixels, in the original image
 MAX_PIXELS = 40_000_000  # 40 MP: larger inputs are refused, not decoded
 CASCADE = "haarcascade_frontalface_default.xml"
+LIVE_DIR = "live"        # inside the model folder: the network live video runs, if present
 
 
 class EmotionInputError(ValueError):
@@ -148,28 +158,38 @@ class FaceDetector:
 class EmotionRecognizer:
     """The shipped CNN behind a compiled call, plus the face detector."""
 
-    def __init__(self, model, labels: tuple[str, ...] = EMOTIONS, detector: FaceDetector | None = None):
-        import tensorflow as tf
-
+    def __init__(self, model, labels: tuple[str, ...] = EMOTIONS, detector: FaceDetector | None = None,
+                 live_model=None):
         from .ensemble import members_of
+        from .lite import compile_network
 
         self.model = model
         self.labels = tuple(labels)
         self.detector = detector or FaceDetector()
-        spec = [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)]
+        if live_model is not None and live_model.output_shape[-1] != len(self.labels):
+            raise ValueError(f"the live network has {live_model.output_shape[-1]} outputs, "
+                             f"not {len(self.labels)}")
+        self._forward = compile_network(model)
+        self.runtime = runtime_of(self._forward)
+        self.live_model = live_model
+        self._live_forward = compile_network(live_model) if live_model is not None else None
+        # An ensemble's networks one by one: compiled now when live video takes them in turn,
+        # else on first use (each conversion takes seconds).
+        self._members = members_of(model)
+        self._member_forward = [None] * len(self._members) if len(self._members) > 1 else [self._forward]
+        self._compile_lock = threading.Lock()
+        blank = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        self.classify(blank)  # plan the buffers now, not on frame 1
+        if self._live_forward is not None:
+            self.classify(blank, False, live=True)
+        else:
+            for k in range(1, len(self._member_forward)):
+                self.classify(blank, False, member=k)
 
-        def compiled(net):
-            # One traced graph for any batch size: no per-call Python/Keras overhead.
-            return tf.function(lambda x: net(x, training=False), reduce_retracing=True,
-                               input_signature=spec)
-
-        self._forward = compiled(model)
-        # An ensemble's networks one by one: live video runs one per frame.
-        members = members_of(model)
-        self._member_forward = [compiled(m) for m in members] if len(members) > 1 else [self._forward]
-        self.classify(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))  # trace now, not on frame 1
-        for k in range(1, len(self._member_forward)):
-            self.classify(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8), False, member=k)
+    @property
+    def has_live_network(self) -> bool:
+        """True when live video runs its own (small, distilled) network."""
+        return self._live_forward is not None
 
     @property
     def n_members(self) -> int:
@@ -178,7 +198,6 @@ class EmotionRecognizer:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None) -> "EmotionRecognizer":
-        from ..settings import get_settings
         from .train import METRICS_FILE, MODEL_FILE
         folder = Path(model_dir) if model_dir else get_settings().emotion_model_dir
         path = folder / MODEL_FILE
@@ -205,40 +224,63 @@ class EmotionRecognizer:
         if len(labels) != model.output_shape[-1]:
             raise RuntimeError(f"{metrics} lists {len(labels)} labels but {path} has "
                                f"{model.output_shape[-1]} outputs. Restore both files with git.")
-        return cls(model, labels)
+        live = None
+        live_path = folder / LIVE_DIR / MODEL_FILE
+        if get_settings().emotion_live_network == "small" and live_path.exists():
+            try:
+                live = load_model(live_path)
+                if live.output_shape[-1] != len(labels):
+                    raise ValueError(f"{live.output_shape[-1]} outputs, not {len(labels)}")
+            except Exception as exc:  # noqa: BLE001 - optional: live video falls back to the ensemble
+                log.warning("%s could not be loaded (%s: %s): live video runs the main model instead; "
+                            "restore it with git", live_path, type(exc).__name__, exc)
+                live = None
+        return cls(model, labels, live_model=live)
 
     def classify(self, faces: np.ndarray, flip_average: bool = True,
-                 member: int | None = None) -> np.ndarray:
+                 member: int | None = None, live: bool = False) -> np.ndarray:
         """(n, 48, 48) uint8 faces -> (n, 7) probabilities.
 
         ``flip_average`` averages each face with its mirror image (+1.3 points of test
         accuracy, twice the compute); live video turns it off and smooths over frames.
+        ``live`` runs the live network when there is one (``member`` is then ignored).
         ``member`` k runs only the k-th network of an ensemble (``k % n_members``);
         None runs them all.
         """
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        forward = self._forward if member is None else \
-            self._member_forward[member % len(self._member_forward)]
+        if live and self._live_forward is not None:
+            forward = self._live_forward
+        else:
+            forward = self._forward if member is None else self._member(member % len(self._member_forward))
         x = faces.astype(np.float32)[..., None]
         if not flip_average:
-            return forward(x).numpy()
+            return forward(x)
         both = np.concatenate([x, x[:, :, ::-1]], axis=0)
-        probs = forward(both).numpy()
+        probs = forward(both)
         return (probs[: len(x)] + probs[len(x):]) / 2
 
+    def _member(self, k: int):
+        """The k-th network's compiled call (compiled on first use)."""
+        if self._member_forward[k] is None:
+            from .lite import compile_network
+            with self._compile_lock:
+                if self._member_forward[k] is None:
+                    self._member_forward[k] = compile_network(self._members[k])
+        return self._member_forward[k]
+
     def analyze(self, image, color_order: str = "bgr", max_faces: int = 10,
-                flip_average: bool = True, member: int | None = None) -> list[Face]:
+                flip_average: bool = True, member: int | None = None, live: bool = False) -> list[Face]:
         """Every face in ``image`` with its box, label and the 7 probabilities.
 
-        No face is an empty list, not an error. ``flip_average`` and ``member``: see
-        :meth:`classify`.
+        No face is an empty list, not an error. ``flip_average``, ``member`` and ``live``:
+        see :meth:`classify`.
         """
         gray = to_gray(image, color_order)
         boxes = self.detector.detect(gray)[:max_faces]
         if not boxes:
             return []
-        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]), flip_average, member)
+        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]), flip_average, member, live)
         faces = []
         for box, p in zip(boxes, probs):
             k = int(np.argmax(p))

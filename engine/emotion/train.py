@@ -25,6 +25,14 @@ Any Keras backend trains it: TensorFlow here, JAX on a GPU machine without Tenso
 
 ``--init-from MODEL`` starts a new learning-rate cycle from a finished model of
 the same data and seed; ``metrics.json`` then records the lineage (``init``).
+
+``--teacher MODEL`` distils: the targets become a mix of the teacher's scores
+(flip-averaged, computed once per run and cached in ``checkpoints/teacher.npy``) and
+the true labels, without class weights (the teacher's scores already carry them).
+The teacher must have been trained on the same training images with the same
+validation split, or its knowledge of the validation faces would flatter the
+student's validation accuracy. This is how the ``small`` live-video network learns
+from the shipped ensemble.
 """
 from __future__ import annotations
 
@@ -77,6 +85,8 @@ class TrainConfig:
     arch: str = DEFAULT_ARCH    # engine.emotion.model.ARCHITECTURES
     time_budget: float = 0      # seconds of training; 0: run all ``epochs``
     evaluate_test: bool = True  # False: the data holds no test images (``finish`` evaluates later)
+    teacher: str | None = None  # distil from this emotion.keras (a network or an ensemble)
+    teacher_weight: float = 0.7  # share of the teacher's scores in the targets (the rest: labels)
 
 
 def split_seed_of(config: dict | TrainConfig | None) -> int | None:
@@ -298,6 +308,57 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
     return init
 
 
+def check_teacher(cfg: TrainConfig, train_split, val_fingerprint: str) -> dict:
+    """Refuse a teacher that saw other training images or this run's validation faces.
+
+    Returns what ``metrics.json`` records about it.
+    """
+    path = Path(cfg.teacher)
+    if not 0 < cfg.teacher_weight <= 1:
+        raise WarmStartError(f"--teacher-weight {cfg.teacher_weight}: must be above 0 and at most 1.")
+    meta_file = path.with_name(METRICS_FILE)
+    if not path.is_file() or not meta_file.is_file():
+        raise WarmStartError(f"{path}: no emotion.keras with its {METRICS_FILE} there; --teacher takes "
+                             "a trained model's file (e.g. models/emotion/emotion.keras).")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise WarmStartError(f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}); it tells "
+                             "which images the teacher was trained with.") from exc
+    seen = (meta.get("data_fingerprint") or {})
+    if seen.get("train") != train_split.fingerprint or seen.get("validation") is None:
+        raise WarmStartError(
+            f"{path}: a teacher must be trained on these training images with a recorded validation "
+            f"split (its {meta_file.name} says train fingerprint {seen.get('train')}, validation "
+            f"{seen.get('validation')}; this run's train fingerprint is {train_split.fingerprint}).")
+    if seen["validation"] != val_fingerprint:
+        split = split_seed_of(meta.get("config"))
+        raise WarmStartError(
+            f"{path}: the teacher held out other validation faces (fingerprint {seen['validation']}, "
+            f"this run's {val_fingerprint}), so it learnt faces this run validates on and the "
+            f"student's validation accuracy would be flattering. Pass the teacher's --split-seed"
+            + (f" ({split})" if split is not None else "") + " and the data it was trained with.")
+    return {"model": str(path), "weight": cfg.teacher_weight, "accuracy": meta.get("accuracy"),
+            "members": len(meta.get("members") or []) or 1,
+            "val_accuracy": (meta.get("selection") or {}).get("ensemble", meta.get("best_val_accuracy"))}
+
+
+def teacher_scores(cfg: TrainConfig, ckpt_dir: Path, x_tr: np.ndarray) -> np.ndarray:
+    """The teacher's flip-averaged scores for the training faces, cached for ``--resume``."""
+    cache = ckpt_dir / "teacher.npy"
+    if cache.exists():
+        scores = np.load(cache)
+        if scores.shape == (len(x_tr), len(EMOTIONS)):
+            return scores
+    log.info("scoring %d training faces with the teacher %s", len(x_tr), cfg.teacher)
+    teacher = load_model(Path(cfg.teacher), compile=False)
+    scores = predict_probabilities(teacher, x_tr).astype(np.float32)
+    tmp = ckpt_dir / "teacher.tmp.npy"
+    np.save(tmp, scores)
+    os.replace(tmp, cache)
+    return scores
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run the whole recipe; returns the metrics written to ``metrics.json``."""
     import keras
@@ -332,6 +393,8 @@ def train(cfg: TrainConfig) -> dict:
                  "train_fingerprint": train_split.fingerprint, "val_fingerprint": val_fingerprint}
         shutil.rmtree(ckpt_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier run's weights
         model = make_model(cfg.arch)
+        if cfg.teacher:
+            state["teacher"] = check_teacher(cfg, train_split, val_fingerprint)
         if cfg.init_from:
             state["init"] = _warm_start(model, Path(cfg.init_from), train_split, cfg)
         model.compile(
@@ -345,7 +408,12 @@ def train(cfg: TrainConfig) -> dict:
     done = state["epoch"]
     if done < state["planned_epochs"] and done - state["best_epoch"] < patience:
         w_table = np.array([weights[i] for i in range(len(EMOTIONS))], np.float32)
-        data = batches(x_tr, _one_hot(y_tr), w_table[y_tr], cfg.batch_size, cfg.seed)
+        targets, sample_weights = _one_hot(y_tr), w_table[y_tr]
+        if cfg.teacher:
+            soft = teacher_scores(cfg, ckpt_dir, x_tr)
+            targets = cfg.teacher_weight * soft + (1 - cfg.teacher_weight) * targets
+            sample_weights = np.ones(len(y_tr), np.float32)
+        data = batches(x_tr, targets, sample_weights, cfg.batch_size, cfg.seed)
         data.start_at_epoch(done)
         model.fit(data, validation_data=(x_val[..., None].astype(np.float32), _one_hot(y_val)),
                   validation_batch_size=256, epochs=cfg.epochs, initial_epoch=done, verbose=2,
@@ -474,6 +542,7 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
         "training_curve": state["history"],
         "config": asdict(cfg),
         "init": state.get("init"),
+        "teacher": state.get("teacher"),
         "total_epochs": state["epoch"] + _lineage_total(state.get("init"), "epochs_run"),
         "total_training_seconds": round(state.get("train_seconds", 0)
                                         + _lineage_total(state.get("init"), "training_seconds"), 1),
