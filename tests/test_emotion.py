@@ -475,8 +475,28 @@ def test_live_video_runs_the_live_network_when_the_model_folder_has_one(tmp_path
     faces = np.random.default_rng(4).integers(0, 255, (5, 48, 48), dtype=np.uint8)
     expected = small.predict(faces[..., None].astype(np.float32), verbose=0)
 
+    monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path / "data"))
     rec = EmotionRecognizer.load(folder)
-    assert rec.has_live_network and rec.n_members == 2
+    assert rec.has_live_network and rec.n_members == 2 and rec.runtime == "litert"
+    # The LiteRT conversions are cached by content: the next load converts nothing ...
+    cache = tmp_path / "data" / "litert-cache"
+    names = sorted(p.name for p in cache.iterdir())
+    assert [n.split("-")[1] for n in names] == ["live", "net0", "net1"]
+    from engine.emotion import lite
+    convert = lite.to_litert
+
+    def no_conversion(model):
+        raise AssertionError("converted again despite the cache")
+    monkeypatch.setattr(lite, "to_litert", no_conversion)
+    again = EmotionRecognizer.load(folder)
+    np.testing.assert_allclose(again.classify(faces), rec.classify(faces), atol=1e-6)
+    # ... and a damaged cache file is converted again and replaced.
+    monkeypatch.setattr(lite, "to_litert", convert)
+    damaged = next(p for p in cache.iterdir() if "-net0-" in p.name)
+    good = damaged.read_bytes()
+    damaged.write_bytes(b"not a flatbuffer")
+    np.testing.assert_allclose(EmotionRecognizer.load(folder).classify(faces), rec.classify(faces), atol=1e-6)
+    assert damaged.read_bytes() == good
     np.testing.assert_allclose(rec.classify(faces, False, member=1, live=True), expected, atol=1e-5)
     assert np.abs(rec.classify(faces, False) - expected).max() > 1e-3  # photos: still the ensemble
     processor = FrameProcessor(rec, alpha=1.0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +158,9 @@ class EmotionRecognizer:
     """The shipped CNN behind a compiled call, plus the face detector."""
 
     def __init__(self, model, labels: tuple[str, ...] = EMOTIONS, detector: FaceDetector | None = None,
-                 live_model=None):
+                 live_model=None, files: tuple[Path, Path | None] | None = None):
+        """``files``: the model's file and the live network's (None: built in memory), whose
+        LiteRT conversions are then cached on disk (:mod:`engine.emotion.lite`)."""
         from .ensemble import members_of
         from .lite import compile_network
 
@@ -169,22 +170,27 @@ class EmotionRecognizer:
         if live_model is not None and live_model.output_shape[-1] != len(self.labels):
             raise ValueError(f"the live network has {live_model.output_shape[-1]} outputs, "
                              f"not {len(self.labels)}")
-        self._forward = compile_network(model)
-        self.runtime = runtime_of(self._forward)
+        # An ensemble runs as its networks, each compiled on its own (live video may take them
+        # in turn), their scores averaged here as the ensemble's last layer does: one conversion
+        # per network instead of one more for the whole.
+        from .lite import cache_key
+
+        main_file, live_file = files or (None, None)
+        self._member_forward = [compile_network(m, cache_key(main_file, f"net{k}") if main_file else None)
+                                for k, m in enumerate(members_of(model))]
+        if len(self._member_forward) == 1:
+            self._forward = self._member_forward[0]
+        else:
+            nets = self._member_forward
+            self._forward = lambda x: np.mean([net(x) for net in nets], axis=0)
+        self.runtime = runtime_of(self._member_forward[0])
         self.live_model = live_model
-        self._live_forward = compile_network(live_model) if live_model is not None else None
-        # An ensemble's networks one by one: compiled now when live video takes them in turn,
-        # else on first use (each conversion takes seconds).
-        self._members = members_of(model)
-        self._member_forward = [None] * len(self._members) if len(self._members) > 1 else [self._forward]
-        self._compile_lock = threading.Lock()
+        self._live_forward = None if live_model is None else \
+            compile_network(live_model, cache_key(live_file, "live") if live_file else None)
         blank = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
         self.classify(blank)  # plan the buffers now, not on frame 1
         if self._live_forward is not None:
             self.classify(blank, False, live=True)
-        else:
-            for k in range(1, len(self._member_forward)):
-                self.classify(blank, False, member=k)
 
     @property
     def has_live_network(self) -> bool:
@@ -235,7 +241,7 @@ class EmotionRecognizer:
                 log.warning("%s could not be loaded (%s: %s): live video runs the main model instead; "
                             "restore it with git", live_path, type(exc).__name__, exc)
                 live = None
-        return cls(model, labels, live_model=live)
+        return cls(model, labels, live_model=live, files=(path, live_path if live is not None else None))
 
     def classify(self, faces: np.ndarray, flip_average: bool = True,
                  member: int | None = None, live: bool = False) -> np.ndarray:
@@ -252,22 +258,14 @@ class EmotionRecognizer:
         if live and self._live_forward is not None:
             forward = self._live_forward
         else:
-            forward = self._forward if member is None else self._member(member % len(self._member_forward))
+            forward = self._forward if member is None else \
+                self._member_forward[member % len(self._member_forward)]
         x = faces.astype(np.float32)[..., None]
         if not flip_average:
             return forward(x)
         both = np.concatenate([x, x[:, :, ::-1]], axis=0)
         probs = forward(both)
         return (probs[: len(x)] + probs[len(x):]) / 2
-
-    def _member(self, k: int):
-        """The k-th network's compiled call (compiled on first use)."""
-        if self._member_forward[k] is None:
-            from .lite import compile_network
-            with self._compile_lock:
-                if self._member_forward[k] is None:
-                    self._member_forward[k] = compile_network(self._members[k])
-        return self._member_forward[k]
 
     def analyze(self, image, color_order: str = "bgr", max_faces: int = 10,
                 flip_average: bool = True, member: int | None = None, live: bool = False) -> list[Face]:

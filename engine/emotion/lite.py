@@ -7,11 +7,13 @@ The same network converted to a LiteRT flatbuffer and run by the LiteRT interpre
 2-core host, the 1.7 M-parameter network went from ~5 ms to ~2-3 ms per face and
 the 0.43 M-parameter live network from ~4 ms to ~0.7 ms (``bench/bench_emotion.py``).
 
-The conversion is Keras's own ``model.export(format="litert")``, done in memory
-when a model is loaded (a few seconds per network); nothing extra is stored and
-nothing is downloaded. An interpreter is not thread-safe, and live video calls
-from a WebRTC worker thread while photos are analysed in the page's thread, so
-every call holds the network's lock.
+The conversion is Keras's own ``model.export(format="litert")`` (a few seconds per
+network; nothing is downloaded). Networks loaded from a file keep their conversion
+in ``<ENGINE_DATA_DIR>/litert-cache``, named by the sha256 of the model file, the
+network's place in it and the versions that converted it, so the next start skips
+it; a damaged or missing cache file is simply converted again. An interpreter is
+not thread-safe, and live video calls from a WebRTC worker thread while photos are
+analysed in the page's thread, so every call holds the network's lock.
 
 Example:
     >>> net = LiteNetwork(keras_model)              # doctest: +SKIP
@@ -20,7 +22,9 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -33,21 +37,60 @@ THREADS = 2  # XNNPACK threads per network: measured on 2 cores, see bench/bench
 
 
 def to_litert(model) -> bytes:
-    """The LiteRT flatbuffer of a Keras model (any batch size), converted in memory."""
+    """The LiteRT flatbuffer of a Keras model (any batch size), converted in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="emotion-litert-") as tmp:
         path = Path(tmp) / "model.tflite"
         model.export(str(path), format="litert", verbose=False)
         return path.read_bytes()
 
 
-class LiteNetwork:
-    """A Keras model behind a LiteRT interpreter: float32 (n, 48, 48, 1) -> (n, classes) numpy."""
+def cache_key(model_file: Path, network: str) -> str:
+    """The cache name of one network of a model file: its content, its place, the converter's versions."""
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert import __version__ as litert_version
+    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]
+    return f"{digest}-{network}-keras{keras.__version__}-tf{tf.__version__}-litert{litert_version}"
 
-    def __init__(self, model, threads: int = THREADS):
+
+def _cached_litert(model, key: str | None) -> bytes:
+    if key is None:
+        return to_litert(model)
+    from ..settings import get_settings
+    cache = get_settings().data_dir / "litert-cache" / f"{key}.tflite"
+    if cache.is_file():
+        return cache.read_bytes()
+    content = to_litert(model)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(content)
+        os.replace(tmp, cache)  # atomic: a concurrent start reads a whole file or none
+    except OSError as exc:  # a read-only data folder only costs the next start the conversion
+        log.warning("could not cache the LiteRT conversion in %s (%s)", cache.parent, exc)
+    return content
+
+
+class LiteNetwork:
+    """A Keras model behind a LiteRT interpreter: float32 (n, 48, 48, 1) -> (n, classes) numpy.
+
+    ``cache_key`` (see :func:`cache_key`): keep the conversion on disk under that name.
+    """
+
+    def __init__(self, model, threads: int = THREADS, cache_key: str | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         self.name = model.name
-        self._interpreter = Interpreter(model_content=to_litert(model), num_threads=threads)
+        try:
+            self._interpreter = Interpreter(model_content=_cached_litert(model, cache_key),
+                                            num_threads=threads)
+        except ValueError:  # a damaged cache file: convert again, and replace it
+            if cache_key is None:
+                raise
+            from ..settings import get_settings
+            (get_settings().data_dir / "litert-cache" / f"{cache_key}.tflite").unlink(missing_ok=True)
+            self._interpreter = Interpreter(model_content=_cached_litert(model, cache_key),
+                                            num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = 0
@@ -65,7 +108,7 @@ class LiteNetwork:
             return self._interpreter.get_tensor(self._output).copy()
 
 
-def compile_network(model):
+def compile_network(model, cache_key: str | None = None):
     """The fastest runnable form of ``model``: a :class:`LiteNetwork`, or a ``tf.function``.
 
     The ``tf.function`` (one traced graph for any batch size) is the fallback when the
@@ -75,7 +118,7 @@ def compile_network(model):
     from ..settings import get_settings
     if get_settings().emotion_runtime == "litert":
         try:
-            return LiteNetwork(model)
+            return LiteNetwork(model, cache_key=cache_key)
         except Exception as exc:  # noqa: BLE001 - any failure leaves the TensorFlow path working
             log.warning("LiteRT conversion of %s failed (%s: %s); running it with TensorFlow",
                         model.name, type(exc).__name__, exc)
