@@ -64,7 +64,6 @@ class Settings:
     shuffle_partitions: int = 8
     mood_genres: dict = field(default_factory=lambda: dict(DEFAULT_MOOD_GENRES))
     rtc_ice_servers: list = field(default_factory=list)
-    emotion_live_network: str = "small"  # "small": <emotion model>/live/ if present; "ensemble"
     emotion_runtime: str = "litert"      # "litert": LiteRT/XNNPACK interpreter; "tensorflow": tf.function
 
 
@@ -86,7 +85,6 @@ def get_settings() -> Settings:
         shuffle_partitions=int(os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8")),
         mood_genres=_json_env("MOOD_GENRES", dict(DEFAULT_MOOD_GENRES)),
         rtc_ice_servers=_json_env("RTC_ICE_SERVERS", []),
-        emotion_live_network=_choice_env("EMOTION_LIVE_NETWORK", ("small", "ensemble")),
         emotion_runtime=_choice_env("EMOTION_RUNTIME", ("litert", "tensorflow")),
     )
 

@@ -167,19 +167,8 @@ with about:
         shipped = {"weight_average": "Shipped weights: the average of the last epochs' weights.",
                    "ensemble": f"Shipped: {nets} networks trained from {starts}, their "
                                "answers averaged (live video runs them in turn, one per frame)."}
-        if report.live and model.has_live_network:
-            shipped["ensemble"] = (f"Shipped: {nets} networks trained from {starts}, their answers "
-                                   "averaged, for photos.")
         st.caption("Humans agree with FER2013's labels about 65 % of the time; the best single networks "
                    "reach about 73 %. " + shipped.get(info["shipped"], ""))
-        if report.live and model.has_live_network:
-            live_net = report.live
-            st.caption(f"Live video runs a faster {live_net['architecture']} network of "
-                       f"{live_net['parameters'] / 1e6:.2f} M parameters, distilled from "
-                       + ("this ensemble" if live_net["teacher"] else "the training labels")
-                       + f": {live_net['accuracy_single_pass']:.1%} on the test images in one pass per "
-                       "frame, smoothed over recent frames (set EMOTION_LIVE_NETWORK=ensemble to run "
-                       "the ensemble's networks in turn instead).")
         if nets > 1:
             st.dataframe(report.networks, hide_index=True, width="stretch",
                          column_config={"test accuracy": st.column_config.NumberColumn(

@@ -6,6 +6,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+# Import order matters: importing aiortc (the webcam page's WebRTC) after TensorFlow crashes the
+# process (a segmentation fault in libsrtp's srtp_init, whose OpenSSL clashes with TensorFlow's
+# libraries). The app is safe: only the emotion page loads TensorFlow, after importing
+# streamlit_webrtc. Tests run pages in this process in any order, so aiortc comes first here.
+import aiortc  # noqa: F401,E402
 import numpy as np
 import pandas as pd
 import pytest

@@ -459,68 +459,45 @@ def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, hap
     assert processor.frames == 3
 
 
-def test_live_video_runs_the_live_network_when_the_model_folder_has_one(tmp_path, happy_frame,
-                                                                        monkeypatch, caplog):
-    import keras
+def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch):
+    from engine.emotion import lite
     from engine.emotion.ensemble import build_ensemble
-    from engine.emotion.live import FrameProcessor
-    from engine.emotion.model import make_model
     a, b = _two_nets(tmp_path)
-    keras.utils.set_random_seed(3)
-    small = make_model("small")
     folder = tmp_path / "emotion"
-    (folder / "live").mkdir(parents=True)
+    folder.mkdir()
     build_ensemble([a, b]).save(folder / "emotion.keras")
-    small.save(folder / "live" / "emotion.keras")
     faces = np.random.default_rng(4).integers(0, 255, (5, 48, 48), dtype=np.uint8)
-    expected = small.predict(faces[..., None].astype(np.float32), verbose=0)
-
     monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path / "data"))
     rec = EmotionRecognizer.load(folder)
-    assert rec.has_live_network and rec.n_members == 2 and rec.runtime == "litert"
-    # The LiteRT conversions are cached by content: the next load converts nothing ...
+    assert rec.n_members == 2 and rec.runtime == "litert"
+    x = faces[..., None].astype(np.float32)
+    np.testing.assert_allclose(rec.classify(faces, False), (a.predict(x, verbose=0) + b.predict(x, verbose=0)) / 2,
+                               atol=1e-5)
     cache = tmp_path / "data" / "litert-cache"
     names = sorted(p.name for p in cache.iterdir())
-    assert [n.split("-")[1] for n in names] == ["live", "net0", "net1"]
-    from engine.emotion import lite
+    assert [n.split("-")[1] for n in names] == ["net0", "net1"]
+    # The next load converts nothing ...
     convert = lite.to_litert
 
     def no_conversion(model):
         raise AssertionError("converted again despite the cache")
     monkeypatch.setattr(lite, "to_litert", no_conversion)
     again = EmotionRecognizer.load(folder)
+    assert again.runtime == "litert"
     np.testing.assert_allclose(again.classify(faces), rec.classify(faces), atol=1e-6)
-    # ... and a damaged cache file is converted again and replaced.
+    # ... a damaged cache file is converted again and replaced ...
     monkeypatch.setattr(lite, "to_litert", convert)
     damaged = next(p for p in cache.iterdir() if "-net0-" in p.name)
     good = damaged.read_bytes()
     damaged.write_bytes(b"not a flatbuffer")
     np.testing.assert_allclose(EmotionRecognizer.load(folder).classify(faces), rec.classify(faces), atol=1e-6)
     assert damaged.read_bytes() == good
-    np.testing.assert_allclose(rec.classify(faces, False, member=1, live=True), expected, atol=1e-5)
-    assert np.abs(rec.classify(faces, False) - expected).max() > 1e-3  # photos: still the ensemble
-    processor = FrameProcessor(rec, alpha=1.0)
-    for _ in range(2):  # every frame runs the live network (no turns)
-        processor.process(happy_frame)
-        want = rec.analyze(happy_frame, flip_average=False, live=True)[0].probabilities
-        assert processor.latest().probabilities == pytest.approx(
-            {k: round(v, 4) for k, v in want.items()}, abs=2e-4)
-
-    # EMOTION_LIVE_NETWORK=ensemble: live video takes the ensemble's networks in turn instead.
-    monkeypatch.setenv("EMOTION_LIVE_NETWORK", "ensemble")
-    plain = EmotionRecognizer.load(folder)
-    assert not plain.has_live_network
-    np.testing.assert_allclose(plain.classify(faces, False, member=1, live=True),
-                               plain.classify(faces, False, member=1), atol=1e-6)
-    monkeypatch.setenv("EMOTION_LIVE_NETWORK", "tiny")
-    with pytest.raises(ValueError, match="EMOTION_LIVE_NETWORK='tiny': use one of small, ensemble"):
-        EmotionRecognizer.load(folder)
-    monkeypatch.delenv("EMOTION_LIVE_NETWORK")
-    # A damaged live file: a warning, and live video falls back to the ensemble (photos unaffected).
-    (folder / "live" / "emotion.keras").write_bytes(b"not a keras archive")
-    with caplog.at_level("WARNING"):
-        fallback = EmotionRecognizer.load(folder)
-    assert not fallback.has_live_network and "live video runs the main model instead" in caplog.text
+    # ... and another model file gets conversions of its own.
+    build_ensemble([b, a]).save(folder / "emotion.keras")
+    swapped = EmotionRecognizer.load(folder)
+    assert len(list(cache.iterdir())) == 4
+    np.testing.assert_allclose(swapped.classify(faces, False, member=0), rec.classify(faces, False, member=1),
+                               atol=1e-6)
 
 
 def test_ensemble_refuses_members_it_cannot_check(tmp_path):
@@ -779,11 +756,12 @@ def test_litert_runs_the_same_network(arch):
     import threading
 
     import keras
-    from engine.emotion.lite import LiteNetwork
+    from engine.emotion.lite import LiteNetwork, compile_networks
     from engine.emotion.model import make_model
     keras.utils.set_random_seed(11)
     net = make_model(arch)
-    lite = LiteNetwork(net)
+    [lite] = compile_networks([net])
+    assert isinstance(lite, LiteNetwork)
     faces = np.random.default_rng(5).integers(0, 255, (9, 48, 48, 1)).astype(np.float32)
     want = net.predict(faces, verbose=0)
     assert np.abs(want - want.mean(0)).max() > 1e-4  # faces that the network tells apart

@@ -11,10 +11,6 @@
   mirror image (as in evaluation). The model may be an ensemble
   (:mod:`engine.emotion.ensemble`); each of its networks can run on its own too,
   for live video's one network per frame.
-* Live video: when the model folder holds a ``live/`` network (the small network
-  distilled from the ensemble, :data:`LIVE_DIR`), video frames use it, one pass per
-  face; otherwise they use the ensemble's networks in turn. Photos always get the
-  ensemble with mirror averaging. ``EMOTION_LIVE_NETWORK=ensemble`` ignores ``live/``.
 
 Example:
     >>> recognizer = EmotionRecognizer.load()                     # doctest: +SKIP
@@ -31,7 +27,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..settings import get_settings
 from .dataset import EMOTIONS, IMAGE_SIZE
 from .lite import runtime_of
 
@@ -41,7 +36,6 @@ DETECT_WIDTH = 320
 MIN_FACE = 40            # pixels, in the original image
 MAX_PIXELS = 40_000_000  # 40 MP: larger inputs are refused, not decoded
 CASCADE = "haarcascade_frontalface_default.xml"
-LIVE_DIR = "live"        # inside the model folder: the network live video runs, if present
 
 
 class EmotionInputError(ValueError):
@@ -158,44 +152,31 @@ class EmotionRecognizer:
     """The shipped CNN behind a compiled call, plus the face detector."""
 
     def __init__(self, model, labels: tuple[str, ...] = EMOTIONS, detector: FaceDetector | None = None,
-                 live_model=None, files: tuple[Path, Path | None] | None = None):
-        """``files``: the model's file and the live network's (None: built in memory), whose
-        LiteRT conversions are then cached on disk (:mod:`engine.emotion.lite`)."""
+                 model_file: Path | None = None):
+        """``model_file``: the file ``model`` was loaded from (None: built in memory); its
+        networks' LiteRT conversions are then cached on disk (:mod:`engine.emotion.lite`)."""
         from .ensemble import members_of
-        from .lite import compile_network
+        from .lite import cache_key, compile_networks
 
         self.model = model
         self.labels = tuple(labels)
         self.detector = detector or FaceDetector()
-        if live_model is not None and live_model.output_shape[-1] != len(self.labels):
-            raise ValueError(f"the live network has {live_model.output_shape[-1]} outputs, "
-                             f"not {len(self.labels)}")
         # An ensemble runs as its networks, each compiled on its own (live video may take them
         # in turn), their scores averaged here as the ensemble's last layer does: one conversion
         # per network instead of one more for the whole.
-        from .lite import cache_key
-
-        main_file, live_file = files or (None, None)
-        self._member_forward = [compile_network(m, cache_key(main_file, f"net{k}") if main_file else None)
-                                for k, m in enumerate(members_of(model))]
+        members = members_of(model)
+        self._member_forward = compile_networks(
+            members, [cache_key(model_file, f"net{k}") if model_file else None for k in range(len(members))])
         if len(self._member_forward) == 1:
             self._forward = self._member_forward[0]
         else:
             nets = self._member_forward
             self._forward = lambda x: np.mean([net(x) for net in nets], axis=0)
         self.runtime = runtime_of(self._member_forward[0])
-        self.live_model = live_model
-        self._live_forward = None if live_model is None else \
-            compile_network(live_model, cache_key(live_file, "live") if live_file else None)
         blank = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
         self.classify(blank)  # plan the buffers now, not on frame 1
-        if self._live_forward is not None:
-            self.classify(blank, False, live=True)
-
-    @property
-    def has_live_network(self) -> bool:
-        """True when live video runs its own (small, distilled) network."""
-        return self._live_forward is not None
+        for k in range(1, len(self._member_forward)):
+            self.classify(blank, False, member=k)
 
     @property
     def n_members(self) -> int:
@@ -204,6 +185,7 @@ class EmotionRecognizer:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None) -> "EmotionRecognizer":
+        from ..settings import get_settings
         from .train import METRICS_FILE, MODEL_FILE
         folder = Path(model_dir) if model_dir else get_settings().emotion_model_dir
         path = folder / MODEL_FILE
@@ -230,36 +212,21 @@ class EmotionRecognizer:
         if len(labels) != model.output_shape[-1]:
             raise RuntimeError(f"{metrics} lists {len(labels)} labels but {path} has "
                                f"{model.output_shape[-1]} outputs. Restore both files with git.")
-        live = None
-        live_path = folder / LIVE_DIR / MODEL_FILE
-        if get_settings().emotion_live_network == "small" and live_path.exists():
-            try:
-                live = load_model(live_path)
-                if live.output_shape[-1] != len(labels):
-                    raise ValueError(f"{live.output_shape[-1]} outputs, not {len(labels)}")
-            except Exception as exc:  # noqa: BLE001 - optional: live video falls back to the ensemble
-                log.warning("%s could not be loaded (%s: %s): live video runs the main model instead; "
-                            "restore it with git", live_path, type(exc).__name__, exc)
-                live = None
-        return cls(model, labels, live_model=live, files=(path, live_path if live is not None else None))
+        return cls(model, labels, model_file=path)
 
     def classify(self, faces: np.ndarray, flip_average: bool = True,
-                 member: int | None = None, live: bool = False) -> np.ndarray:
+                 member: int | None = None) -> np.ndarray:
         """(n, 48, 48) uint8 faces -> (n, 7) probabilities.
 
         ``flip_average`` averages each face with its mirror image (+1.3 points of test
         accuracy, twice the compute); live video turns it off and smooths over frames.
-        ``live`` runs the live network when there is one (``member`` is then ignored).
         ``member`` k runs only the k-th network of an ensemble (``k % n_members``);
         None runs them all.
         """
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        if live and self._live_forward is not None:
-            forward = self._live_forward
-        else:
-            forward = self._forward if member is None else \
-                self._member_forward[member % len(self._member_forward)]
+        forward = self._forward if member is None else \
+            self._member_forward[member % len(self._member_forward)]
         x = faces.astype(np.float32)[..., None]
         if not flip_average:
             return forward(x)
@@ -268,17 +235,17 @@ class EmotionRecognizer:
         return (probs[: len(x)] + probs[len(x):]) / 2
 
     def analyze(self, image, color_order: str = "bgr", max_faces: int = 10,
-                flip_average: bool = True, member: int | None = None, live: bool = False) -> list[Face]:
+                flip_average: bool = True, member: int | None = None) -> list[Face]:
         """Every face in ``image`` with its box, label and the 7 probabilities.
 
-        No face is an empty list, not an error. ``flip_average``, ``member`` and ``live``:
-        see :meth:`classify`.
+        No face is an empty list, not an error. ``flip_average`` and ``member``: see
+        :meth:`classify`.
         """
         gray = to_gray(image, color_order)
         boxes = self.detector.detect(gray)[:max_faces]
         if not boxes:
             return []
-        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]), flip_average, member, live)
+        probs = self.classify(np.stack([crop_face(gray, b) for b in boxes]), flip_average, member)
         faces = []
         for box, p in zip(boxes, probs):
             k = int(np.argmax(p))

@@ -36,9 +36,8 @@ def face_frame(fer_path, emotion: str, recognizer=None, split: str = "test",
                max_tries: int = 400) -> np.ndarray:
     """The first dataset face of ``emotion`` that the detector finds once pasted.
 
-    With ``recognizer``, also require that it reads the face as ``emotion``, for photos
-    and, when it has one, with its live-video network (for end-to-end tests that
-    check the label shown on a page).
+    With ``recognizer``, also require that it reads the face as ``emotion``
+    (for end-to-end tests that check the label shown on a page).
     """
     data = load_split(fer_path, split)
     detector = FaceDetector()
@@ -49,11 +48,8 @@ def face_frame(fer_path, emotion: str, recognizer=None, split: str = "test",
         if len(detector.detect(gray)) != 1:
             continue
         if recognizer is not None:
-            readings = [recognizer.analyze(frame)]
-            if getattr(recognizer, "has_live_network", False):
-                readings.append(recognizer.analyze(frame, flip_average=False, live=True))
-            if any(not faces or faces[0].label != emotion or faces[0].confidence < 0.6
-                   for faces in readings):
+            faces = recognizer.analyze(frame)
+            if not faces or faces[0].label != emotion or faces[0].confidence < 0.6:
                 continue
         return frame
     raise LookupError(f"No {emotion} face in {fer_path} was detected in {max_tries} tries.")

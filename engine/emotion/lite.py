@@ -3,12 +3,15 @@
 Why: at the batch sizes a webcam gives (one or two faces), a ``tf.function`` call
 spends most of its time in TensorFlow's per-operation overhead, not in arithmetic.
 The same network converted to a LiteRT flatbuffer and run by the LiteRT interpreter
-(XNNPACK) answers the same scores (within 1e-6) several times faster: on the slow
-2-core host, the 1.7 M-parameter network went from ~5 ms to ~2-3 ms per face and
-the 0.43 M-parameter live network from ~4 ms to ~0.7 ms (``bench/bench_emotion.py``).
+(XNNPACK) answers the same scores (within 1e-5) several times faster: on the slow
+2-core host one 1.72 M-parameter network went from p50 4.3 ms to 1.1 ms per face,
+and a batch of 512 faces from 1.1 s to 0.54 s (``bench/bench_emotion.py``).
 
 The conversion is Keras's own ``model.export(format="litert")`` (a few seconds per
-network; nothing is downloaded). Networks loaded from a file keep their conversion
+network; nothing is downloaded), run in a child process: the converter's memory goes
+back when the child exits, and a converter that crashes cannot take the app's server
+down with it (the recognizer then falls back to TensorFlow). Networks loaded from a
+file keep their conversion
 in ``<ENGINE_DATA_DIR>/litert-cache``, named by the sha256 of the model file, the
 network's place in it and the versions that converted it, so the next start skips
 it; a damaged or missing cache file is simply converted again. An interpreter is
@@ -16,7 +19,7 @@ not thread-safe, and live video calls from a WebRTC worker thread while photos a
 analysed in the page's thread, so every call holds the network's lock.
 
 Example:
-    >>> net = LiteNetwork(keras_model)              # doctest: +SKIP
+    >>> [net] = compile_networks([keras_model])           # doctest: +SKIP
     >>> net(np.zeros((2, 48, 48, 1), np.float32)).shape  # doctest: +SKIP
     (2, 7)
 """
@@ -25,6 +28,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -34,14 +39,30 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 THREADS = 2  # XNNPACK threads per network: measured on 2 cores, see bench/bench_emotion.py
+CACHE_DIR = "litert-cache"  # inside ENGINE_DATA_DIR
+
+# What the child process runs: each NAME.keras -> NAME.tflite (plain Keras layers, no engine import).
+_CONVERT = """
+import sys
+import keras
+for path in sys.argv[1:]:
+    keras.models.load_model(path, compile=False).export(path[:-len(".keras")] + ".tflite",
+                                                        format="litert", verbose=False)
+"""
 
 
-def to_litert(model) -> bytes:
-    """The LiteRT flatbuffer of a Keras model (any batch size), converted in a temporary folder."""
+def to_litert(models: list) -> list[bytes]:
+    """The LiteRT flatbuffers (any batch size) of Keras models, converted in one child process."""
     with tempfile.TemporaryDirectory(prefix="emotion-litert-") as tmp:
-        path = Path(tmp) / "model.tflite"
-        model.export(str(path), format="litert", verbose=False)
-        return path.read_bytes()
+        paths = [Path(tmp) / f"net{i}.keras" for i in range(len(models))]
+        for model, path in zip(models, paths):
+            model.save(path)
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        done = subprocess.run([sys.executable, "-c", _CONVERT, *map(str, paths)], env=env,
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"the converter exited with {done.returncode}: {done.stderr.strip()[-600:]}")
+        return [path.with_suffix(".tflite").read_bytes() for path in paths]
 
 
 def cache_key(model_file: Path, network: str) -> str:
@@ -53,44 +74,14 @@ def cache_key(model_file: Path, network: str) -> str:
     return f"{digest}-{network}-keras{keras.__version__}-tf{tf.__version__}-litert{litert_version}"
 
 
-def _cached_litert(model, key: str | None) -> bytes:
-    if key is None:
-        return to_litert(model)
-    from ..settings import get_settings
-    cache = get_settings().data_dir / "litert-cache" / f"{key}.tflite"
-    if cache.is_file():
-        return cache.read_bytes()
-    content = to_litert(model)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(content)
-        os.replace(tmp, cache)  # atomic: a concurrent start reads a whole file or none
-    except OSError as exc:  # a read-only data folder only costs the next start the conversion
-        log.warning("could not cache the LiteRT conversion in %s (%s)", cache.parent, exc)
-    return content
-
-
 class LiteNetwork:
-    """A Keras model behind a LiteRT interpreter: float32 (n, 48, 48, 1) -> (n, classes) numpy.
+    """A LiteRT flatbuffer behind an interpreter: float32 (n, 48, 48, 1) -> (n, classes) numpy."""
 
-    ``cache_key`` (see :func:`cache_key`): keep the conversion on disk under that name.
-    """
-
-    def __init__(self, model, threads: int = THREADS, cache_key: str | None = None):
+    def __init__(self, content: bytes, name: str = "network", threads: int = THREADS):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.name = model.name
-        try:
-            self._interpreter = Interpreter(model_content=_cached_litert(model, cache_key),
-                                            num_threads=threads)
-        except ValueError:  # a damaged cache file: convert again, and replace it
-            if cache_key is None:
-                raise
-            from ..settings import get_settings
-            (get_settings().data_dir / "litert-cache" / f"{cache_key}.tflite").unlink(missing_ok=True)
-            self._interpreter = Interpreter(model_content=_cached_litert(model, cache_key),
-                                            num_threads=threads)
+        self.name = name
+        self._interpreter = Interpreter(model_content=content, num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = 0
@@ -108,9 +99,41 @@ class LiteNetwork:
             return self._interpreter.get_tensor(self._output).copy()
 
 
-def compile_network(model, cache_key: str | None = None):
-    """The fastest runnable form of ``model``: a :class:`LiteNetwork`, or a ``tf.function``.
+def _lite_networks(models: list, keys: list[str | None]) -> list[LiteNetwork]:
+    """Interpreters for ``models``: cached conversions where ``keys`` name good ones, the rest converted."""
+    from ..settings import get_settings
+    cache = get_settings().data_dir / CACHE_DIR
+    nets: list[LiteNetwork | None] = [None] * len(models)
+    for i, key in enumerate(keys):
+        file = cache / f"{key}.tflite" if key else None
+        if file is not None and file.is_file():
+            try:
+                nets[i] = LiteNetwork(file.read_bytes(), models[i].name)
+            except ValueError:  # a damaged cache file: convert again, and replace it
+                log.warning("%s is not a LiteRT model; converting again", file)
+    missing = [i for i, net in enumerate(nets) if net is None]
+    if missing:
+        for i, content in zip(missing, to_litert([models[i] for i in missing])):
+            nets[i] = LiteNetwork(content, models[i].name)
+            if keys[i]:
+                _store(cache / f"{keys[i]}.tflite", content)
+    return nets
 
+
+def _store(file: Path, content: bytes) -> None:
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(content)
+        os.replace(tmp, file)  # atomic: a concurrent start reads a whole file or none
+    except OSError as exc:  # a read-only data folder only costs the next start the conversion
+        log.warning("could not cache the LiteRT conversion in %s (%s)", file.parent, exc)
+
+
+def compile_networks(models: list, keys: list[str | None] | None = None) -> list:
+    """The fastest runnable form of each model: :class:`LiteNetwork`, or a ``tf.function``.
+
+    ``keys`` (see :func:`cache_key`) keep the conversions on disk under those names.
     The ``tf.function`` (one traced graph for any batch size) is the fallback when the
     conversion or the interpreter fails; ``EMOTION_RUNTIME=tensorflow`` asks for it.
     Both return numpy arrays.
@@ -118,10 +141,14 @@ def compile_network(model, cache_key: str | None = None):
     from ..settings import get_settings
     if get_settings().emotion_runtime == "litert":
         try:
-            return LiteNetwork(model, cache_key=cache_key)
+            return _lite_networks(models, keys or [None] * len(models))
         except Exception as exc:  # noqa: BLE001 - any failure leaves the TensorFlow path working
-            log.warning("LiteRT conversion of %s failed (%s: %s); running it with TensorFlow",
-                        model.name, type(exc).__name__, exc)
+            log.warning("LiteRT conversion of %s failed (%s: %s); running with TensorFlow",
+                        ", ".join(m.name for m in models), type(exc).__name__, exc)
+    return [_tf_function(m) for m in models]
+
+
+def _tf_function(model):
     import tensorflow as tf
 
     from .dataset import IMAGE_SIZE
@@ -133,4 +160,3 @@ def compile_network(model, cache_key: str | None = None):
 def runtime_of(forward) -> str:
     """'litert' or 'tensorflow': how a compiled network runs."""
     return "litert" if isinstance(forward, LiteNetwork) else "tensorflow"
-

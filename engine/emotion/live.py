@@ -65,14 +65,13 @@ class FrameProcessor:
         self.frames = 0
 
     def process(self, frame_bgr: np.ndarray) -> np.ndarray:
-        # One pass of one network per face, no mirror averaging: the live network when the
-        # model has one, else an ensemble's networks take turns frame by frame (the EMA over
-        # frames averages them).
+        # One pass of one network per face: no mirror averaging, and an ensemble's networks
+        # take turns frame by frame; the EMA over frames averages them.
         with self._lock:
             turn = self.frames
             self.frames += 1
         faces = self.recognizer.analyze(frame_bgr, color_order="bgr", max_faces=5, flip_average=False,
-                                        member=turn, live=True)
+                                        member=turn)
         with self._lock:
             now = time.perf_counter()
             self._times = [t for t in self._times if now - t < 3.0] + [now]

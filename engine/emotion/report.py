@@ -4,14 +4,11 @@
 module only reshapes it: headline figures, per-class precision/recall, the
 row-normalised confusion matrix and the training curve over every run of the
 model's lineage (a model continued with ``--init-from`` shows both cycles; an
-ensemble shows each network's lineage, ``net 1 · run 2``). When the model folder
-holds a ``live/`` network (:data:`engine.emotion.detector.LIVE_DIR`), ``live``
-summarises it from its own ``metrics.json``.
+ensemble shows each network's lineage, ``net 1 · run 2``).
 """
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +18,7 @@ from ..settings import get_settings
 from .dataset import EMOTIONS
 from .train import METRICS_FILE, arch_of, lineage
 
-ARCH_NAMES = {"vgg": "VGG (4 conv blocks + dense)", "res": "residual (3 blocks + global pooling)",
-              "small": "small VGG (half width)"}
-LIVE_DIR = "live"  # engine.emotion.detector.LIVE_DIR (not imported: it would load OpenCV)
-
-log = logging.getLogger(__name__)
+ARCH_NAMES = {"vgg": "VGG (4 conv blocks + dense)", "res": "residual (3 blocks + global pooling)"}
 
 
 class ReportError(ValueError):
@@ -39,7 +32,6 @@ class ModelReport:
     confusion: pd.DataFrame   # share of each true emotion (rows) predicted as each emotion (columns)
     curve: pd.DataFrame       # epoch (counted over a network's lineage), run, split, accuracy
     networks: pd.DataFrame    # one row per network: architecture, parameters, epochs, its own test accuracy
-    live: dict | None = None  # the live-video network: test accuracy (one pass), parameters, teacher
 
 
 def load_report(model_dir: str | Path | None = None) -> ModelReport:
@@ -52,28 +44,9 @@ def load_report(model_dir: str | Path | None = None) -> ModelReport:
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).") from exc
     try:
-        report = _report(metrics)
+        return _report(metrics)
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"{path}: not the metrics file training writes (missing or bad {exc}).") from exc
-    report.live = _live_summary(path.parent / LIVE_DIR / METRICS_FILE)
-    return report
-
-
-def _live_summary(path: Path) -> dict | None:
-    """The live network's headline figures, or None when there is none (or its file is unreadable)."""
-    if not path.exists():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-        return {"accuracy": float(metrics["accuracy"]),
-                "accuracy_single_pass": float(metrics["accuracy_single_pass"]),
-                "parameters": int(metrics["parameters"]),
-                "architecture": ARCH_NAMES.get(arch_of(metrics.get("config")), arch_of(metrics.get("config"))),
-                "epochs": metrics.get("total_epochs", metrics.get("epochs_run")),
-                "teacher": metrics.get("teacher")}
-    except (ValueError, KeyError, TypeError) as exc:
-        log.warning("%s unreadable (%s): the report leaves the live network out", path, exc)
-        return None
 
 
 def _report(metrics: dict) -> ModelReport:

@@ -31,8 +31,8 @@ the same data and seed; ``metrics.json`` then records the lineage (``init``).
 the true labels, without class weights (the teacher's scores already carry them).
 The teacher must have been trained on the same training images with the same
 validation split, or its knowledge of the validation faces would flatter the
-student's validation accuracy. This is how the ``small`` live-video network learns
-from the shipped ensemble.
+student's validation accuracy. ``--arch small --teacher models/emotion/emotion.keras``
+distils the shipped ensemble into a network a quarter of its size.
 """
 from __future__ import annotations
 
