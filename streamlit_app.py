@@ -15,4 +15,11 @@ PAGES = [
     st.Page("pages/emotion.py", title="Mood from your face", icon="🙂"),
     st.Page("pages/model.py", title="Model", icon="⚙️"),
 ]
-st.navigation(PAGES).run()
+nav = st.navigation(PAGES)
+try:  # a bad environment variable (e.g. MOOD_GENRES, EMOTION_RUNTIME) is a message, not a stack trace
+    from engine.settings import get_settings
+    get_settings()
+except ValueError as exc:
+    st.error(f"{exc}")
+    st.stop()
+nav.run()

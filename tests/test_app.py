@@ -208,6 +208,20 @@ def test_emotion_model_card(app_env, monkeypatch, tmp_path):
     assert any("metrics.json, line 2: not valid JSON" in e.value for e in at.error)
 
 
+@pytest.mark.parametrize("name, value, message", [
+    ("EMOTION_RUNTIME", "gpu", "EMOTION_RUNTIME='gpu': use one of litert, tensorflow, or unset it"),
+    ("MOOD_GENRES", "{happy: [", "MOOD_GENRES is not valid JSON"),
+])
+def test_bad_setting_is_a_message_not_a_stack_trace(app_env, monkeypatch, name, value, message):
+    """The entry script reads the settings before any page runs (AppTest's page switch runs a page
+    without the entry script, so the home page shows it here; in the app every page does)."""
+    monkeypatch.setenv(name, value)
+    at = open_page("pages/home.py")
+    no_exception(at)
+    assert any(message in e.value for e in at.error)
+    assert not at.get("plotly_chart") and not at.dataframe  # stopped before the page drew anything
+
+
 def test_emotion_bad_upload_is_a_message(app_env):
     at = open_page("pages/emotion.py")
     at.file_uploader(key="mood_upload").set_value(("x.jpg", b"not an image", "image/jpeg")).run()

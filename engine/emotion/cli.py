@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(such runs never stop early)")
     p.add_argument("--arch", choices=ARCHITECTURES, default=DEFAULT_ARCH,
                    help="network: vgg (1.7 M parameters) or res (residual, 1.2 M), mixed in an ensemble; "
-                        "small (0.43 M, for live video; train it with --teacher)")
+                        "small (0.43 M, a quarter of the arithmetic; distil it with --teacher)")
     p.add_argument("--teacher", default=None, metavar="MODEL",
                    help="distil from this emotion.keras (e.g. the shipped ensemble), trained on the same "
                         "images and validation split")
