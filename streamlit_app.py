@@ -20,6 +20,6 @@ try:  # a bad environment variable (e.g. MOOD_GENRES, EMOTION_RUNTIME) is a mess
     from engine.settings import get_settings
     get_settings()
 except ValueError as exc:
-    st.error(f"{exc}")
+    st.error(str(exc))
     st.stop()
 nav.run()

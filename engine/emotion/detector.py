@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .dataset import EMOTIONS, IMAGE_SIZE
-from .lite import runtime_of
+from .lite import cache_keys, compile_networks, runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,6 @@ class EmotionRecognizer:
         """``model_file``: the file ``model`` was loaded from (None: built in memory); its
         networks' LiteRT conversions are then cached on disk (:mod:`engine.emotion.lite`)."""
         from .ensemble import members_of
-        from .lite import cache_key, compile_networks
 
         self.model = model
         self.labels = tuple(labels)
@@ -165,8 +164,8 @@ class EmotionRecognizer:
         # in turn), their scores averaged here as the ensemble's last layer does: one conversion
         # per network instead of one more for the whole.
         members = members_of(model)
-        self._member_forward = compile_networks(
-            members, [cache_key(model_file, f"net{k}") if model_file else None for k in range(len(members))])
+        self._member_forward = compile_networks(members,
+                                                cache_keys(model_file, len(members)) if model_file else None)
         if len(self._member_forward) == 1:
             self._forward = self._member_forward[0]
         else:

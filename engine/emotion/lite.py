@@ -11,10 +11,9 @@ The conversion is Keras's own ``model.export(format="litert")`` (a few seconds p
 network; nothing is downloaded), run in a child process: the converter's memory goes
 back when the child exits, and a converter that crashes cannot take the app's server
 down with it (the recognizer then falls back to TensorFlow). Networks loaded from a
-file keep their conversion
-in ``<ENGINE_DATA_DIR>/litert-cache``, named by the sha256 of the model file, the
-network's place in it and the versions that converted it, so the next start skips
-it; a damaged or missing cache file is simply converted again. An interpreter is
+file keep their conversion in ``<ENGINE_DATA_DIR>/litert-cache``, named by the sha256
+of the model file, the network's place in it and the versions that converted it, so
+the next start skips it; a damaged or missing cache file is simply converted again. An interpreter is
 not thread-safe, and live video calls from a WebRTC worker thread while photos are
 analysed in the page's thread, so every call holds the network's lock.
 
@@ -65,13 +64,14 @@ def to_litert(models: list) -> list[bytes]:
         return [path.with_suffix(".tflite").read_bytes() for path in paths]
 
 
-def cache_key(model_file: Path, network: str) -> str:
-    """The cache name of one network of a model file: its content, its place, the converter's versions."""
+def cache_keys(model_file: Path, networks: int) -> list[str]:
+    """The cache names of a model file's networks: its content, their place, the converter's versions."""
     import keras
     import tensorflow as tf
     from ai_edge_litert import __version__ as litert_version
-    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]
-    return f"{digest}-{network}-keras{keras.__version__}-tf{tf.__version__}-litert{litert_version}"
+    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]  # read once for all
+    versions = f"keras{keras.__version__}-tf{tf.__version__}-litert{litert_version}"
+    return [f"{digest}-net{k}-{versions}" for k in range(networks)]
 
 
 class LiteNetwork:
@@ -133,7 +133,7 @@ def _store(file: Path, content: bytes) -> None:
 def compile_networks(models: list, keys: list[str | None] | None = None) -> list:
     """The fastest runnable form of each model: :class:`LiteNetwork`, or a ``tf.function``.
 
-    ``keys`` (see :func:`cache_key`) keep the conversions on disk under those names.
+    ``keys`` (see :func:`cache_keys`) keep the conversions on disk under those names.
     The ``tf.function`` (one traced graph for any batch size) is the fallback when the
     conversion or the interpreter fails; ``EMOTION_RUNTIME=tensorflow`` asks for it.
     Both return numpy arrays.
