@@ -4,10 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 export PYTHONPATH := $(CURDIR)
+# The emotion model's LiteRT conversion is cached per model file and package set: prepared once.
+EMOTION_FILE  := $(or $(EMOTION_MODEL_DIR),models/emotion)/emotion.keras
+EMOTION_STAMP := $(VENV)/.emotion-ready-$(shell cat $(EMOTION_FILE) requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast bench java venv data model chromium clean
+.PHONY: run test test-fast bench java venv data model emotion chromium clean
 
-run: java venv data model
+run: java venv data model emotion
 	$(VENV)/bin/streamlit run streamlit_app.py
 
 test: java venv chromium
@@ -40,6 +43,14 @@ data: venv
 
 model: venv
 	@test -f "$${MODEL_DIR:-models/als}/CURRENT" || { echo "No ALS model yet: training the default one (about a minute)..."; $(PY) -m engine train; }
+
+# Not fatal: without it the emotion page converts on its first visit, or says what is wrong.
+emotion: $(EMOTION_STAMP)
+$(EMOTION_STAMP): $(STAMP)
+	@echo "Preparing the emotion model (its LiteRT conversion is cached: ~20 s the first time)..."
+	@TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m engine.emotion prepare 2>/dev/null \
+	  && rm -f $(VENV)/.emotion-ready-* && touch $@ \
+	  || echo "warning: the emotion model could not be prepared (run '$(PY) -m engine.emotion prepare' to see why); the app still runs."
 
 chromium:
 	@scripts/ensure_chromium.sh

@@ -459,7 +459,7 @@ def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, hap
     assert processor.frames == 3
 
 
-def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch):
+def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys):
     from engine.emotion import lite
     from engine.emotion.ensemble import build_ensemble
     a, b = _two_nets(tmp_path)
@@ -468,15 +468,21 @@ def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch):
     build_ensemble([a, b]).save(folder / "emotion.keras")
     faces = np.random.default_rng(4).integers(0, 255, (5, 48, 48), dtype=np.uint8)
     monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path / "data"))
+    # `prepare` (make run) converts and caches before the app's first visit ...
+    assert emotion_cli.main(["prepare", "--model", str(folder), "--json"]) == 0
+    ready = json.loads(capsys.readouterr().out)
+    assert ready["networks"] == 2 and ready["runtime"] == "litert" and ready["seconds"] > 0
+    assert emotion_cli.main(["prepare", "--model", str(tmp_path / "nowhere")]) == 3
+    assert "No emotion model at" in capsys.readouterr().err
+    cache = tmp_path / "data" / "litert-cache"
+    names = sorted(p.name for p in cache.iterdir())
+    assert [n.split("-")[1] for n in names] == ["net0", "net1"]
     rec = EmotionRecognizer.load(folder)
     assert rec.n_members == 2 and rec.runtime == "litert"
     x = faces[..., None].astype(np.float32)
     np.testing.assert_allclose(rec.classify(faces, False), (a.predict(x, verbose=0) + b.predict(x, verbose=0)) / 2,
                                atol=1e-5)
-    cache = tmp_path / "data" / "litert-cache"
-    names = sorted(p.name for p in cache.iterdir())
-    assert [n.split("-")[1] for n in names] == ["net0", "net1"]
-    # The next load converts nothing ...
+    # ... so that loads convert nothing ...
     convert = lite.to_litert
 
     def no_conversion(model):

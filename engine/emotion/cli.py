@@ -1,10 +1,11 @@
-"""Command line for the emotion model: train, evaluate, predict."""
+"""Command line for the emotion model: train, ensemble, evaluate, predict, prepare."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from ..settings import get_settings
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="folder/zip with test/<emotion>/..., or fer2013.csv")
     p.add_argument("--model", default=str(settings.emotion_model_dir))
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("prepare", help="load the model once, so that its LiteRT conversion is cached "
+                                       "before the app's first visit (make run does this)")
+    p.add_argument("--model", default=str(settings.emotion_model_dir))
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("predict", help="faces and emotions in an image file")
     p.add_argument("image")
     p.add_argument("--model", default=str(settings.emotion_model_dir))
@@ -121,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .detector import EmotionInputError, EmotionRecognizer
     try:
+        started = time.perf_counter()
         recognizer = EmotionRecognizer.load(args.model)
-        if args.command == "evaluate":
+        if args.command == "prepare":
+            payload = {"model": str(args.model), "networks": recognizer.n_members,
+                       "runtime": recognizer.runtime, "seconds": round(time.perf_counter() - started, 1)}
+            text = (f"emotion model ready: {payload['networks']} network(s) on {payload['runtime']}, "
+                    f"loaded in {payload['seconds']} s")
+        elif args.command == "evaluate":
             payload = evaluate(recognizer, args.data)
             text = (f"accuracy {payload['accuracy']:.4f} on {payload['n_images']} test images\n" +
                     "\n".join(f"  {k:>9}: precision {v['precision']:.3f} recall {v['recall']:.3f}"
