@@ -25,6 +25,28 @@ USER_ERRORS = (DataError, ModelError, UnknownIdError, RatingInputError, SparkUna
                ValueError, FileNotFoundError)
 
 
+def through_navigation() -> None:
+    """Call first in every page: a page always runs inside the entry script's ``st.navigation``.
+
+    Streamlit treats an app with a ``pages/`` folder as a legacy multipage app until
+    some script run calls ``st.navigation``. So on a fresh server a deep link (a
+    bookmarked ``/emotion``) ran this file alone: no page config, no settings check,
+    and a sidebar of raw file names ("streamlit app", "common"), for every visitor
+    until someone opened the home page. Here such a run switches the legacy mode off
+    (as ``st.navigation`` itself does), runs ``streamlit_app.py`` instead, which opens
+    the page the link asked for, and stops. Same run: a click that started it is kept.
+    """
+    import runpy
+
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    if not PagesManager.uses_pages_directory:
+        return
+    PagesManager.uses_pages_directory = False
+    runpy.run_path(str(get_script_run_ctx().pages_manager.main_script_path), run_name="__main__")
+    st.stop()
+
+
 def progress_bar(text: str = "Starting…"):
     """An ``st.progress`` bar and a ``progress(fraction, message)`` callback for engine calls.
 

@@ -16,10 +16,12 @@ from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
 from engine.settings import get_settings
-from pages._common import friendly_errors, load_index
+from pages._common import friendly_errors, load_index, through_navigation
 
 EMOJI = {"angry": "😠", "disgust": "🤢", "fear": "😨", "happy": "😄", "sad": "😢",
          "surprise": "😮", "neutral": "😐"}
+
+through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
 
 st.title("🙂 Mood from your face")
 st.caption("Your face is analysed in memory, frame by frame; no image is stored or logged.")

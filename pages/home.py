@@ -4,9 +4,12 @@ import streamlit as st
 from engine.model_store import ModelError, current_model_dir, read_params
 from engine.settings import get_settings
 from engine.training import train_and_save
-from pages._common import friendly_errors, load_data, model_metrics, progress_bar, spark_session
+from pages._common import (friendly_errors, load_data, model_metrics, progress_bar, spark_session,
+                           through_navigation)
 
 settings = get_settings()
+through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
+
 st.title("🎬 Movie Recommender")
 st.write("Explore the MovieLens ratings, get personal recommendations from a Spark ALS model, "
          "find similar movies, and let the webcam read your mood to pick a film.")

@@ -6,9 +6,12 @@ import streamlit as st
 from engine.model_store import list_models, read_json, read_params, set_current
 from engine.settings import get_settings
 from engine.training import ALSConfig, train_and_save, tune
-from pages._common import friendly_errors, load_data, model_dir, progress_bar, spark_session
+from pages._common import (friendly_errors, load_data, model_dir, progress_bar, spark_session,
+                           through_navigation)
 
 settings = get_settings()
+through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
+
 st.title("⚙️ Model")
 
 tab_eval, tab_tune, tab_models = st.tabs(["Evaluation", "Tune", "Saved models"])

@@ -4,8 +4,10 @@ import time
 import streamlit as st
 
 from engine.lsh import LSHIndex, recall_at_k
-from pages._common import (LINK_COLUMNS, friendly_errors, load_index, md_escape, model_dir,
-                           spark_session, with_links)
+from pages._common import (LINK_COLUMNS, friendly_errors, load_index, md_escape, model_dir, spark_session,
+                           through_navigation, with_links)
+
+through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
 
 st.title("🎞️ Similar movies")
 index = load_index()

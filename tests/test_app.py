@@ -213,13 +213,14 @@ def test_emotion_model_card(app_env, monkeypatch, tmp_path):
     ("MOOD_GENRES", "{happy: [", "MOOD_GENRES is not valid JSON"),
 ])
 def test_bad_setting_is_a_message_not_a_stack_trace(app_env, monkeypatch, name, value, message):
-    """The entry script reads the settings before any page runs (AppTest's page switch runs a page
-    without the entry script, so the home page shows it here; in the app every page does)."""
+    """The entry script reads the settings before any page runs, the webcam page's included (a page
+    that Streamlit starts alone, as AppTest's page switch does, runs through the entry script)."""
     monkeypatch.setenv(name, value)
-    at = open_page("pages/home.py")
-    no_exception(at)
-    assert any(message in e.value for e in at.error)
-    assert not at.get("plotly_chart") and not at.dataframe  # stopped before the page drew anything
+    for page in ("pages/home.py", "pages/emotion.py"):
+        at = open_page(page)
+        no_exception(at)
+        assert any(message in e.value for e in at.error), page
+        assert not at.title and not at.get("plotly_chart") and not at.dataframe, page  # stopped first
 
 
 def test_emotion_bad_upload_is_a_message(app_env):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,14 +53,10 @@ def _wait_healthy(url: str, proc, timeout: float = 90) -> None:
     raise TimeoutError("streamlit did not become healthy")
 
 
-@pytest.fixture(scope="module")
-def server(real_model, movielens_zip, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium missing: `make test` installs it (scripts/ensure_chromium.sh)")
-    tmp = tmp_path_factory.mktemp("browser")
+@contextmanager
+def _streamlit(env: dict):
+    """`streamlit run streamlit_app.py` on a free port; yields its URL."""
     port = _free_port()
-    env = cli_env(MOVIELENS_DATA=movielens_zip, MODEL_DIR=real_model[0],
-                  RATINGS_DB=tmp / "ratings.sqlite", SPARK_CHECKPOINT_DIR=tmp / "ckpt")
     cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
            "--server.headless", "true"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -74,10 +71,25 @@ def server(real_model, movielens_zip, tmp_path_factory):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        ARTIFACTS.mkdir(exist_ok=True)
-        old = json.loads((ARTIFACTS / "browser_timings.json").read_text()) \
-            if (ARTIFACTS / "browser_timings.json").exists() else {}
-        (ARTIFACTS / "browser_timings.json").write_text(json.dumps({**old, **TIMINGS}, indent=2))
+
+
+def _app_env(real_model, movielens_zip, tmp: Path) -> dict:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium missing: `make test` installs it (scripts/ensure_chromium.sh)")
+    return cli_env(MOVIELENS_DATA=movielens_zip, MODEL_DIR=real_model[0],
+                   RATINGS_DB=tmp / "ratings.sqlite", SPARK_CHECKPOINT_DIR=tmp / "ckpt")
+
+
+@pytest.fixture(scope="module")
+def server(real_model, movielens_zip, tmp_path_factory):
+    with _streamlit(_app_env(real_model, movielens_zip, tmp_path_factory.mktemp("browser"))) as url:
+        try:
+            yield url
+        finally:
+            ARTIFACTS.mkdir(exist_ok=True)
+            old = json.loads((ARTIFACTS / "browser_timings.json").read_text()) \
+                if (ARTIFACTS / "browser_timings.json").exists() else {}
+            (ARTIFACTS / "browser_timings.json").write_text(json.dumps({**old, **TIMINGS}, indent=2))
 
 
 def _browser(playwright, extra_args=()):
@@ -100,13 +112,7 @@ def _wait_idle(page, timeout=60000):
 
 
 def _open(page, server: str, path: str) -> None:
-    """Enter through the home page, as a visitor does, then go to ``path``.
-
-    (Deep-linking into a fresh server runs the page file before the entry script has
-    registered st.navigation, so the sidebar would list raw file names.)
-    """
-    page.goto(server)
-    page.get_by_role("heading", name=re.compile("Movie Recommender")).wait_for(timeout=90000)
+    """Go straight to ``path``, as a bookmark does."""
     page.goto(f"{server}/{path}")
 
 
@@ -135,6 +141,27 @@ def _grid_rows(page, nth=0, expect=None, timeout_s=30) -> int:
         if expect is None or rows == expect or time.monotonic() > deadline:
             return rows
         page.wait_for_timeout(250)
+
+
+def test_a_deep_link_into_a_fresh_server_gets_the_app_navigation(real_model, movielens_zip, tmp_path,
+                                                                   playwright):
+    """A bookmarked page is the first request after a restart: it must still run inside
+    streamlit_app.py's navigation (Streamlit's legacy pages/ mode ran the file alone and
+    listed raw file names such as "common" and "streamlit app", until the home page was opened)."""
+    with _streamlit(_app_env(real_model, movielens_zip, tmp_path)) as url:
+        browser = _browser(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}/similar")
+        page.get_by_role("heading", name=re.compile("Similar movies")).first.wait_for(timeout=90000)
+        page.get_by_text("Most similar to").first.wait_for(timeout=120000)
+        _wait_idle(page)
+        nav = page.locator("[data-testid=stSidebarNav]").inner_text()
+        titles = ["Home", "Dataset statistics", "Recommendations", "Similar movies", "Mood from your face",
+                  "Model"]
+        assert [line for line in nav.splitlines() if line.strip() in titles] == titles, nav
+        assert "common" not in nav and "streamlit app" not in nav.lower()
+        assert page.url.endswith("/similar") and page.title() == "Movie Recommender"
+        browser.close()
 
 
 @pytest.mark.parametrize("width", [1400, 420])
