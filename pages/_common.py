@@ -40,7 +40,7 @@ def through_navigation() -> None:
 
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.runtime.scriptrunner import get_script_run_ctx
-    if not PagesManager.uses_pages_directory:
+    if not getattr(PagesManager, "uses_pages_directory", False):  # gone in a later Streamlit: no-op
         return
     PagesManager.uses_pages_directory = False
     runpy.run_path(str(get_script_run_ctx().pages_manager.main_script_path), run_name="__main__")

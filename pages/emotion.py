@@ -18,10 +18,10 @@ from engine.mood import mood_recommendations
 from engine.settings import get_settings
 from pages._common import friendly_errors, load_index, through_navigation
 
+through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
+
 EMOJI = {"angry": "😠", "disgust": "🤢", "fear": "😨", "happy": "😄", "sad": "😢",
          "surprise": "😮", "neutral": "😐"}
-
-through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
 
 st.title("🙂 Mood from your face")
 st.caption("Your face is analysed in memory, frame by frame; no image is stored or logged.")

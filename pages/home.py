@@ -7,8 +7,9 @@ from engine.training import train_and_save
 from pages._common import (friendly_errors, load_data, model_metrics, progress_bar, spark_session,
                            through_navigation)
 
+through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
+
 settings = get_settings()
-through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
 
 st.title("🎬 Movie Recommender")
 st.write("Explore the MovieLens ratings, get personal recommendations from a Spark ALS model, "

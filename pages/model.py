@@ -9,8 +9,9 @@ from engine.training import ALSConfig, train_and_save, tune
 from pages._common import (friendly_errors, load_data, model_dir, progress_bar, spark_session,
                            through_navigation)
 
+through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
+
 settings = get_settings()
-through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
 
 st.title("⚙️ Model")
 

@@ -5,13 +5,13 @@ from engine.settings import get_settings
 from engine.user_ratings import RatingStore
 from pages._common import LINK_COLUMNS, friendly_errors, load_index, md_escape, through_navigation, with_links
 
+through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
+
 SHOWN = ["title", "year", "genres", "predicted_rating", "because", "n_ratings", "IMDb", "TMDB"]
 ORDER_NOTES = {"picks": "Top picks: the movies most likely to be watched and enjoyed next. "
                         "*Because you rated…* lists the rated movies that add most to each pick's score.",
                "rating": "Ordered by the highest predicted rating. *Because you rated…* lists the "
                          "well-rated movies closest to each one in the model's taste space."}
-
-through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
 
 st.title("⭐ Recommendations")
 index = load_index()

@@ -7,7 +7,7 @@ from engine.lsh import LSHIndex, recall_at_k
 from pages._common import (LINK_COLUMNS, friendly_errors, load_index, md_escape, model_dir, spark_session,
                            through_navigation, with_links)
 
-through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
+through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
 st.title("🎞️ Similar movies")
 index = load_index()

@@ -6,6 +6,8 @@ from engine.settings import get_settings
 from engine.stats import compute_stats, top_movies
 from pages._common import friendly_errors, load_data, through_navigation
 
+through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
+
 
 @st.cache_data(show_spinner="Computing statistics…")
 def stats_for(location: str):
@@ -16,8 +18,6 @@ def stats_for(location: str):
 def top_for(location: str, by: str, min_ratings: int):
     return top_movies(load_data(location), by=by, min_ratings=min_ratings, n=20)
 
-
-through_navigation()  # first: a deep link into a fresh server reruns through streamlit_app.py
 
 st.title("📊 Dataset statistics")
 location = get_settings().movielens_data
