@@ -111,11 +111,6 @@ def _wait_idle(page, timeout=60000):
         "() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout)
 
 
-def _open(page, server: str, path: str) -> None:
-    """Go straight to ``path``, as a bookmark does."""
-    page.goto(f"{server}/{path}")
-
-
 def _step_slider(page, steps: int, nth: int = 0) -> None:
     """Move the nth slider by keyboard, as a user can."""
     page.get_by_role("slider").nth(nth).focus()
@@ -127,7 +122,7 @@ def _open_page(playwright, server: str, path: str, height: int = 1000):
     """A fresh headless Chromium, 1400 px wide, showing ``path``."""
     browser = _browser(playwright)
     page = browser.new_page(viewport={"width": 1400, "height": height})
-    _open(page, server, path)
+    page.goto(f"{server}/{path}")  # straight there, as a bookmark does
     return browser, page
 
 
@@ -149,9 +144,7 @@ def test_a_deep_link_into_a_fresh_server_gets_the_app_navigation(real_model, mov
     streamlit_app.py's navigation (Streamlit's legacy pages/ mode ran the file alone and
     listed raw file names such as "common" and "streamlit app", until the home page was opened)."""
     with _streamlit(_app_env(real_model, movielens_zip, tmp_path)) as url:
-        browser = _browser(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{url}/similar")
+        browser, page = _open_page(playwright, url, "similar", height=900)
         page.get_by_role("heading", name=re.compile("Similar movies")).first.wait_for(timeout=90000)
         page.get_by_text("Most similar to").first.wait_for(timeout=120000)
         _wait_idle(page)
@@ -272,7 +265,7 @@ def test_live_webcam_reads_happy(server, playwright, fer_zip, tmp_path):
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     context.grant_permissions(["camera"], origin=server)
     page = context.new_page()
-    _open(page, server, "emotion")
+    page.goto(f"{server}/emotion")
     page.get_by_role("heading", name=re.compile("Mood from your face")).wait_for(timeout=90000)
     frame_el = page.frame_locator("iframe[title*='streamlit_webrtc']").first
     frame_el.get_by_role("button", name="START").click(timeout=60000)
