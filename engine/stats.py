@@ -33,11 +33,52 @@ class DatasetStats:
         return {"counts": self.counts,
                 **{name: getattr(self, name).to_dict(orient="records")
                    for name in ("rating_values", "genres", "ratings_per_year", "top_tags")},
-                "ratings_per_user_summary": _summary(self.ratings_per_user, "users"),
-                "ratings_per_movie_summary": _summary(self.ratings_per_movie, "movies")}
+                "ratings_per_user_summary": summarize(self.ratings_per_user),
+                "ratings_per_movie_summary": summarize(self.ratings_per_movie)}
 
 
-def _summary(dist: pd.DataFrame, weight: str) -> dict:
+def log_binned(dist: pd.DataFrame, bins_per_decade: int = 5) -> pd.DataFrame:
+    """A ``n_ratings -> count`` distribution summed into logarithmic bins, for heavy tails.
+
+    Exact counts on log-log axes draw a comb of single users and movies at the long
+    end; bins that widen by a constant factor show the shape. Bin edges are whole
+    numbers (duplicates merged), so at 5 bins per decade the first bins hold one value
+    each ("1", "2", "3"); the outer bounds are the smallest and largest values seen.
+
+    Args:
+        dist: ``n_ratings`` plus one count column (e.g. ``ratings_per_user``).
+        bins_per_decade: bins per tenfold range of ``n_ratings``.
+
+    Returns:
+        ``lo``, ``hi`` (inclusive bounds), ``label`` ("5-7") and the count column, summed;
+        empty bins are left out.
+
+    >>> log_binned(pd.DataFrame({"n_ratings": [1, 2, 3, 9, 40], "users": [5, 4, 2, 1, 1]}), 2)
+       lo  hi  label  users
+    0   1   3    1–3     11
+    1   4   9    4–9      1
+    2  32  40  32–40      1
+    """
+    weight = next(c for c in dist.columns if c != "n_ratings")
+    if dist.empty:
+        return pd.DataFrame({"lo": [], "hi": [], "label": [], weight: []})
+    top = int(dist["n_ratings"].max())
+    steps = np.arange(0, np.log10(top) * bins_per_decade + 2)
+    starts = np.unique(np.ceil(10 ** (steps / bins_per_decade) - 1e-9).astype(np.int64))
+    starts = starts[starts <= top]
+    which = np.searchsorted(starts, dist["n_ratings"].to_numpy(), side="right") - 1
+    sums = np.bincount(which, weights=dist[weight].to_numpy(), minlength=len(starts)).astype(np.int64)
+    his = np.append(starts[1:] - 1, top)
+    keep = sums > 0
+    lo, hi = starts[keep], his[keep]
+    lo[0] = dist["n_ratings"].min()  # "20–25", not "16–25", when nobody has fewer than 20
+    labels = [str(a) if a == b else f"{a}–{b}" for a, b in zip(lo, hi)]
+    return pd.DataFrame({"lo": lo, "hi": hi, "label": labels, weight: sums[keep]})
+
+
+def summarize(dist: pd.DataFrame) -> dict:
+    """min, median, mean and max of a ``n_ratings -> count`` distribution (e.g. ratings per user)."""
+    weight = next(c for c in dist.columns if c != "n_ratings")
     values = np.repeat(dist["n_ratings"].to_numpy(), dist[weight].to_numpy())
     return {"min": int(values.min()), "median": float(np.median(values)),
             "mean": round(float(values.mean()), 3), "max": int(values.max())}

@@ -3,7 +3,7 @@ import plotly.express as px
 import streamlit as st
 
 from engine.settings import get_settings
-from engine.stats import compute_stats, top_movies
+from engine.stats import compute_stats, log_binned, summarize, top_movies
 from pages._common import friendly_errors, load_data, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
@@ -34,27 +34,38 @@ with friendly_errors("Loading the dataset"):
     st.metric("Sparsity of the user x movie matrix", f"{c['sparsity']:.2%}")
 
     left, right = st.columns(2)
-    fig = px.bar(s.ratings_per_user, x="n_ratings", y="users", log_x=True, log_y=True,
-                 title="Ratings per user (log-log)", labels={"n_ratings": "ratings by a user"})
-    left.plotly_chart(fig, width="stretch")
-    fig = px.bar(s.ratings_per_movie, x="n_ratings", y="movies", log_x=True, log_y=True,
-                 title="Ratings per movie (log-log)", labels={"n_ratings": "ratings of a movie"})
-    right.plotly_chart(fig, width="stretch")
+    for column, dist, per, who, axis in ((left, s.ratings_per_user, "user", "users", "ratings by a user"),
+                                         (right, s.ratings_per_movie, "movie", "movies", "ratings of a movie")):
+        # Logarithmic bins: exact counts on log axes draw a comb of single users at the long end.
+        fig = px.bar(log_binned(dist), x="label", y=who, log_y=True, hover_data=["lo", "hi"],
+                     title=f"Ratings per {per} (logarithmic bins)", labels={"label": axis})
+        fig.update_yaxes(dtick=1)  # ticks at 1, 10, 100, ...: minor ticks crowd a short log axis
+        fig.update_traces(hovertemplate=f"%{{customdata[0]}}–%{{customdata[1]}} ratings: %{{y:,}} {who}"
+                                        "<extra></extra>")
+        column.plotly_chart(fig, width="stretch")
+        m = summarize(dist)
+        column.caption(f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, "
+                       f"min {m['min']:,}, max {m['max']:,} ratings.")
 
     left, right = st.columns(2)
-    fig = px.bar(s.rating_values, x="rating", y="count", title="Rating values")
+    height = max(450, 22 * len(s.genres) + 120)  # room to name every genre
+    fig = px.bar(s.rating_values, x="rating", y="count", title="Rating values", height=height)
     fig.update_xaxes(dtick=0.5)
     left.plotly_chart(fig, width="stretch")
     fig = px.bar(s.genres.sort_values("movies"), x="movies", y="genre", orientation="h",
-                 title="Movies per genre", hover_data=["ratings"])
+                 title="Movies per genre", hover_data=["ratings"], height=height)
+    fig.update_yaxes(dtick=1)  # every genre named, not every other one
     right.plotly_chart(fig, width="stretch")
 
     left, right = st.columns(2)
-    fig = px.line(s.ratings_per_year, x="year", y="ratings", markers=True, title="Ratings per year")
+    height = max(450, 22 * len(s.top_tags) + 120)
+    fig = px.line(s.ratings_per_year, x="year", y="ratings", markers=True, title="Ratings per year",
+                  height=height)
     left.plotly_chart(fig, width="stretch")
     if len(s.top_tags):
         fig = px.bar(s.top_tags.sort_values("count"), x="count", y="tag", orientation="h",
-                     title="Top tags")
+                     title="Top tags", height=height)
+        fig.update_yaxes(dtick=1)
         right.plotly_chart(fig, width="stretch")
     else:
         right.info("This dataset has no tags.")

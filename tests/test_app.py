@@ -7,6 +7,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
+from engine.movielens import load_movielens
+from engine.stats import compute_stats, summarize
 
 APP = str(REPO / "streamlit_app.py")
 PAGES = ["pages/home.py", "pages/statistics.py", "pages/recommendations.py", "pages/similar.py",
@@ -110,6 +112,12 @@ def test_statistics_tables(app_env):
     at = open_page("pages/statistics.py")
     no_exception(at)
     assert [m.value for m in at.metric][0] == "60"
+    stats = compute_stats(load_movielens(os.environ["MOVIELENS_DATA"]))
+    captions = [c.value for c in at.caption]
+    for per, dist in (("user", stats.ratings_per_user), ("movie", stats.ratings_per_movie)):
+        m = summarize(dist)
+        assert (f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, min {m['min']:,}, "
+                f"max {m['max']:,} ratings.") in captions, captions
     at.slider[0].set_value(5).run()
     assert len(at.dataframe) == 2
 

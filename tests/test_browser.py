@@ -105,10 +105,16 @@ def playwright():
 
 
 def _wait_idle(page, timeout=60000):
-    """Until Streamlit's 'running' indicator is gone."""
+    """Until Streamlit's 'running' indicator is gone and every element is drawn: widgets and
+    grids load their code lazily and stand as grey skeletons meanwhile, and a Plotly chart
+    has its SVG."""
     page.wait_for_timeout(300)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout)
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid=stSkeleton]') &&
+                 [...document.querySelectorAll('[data-testid=stPlotlyChart]')]
+                     .every(chart => chart.querySelector('.main-svg'))""", timeout=timeout)
 
 
 def _step_slider(page, steps: int, nth: int = 0) -> None:
@@ -182,6 +188,9 @@ def test_every_page_renders(server, playwright, width):
         page.get_by_text(ready).first.wait_for(timeout=120000)
         _wait_idle(page, timeout=120000)
         TIMINGS[f"first_render_s@{width}"][path] = round(time.perf_counter() - t0, 2)
+        if path == "statistics":  # six Plotly charts, drawn (not left as skeletons)
+            titles = page.locator("[data-testid=stPlotlyChart] .gtitle").all_text_contents()
+            assert len(titles) == 6 and "Ratings per user (logarithmic bins)" in titles, titles
         body = page.locator("body").inner_text()
         assert "Traceback" not in body and "Error" not in page.locator("h1").first.inner_text()
         page.screenshot(path=str(SHOTS / f"{path}-{width}.png"), full_page=True)

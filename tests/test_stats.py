@@ -1,10 +1,11 @@
 """Statistics: pandas and Spark paths agree; definitions checked on generated data."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from engine.stats import compute_stats, compute_stats_spark, top_movies
+from engine.stats import compute_stats, compute_stats_spark, log_binned, summarize, top_movies
 
 
 def _spark_stats(spark, data):
@@ -53,3 +54,29 @@ def test_top_movies(small_data):
     assert list(best["mean_rating"]) == sorted(best["mean_rating"], reverse=True)
     most = top_movies(small_data, by="count", n=3)
     assert list(most["ratings"]) == sorted(most["ratings"], reverse=True)
+
+
+@pytest.mark.parametrize("per_decade", [2, 5, 10])
+def test_log_binned_recounts_every_value_once(per_decade):
+    rng = np.random.default_rng(per_decade)
+    sizes = np.unique(np.round(rng.pareto(1.2, 400) * 20 + 3).astype(int))  # heavy tail, gaps
+    dist = pd.DataFrame({"n_ratings": sizes, "users": rng.integers(1, 50, len(sizes))})
+    bins = log_binned(dist, per_decade)
+    assert bins["users"].sum() == dist["users"].sum()
+    assert bins["lo"].iloc[0] == sizes.min() and bins["hi"].iloc[-1] == sizes.max()
+    assert (bins["lo"].to_numpy()[1:] > bins["hi"].to_numpy()[:-1]).all()  # ordered, no overlap
+    for row in bins.itertuples():  # each bin holds exactly the values between its bounds
+        inside = dist[(dist["n_ratings"] >= row.lo) & (dist["n_ratings"] <= row.hi)]
+        assert row.users == inside["users"].sum() > 0
+        assert row.label == (str(row.lo) if row.lo == row.hi else f"{row.lo}–{row.hi}")
+    # widths grow by a constant factor: about per_decade bins per tenfold range
+    decades = np.log10(sizes.max() / sizes.min())
+    assert len(bins) <= per_decade * (decades + 1) + 1
+
+
+def test_log_binned_keeps_small_counts_exact():
+    dist = pd.DataFrame({"n_ratings": [1, 2, 3, 5, 8, 250], "movies": [40, 20, 10, 6, 3, 1]})
+    bins = log_binned(dist)
+    assert list(bins["label"][:3]) == ["1", "2", "3"] and list(bins["movies"][:3]) == [40, 20, 10]
+    assert bins["label"].iloc[-1].endswith("–250")
+    assert summarize(dist) == {"min": 1, "median": 1.5, "mean": round(414 / 80, 3), "max": 250}  # 80 movies
