@@ -1,7 +1,9 @@
 """Home: what the app does, which dataset and model are loaded, and first-run training."""
+from pathlib import Path
+
 import streamlit as st
 
-from engine.model_store import ModelError, current_model_dir, read_params
+from engine.model_store import CURRENT, ModelError, current_model_dir, read_params
 from engine.settings import get_settings
 from engine.training import train_and_save
 from pages._common import (friendly_errors, load_data, model_metrics, progress_bar, spark_session,
@@ -29,7 +31,8 @@ try:
     folder = current_model_dir(settings.model_dir)
 except ModelError as exc:
     folder = None
-    st.info(f"{exc}")
+    if (Path(settings.model_dir) / CURRENT).exists():  # a broken pointer; no pointer is a first run
+        st.warning(f"{exc}")
 
 if folder is not None:
     with friendly_errors("Reading the model"):
@@ -53,7 +56,8 @@ if folder is not None:
                         f"{metrics['ndcg_at_10']:.3f} ({metrics['popularity_ndcg_at_10']:.3f})")
 else:
     st.subheader("First run")
-    st.write("No model yet. Training the default bias-corrected ALS model takes about a minute.")
+    st.write(f"No model yet in `{settings.model_dir}`. Training the default bias-corrected ALS model "
+             "takes about a minute (here, or `python -m engine train` in a terminal).")
     if st.button("Train the default model", type="primary"):
         report = progress_bar()
         with friendly_errors("Training"):

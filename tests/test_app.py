@@ -130,6 +130,12 @@ def test_no_model_explains_what_to_do(app_env, monkeypatch, tmp_path):
         assert any("No trained model" in w.value for w in at.warning)
     home = open_page("pages/home.py")
     assert any("Train the default model" in b.label for b in home.button)
+    assert not home.warning and not home.info  # the first-run section says it all, once
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / "CURRENT").write_text("als-gone\n")  # a pointer to a deleted model
+    home = open_page("pages/home.py")
+    no_exception(home)
+    assert any("names 'als-gone', which does not exist" in w.value for w in home.warning)
 
 
 def test_bad_data_is_a_message(app_env, monkeypatch, tmp_path):
