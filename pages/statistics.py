@@ -60,7 +60,7 @@ with friendly_errors("Loading the dataset"):
     left, right = st.columns(2)
     height = max(450, 22 * len(s.top_tags) + 120)
     fig = px.line(s.ratings_per_year, x="year", y="ratings", markers=True, title="Ratings per year",
-                  height=height)
+                  height=height, hover_data={"mean_rating": ":.2f"}, labels={"mean_rating": "mean rating"})
     left.plotly_chart(fig, width="stretch")
     if len(s.top_tags):
         fig = px.bar(s.top_tags.sort_values("count"), x="count", y="tag", orientation="h",
