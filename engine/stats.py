@@ -6,7 +6,7 @@ the same definitions:
 * distributions are tables of ``value -> count`` (ratings per user, per movie,
   rating values), so charts can put them on log scales;
 * genres are the pipe-separated list exploded, "(no genres listed)" kept as its
-  own bar;
+  own bar; a genre's mean rating is over all ratings of its movies;
 * ratings over time are counted per calendar year (UTC).
 """
 from __future__ import annotations
@@ -25,16 +25,21 @@ class DatasetStats:
     ratings_per_user: pd.DataFrame  # n_ratings, users
     ratings_per_movie: pd.DataFrame  # n_ratings, movies
     rating_values: pd.DataFrame     # rating, count
-    genres: pd.DataFrame            # genre, movies, ratings
+    genres: pd.DataFrame            # genre, movies, ratings, mean_rating (NaN: no ratings)
     ratings_per_year: pd.DataFrame  # year, ratings, mean_rating
     top_tags: pd.DataFrame          # tag, count
 
     def as_dict(self) -> dict:
         return {"counts": self.counts,
-                **{name: getattr(self, name).to_dict(orient="records")
+                **{name: _records(getattr(self, name))
                    for name in ("rating_values", "genres", "ratings_per_year", "top_tags")},
                 "ratings_per_user_summary": summarize(self.ratings_per_user),
                 "ratings_per_movie_summary": summarize(self.ratings_per_movie)}
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    """Rows as dicts, a missing value (a genre nobody rated has no mean) as None: JSON has no NaN."""
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
 
 
 def log_binned(dist: pd.DataFrame, bins_per_decade: int = 5) -> pd.DataFrame:
@@ -97,11 +102,13 @@ def compute_stats(data: MovieLens, top_tags: int = 20) -> DatasetStats:
     per_user = r.groupby(USER).size()
     per_movie = r.groupby(ITEM).size()
     genres = explode_genres(movies)
-    genre_ratings = genres.merge(per_movie.rename("n").reset_index(), on=ITEM, how="left").fillna({"n": 0})
+    movie_sums = r.groupby(ITEM)[RATING].agg(n="size", total="sum").reset_index()
+    genre_ratings = genres.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0})
     genre_table = (genre_ratings.groupby("genre")
-                   .agg(movies=(ITEM, "count"), ratings=("n", "sum")).reset_index()
+                   .agg(movies=(ITEM, "count"), ratings=("n", "sum"), total=("total", "sum")).reset_index()
                    .astype({"ratings": np.int64})
                    .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
+    genre_table["mean_rating"] = (genre_table.pop("total") / genre_table["ratings"].replace(0, np.nan)).round(4)
     years = pd.to_datetime(r[TIME], unit="s", utc=True).dt.year
     per_year = (r.assign(year=years).groupby("year")
                 .agg(ratings=(RATING, "size"), mean_rating=(RATING, "mean")).reset_index())
@@ -133,7 +140,8 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
     from pyspark.sql import functions as F
 
     per_user = ratings_df.groupBy(USER).count()
-    per_movie = ratings_df.groupBy(ITEM).count().cache()
+    per_movie = ratings_df.groupBy(ITEM).agg(F.count("*").alias("count"),
+                                             F.sum(RATING).alias("total")).cache()
     n_ratings = ratings_df.count()
     n_users = per_user.count()
     n_rated = per_movie.count()
@@ -148,9 +156,11 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
 
     genres = movies_df.select(ITEM, F.explode(F.split(F.col(GENRES), r"\|")).alias("genre"))
     genre_table = (genres.join(per_movie, ITEM, "left").groupBy("genre")
-                   .agg(F.count("*").alias("movies"), F.coalesce(F.sum("count"), F.lit(0)).alias("ratings"))
-                   .toPandas().astype({"movies": np.int64, "ratings": np.int64})
+                   .agg(F.count("*").alias("movies"), F.coalesce(F.sum("count"), F.lit(0)).alias("ratings"),
+                        (F.sum("total") / F.sum("count")).alias("mean_rating"))
+                   .toPandas().astype({"movies": np.int64, "ratings": np.int64, "mean_rating": float})
                    .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
+    genre_table["mean_rating"] = genre_table["mean_rating"].round(4)
     per_year = (ratings_df.groupBy(F.year(F.from_unixtime(F.col(TIME))).alias("year"))
                 .agg(F.count("*").alias("ratings"), F.avg(RATING).alias("mean_rating"))
                 .orderBy("year").toPandas().astype({"year": np.int32, "ratings": np.int64}))

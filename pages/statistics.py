@@ -53,7 +53,9 @@ with friendly_errors("Loading the dataset"):
     fig.update_xaxes(dtick=0.5)
     left.plotly_chart(fig, width="stretch")
     fig = px.bar(s.genres.sort_values("movies"), x="movies", y="genre", orientation="h",
-                 title="Movies per genre", hover_data=["ratings"], height=height)
+                 color="mean_rating", color_continuous_scale="Viridis", height=height,
+                 title="Movies per genre, coloured by mean rating",
+                 hover_data={"ratings": ":,", "mean_rating": ":.2f"}, labels={"mean_rating": "mean rating"})
     fig.update_yaxes(dtick=1)  # every genre named, not every other one
     right.plotly_chart(fig, width="stretch")
 

@@ -1,6 +1,9 @@
 """Statistics: pandas and Spark paths agree; definitions checked on generated data."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,6 +34,13 @@ def test_counts_and_definitions(small_data):
     assert s.ratings_per_user["users"].sum() == s.counts["users"]
     assert s.rating_values["count"].sum() == len(r)
     assert "(no genres listed)" in set(s.genres["genre"])
+    for genre in s.genres["genre"]:  # a genre's mean rating is over every rating of its movies
+        movies = small_data.movies.loc[small_data.movies["genres"].str.split("|").apply(lambda g: genre in g),
+                                       "movieId"]
+        ratings = r.loc[r["movieId"].isin(movies), "rating"]
+        row = s.genres.set_index("genre").loc[genre]
+        assert row["ratings"] == len(ratings)
+        assert (pd.isna(row["mean_rating"]) if ratings.empty else abs(row["mean_rating"] - ratings.mean()) < 1e-4)
     assert s.top_tags.iloc[0].to_dict() == {"tag": "funny", "count": 2}  # case folded
     assert 0 < s.counts["sparsity"] < 1
 
@@ -38,6 +48,10 @@ def test_counts_and_definitions(small_data):
 @pytest.mark.spark
 def test_spark_path_matches_pandas(spark, small_data):
     _assert_same(compute_stats(small_data), _spark_stats(spark, small_data))
+    unrated = dataclasses.replace(small_data, movies=pd.concat([small_data.movies, pd.DataFrame(
+        {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir|Drama"]})],
+        ignore_index=True))
+    _assert_same(compute_stats(unrated), _spark_stats(spark, unrated))  # a genre without a mean
 
 
 @pytest.mark.spark
@@ -80,3 +94,13 @@ def test_log_binned_keeps_small_counts_exact():
     assert list(bins["label"][:3]) == ["1", "2", "3"] and list(bins["movies"][:3]) == [40, 20, 10]
     assert bins["label"].iloc[-1].endswith("–250")
     assert summarize(dist) == {"min": 1, "median": 1.5, "mean": round(414 / 80, 3), "max": 250}  # 80 movies
+
+
+def test_a_genre_nobody_rated_has_no_mean_and_json_stays_valid(small_data):
+    movies = pd.concat([small_data.movies, pd.DataFrame(
+        {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir"]})], ignore_index=True)
+    s = compute_stats(dataclasses.replace(small_data, movies=movies))
+    noir = s.genres.set_index("genre").loc["Film-Noir"]
+    assert noir["movies"] == 1 and noir["ratings"] == 0 and pd.isna(noir["mean_rating"])
+    out = json.loads(json.dumps(s.as_dict(), allow_nan=False, default=lambda o: o.item()))
+    assert {"genre": "Film-Noir", "movies": 1, "ratings": 0, "mean_rating": None} in out["genres"]
