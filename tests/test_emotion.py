@@ -423,7 +423,8 @@ def test_architectures():
         assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
         sizes[arch] = model.count_params()
     assert 1.6e6 < sizes["vgg"] < 1.8e6 and 1.1e6 < sizes["res"] < 1.3e6 and 4e5 < sizes["small"] < 4.5e5
-    with pytest.raises(ValueError, match="unknown architecture 'resnet'; choose one of vgg, res, small"):
+    assert 3.8e6 < sizes["wide"] < 4.0e6
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'; choose one of vgg, res, small, wide"):
         make_model("resnet")
 
 
