@@ -51,11 +51,11 @@ def log_binned(dist: pd.DataFrame, bins_per_decade: int = 5) -> pd.DataFrame:
     each ("1", "2", "3"); the outer bounds are the smallest and largest values seen.
 
     Args:
-        dist: ``n_ratings`` plus one count column (e.g. ``ratings_per_user``).
+        dist: ``n_ratings`` (1 or more) plus one count column (e.g. ``ratings_per_user``).
         bins_per_decade: bins per tenfold range of ``n_ratings``.
 
     Returns:
-        ``lo``, ``hi`` (inclusive bounds), ``label`` ("5-7") and the count column, summed;
+        ``lo``, ``hi`` (inclusive bounds), ``label`` ("4–6") and the count column, summed;
         empty bins are left out.
 
     >>> log_binned(pd.DataFrame({"n_ratings": [1, 2, 3, 9, 40], "users": [5, 4, 2, 1, 1]}), 2)
