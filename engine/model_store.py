@@ -38,6 +38,10 @@ class ModelError(RuntimeError):
     """A saved model is missing, incomplete, corrupt or does not match the data."""
 
 
+class NoModelYet(ModelError):
+    """No model has been trained into this folder yet (no CURRENT pointer): a first run."""
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -81,7 +85,7 @@ def current_model_dir(root: str | Path) -> Path:
     root = Path(root)
     pointer = root / CURRENT
     if not pointer.exists():
-        raise ModelError(f"No trained model in {root}. Train one with `python -m engine train` "
+        raise NoModelYet(f"No trained model in {root}. Train one with `python -m engine train` "
                          "(or the button on the app's home page).")
     folder = root / pointer.read_text().strip()
     if not folder.is_dir():

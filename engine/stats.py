@@ -42,6 +42,11 @@ def _records(table: pd.DataFrame) -> list[dict]:
     return table.astype(object).where(table.notna(), None).to_dict(orient="records")
 
 
+def _count_column(dist: pd.DataFrame) -> str:
+    """The count column of a ``n_ratings -> count`` distribution ("users", "movies")."""
+    return next(c for c in dist.columns if c != "n_ratings")
+
+
 def log_binned(dist: pd.DataFrame, bins_per_decade: int = 5) -> pd.DataFrame:
     """A ``n_ratings -> count`` distribution summed into logarithmic bins, for heavy tails.
 
@@ -64,7 +69,7 @@ def log_binned(dist: pd.DataFrame, bins_per_decade: int = 5) -> pd.DataFrame:
     1   4   9    4–9      1
     2  32  40  32–40      1
     """
-    weight = next(c for c in dist.columns if c != "n_ratings")
+    weight = _count_column(dist)
     if dist.empty:
         return pd.DataFrame({"lo": [], "hi": [], "label": [], weight: []})
     top = int(dist["n_ratings"].max())
@@ -83,7 +88,7 @@ def log_binned(dist: pd.DataFrame, bins_per_decade: int = 5) -> pd.DataFrame:
 
 def summarize(dist: pd.DataFrame) -> dict:
     """min, median, mean and max of a ``n_ratings -> count`` distribution (e.g. ratings per user)."""
-    weight = next(c for c in dist.columns if c != "n_ratings")
+    weight = _count_column(dist)
     values = np.repeat(dist["n_ratings"].to_numpy(), dist[weight].to_numpy())
     return {"min": int(values.min()), "median": float(np.median(values)),
             "mean": round(float(values.mean()), 3), "max": int(values.max())}
@@ -100,9 +105,9 @@ def compute_stats(data: MovieLens, top_tags: int = 20) -> DatasetStats:
     """All statistics with pandas (fine up to a few tens of millions of ratings)."""
     r, movies = data.ratings, data.movies
     per_user = r.groupby(USER).size()
-    per_movie = r.groupby(ITEM).size()
-    genres = explode_genres(movies)
     movie_sums = r.groupby(ITEM)[RATING].agg(n="size", total="sum").reset_index()
+    per_movie = movie_sums.set_index(ITEM)["n"]
+    genres = explode_genres(movies)
     genre_ratings = genres.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0})
     genre_table = (genre_ratings.groupby("genre")
                    .agg(movies=(ITEM, "count"), ratings=("n", "sum"), total=("total", "sum")).reset_index()

@@ -1,9 +1,7 @@
 """Home: what the app does, which dataset and model are loaded, and first-run training."""
-from pathlib import Path
-
 import streamlit as st
 
-from engine.model_store import CURRENT, ModelError, current_model_dir, read_params
+from engine.model_store import ModelError, NoModelYet, current_model_dir, read_params
 from engine.settings import get_settings
 from engine.training import train_and_save
 from pages._common import (friendly_errors, load_data, model_metrics, progress_bar, spark_session,
@@ -29,10 +27,11 @@ st.caption(f"`MOVIELENS_DATA` = {settings.movielens_data}")
 
 try:
     folder = current_model_dir(settings.model_dir)
+except NoModelYet:
+    folder = None  # a first run: the section below says so
 except ModelError as exc:
-    folder = None
-    if (Path(settings.model_dir) / CURRENT).exists():  # a broken pointer; no pointer is a first run
-        st.warning(f"{exc}")
+    folder = None  # e.g. CURRENT names a deleted model
+    st.warning(f"{exc}")
 
 if folder is not None:
     with friendly_errors("Reading the model"):
