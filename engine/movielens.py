@@ -214,3 +214,42 @@ def explode_genres(movies: pd.DataFrame) -> pd.DataFrame:
     g = movies[[ITEM, GENRES]].copy()
     g[GENRES] = g[GENRES].str.split("|")
     return g.explode(GENRES).rename(columns={GENRES: "genre"}).reset_index(drop=True)
+
+
+# MovieLens files an English or foreign leading article at the end of each title part:
+# "Matrix, The (1999)", "Boot, Das (Boat, The) (1981)", "School of Flesh, The (École de la chair, L')".
+ARTICLES = ("The", "A", "An", "La", "Le", "Les", "L'", "Il", "I", "El", "Lo", "Los", "Las", "Der", "Die",
+            "Das", "De", "Det", "En", "Un", "Une", "Una", "Da")
+_TRAILING_ARTICLE = re.compile(r"(^|\()([^()]+?), (" + "|".join(map(re.escape, ARTICLES)) + r")(?=\)|\s\(|$)")
+_TRAILING_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+
+
+def _article_first(match: re.Match) -> str:
+    opening, rest, article = match.groups()
+    return f"{opening}{article}{'' if article.endswith(chr(39)) else ' '}{rest}"
+
+
+def readable_title(title, with_year: bool = True) -> str:
+    """A title as people write it: "Matrix, The (1999)" -> "The Matrix (1999)".
+
+    Every part (the title and each alternative title in brackets) gets its article back in
+    front; other commas stay ("Paris, Texas", "I, Robot"). ``with_year=False`` drops a
+    trailing "(1999)" where the year is shown beside the title anyway.
+    """
+    text = "" if title is None else str(title).strip()
+    if not with_year:
+        text = _TRAILING_YEAR.sub("", text)
+    return _TRAILING_ARTICLE.sub(_article_first, text)
+
+
+def fold_for_search(text) -> str:
+    """Lower case, accents dropped ("Amélie" -> "amelie"): how titles and queries are compared."""
+    import unicodedata
+    folded = unicodedata.normalize("NFKD", str(text).casefold())
+    return "".join(c for c in folded if not unicodedata.combining(c))
+
+
+def title_search_key(title) -> str:
+    """What a title search matches: the stored and the readable title, folded, so "the godfather",
+    "godfather, the" and "amelie" all find theirs."""
+    return fold_for_search(f"{title}\n{readable_title(title)}")

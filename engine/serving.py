@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import picks
-from .movielens import GENRES, ITEM, MAX_RATING, MIN_RATING, RATING, TITLE, USER
+from .movielens import GENRES, ITEM, MAX_RATING, MIN_RATING, RATING, TITLE, USER, fold_for_search, title_search_key
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class RecommenderIndex:
     _unit_items: np.ndarray | None = field(default=None, repr=False)
     _genre_masks: dict = field(default_factory=dict, repr=False)
     _user_rows: dict = field(default_factory=dict, repr=False)
+    _title_keys: pd.Series | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self._user_pos = {int(u): i for i, u in enumerate(self.user_ids)}
@@ -85,6 +86,7 @@ class RecommenderIndex:
         pos = known[ITEM].map(self._item_pos).to_numpy()
         for user, idx in known.groupby(USER).indices.items():
             self._user_rows[int(user)] = (pos[idx], known[RATING].to_numpy()[idx])
+        self._title_keys = self.movies[TITLE].map(title_search_key)
 
     # ------------------------------------------------------------------ lookups
     @property
@@ -285,10 +287,13 @@ class RecommenderIndex:
         return out
 
     def search_titles(self, query: str, limit: int = 20) -> pd.DataFrame:
-        """Movies whose title contains ``query`` (case-insensitive), most-rated first."""
-        q = (query or "").strip().lower()
-        titles = self.movies[TITLE].str.lower()
-        hits = np.flatnonzero(titles.str.contains(q, regex=False).to_numpy()) if q else \
+        """Movies whose title contains ``query``, most-rated first.
+
+        Case and accents do not matter, and the article may lead as people write it:
+        "the godfather" finds "Godfather, The (1972)", "amelie" finds "Amélie".
+        """
+        q = fold_for_search((query or "").strip())
+        hits = np.flatnonzero(self._title_keys.str.contains(q, regex=False).to_numpy()) if q else \
             np.arange(len(self.movies))
         hits = hits[np.argsort(-self.item_support[hits], kind="stable")][:limit]
         out = self.movies.iloc[hits][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)

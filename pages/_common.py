@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from engine.model_store import ModelError, current_model_dir, read_json
-from engine.movielens import DataError, load_movielens
+from engine.movielens import NO_GENRES, DataError, load_movielens, readable_title
 from engine.serving import RatingInputError, RecommenderIndex, UnknownIdError
 from engine.settings import get_settings
 from engine.spark import SparkUnavailable
@@ -147,9 +147,18 @@ def tmdb_url(tmdb_id) -> str | None:
         return None
 
 
-def with_links(df):
-    """Add IMDb/TMDB link columns from the catalogue's ids (links.csv)."""
+def for_display(df):
+    """A movie table as people read it: titles with their article in front ("The Matrix"; the
+    year dropped where a Year column shows it), genres and *Because you rated…* as chips, and
+    IMDb/TMDB links from the catalogue's ids (links.csv). The engine's frame is not changed."""
     out = df.copy()
+    if "title" in out:
+        with_year = "year" not in out
+        out["title"] = out["title"].map(lambda t: readable_title(t, with_year=with_year))
+    if "genres" in out:
+        out["genres"] = out["genres"].map(lambda g: [] if g == NO_GENRES else str(g).split("|"))
+    if "because" in out:
+        out["because"] = out["because"].map(lambda titles: [readable_title(t) for t in titles])
     if "imdbId" in out:
         out["IMDb"] = out["imdbId"].map(imdb_url)
     if "tmdbId" in out:
@@ -157,7 +166,10 @@ def with_links(df):
     return out
 
 
-LINK_COLUMNS = {
+MOVIE_COLUMNS = {
+    "title": st.column_config.TextColumn("Title"),
+    "genres": st.column_config.ListColumn("Genres"),
+    "rating": st.column_config.NumberColumn("Rating", format="%.1f ⭐"),
     "IMDb": st.column_config.LinkColumn("IMDb", display_text="IMDb"),
     "TMDB": st.column_config.LinkColumn("TMDB", display_text="TMDB"),
     "predicted_rating": st.column_config.NumberColumn("Predicted", format="%.2f ⭐"),

@@ -16,7 +16,7 @@ from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
 from engine.settings import get_settings
-from pages._common import friendly_errors, load_index, through_navigation
+from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_index, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -59,6 +59,11 @@ def show_probabilities(target, probs: dict, title: str) -> None:
     target.plotly_chart(fig, width="stretch")
 
 
+MOOD_COLUMNS = {**MOVIE_COLUMNS, "score": st.column_config.NumberColumn(
+    "Score", format="%.2f ⭐", help="Mean rating pulled toward the overall mean when a movie has few ratings "
+                                  "(a Bayesian average), so a handful of 5-star votes does not top the list.")}
+
+
 def show_movies(target, emotion: str) -> None:
     if index is None:
         target.info("Train a recommender (home page) to see movies for your mood.")
@@ -70,7 +75,8 @@ def show_movies(target, emotion: str) -> None:
             ms = (time.perf_counter() - t0) * 1000
             st.subheader(f"{EMOJI.get(emotion, '')} Feeling {emotion}? Try these")
             cols = ["title", "year", "genres"] + [c for c in ("predicted_rating", "score") if c in movies]
-            st.dataframe(movies[cols], hide_index=True, width="stretch")
+            st.dataframe(for_display(movies[cols]), hide_index=True, width="stretch",
+                         column_config=MOOD_COLUMNS)
             st.caption(f"Genres: {', '.join(settings.mood_genres[emotion])} · ranked by "
                        f"{movies['ranked_by'].iloc[0] if len(movies) else '—'} · {ms:.1f} ms")
 

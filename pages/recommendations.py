@@ -1,9 +1,10 @@
 """Recommendations for a MovieLens user, or for you (new-user mode, ratings kept in SQLite)."""
 import streamlit as st
 
+from engine.movielens import readable_title
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
-from pages._common import LINK_COLUMNS, friendly_errors, load_index, md_escape, through_navigation, with_links
+from pages._common import MOVIE_COLUMNS, friendly_errors, load_index, md_escape, through_navigation, for_display
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -60,12 +61,12 @@ if mode != "Me (new user)":
         st.caption(ORDER_NOTES[order])
         if recs.empty:
             st.info("No movie passes these filters: lower the minimum ratings or add genres.")
-        st.dataframe(with_links(recs)[SHOWN], hide_index=True, width="stretch",
-                     column_config=LINK_COLUMNS)
+        st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch",
+                     column_config=MOVIE_COLUMNS)
     with right, friendly_errors("Reading the history"):
         st.subheader("Their top-rated movies")
-        st.dataframe(index.user_history(user, 15)[["title", "year", "rating"]], hide_index=True,
-                     width="stretch", column_config=LINK_COLUMNS)
+        st.dataframe(for_display(index.user_history(user, 15)[["title", "year", "rating"]]), hide_index=True,
+                     width="stretch", column_config=MOVIE_COLUMNS)
 else:
     store = rating_store(str(get_settings().ratings_db))
     profile = st.text_input("Your profile name (ratings are saved under it)", "guest", key="profile").strip()
@@ -78,7 +79,8 @@ else:
     if hits.empty:
         st.info(f"No title contains “{query}”.")
     else:
-        options = dict(zip(hits["movieId"], hits["title"] + " (" + hits["n_ratings"].astype(str) + " ratings)"))
+        options = {int(m): f"{readable_title(t)} ({r:,} ratings)"
+                   for m, t, r in zip(hits["movieId"], hits["title"], hits["n_ratings"])}
         pick = st.selectbox("Movie", list(options), format_func=options.get, key="rate_pick")
         stars = st.feedback("stars", key="rate_stars")
 
@@ -99,7 +101,7 @@ else:
         titles = index.movies.set_index("movieId")["title"]
         for movie_id, rating in mine:
             row = st.columns([5, 2, 1])
-            row[0].text(titles.get(movie_id, f"movie {movie_id}"))
+            row[0].text(readable_title(titles[movie_id]) if movie_id in titles else f"movie {movie_id}")
             new = row[1].select_slider("stars", [x / 2 for x in range(1, 11)], value=rating,
                                        key=f"edit_{movie_id}", label_visibility="collapsed")
             if new != rating:
@@ -116,5 +118,5 @@ else:
             with friendly_errors("Recommending"):
                 recs = index.recommend_new_user(store.ratings(profile), n, min_ratings=min_ratings,
                                                 genres=genres or None, order=order)
-                st.dataframe(with_links(recs)[SHOWN], hide_index=True, width="stretch",
-                             column_config=LINK_COLUMNS)
+                st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch",
+                             column_config=MOVIE_COLUMNS)

@@ -4,8 +4,9 @@ import time
 import streamlit as st
 
 from engine.lsh import LSHIndex, recall_at_k
-from pages._common import (LINK_COLUMNS, friendly_errors, load_index, md_escape, model_dir, spark_session,
-                           through_navigation, with_links)
+from engine.movielens import readable_title
+from pages._common import (MOVIE_COLUMNS, friendly_errors, load_index, md_escape, model_dir, spark_session,
+                           through_navigation, for_display)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -23,7 +24,7 @@ def lsh_index(folder: str, _index) -> LSHIndex:
 
 
 catalogue = index.search_titles("", limit=len(index.item_ids))
-options = dict(zip(catalogue["movieId"], catalogue["title"]))
+options = {int(m): readable_title(t) for m, t in zip(catalogue["movieId"], catalogue["title"])}
 if "sim_movie" not in st.session_state:
     st.session_state.sim_movie = 471 if 471 in options else int(catalogue["movieId"].iloc[0])
 movie = st.selectbox("Movie (type to search)", list(options), format_func=options.get, key="sim_movie")
@@ -52,6 +53,6 @@ with friendly_errors("Finding similar movies"):
     else:
         st.caption(f"Exact cosine over {len(index.item_ids):,} movies in {exact_ms:.2f} ms.")
     meta = index.movies.set_index("movieId")[["imdbId", "tmdbId"]]
-    shown = with_links(result.join(meta, on="movieId"))
+    shown = for_display(result.join(meta, on="movieId"))
     st.dataframe(shown[["title", "year", "genres", "score", "n_ratings", "IMDb", "TMDB"]],
-                 hide_index=True, width="stretch", column_config=LINK_COLUMNS)
+                 hide_index=True, width="stretch", column_config=MOVIE_COLUMNS)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine.settings import get_settings
 from engine.stats import compute_stats, log_binned, summarize, top_movies
-from pages._common import friendly_errors, load_data, through_navigation
+from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_data, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -12,6 +12,11 @@ through_navigation()  # first: a deep link into a fresh server runs through stre
 @st.cache_data(show_spinner="Computing statistics…")
 def stats_for(location: str):
     return compute_stats(load_data(location))
+
+
+TOP_COLUMNS = {**MOVIE_COLUMNS, "movieId": None,
+               "ratings": st.column_config.NumberColumn("Ratings", format="%d"),
+               "mean_rating": st.column_config.NumberColumn("Mean rating", format="%.2f ⭐")}
 
 
 @st.cache_data(show_spinner=False)
@@ -76,6 +81,8 @@ with friendly_errors("Loading the dataset"):
     min_ratings = st.slider("Best-rated: minimum number of ratings", 1, 300, 50, step=5)
     left, right = st.columns(2)
     left.caption("Most rated")
-    left.dataframe(top_for(location, "count", 1), hide_index=True, width="stretch")
+    left.dataframe(for_display(top_for(location, "count", 1)), hide_index=True, width="stretch",
+                   column_config=TOP_COLUMNS)
     right.caption(f"Best rated (at least {min_ratings} ratings)")
-    right.dataframe(top_for(location, "mean", min_ratings), hide_index=True, width="stretch")
+    right.dataframe(for_display(top_for(location, "mean", min_ratings)), hide_index=True, width="stretch",
+                    column_config=TOP_COLUMNS)

@@ -64,6 +64,14 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+def _title(j: int) -> str:
+    """Quotes and commas for the CSV readers; some in MovieLens's article-last style and one accented."""
+    year = 1980 + j % 40
+    if j == 5:
+        return f"Café {j + 1}, Le (Coffee {j + 1}, The) ({year})"
+    return f"Movie {j + 1}, The ({year})" if j % 10 == 4 else f"Movie {j + 1}, the \"sequel\" ({year})"
+
+
 def generate_movielens(n_users=60, n_movies=90, rank=3, density=0.35, seed=0) -> dict[str, str]:
     """A small release with latent structure (so ALS has something to learn), as CSV texts."""
     rng = np.random.default_rng(seed)
@@ -80,7 +88,7 @@ def generate_movielens(n_users=60, n_movies=90, rank=3, density=0.35, seed=0) ->
     ratings = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"])
     movies = pd.DataFrame({
         "movieId": np.arange(1, n_movies + 1),
-        "title": [f"Movie {j + 1}, the \"sequel\" ({1980 + j % 40})" for j in range(n_movies)],
+        "title": [_title(j) for j in range(n_movies)],
         "genres": ["|".join(sorted(set(rng.choice(genres, size=rng.integers(1, 3)))))
                    if j % 17 else "(no genres listed)" for j in range(n_movies)]})
     tags = pd.DataFrame({"userId": [1, 2, 2, 3], "movieId": [1, 1, 2, 3],

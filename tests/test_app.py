@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from engine.movielens import load_movielens
+from engine.movielens import load_movielens, readable_title
 from engine.stats import compute_stats, summarize
 
 APP = str(REPO / "streamlit_app.py")
@@ -73,11 +73,13 @@ def test_recommendation_order_switch(app_env):
     at.selectbox(key="rec_user").set_value(5).run()
     assert at.sidebar.radio(key="rec_order").value == "picks"
     picks = at.dataframe[0].value["title"].tolist()
-    assert picks == index.recommend(5, 10, order="picks")["title"].tolist()
+    shown = [readable_title(t, with_year=False) for t in index.recommend(5, 10, order="picks")["title"]]
+    assert picks == shown
     at.sidebar.radio(key="rec_order").set_value("rating").run()
     no_exception(at)
     by_rating = at.dataframe[0].value["title"].tolist()
-    assert by_rating == index.recommend(5, 10)["title"].tolist() and by_rating != picks
+    shown = [readable_title(t, with_year=False) for t in index.recommend(5, 10)["title"]]
+    assert by_rating == shown and by_rating != picks
 
 
 def test_new_user_mode_persists(app_env):
@@ -106,6 +108,19 @@ def test_similar_exact(app_env):
     no_exception(at)
     df = at.dataframe[0].value
     assert len(df) == 10 and not df["title"].str.startswith("Movie 3,").any()
+
+
+def test_titles_shown_as_people_write_them(app_env):
+    """MovieLens's "Movie 5, The (1984)" reads "The Movie 5" (the year has its own column); genres are chips."""
+    at = open_page("pages/similar.py")
+    at.slider(key="sim_min").set_value(0).run()
+    at.selectbox(key="sim_movie").set_value(5).run()
+    no_exception(at)
+    assert any(h.value == "Most similar to The Movie 5 \\(1984\\)" for h in at.subheader), \
+        [h.value for h in at.subheader]
+    df = at.dataframe[0].value
+    assert df["genres"].map(lambda g: not isinstance(g, str) and all(isinstance(x, str) for x in g)).all()
+    assert not df["title"].str.contains(r"\(\d{4}\)$").any()   # the Year column holds it
 
 
 def test_statistics_tables(app_env):
@@ -178,7 +193,7 @@ def test_emotion_manual_choice(app_env):
     assert any("Feeling sad" in s.value for s in at.subheader)
     movies = [d.value for d in at.dataframe if "genres" in d.value.columns]
     genres = movies[-1]["genres"]  # the manual tab's list (the About tab's tables come later)
-    assert len(genres) and genres.str.split("|").map(lambda g: "Drama" in g).all()
+    assert len(genres) and genres.map(lambda g: "Drama" in list(g)).all()   # shown as chips
 
 
 @pytest.mark.integration
@@ -192,7 +207,7 @@ def test_emotion_photo_paths(app_env, fer_zip):
         assert any("happy" in m.value for m in at.markdown), widget
         assert any("Feeling happy" in s.value for s in at.subheader), widget
         genres = at.dataframe[0].value["genres"]
-        assert genres.str.split("|").map(lambda g: bool({"Comedy", "Romance"} & set(g))).all()
+        assert genres.map(lambda g: bool({"Comedy", "Romance"} & set(g))).all()
 
 
 def test_emotion_model_card(app_env, monkeypatch, tmp_path):

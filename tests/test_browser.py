@@ -225,7 +225,7 @@ def test_similar_movies_471(server, playwright):
     browser, page = _open_page(playwright, server, "similar", height=1000)
     page.get_by_role("heading", name=re.compile("Similar movies")).wait_for(timeout=90000)
     _wait_idle(page)
-    page.get_by_text("Most similar to Hudsucker Proxy, The (1994)").wait_for(timeout=30000)
+    page.get_by_text("Most similar to The Hudsucker Proxy (1994)").wait_for(timeout=30000)
     _step_slider(page, -5)  # "How many": 10 -> 5
     page.wait_for_function("() => document.querySelector('[data-testid=stDataFrame] [role=grid]')"
                            "?.getAttribute('aria-rowcount') === '6'", timeout=30000)
@@ -239,7 +239,8 @@ def test_new_user_ratings_survive_reload(server, playwright):
     page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
     page.get_by_text("Me (new user)", exact=True).click()
     page.get_by_text("Rate movies you know").wait_for()
-    for count, title in enumerate(("Toy Story (1995)", "Matrix, The", "Godfather, The"), start=1):
+    # typed as people write titles: MovieLens stores "Matrix, The (1999)", "Godfather, The (1972)"
+    for count, title in enumerate(("Toy Story (1995)", "The Matrix", "the godfather"), start=1):
         box = page.get_by_label("Find a movie by title")
         box.fill(title)
         box.press("Enter")

@@ -1,12 +1,13 @@
 """Loading and every validation error, on generated releases (plus the real zip)."""
 from __future__ import annotations
 
+import re
 import zipfile
 
 import pytest
 
 from conftest import generate_movielens, write_release
-from engine.movielens import DataError, explode_genres, load_movielens
+from engine.movielens import DataError, explode_genres, fold_for_search, load_movielens, readable_title, title_search_key
 
 
 def _release(tmp_path, **overrides):
@@ -117,3 +118,41 @@ def test_real_release(real_data):
     assert real_data.ratings["userId"].nunique() == 610
     assert len(real_data.movies) == 9742
     assert len(real_data.tags) == 3683 and len(real_data.links) == 9742
+
+
+@pytest.mark.parametrize("stored, readable", [
+    ("Matrix, The (1999)", "The Matrix (1999)"),
+    ("Boot, Das (Boat, The) (1981)", "Das Boot (The Boat) (1981)"),
+    ("School of Flesh, The (École de la chair, L') (1998)", "The School of Flesh (L'École de la chair) (1998)"),
+    ("Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)",
+     "The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo) (1966)"),
+    ("Vitelloni, I (a.k.a. The Young and the Passionate) (1953)",
+     "I Vitelloni (a.k.a. The Young and the Passionate) (1953)"),
+    ("Paris, Texas (1984)", "Paris, Texas (1984)"),      # a comma that is not an article
+    ("I, Robot (2004)", "I, Robot (2004)"),
+    ("Movie 1, the \"sequel\" (1980)", "Movie 1, the \"sequel\" (1980)"),
+    ("Babylon 5", "Babylon 5"),                            # no year in the file
+])
+def test_readable_title(stored, readable):
+    assert readable_title(stored) == readable
+    assert readable_title(stored, with_year=False) == re.sub(r" \(\d{4}\)$", "", readable)
+
+
+def test_title_search_key_folds_case_accents_and_article():
+    key = title_search_key("Amelie (Fabuleux destin d'Amélie Poulain, Le) (2001)")
+    for query in ("amelie", "le fabuleux destin d'amelie", "fabuleux destin d'amélie poulain, le"):
+        assert fold_for_search(query) in key
+    assert "the godfather" in title_search_key("Godfather, The (1972)")
+    assert "godfather, the" in title_search_key("Godfather, The (1972)")
+
+
+def test_readable_titles_on_the_real_catalogue(real_data):
+    """Every MovieLens title keeps its words; only a trailing article moves to the front."""
+    titles = real_data.movies["title"]
+    readable = titles.map(readable_title)
+    moved = readable != titles
+    assert moved.sum() > 1500   # "..., The" alone is on ~1,700 titles of ml-latest-small
+    words = lambda t: sorted(re.findall(r"[\w.:'-]+", t))  # noqa: E731
+    same = [words(a) == words(b) for a, b in zip(readable[moved], titles[moved]) if ", L'" not in b]
+    assert all(same)
+    assert not readable[moved].str.contains(r", (?:The|A|An)(?:\)| \(|$)").any()

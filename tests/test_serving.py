@@ -115,3 +115,13 @@ def test_title_search(small_index):
     hits = small_index.search_titles("movie 1")
     assert len(hits) and hits["title"].str.lower().str.contains("movie 1").all()
     assert list(hits["n_ratings"]) == sorted(hits["n_ratings"], reverse=True)
+
+
+def test_title_search_as_people_type(small_index):
+    """The article in front, any case, accents or not: the stored "..., The" title is found."""
+    stored = "Movie 5, The (1984)"
+    for query in ("The Movie 5", "the movie 5 (1984)", "movie 5, the", "MOVIE 5"):
+        assert stored in small_index.search_titles(query)["title"].tolist(), query
+    for query in ("cafe 6", "Le Café 6", "the coffee 6", "LE CAFE"):
+        assert small_index.search_titles(query)["movieId"].tolist() == [6], query
+    assert small_index.search_titles("the movie 6 (").empty   # movie 6 is the café (65 is "The Movie 65")
