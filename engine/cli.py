@@ -229,10 +229,14 @@ def cmd_similar(args) -> int:
         from .lsh import lsh_similar
         from .model_store import current_model_dir
         folder = Path(args.model) if args.model else current_model_dir(get_settings().model_dir)
+        if not args.movie.strip().isdigit():
+            args.movie = _index(args.model)[0].find_movie(args.movie)
+        args.movie = int(args.movie)
         t0 = time.perf_counter()
         recs = lsh_similar(_spark(), folder, args.movie, args.n, min_ratings=args.min_ratings)
     else:
         index, folder = _index(args.model)
+        args.movie = index.find_movie(args.movie)
         t0 = time.perf_counter()
         recs = index.similar(args.movie, args.n, min_ratings=args.min_ratings)
     ms = (time.perf_counter() - t0) * 1000
@@ -246,6 +250,8 @@ def cmd_similar(args) -> int:
 def cmd_rate(args) -> int:
     from .user_ratings import RatingStore
     index, _ = _index(args.model)
+    # a rating kept for a movie a newer model lacks can still be removed by its id
+    args.movie = int(args.movie) if args.remove and args.movie.strip().isdigit() else index.find_movie(args.movie)
     with RatingStore(get_settings().ratings_db) as store:
         if args.remove:
             store.remove_rating(args.profile, args.movie)
@@ -321,14 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "movies the user is most likely to watch and like (implicit ALS)")
     p.add_argument("--model", help="model folder (default: current)")
     p = add("similar", cmd_similar, "movies similar to one movie")
-    p.add_argument("--movie", type=int, required=True)
+    p.add_argument("--movie", required=True, help='an id or a title, e.g. 2571 or "the matrix"')
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--min-ratings", type=int, default=10)
     p.add_argument("--method", choices=["exact", "lsh"], default="exact")
     p.add_argument("--model")
     p = add("rate", cmd_rate, "store a rating for a new-user profile (SQLite)")
     p.add_argument("--profile", required=True)
-    p.add_argument("--movie", type=int, required=True)
+    p.add_argument("--movie", required=True, help='an id or a title, e.g. 2571 or "the matrix"')
     p.add_argument("--rating", type=float)
     p.add_argument("--remove", action="store_true")
     p.add_argument("--model")

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from . import picks
-from .movielens import GENRES, ITEM, MAX_RATING, MIN_RATING, RATING, TITLE, USER, fold_for_search, title_search_key
+from .movielens import (GENRES, ITEM, MAX_RATING, MIN_RATING, RATING, TITLE, USER, fold_for_search, readable_title,
+                        title_search_key)
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +300,36 @@ class RecommenderIndex:
         out = self.movies.iloc[hits][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
         out["n_ratings"] = self.item_support[hits]
         return out
+
+    def find_movie(self, query) -> int:
+        """The movie someone means: its id, or its title as stored or as people write it.
+
+        "2571", "the matrix", "Matrix, The (1999)" all give 2571. A title must name one movie:
+        the whole title (the year may be left out) or a part only one title contains; otherwise
+        the error lists the candidates with their ids. Digits are an id when the model knows
+        one (add the year for a title made of digits: "1917 (2019)").
+        """
+        text = str(query if query is not None else "").strip()
+        if not text:
+            raise UnknownIdError("No movie given: pass its id or its title.")
+        if text.isdigit() and int(text) in self._item_pos:
+            return int(text)
+        hits = self.search_titles(text, limit=len(self.movies))
+        if hits.empty:
+            raise UnknownIdError(f"No movie id or title matches {text!r}: check the spelling, or give "
+                                 "a part of the title.")
+        q = fold_for_search(text)
+        whole = [int(m) for m, t in zip(hits[ITEM], hits[TITLE])
+                 if q in {fold_for_search(form) for form in (t, readable_title(t), readable_title(t, False))}]
+        if len(whole) == 1:
+            return whole[0]
+        if len(hits) == 1:
+            return int(hits[ITEM].iloc[0])
+        named = hits[hits[ITEM].isin(whole)] if whole else hits
+        shown = "; ".join(f"{readable_title(t)} = {m}" for m, t in zip(named[ITEM][:8], named[TITLE][:8]))
+        more = f" and {len(named) - 8} more" if len(named) > 8 else ""
+        raise UnknownIdError(f"{text!r} matches {len(named)} movies ({shown}{more}): pass the id or the "
+                             "whole title with its year.")
 
     def _check_ratings(self, ratings) -> tuple[np.ndarray, np.ndarray]:
         if not ratings:

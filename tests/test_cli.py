@@ -81,6 +81,21 @@ def test_recommend_and_similar(env):
     assert lsh["method"] == "lsh" and len(lsh["similar"]) == 5
 
 
+def test_movies_named_by_title(env):
+    """--movie takes a title as people write it; one that names several movies lists them."""
+    by_id = run_cli(env, "similar", "--movie", "5", "-n", "3", "--min-ratings", "0", "--json")
+    by_title = run_cli(env, "similar", "--movie", "the movie 5", "-n", "3", "--min-ratings", "0", "--json")
+    assert by_title["movie"] == 5 and by_title["similar"] == by_id["similar"]
+    lsh = run_cli(env, "similar", "--movie", "Movie 5, The (1984)", "-n", "3", "--method", "lsh", "--json")
+    assert lsh["movie"] == 5
+    out = run_cli(env, "rate", "--profile", "titles", "--movie", "le cafe 6", "--rating", "4", "--json")
+    assert out["ratings"] == [{"movieId": 6, "rating": 4.0}]
+    err = run_cli(env, "similar", "--movie", "movie 5", "--json", expect=2)
+    assert "'movie 5' matches 11 movies" in err["error"] and "pass the id" in err["error"], err
+    err = run_cli(env, "similar", "--movie", "no such film", "--json", expect=2)
+    assert "No movie id or title matches 'no such film'" in err["error"]
+
+
 def test_new_user_fold_in(env, tmp_path):
     for movie, rating in ((1, 5.0), (2, 4.5), (3, 1.0)):
         run_cli(env, "rate", "--profile", "tester", "--movie", str(movie), "--rating", str(rating), "--json")

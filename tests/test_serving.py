@@ -125,3 +125,14 @@ def test_title_search_as_people_type(small_index):
     for query in ("cafe 6", "Le Café 6", "the coffee 6", "LE CAFE"):
         assert small_index.search_titles(query)["movieId"].tolist() == [6], query
     assert small_index.search_titles("the movie 6 (").empty   # movie 6 is the café (65 is "The Movie 65")
+
+
+def test_find_movie_by_id_or_title(small_index):
+    assert small_index.find_movie("5") == small_index.find_movie(" the movie 5 ") == 5
+    assert small_index.find_movie("Movie 5, The (1984)") == small_index.find_movie("THE MOVIE 5 (1984)") == 5
+    assert small_index.find_movie("cafe 6") == 6               # the only title containing it
+    with pytest.raises(UnknownIdError, match=r"'movie 5' matches 11 movies \(.*The Movie 5 \(1984\) = 5; .*pass the id"):
+        small_index.find_movie("movie 5")                      # also Movie 50 to 59
+    for nothing in ("", "   ", "424242", "no such film"):
+        with pytest.raises(UnknownIdError, match="No movie"):
+            small_index.find_movie(nothing)
