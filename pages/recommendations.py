@@ -48,12 +48,19 @@ if mode != "Me (new user)":
     users = [int(u) for u in index.user_ids]
     if "rec_user" not in st.session_state:
         st.session_state.rec_user = 575 if 575 in users else users[0]
+        if asked := st.query_params.get("user"):  # a shared link: /recommendations?user=232
+            if asked.strip().isdigit() and index.has_user(int(asked)):
+                st.session_state.rec_user = int(asked)
+            else:
+                st.warning(f"The link asks for user “{md_escape(asked)}”, whom this model does not know "
+                           f"(ids {min(users)}–{max(users)}). Showing user {st.session_state.rec_user} instead.")
     quick = st.columns([1, 1, 6])
     if quick[0].button("User 575"):
         st.session_state.rec_user = 575
     if quick[1].button("User 232"):
         st.session_state.rec_user = 232
     user = st.selectbox("User (type to search)", users, key="rec_user")
+    st.query_params["user"] = str(user)  # the address bar now links to this user's list
     left, right = st.columns([3, 2])
     with left, friendly_errors("Recommending"):
         recs = index.recommend(user, n, min_ratings=min_ratings, genres=genres or None, order=order)
@@ -68,6 +75,7 @@ if mode != "Me (new user)":
         st.dataframe(for_display(index.user_history(user, 15)[["title", "year", "rating"]]), hide_index=True,
                      width="stretch", column_config=MOVIE_COLUMNS)
 else:
+    st.query_params.pop("user", None)
     store = rating_store(str(get_settings().ratings_db))
     profile = st.text_input("Your profile name (ratings are saved under it)", "guest", key="profile").strip()
     if not profile:

@@ -5,6 +5,7 @@ import streamlit as st
 
 from engine.lsh import LSHIndex, recall_at_k
 from engine.movielens import readable_title
+from engine.serving import UnknownIdError
 from pages._common import (MOVIE_COLUMNS, friendly_errors, load_index, md_escape, model_dir, spark_session,
                            through_navigation, for_display)
 
@@ -27,7 +28,14 @@ catalogue = index.search_titles("", limit=len(index.item_ids))
 options = {int(m): readable_title(t) for m, t in zip(catalogue["movieId"], catalogue["title"])}
 if "sim_movie" not in st.session_state:
     st.session_state.sim_movie = 471 if 471 in options else int(catalogue["movieId"].iloc[0])
+    if asked := st.query_params.get("movie"):  # a shared link: /similar?movie=2571 or ?movie=the+matrix
+        try:
+            st.session_state.sim_movie = index.find_movie(asked)
+        except UnknownIdError as exc:
+            st.warning(f"The link asks for movie “{md_escape(asked)}”: {md_escape(exc)} "
+                       f"Showing {md_escape(options[st.session_state.sim_movie])} instead.")
 movie = st.selectbox("Movie (type to search)", list(options), format_func=options.get, key="sim_movie")
+st.query_params["movie"] = str(movie)  # the address bar now links to this movie
 cols = st.columns(3)
 n = cols[0].slider("How many", 1, 30, 10, key="sim_n")
 min_ratings = cols[1].slider("Minimum ratings", 0, 100, 10, key="sim_min",

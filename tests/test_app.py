@@ -282,3 +282,30 @@ def test_home_first_run_trains(app_env, monkeypatch, tmp_path):
     no_exception(at)
     assert (tmp_path / "models" / "CURRENT").exists()
     assert "Test RMSE" in [m.label for m in at.metric]
+
+
+def _open_link(page: str, **params) -> AppTest:
+    """A fresh session opened at ``page?params`` (a shared link)."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(params)
+    at.switch_page(page)
+    at.run()
+    return at
+
+
+def test_shared_links_open_their_movie_and_user(app_env):
+    """/similar?movie=… (an id or a title) and /recommendations?user=… open there; the address follows."""
+    at = _open_link("pages/similar.py", movie="the movie 5")
+    no_exception(at)
+    assert at.selectbox(key="sim_movie").value == 5 and not at.warning
+    at.selectbox(key="sim_movie").set_value(3).run()
+    assert at.query_params["movie"] == "3"
+    bad = _open_link("pages/similar.py", movie="no such film")
+    no_exception(bad)
+    assert "No movie id or title matches" in bad.warning[0].value and bad.dataframe   # still a page
+    rec = _open_link("pages/recommendations.py", user="7")
+    assert rec.selectbox(key="rec_user").value == 7 and any("user 7" in h.value for h in rec.subheader)
+    assert rec.query_params["user"] == "7"
+    unknown = _open_link("pages/recommendations.py", user="99999")
+    no_exception(unknown)
+    assert "does not know" in unknown.warning[0].value and unknown.query_params["user"] != "99999"

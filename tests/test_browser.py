@@ -221,16 +221,18 @@ def test_recommendations_user_575(server, playwright):
     browser.close()
 
 
-def test_similar_movies_471(server, playwright):
-    browser, page = _open_page(playwright, server, "similar", height=1000)
+def test_similar_movies_from_a_shared_link(server, playwright):
+    # a shared link naming the movie by title; the page puts its id in the address
+    browser, page = _open_page(playwright, server, "similar?movie=the%20godfather", height=1000)
     page.get_by_role("heading", name=re.compile("Similar movies")).wait_for(timeout=90000)
     _wait_idle(page)
-    page.get_by_text("Most similar to The Hudsucker Proxy (1994)").wait_for(timeout=30000)
+    page.get_by_text("Most similar to The Godfather (1972)").wait_for(timeout=30000)
+    page.wait_for_url(re.compile(r"/similar\?movie=858$"), timeout=30000)
     _step_slider(page, -5)  # "How many": 10 -> 5
     page.wait_for_function("() => document.querySelector('[data-testid=stDataFrame] [role=grid]')"
                            "?.getAttribute('aria-rowcount') === '6'", timeout=30000)
     assert _grid_rows(page) == 5
-    page.screenshot(path=str(SHOTS / "similar-471.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "similar-link.png"), full_page=True)
     browser.close()
 
 
