@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from . import picks
-from .movielens import (GENRES, ITEM, MAX_RATING, MIN_RATING, RATING, TITLE, USER, fold_for_search, readable_title,
-                        title_search_key)
+from .movielens import (GENRES, ITEM, MAX_RATING, MIN_RATING, NO_GENRES, RATING, TITLE, USER, fold_for_search,
+                        readable_title, title_search_key)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,17 @@ class RecommenderIndex:
         out = self.movies.iloc[pos][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
         out[RATING] = ratings
         return out
+
+    def user_profile(self, user_id: int, top: int = 3) -> dict:
+        """A user's taste in numbers: how many movies they rated, their mean rating, and the
+        genres of the movies they liked (4 stars or more; all they rated when none) most often."""
+        self._user(user_id)
+        pos, ratings = self._user_rows.get(int(user_id), (np.array([], int), np.array([])))
+        liked = pos[ratings >= LIKED_RATING] if (ratings >= LIKED_RATING).any() else pos
+        counts = {g: int(mask[liked].sum()) for g, mask in self._genre_masks.items() if g != NO_GENRES}
+        ranked = sorted(((g, c) for g, c in counts.items() if c > 0), key=lambda gc: (-gc[1], gc[0]))
+        return {"ratings": int(len(pos)), "mean_rating": float(ratings.mean()) if len(pos) else None,
+                "liked": int((ratings >= LIKED_RATING).sum()), "top_genres": ranked[:top]}
 
     # ------------------------------------------------------------------ scoring
     def raw_scores(self, user_vector: np.ndarray, user_bias: float) -> np.ndarray:

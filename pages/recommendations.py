@@ -72,6 +72,10 @@ if mode != "Me (new user)":
                      column_config=MOVIE_COLUMNS)
     with right, friendly_errors("Reading the history"):
         st.subheader("Their top-rated movies")
+        taste = index.user_profile(user)
+        genres_liked = ", ".join(f"{g} ({c})" for g, c in taste["top_genres"]) or "—"
+        st.caption(f"{taste['ratings']:,} movies rated, {taste['mean_rating']:.2f} ⭐ on average; "
+                   f"{'liked most' if taste['liked'] else 'rated most'}: {genres_liked}.")
         st.dataframe(for_display(index.user_history(user, 15)[["title", "year", "rating"]]), hide_index=True,
                      width="stretch", column_config=MOVIE_COLUMNS)
 else:

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
 from engine.movielens import load_movielens, readable_title
+from engine.serving import RecommenderIndex
 from engine.stats import compute_stats, summarize
 
 APP = str(REPO / "streamlit_app.py")
@@ -66,7 +67,6 @@ def test_recommendations_for_a_user(app_env):
 
 def test_recommendation_order_switch(app_env):
     """Top picks by default; the sidebar switches to the predicted-rating order."""
-    from engine.serving import RecommenderIndex
     index = RecommenderIndex.load(app_env[1])
     at = open_page("pages/recommendations.py")
     at.sidebar.slider(key="rec_min").set_value(0).run()
@@ -305,6 +305,9 @@ def test_shared_links_open_their_movie_and_user(app_env):
     assert "No movie id or title matches" in bad.warning[0].value and bad.dataframe   # still a page
     rec = _open_link("pages/recommendations.py", user="7")
     assert rec.selectbox(key="rec_user").value == 7 and any("user 7" in h.value for h in rec.subheader)
+    taste = RecommenderIndex.load(app_env[1]).user_profile(7)
+    assert any(c.value.startswith(f"{taste['ratings']:,} movies rated, {taste['mean_rating']:.2f} ⭐")
+               for c in rec.caption), [c.value for c in rec.caption]
     assert rec.query_params["user"] == "7"
     unknown = _open_link("pages/recommendations.py", user="99999")
     no_exception(unknown)

@@ -136,3 +136,22 @@ def test_find_movie_by_id_or_title(small_index):
     for nothing in ("", "   ", "424242", "no such film"):
         with pytest.raises(UnknownIdError, match="No movie"):
             small_index.find_movie(nothing)
+
+
+def test_user_profile_counts_what_they_rated_and_liked(small_index):
+    known = small_index.ratings[small_index.ratings["movieId"].isin(small_index.item_ids)]
+    meta = small_index.movies.set_index("movieId")["genres"]
+    for user in (1, 7, 30):
+        mine = known[known["userId"] == user]
+        profile = small_index.user_profile(user, top=50)
+        assert profile["ratings"] == len(mine)
+        assert profile["mean_rating"] == pytest.approx(mine["rating"].mean())
+        liked = mine[mine["rating"] >= 4.0] if (mine["rating"] >= 4.0).any() else mine
+        assert profile["liked"] == int((mine["rating"] >= 4.0).sum())
+        expected = meta.loc[liked["movieId"]].str.split("|").explode().value_counts()
+        expected = expected.drop("(no genres listed)", errors="ignore")
+        assert dict(profile["top_genres"]) == expected.to_dict()
+        counts = [c for _, c in profile["top_genres"]]
+        assert counts == sorted(counts, reverse=True)
+    with pytest.raises(UnknownIdError):
+        small_index.user_profile(424242)
