@@ -4,7 +4,7 @@ import streamlit as st
 from engine.movielens import readable_title
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
-from pages._common import MOVIE_COLUMNS, friendly_errors, load_index, md_escape, through_navigation, for_display
+from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -74,8 +74,9 @@ if mode != "Me (new user)":
         st.subheader("Their top-rated movies")
         taste = index.user_profile(user)
         genres_liked = ", ".join(f"{g} ({c})" for g, c in taste["top_genres"]) or "—"
-        st.caption(f"{taste['ratings']:,} movies rated, {taste['mean_rating']:.2f} ⭐ on average; "
-                   f"{'liked most' if taste['liked'] else 'rated most'}: {genres_liked}.")
+        if taste["ratings"]:
+            st.caption(f"{taste['ratings']:,} movies rated, {taste['mean_rating']:.2f} ⭐ on average; "
+                       f"{'liked most' if taste['liked'] else 'rated most'}: {genres_liked}.")
         st.dataframe(for_display(index.user_history(user, 15)[["title", "year", "rating"]]), hide_index=True,
                      width="stretch", column_config=MOVIE_COLUMNS)
 else:

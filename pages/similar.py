@@ -6,8 +6,8 @@ import streamlit as st
 from engine.lsh import LSHIndex, recall_at_k
 from engine.movielens import readable_title
 from engine.serving import UnknownIdError
-from pages._common import (MOVIE_COLUMNS, friendly_errors, load_index, md_escape, model_dir, spark_session,
-                           through_navigation, for_display)
+from pages._common import (MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, model_dir,
+                           spark_session, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
