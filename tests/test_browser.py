@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_a_deep_link_into_a_fresh_server_gets_the_app_navigation(real_model, mov
                   "Model"]
         assert [line for line in nav.splitlines() if line.strip() in titles] == titles, nav
         assert "common" not in nav and "streamlit app" not in nav.lower()
-        assert page.url.endswith("/similar") and page.title() == "Movie Recommender"
+        assert urllib.parse.urlparse(page.url).path == "/similar" and page.title() == "Movie Recommender"
         browser.close()
 
 
