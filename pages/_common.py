@@ -150,7 +150,8 @@ def tmdb_url(tmdb_id) -> str | None:
 def for_display(df):
     """A movie table as people read it: titles with their article in front ("The Matrix"; the
     year dropped where a Year column shows it), genres and *Because you rated…* as chips, and
-    IMDb/TMDB links from the catalogue's ids (links.csv). The engine's frame is not changed."""
+    links to the movie's similar-movies page and to IMDb/TMDB (links.csv). The engine's frame is
+    not changed."""
     out = df.copy()
     if "title" in out:
         with_year = "year" not in out
@@ -159,6 +160,8 @@ def for_display(df):
         out["genres"] = out["genres"].map(lambda g: [] if g == NO_GENRES else str(g).split("|"))
     if "because" in out:
         out["because"] = out["because"].map(lambda titles: [readable_title(t) for t in titles])
+    if "movieId" in out:  # relative, so it works under a server base path too; opens a new tab
+        out["similar"] = "similar?movie=" + out["movieId"].astype(int).astype(str)
     if "imdbId" in out:
         out["IMDb"] = out["imdbId"].map(imdb_url)
     if "tmdbId" in out:
@@ -170,6 +173,8 @@ MOVIE_COLUMNS = {
     "title": st.column_config.TextColumn("Title"),
     "genres": st.column_config.ListColumn("Genres"),
     "rating": st.column_config.NumberColumn("Rating", format="%.1f ⭐"),
+    "similar": st.column_config.LinkColumn("More like it", display_text="Similar →",
+                                           help="Opens the similar-movies page for this movie"),
     "IMDb": st.column_config.LinkColumn("IMDb", display_text="IMDb"),
     "TMDB": st.column_config.LinkColumn("TMDB", display_text="TMDB"),
     "predicted_rating": st.column_config.NumberColumn("Predicted", format="%.2f ⭐"),

@@ -75,8 +75,8 @@ def show_movies(target, emotion: str) -> None:
             ms = (time.perf_counter() - t0) * 1000
             st.subheader(f"{EMOJI.get(emotion, '')} Feeling {emotion}? Try these")
             cols = ["title", "year", "genres"] + [c for c in ("predicted_rating", "score") if c in movies]
-            st.dataframe(for_display(movies[cols]), hide_index=True, width="stretch",
-                         column_config=MOOD_COLUMNS)
+            shown = for_display(movies[["movieId"] + cols])[cols + ["similar"]]
+            st.dataframe(shown, hide_index=True, width="stretch", column_config=MOOD_COLUMNS)
             st.caption(f"Genres: {', '.join(settings.mood_genres[emotion])} · ranked by "
                        f"{movies['ranked_by'].iloc[0] if len(movies) else '—'} · {ms:.1f} ms")
 

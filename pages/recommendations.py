@@ -8,7 +8,7 @@ from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_inde
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
-SHOWN = ["title", "year", "genres", "predicted_rating", "because", "n_ratings", "IMDb", "TMDB"]
+SHOWN = ["title", "year", "genres", "predicted_rating", "because", "n_ratings", "similar", "IMDb", "TMDB"]
 ORDER_NOTES = {"picks": "Top picks: the movies most likely to be watched and enjoyed next. "
                         "*Because you rated…* lists the rated movies that add most to each pick's score.",
                "rating": "Ordered by the highest predicted rating. *Because you rated…* lists the "

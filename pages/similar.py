@@ -62,5 +62,5 @@ with friendly_errors("Finding similar movies"):
         st.caption(f"Exact cosine over {len(index.item_ids):,} movies in {exact_ms:.2f} ms.")
     meta = index.movies.set_index("movieId")[["imdbId", "tmdbId"]]
     shown = for_display(result.join(meta, on="movieId"))
-    st.dataframe(shown[["title", "year", "genres", "score", "n_ratings", "IMDb", "TMDB"]],
+    st.dataframe(shown[["title", "year", "genres", "score", "n_ratings", "similar", "IMDb", "TMDB"]],
                  hide_index=True, width="stretch", column_config=MOVIE_COLUMNS)

@@ -121,6 +121,9 @@ def test_titles_shown_as_people_write_them(app_env):
     df = at.dataframe[0].value
     assert df["genres"].map(lambda g: not isinstance(g, str) and all(isinstance(x, str) for x in g)).all()
     assert not df["title"].str.contains(r"\(\d{4}\)$").any()   # the Year column holds it
+    # each row links to its own similar-movies page (relative: works under a base path too)
+    expected = ["similar?movie=" + str(m) for m in RecommenderIndex.load(app_env[1]).similar(5, 10, min_ratings=0)["movieId"]]
+    assert df["similar"].tolist() == expected
 
 
 def test_statistics_tables(app_env):
