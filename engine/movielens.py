@@ -249,7 +249,7 @@ def fold_for_search(text) -> str:
     return "".join(c for c in folded if not unicodedata.combining(c))
 
 
-def title_search_key(title) -> str:
-    """What a title search matches: the stored and the readable title, folded, so "the godfather",
-    "godfather, the" and "amelie" all find theirs."""
-    return fold_for_search(f"{title}\n{readable_title(title)}")
+def title_search_key(title, readable: str | None = None) -> str:
+    """What a title search matches: the stored and the readable title (``readable``, when already
+    made), folded, so "the godfather", "godfather, the" and "amelie" all find theirs."""
+    return fold_for_search(f"{title}\n{readable if readable is not None else readable_title(title)}")

@@ -72,6 +72,8 @@ class RecommenderIndex:
     _genre_masks: dict = field(default_factory=dict, repr=False)
     _user_rows: dict = field(default_factory=dict, repr=False)
     _title_keys: pd.Series | None = field(default=None, repr=False)
+    #: movieId -> the title as people write it ("The Matrix (1999)"), made once at load
+    readable_titles: pd.Series | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self._user_pos = {int(u): i for i, u in enumerate(self.user_ids)}
@@ -87,7 +89,9 @@ class RecommenderIndex:
         pos = known[ITEM].map(self._item_pos).to_numpy()
         for user, idx in known.groupby(USER).indices.items():
             self._user_rows[int(user)] = (pos[idx], known[RATING].to_numpy()[idx])
-        self._title_keys = self.movies[TITLE].map(title_search_key)
+        readable = [readable_title(t) for t in self.movies[TITLE]]
+        self.readable_titles = pd.Series(readable, index=self.movies[ITEM].astype(int).to_numpy(), name=TITLE)
+        self._title_keys = pd.Series([title_search_key(t, r) for t, r in zip(self.movies[TITLE], readable)])
 
     # ------------------------------------------------------------------ lookups
     @property
@@ -331,13 +335,14 @@ class RecommenderIndex:
                                  "a part of the title.")
         q = fold_for_search(text)
         whole = [int(m) for m, t in zip(hits[ITEM], hits[TITLE])
-                 if q in {fold_for_search(form) for form in (t, readable_title(t), readable_title(t, False))}]
+                 if q in {fold_for_search(form) for form in
+                          (t, self.readable_titles[m], readable_title(t, with_year=False))}]
         if len(whole) == 1:
             return whole[0]
         if len(hits) == 1:
             return int(hits[ITEM].iloc[0])
         named = hits[hits[ITEM].isin(whole)] if whole else hits
-        shown = "; ".join(f"{readable_title(t)} = {m}" for m, t in zip(named[ITEM][:8], named[TITLE][:8]))
+        shown = "; ".join(f"{self.readable_titles[m]} = {m}" for m in named[ITEM][:8])
         more = f" and {len(named) - 8} more" if len(named) > 8 else ""
         raise UnknownIdError(f"{text!r} matches {len(named)} movies ({shown}{more}): pass the id or the "
                              "whole title with its year.")

@@ -1,7 +1,6 @@
 """Recommendations for a MovieLens user, or for you (new-user mode, ratings kept in SQLite)."""
 import streamlit as st
 
-from engine.movielens import readable_title
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
 from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, through_navigation
@@ -92,8 +91,8 @@ else:
     if hits.empty:
         st.info(f"No title contains “{query}”.")
     else:
-        options = {int(m): f"{readable_title(t)} ({r:,} ratings)"
-                   for m, t, r in zip(hits["movieId"], hits["title"], hits["n_ratings"])}
+        options = {int(m): f"{index.readable_titles[m]} ({r:,} ratings)"
+                   for m, r in zip(hits["movieId"], hits["n_ratings"])}
         pick = st.selectbox("Movie", list(options), format_func=options.get, key="rate_pick")
         stars = st.feedback("stars", key="rate_stars")
 
@@ -111,10 +110,9 @@ else:
     left, right = st.columns([2, 3])
     with left:
         st.subheader(f"Your ratings ({len(mine)})")
-        titles = index.movies.set_index("movieId")["title"]
         for movie_id, rating in mine:
             row = st.columns([5, 2, 1])
-            row[0].text(readable_title(titles[movie_id]) if movie_id in titles else f"movie {movie_id}")
+            row[0].text(index.readable_titles.get(movie_id, f"movie {movie_id}"))
             new = row[1].select_slider("stars", [x / 2 for x in range(1, 11)], value=rating,
                                        key=f"edit_{movie_id}", label_visibility="collapsed")
             if new != rating:

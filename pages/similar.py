@@ -4,7 +4,6 @@ import time
 import streamlit as st
 
 from engine.lsh import LSHIndex, recall_at_k
-from engine.movielens import readable_title
 from engine.serving import UnknownIdError
 from pages._common import (MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, model_dir,
                            spark_session, through_navigation)
@@ -25,7 +24,7 @@ def lsh_index(folder: str, _index) -> LSHIndex:
 
 
 catalogue = index.search_titles("", limit=len(index.item_ids))
-options = {int(m): readable_title(t) for m, t in zip(catalogue["movieId"], catalogue["title"])}
+options = index.readable_titles[catalogue["movieId"]].to_dict()  # most-rated first
 if "sim_movie" not in st.session_state:
     st.session_state.sim_movie = 471 if 471 in options else int(catalogue["movieId"].iloc[0])
     if asked := st.query_params.get("movie"):  # a shared link: /similar?movie=2571 or ?movie=the+matrix
