@@ -178,22 +178,18 @@ def _movie_rows(df: pd.DataFrame, cols: list[str]) -> str:
     return "\n".join(" ".join(f"{row[c]}" for c in cols if c in row) for _, row in df.iterrows())
 
 
-def _read_ratings_file(path: str) -> list[tuple[int, float]]:
-    """CSV with movieId,rating (header optional) -> pairs; precise errors."""
+def _read_ratings_file(path: str, index) -> list[tuple[int, float]]:
+    """The ratings of a file (movieId,rating, an IMDb or a Letterboxd export); skips on stderr."""
+    from .rating_files import read_ratings_file
     p = Path(path)
-    if not p.exists():
-        raise ValueError(f"{path}: no such file. Give a CSV of movieId,rating lines.")
-    pairs = []
-    for no, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.lower().startswith("movieid"):
-            continue
-        parts = [x.strip() for x in line.split(",")]
-        try:
-            pairs.append((int(parts[0]), float(parts[1])))
-        except (ValueError, IndexError):
-            raise ValueError(f"{path}, line {no}: expected movieId,rating but got {line!r}.") from None
-    return pairs
+    if not p.is_file():
+        raise ValueError(f"{path}: no such file. Give a CSV of movieId,rating lines, an IMDb ratings "
+                         "export or a Letterboxd ratings.csv.")
+    result = read_ratings_file(p.read_bytes(), str(path), index.movies)
+    sys.stderr.write(f"{path}: {result.summary()}\n")
+    if not result.pairs:
+        raise ValueError(f"{path}: none of its ratings is of a movie this model knows: nothing to use.")
+    return result.pairs
 
 
 def cmd_recommend(args) -> int:
@@ -202,7 +198,7 @@ def cmd_recommend(args) -> int:
     genres = _parse_list(args.genres, str) if args.genres else None
     if args.new_user or args.profile:
         if args.new_user:
-            pairs = _read_ratings_file(args.new_user)
+            pairs = _read_ratings_file(args.new_user, index)
         else:
             from .user_ratings import RatingStore
             with RatingStore(get_settings().ratings_db) as store:
@@ -250,18 +246,50 @@ def cmd_similar(args) -> int:
 def cmd_rate(args) -> int:
     from .user_ratings import RatingStore
     index, _ = _index(args.model)
-    # a rating kept for a movie a newer model lacks can still be removed by its id
-    args.movie = int(args.movie) if args.remove and args.movie.strip().isdigit() else index.find_movie(args.movie)
-    with RatingStore(get_settings().ratings_db) as store:
-        if args.remove:
-            store.remove_rating(args.profile, args.movie)
+    if args.export:
+        from .rating_files import export_ratings
+        with RatingStore(get_settings().ratings_db) as store:
+            pairs = store.ratings(args.profile)
+        text = export_ratings(pairs, index.movies)
+        if args.export == "-":
+            if args.json:
+                raise ValueError("--export - writes the CSV on stdout: leave out --json, or give a file.")
+            sys.stdout.write(text)
         else:
-            index.fold_in([(args.movie, args.rating)])  # validates movie id and rating scale
-            store.set_rating(args.profile, args.movie, args.rating)
-        pairs = store.ratings(args.profile)
-    _emit(args, {"profile": args.profile, "ratings": [{"movieId": m, "rating": r} for m, r in pairs]},
-          f"{args.profile}: {len(pairs)} rating(s) stored")
+            _write_atomically(Path(args.export), text)
+            _emit(args, {"profile": args.profile, "exported": args.export, "ratings": len(pairs)},
+                  f"{args.profile}: {len(pairs)} rating(s) written to {args.export}")
+        return EXIT_OK
+    imported = None
+    if args.import_file:
+        pairs = _read_ratings_file(args.import_file, index)
+        with RatingStore(get_settings().ratings_db) as store:
+            imported = store.import_ratings(args.profile, pairs, replace=args.replace)
+            pairs = store.ratings(args.profile)
+    else:
+        # a rating kept for a movie a newer model lacks can still be removed by its id
+        args.movie = int(args.movie) if args.remove and args.movie.strip().isdigit() else index.find_movie(args.movie)
+        with RatingStore(get_settings().ratings_db) as store:
+            if args.remove:
+                store.remove_rating(args.profile, args.movie)
+            else:
+                index.fold_in([(args.movie, args.rating)])  # validates movie id and rating scale
+                store.set_rating(args.profile, args.movie, args.rating)
+            pairs = store.ratings(args.profile)
+    payload = {"profile": args.profile, "ratings": [{"movieId": m, "rating": r} for m, r in pairs]}
+    text = f"{args.profile}: {len(pairs)} rating(s) stored"
+    if imported is not None:
+        payload["imported"] = imported
+        text += (f" ({imported['added']} added, {imported['replaced']} replaced, {imported['kept']} kept "
+                 "as they were" + ("" if args.replace else "; --replace to take the file's") + ")")
+    _emit(args, payload, text)
     return EXIT_OK
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def cmd_mood(args) -> int:
@@ -316,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          help="print the current model's stored metrics")
     p = add("recommend", cmd_recommend, "top-N movies for a user (no Spark)")
     p.add_argument("--user", type=int)
-    p.add_argument("--new-user", metavar="FILE", help="CSV of movieId,rating for someone new")
+    p.add_argument("--new-user", metavar="FILE", help="ratings of someone new: a CSV of movieId,rating, "
+                                                      "an IMDb ratings export or a Letterboxd ratings.csv")
     p.add_argument("--profile", help="a profile stored with `rate`")
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--min-ratings", type=int, default=20,
@@ -332,9 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-ratings", type=int, default=10)
     p.add_argument("--method", choices=["exact", "lsh"], default="exact")
     p.add_argument("--model")
-    p = add("rate", cmd_rate, "store a rating for a new-user profile (SQLite)")
+    p = add("rate", cmd_rate, "store a rating for a new-user profile (SQLite), import or export them")
     p.add_argument("--profile", required=True)
-    p.add_argument("--movie", required=True, help='an id or a title, e.g. 2571 or "the matrix"')
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--movie", help='an id or a title, e.g. 2571 or "the matrix"')
+    what.add_argument("--import", dest="import_file", metavar="FILE",
+                      help="add the ratings of a CSV: movieId,rating (this app's export, MovieLens), "
+                           "an IMDb ratings export or a Letterboxd ratings.csv")
+    what.add_argument("--export", metavar="FILE", help="write the profile's ratings as CSV ('-': stdout)")
+    p.add_argument("--replace", action="store_true",
+                   help="with --import: the file's rating replaces one already stored")
     p.add_argument("--rating", type=float)
     p.add_argument("--remove", action="store_true")
     p.add_argument("--model")
@@ -372,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    if args.command == "rate" and not args.remove and args.rating is None:
+    if args.command == "rate" and args.movie is not None and not args.remove and args.rating is None:
         sys.stderr.write("error: rate needs --rating R (0.5-5.0) or --remove\n")
         return EXIT_INPUT
     try:

@@ -316,6 +316,27 @@ class RecommenderIndex:
         out["n_ratings"] = self.item_support[hits]
         return out
 
+    def popular_to_rate(self, exclude=(), n: int = 9, offset: int = 0) -> pd.DataFrame:
+        """Movies a newcomer most likely has seen, to rate first: the most-rated ones.
+
+        ``exclude`` (movie ids already rated) are left out; ``offset`` skips that many of the
+        rest, most-rated first, and wraps around at the end ("show me other movies").
+        Ties in popularity keep catalogue order, so the list is stable between calls.
+        """
+        if n <= 0:
+            return self.movies.iloc[[]][[ITEM, TITLE, GENRES, "year"]].assign(n_ratings=[])
+        mask = np.ones(len(self.item_ids), bool)
+        known = [self._item_pos[int(m)] for m in exclude if int(m) in self._item_pos]
+        mask[known] = False
+        pos = np.flatnonzero(mask)
+        pos = pos[np.argsort(-self.item_support[pos], kind="stable")]
+        if pos.size:
+            start = int(offset) % pos.size
+            pos = np.roll(pos, -start)[:n]
+        out = self.movies.iloc[pos][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
+        out["n_ratings"] = self.item_support[pos]
+        return out
+
     def find_movie(self, query) -> int:
         """The movie someone means: its id, or its title as stored or as people write it.
 

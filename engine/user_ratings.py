@@ -32,6 +32,17 @@ CREATE TABLE IF NOT EXISTS ratings (
 );
 """
 
+_UPSERT = ("INSERT INTO ratings(profile_id, movie_id, rating, updated_at) VALUES (?, ?, ?, ?) "
+           "ON CONFLICT(profile_id, movie_id) DO UPDATE SET rating = excluded.rating, "
+           "updated_at = excluded.updated_at")
+
+
+def _checked(rating, what: str = "") -> float:
+    r = float(rating)
+    if not (MIN_RATING <= r <= MAX_RATING) or (r * 2) % 1:
+        raise ValueError(f"Rating {rating!r}{what} is off the scale: use {MIN_RATING}-{MAX_RATING} in half stars.")
+    return r
+
 
 class RatingStore:
     """Per-profile movie ratings. Open one per thread/process; cheap to create.
@@ -78,15 +89,37 @@ class RatingStore:
 
     def set_rating(self, profile: str, movie_id: int, rating: float) -> None:
         """Insert or update one rating (committed when this returns)."""
-        r = float(rating)
-        if not (MIN_RATING <= r <= MAX_RATING) or (r * 2) % 1:
-            raise ValueError(f"Rating {rating!r} is off the scale: use {MIN_RATING}-{MAX_RATING} "
-                             "in half stars.")
+        r = _checked(rating)
         pid = self._profile_id(profile, create=True)
-        self._db.execute(
-            "INSERT INTO ratings(profile_id, movie_id, rating, updated_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(profile_id, movie_id) DO UPDATE SET rating = excluded.rating, "
-            "updated_at = excluded.updated_at", (pid, int(movie_id), r, time.time()))
+        self._db.execute(_UPSERT, (pid, int(movie_id), r, time.time()))
+
+    def import_ratings(self, profile: str, pairs: list[tuple[int, float]],
+                       replace: bool = False) -> dict[str, int]:
+        """Add many ratings in one transaction: all of them or, on any error, none.
+
+        A movie the profile already rated keeps its rating unless ``replace``.
+        Returns how many were ``added``, ``replaced`` and ``kept``.
+        """
+        values = [(int(movie_id), _checked(rating, f" for movie {movie_id}")) for movie_id, rating in pairs]
+        counts = {"added": 0, "replaced": 0, "kept": 0}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            pid = self._profile_id(profile, create=True)
+            had = {m: r for m, r in self._db.execute(
+                "SELECT movie_id, rating FROM ratings WHERE profile_id = ?", (pid,))}
+            now = time.time()
+            for movie_id, r in values:
+                if movie_id in had and not replace:
+                    counts["kept"] += 1
+                    continue
+                counts["replaced" if movie_id in had else "added"] += 1
+                self._db.execute(_UPSERT, (pid, movie_id, r, now))
+                now += 1e-6   # keeps the file's order in ratings(), which sorts by time
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return counts
 
     def remove_rating(self, profile: str, movie_id: int) -> bool:
         pid = self._profile_id(profile, create=False)

@@ -170,7 +170,7 @@ def for_display(df):
 
 
 MOVIE_COLUMNS = {
-    "title": st.column_config.TextColumn("Title"),
+    "title": st.column_config.TextColumn("Title", width=240),  # room for most titles at a glance
     "genres": st.column_config.ListColumn("Genres"),
     "rating": st.column_config.NumberColumn("Rating", format="%.1f ⭐"),
     "similar": st.column_config.LinkColumn("More like it", display_text="Similar →",
@@ -178,7 +178,7 @@ MOVIE_COLUMNS = {
     "IMDb": st.column_config.LinkColumn("IMDb", display_text="IMDb"),
     "TMDB": st.column_config.LinkColumn("TMDB", display_text="TMDB"),
     "predicted_rating": st.column_config.NumberColumn("Predicted", format="%.2f ⭐"),
-    "because": st.column_config.ListColumn("Because you rated…"),
+    "because": st.column_config.ListColumn("Because you rated…", width="large"),
     "year": st.column_config.NumberColumn("Year", format="%d"),
     "n_ratings": st.column_config.NumberColumn("Ratings"),
     "score": st.column_config.NumberColumn("Similarity", format="%.3f"),

@@ -1,13 +1,17 @@
 """Recommendations for a MovieLens user, or for you (new-user mode, ratings kept in SQLite)."""
+import pandas as pd
 import streamlit as st
 
+from engine.rating_files import export_ratings, read_ratings_file
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
 from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
-SHOWN = ["title", "year", "genres", "predicted_rating", "because", "n_ratings", "similar", "IMDb", "TMDB"]
+# Most telling first: where the table is narrower than its columns, what scrolls out of view is the least needed.
+SHOWN = ["title", "year", "predicted_rating", "because", "genres", "n_ratings", "similar", "IMDb", "TMDB"]
+HISTORY = ["title", "year", "rating", "genres", "similar"]
 ORDER_NOTES = {"picks": "Top picks: the movies most likely to be watched and enjoyed next. "
                         "*Because you rated…* lists the rated movies that add most to each pick's score.",
                "rating": "Ordered by the highest predicted rating. *Because you rated…* lists the "
@@ -40,6 +44,68 @@ with st.sidebar:
         order = "rating"
         st.caption("This model has no top-picks ranking: retrain it on the home page to get one.")
 
+POPULAR_TILES, POPULAR_COLUMNS = 9, 3
+
+
+def popular_to_rate(index, store: RatingStore, profile: str, rated: list[int]) -> None:
+    """The fastest start: the most-rated movies not yet rated, one click of stars each.
+
+    A rated movie leaves the grid at once and the next most-rated one takes its place;
+    *Show other movies* pages on (round the catalogue when it reaches the end).
+    """
+    def other_movies() -> None:
+        st.session_state.quick_offset = st.session_state.get("quick_offset", 0) + POPULAR_TILES
+
+    st.markdown("**…or rate some of the most-watched movies**")
+    tiles = index.popular_to_rate(rated, POPULAR_TILES, st.session_state.get("quick_offset", 0))
+
+    def save(movie_id: int, title: str) -> None:
+        stars = st.session_state.get(f"quick_{movie_id}")
+        if stars is None:
+            return
+        with friendly_errors("Saving the rating"):
+            store.set_rating(profile, movie_id, float(stars + 1))
+            st.toast(f"Saved {stars + 1}★ for {md_escape(title)}")
+
+    shown = for_display(tiles)
+    for start in range(0, len(shown), POPULAR_COLUMNS):
+        for cell, (_, movie) in zip(st.columns(POPULAR_COLUMNS), shown.iloc[start:start + POPULAR_COLUMNS].iterrows()):
+            movie_id = int(movie["movieId"])
+            title = index.readable_titles[movie_id]
+            with cell.container(border=True, height="stretch"):  # a row of cards, one height
+                year = f"{int(movie['year'])} · " if pd.notna(movie["year"]) else ""
+                st.markdown(f"**{md_escape(movie['title'])}**")
+                st.caption(f"{year}{' · '.join(movie['genres'][:3]) or 'no genre listed'}")
+                st.feedback("stars", key=f"quick_{movie_id}", on_change=save, args=(movie_id, title))
+    st.button("Show other movies", key="quick_other", icon=":material/refresh:", on_click=other_movies,
+              help=f"The next {POPULAR_TILES} most-watched movies you have not rated")
+
+
+def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int, float]]) -> None:
+    """Bring ratings from a file (this app's export, MovieLens, IMDb, Letterboxd) or take them away."""
+    if note := st.session_state.pop("import_note", None):
+        st.success(note)
+    with st.expander("Import or export ratings", icon=":material/swap_vert:"):
+        st.download_button("Download my ratings (CSV)", export_ratings(mine, index.movies),
+                           file_name=f"{profile}-ratings.csv", mime="text/csv", disabled=not mine,
+                           icon=":material/download:", key="ratings_download", on_click="ignore")
+        round_ = st.session_state.get("import_round", 0)   # a new key empties the uploader after an import
+        upload = st.file_uploader("Import a ratings file", type=["csv"], key=f"ratings_upload_{round_}",
+                                  help="This app's export or any movieId,rating CSV (MovieLens), the "
+                                       "ratings export of IMDb, or the ratings.csv of Letterboxd's data export.")
+        replace = st.checkbox("The file's rating replaces one I already gave", key="import_replace")
+        if upload is not None and st.button("Import", type="primary", key="ratings_import"):
+            with friendly_errors(f"Importing {upload.name}"):
+                read = read_ratings_file(upload.getvalue(), upload.name, index.movies)
+                counts = store.import_ratings(profile, read.pairs, replace=replace)
+                kept = f", {counts['kept']} already rated kept as they were" if counts["kept"] else ""
+                st.session_state.import_note = (
+                    f"{md_escape(upload.name)}: {md_escape(read.summary())}. Saved under “{md_escape(profile)}”: "
+                    f"{counts['added']} added, {counts['replaced']} replaced{kept}.")
+                st.session_state.import_round = round_ + 1
+                st.rerun()
+
+
 mode = st.segmented_control("Recommend for", ["A MovieLens user", "Me (new user)"],
                             default="A MovieLens user", key="rec_mode")
 
@@ -60,74 +126,78 @@ if mode != "Me (new user)":
         st.session_state.rec_user = 232
     user = st.selectbox("User (type to search)", users, key="rec_user")
     st.query_params["user"] = str(user)  # the address bar now links to this user's list
-    left, right = st.columns([3, 2])
-    with left, friendly_errors("Recommending"):
+    # One table per row: side by side, *Because you rated…* was cut off below ~1,600 px.
+    with friendly_errors("Recommending"):
         recs = index.recommend(user, n, min_ratings=min_ratings, genres=genres or None, order=order)
         st.subheader(f"Top {len(recs)} for user {user}")
         st.caption(ORDER_NOTES[order])
         if recs.empty:
             st.info("No movie passes these filters: lower the minimum ratings or add genres.")
-        st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch",
+        st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch", height="content",
                      column_config=MOVIE_COLUMNS)
-    with right, friendly_errors("Reading the history"):
-        st.subheader("Their top-rated movies")
+    with friendly_errors("Reading the history"):
+        st.subheader(f"What user {user} rated highest")
         taste = index.user_profile(user)
         genres_liked = ", ".join(f"{g} ({c})" for g, c in taste["top_genres"]) or "—"
         if taste["ratings"]:
             st.caption(f"{taste['ratings']:,} movies rated, {taste['mean_rating']:.2f} ⭐ on average; "
                        f"{'liked most' if taste['liked'] else 'rated most'}: {genres_liked}.")
-        st.dataframe(for_display(index.user_history(user, 15)[["title", "year", "rating"]]), hide_index=True,
+        st.dataframe(for_display(index.user_history(user, 15))[HISTORY], hide_index=True, height="content",
                      width="stretch", column_config=MOVIE_COLUMNS)
 else:
     st.query_params.pop("user", None)
     store = rating_store(str(get_settings().ratings_db))
-    profile = st.text_input("Your profile name (ratings are saved under it)", "guest", key="profile").strip()
+    profile = st.text_input("Your profile name (ratings are saved under it)", "guest", key="profile",
+                            on_change=lambda: st.session_state.pop("quick_offset", None)).strip()  # from the top
     if not profile:
         st.warning("Type a profile name to keep your ratings.")
         st.stop()
-    st.subheader("Rate movies you know")
-    query = st.text_input("Find a movie by title", key="rate_query", placeholder="e.g. Toy Story")
-    hits = index.search_titles(query, limit=30)
-    if hits.empty:
-        st.info(f"No title contains “{query}”.")
-    else:
-        options = {int(m): f"{index.readable_titles[m]} ({r:,} ratings)"
-                   for m, r in zip(hits["movieId"], hits["n_ratings"])}
-        pick = st.selectbox("Movie", list(options), format_func=options.get, key="rate_pick")
-        stars = st.feedback("stars", key="rate_stars")
-
-        def save_rating():
-            # Runs before the rerun: the stars can be reset for the next movie.
-            with friendly_errors("Saving the rating"):
-                store.set_rating(profile, int(pick), float(stars + 1))
-                st.toast(f"Saved {stars + 1}★ for {md_escape(options[pick])}")
-            st.session_state.rate_stars = None
-
-        st.button("Save rating", type="primary", disabled=stars is None, key="rate_save",
-                  on_click=save_rating)
-
     mine = store.ratings(profile)
-    left, right = st.columns([2, 3])
-    with left:
+    st.subheader("Rate movies you know")
+    rate, yours = st.columns([3, 2], gap="large")
+    with rate:
+        query = st.text_input("Find a movie by title", key="rate_query", placeholder="e.g. Toy Story")
+        hits = index.search_titles(query, limit=30)
+        if hits.empty:
+            st.info(f"No title contains “{query}”.")
+        else:
+            options = {int(m): f"{index.readable_titles[m]} ({r:,} ratings)"
+                       for m, r in zip(hits["movieId"], hits["n_ratings"])}
+            pick = st.selectbox("Movie", list(options), format_func=options.get, key="rate_pick")
+            stars = st.feedback("stars", key="rate_stars")
+
+            def save_rating():
+                # Runs before the rerun: the stars can be reset for the next movie.
+                with friendly_errors("Saving the rating"):
+                    store.set_rating(profile, int(pick), float(stars + 1))
+                    st.toast(f"Saved {stars + 1}★ for {md_escape(options[pick])}")
+                st.session_state.rate_stars = None
+
+            st.button("Save rating", type="primary", disabled=stars is None, key="rate_save",
+                      on_click=save_rating)
+        popular_to_rate(index, store, profile, [m for m, _ in mine])
+    with yours:
         st.subheader(f"Your ratings ({len(mine)})")
+        import_export(index, store, profile, mine)
+        if not mine:
+            st.caption("Nothing rated yet under this profile.")
         for movie_id, rating in mine:
-            row = st.columns([5, 2, 1])
+            row = st.columns([4, 3, 1], vertical_alignment="center")
             row[0].text(index.readable_titles.get(movie_id, f"movie {movie_id}"))
             new = row[1].select_slider("stars", [x / 2 for x in range(1, 11)], value=rating,
                                        key=f"edit_{movie_id}", label_visibility="collapsed")
             if new != rating:
                 store.set_rating(profile, movie_id, new)
-            if row[2].button("✕", key=f"del_{movie_id}", help="Remove this rating"):
+            if row[2].button("", icon=":material/close:", key=f"del_{movie_id}", help="Remove this rating"):
                 store.remove_rating(profile, movie_id)
                 st.rerun()
-    with right:
-        st.subheader("Recommended for you")
-        st.caption(ORDER_NOTES[order])
-        if not mine:
-            st.info("Rate a few movies (three or more works well) to get recommendations.")
-        else:
-            with friendly_errors("Recommending"):
-                recs = index.recommend_new_user(store.ratings(profile), n, min_ratings=min_ratings,
-                                                genres=genres or None, order=order)
-                st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch",
-                             column_config=MOVIE_COLUMNS)
+    st.subheader("Recommended for you")
+    st.caption(ORDER_NOTES[order])
+    if not mine:
+        st.info("Rate a few movies (three or more works well) to get recommendations.")
+    else:
+        with friendly_errors("Recommending"):
+            recs = index.recommend_new_user(store.ratings(profile), n, min_ratings=min_ratings,
+                                            genres=genres or None, order=order)
+            st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch", height="content",
+                         column_config=MOVIE_COLUMNS)

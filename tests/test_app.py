@@ -101,6 +101,69 @@ def test_new_user_mode_persists(app_env):
     assert len(again.dataframe[0].value) > 0
 
 
+def test_new_user_rates_the_most_watched_movies_in_one_click(app_env):
+    """The quick-start grid: the most-rated unrated movies; one click saves, the next movie moves up."""
+    from engine.user_ratings import RatingStore
+    index = RecommenderIndex.load(app_env[1])
+    at = open_page("pages/recommendations.py")
+    at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
+    no_exception(at)
+
+    def tiles(page):
+        return [int(f.key.removeprefix("quick_")) for f in page.get("feedback") if f.key.startswith("quick_")]
+
+    first = index.popular_to_rate([], 9)["movieId"].tolist()
+    assert tiles(at) == first
+    at.feedback(key=f"quick_{first[0]}").set_value(3).run()        # the fourth star
+    no_exception(at)
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        assert store.ratings("guest") == [(first[0], 4.0)]
+    assert tiles(at) == index.popular_to_rate([first[0]], 9)["movieId"].tolist() == first[1:] + tiles(at)[-1:]
+    assert any("Your ratings (1)" in s.value for s in at.subheader)
+    assert len(at.dataframe[0].value) > 0                             # recommendations from one rating
+    at.button(key="quick_other").click().run()
+    assert tiles(at) == index.popular_to_rate([first[0]], 9, offset=9)["movieId"].tolist()
+    # another profile starts from the most-watched again
+    at.text_input(key="profile").set_value("someone else").run()
+    assert any("Your ratings (0)" in s.value for s in at.subheader)
+    assert tiles(at) == first
+
+
+def test_new_user_imports_and_exports_a_ratings_file(app_env):
+    """An uploaded IMDb export joins the profile's ratings (those given before stay); a bad file is
+    named with its line and changes nothing; the download gives the ratings back."""
+    from engine.user_ratings import RatingStore
+    at = open_page("pages/recommendations.py")
+    at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
+    at.feedback(key="quick_" + next(f.key for f in at.get("feedback") if f.key.startswith("quick_"))
+                .removeprefix("quick_")).set_value(1).run()
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        before = store.ratings("guest")
+    assert len(before) == 1
+    bad = b"Const,Your Rating\ntt0100000,10\ntt0100001,eleven\n"
+    at.get("file_uploader")[0].set_value(("imdb.csv", bad, "text/csv")).run()
+    at.button(key="ratings_import").click().run()
+    no_exception(at)
+    assert [e.value for e in at.error] == ["Importing imdb.csv failed: imdb.csv, line 3: the rating 'eleven' "
+                                           "is not a number."]
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        assert store.ratings("guest") == before
+    good = b"Const,Your Rating,Title,Year\ntt0100000,10,Movie 1,1980\ntt0100001,7,Movie 2,1981\ntt9999999,8,Some Show,2008\n"
+    at.get("file_uploader")[0].set_value(("imdb.csv", good, "text/csv")).run()
+    at.button(key="ratings_import").click().run()
+    no_exception(at)
+    assert not at.error
+    note = at.success[0].value.replace("\\", "")   # markdown-escaped
+    assert "2 rating(s) read (IMDb ratings export file)" in note and "Some Show" in note and "2 added" in note
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        after = store.ratings("guest")
+    assert after[0] == before[0] and set(after[1:]) == {(1, 5.0), (2, 3.5)}
+    assert any("Your ratings (3)" in s.value for s in at.subheader)
+    assert not at.get("file_uploader")[0].value                      # emptied for the next file
+    download = at.get("download_button")[0]
+    assert download.proto.label == "Download my ratings (CSV)"
+
+
 def test_similar_exact(app_env):
     at = open_page("pages/similar.py")
     at.slider(key="sim_min").set_value(0).run()

@@ -237,7 +237,7 @@ def test_similar_movies_from_a_shared_link(server, playwright):
     browser.close()
 
 
-def test_new_user_ratings_survive_reload(server, playwright):
+def test_new_user_ratings_survive_reload(server, playwright, real_model):
     browser, page = _open_page(playwright, server, "recommendations", height=1100)
     page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
     page.get_by_text("Me (new user)", exact=True).click()
@@ -248,7 +248,7 @@ def test_new_user_ratings_survive_reload(server, playwright):
         box.fill(title)
         box.press("Enter")
         _wait_idle(page)
-        page.get_by_role("radio", name="5 out of 5 stars").click()
+        page.get_by_role("radio", name="5 out of 5 stars").first.click()   # the search's stars
         _wait_idle(page)
         page.get_by_role("button", name="Save rating").click()
         page.get_by_text(f"Your ratings ({count})").wait_for(timeout=30000)
@@ -256,14 +256,41 @@ def test_new_user_ratings_survive_reload(server, playwright):
         page.locator("[data-testid=stText]", has_text=title.split(" (")[0]).first.wait_for(timeout=30000)
         _wait_idle(page)
     page.get_by_text("Your ratings (3)").wait_for(timeout=30000)
+    # one click in the quick-start grid, on the most-watched movie not rated yet (its first card)
+    from engine.movielens import readable_title
+    from engine.serving import RecommenderIndex
+    index = RecommenderIndex.load(real_model[1])
+    top = int(index.popular_to_rate([1, 2571, 858], 1)["movieId"].iloc[0])   # not Toy Story, Matrix, Godfather
+    title = readable_title(index.movies.set_index("movieId").loc[top, "title"], with_year=False)
+    card = page.locator("[data-testid=stVerticalBlock]", has_text=title).last   # the innermost block: the card
+    card.get_by_role("radio", name="4 out of 5 stars").click()
+    page.get_by_text("Your ratings (4)").wait_for(timeout=30000)
+    page.locator("[data-testid=stText]", has_text=title).first.wait_for(timeout=30000)
+    _wait_idle(page)
     assert _grid_rows(page) == 10
     page.screenshot(path=str(SHOTS / "new-user.png"), full_page=True)
     page.reload()
     page.get_by_text("Top 10 for user 575").wait_for(timeout=90000)
     page.get_by_text("Me (new user)", exact=True).click()
-    page.get_by_text("Your ratings (3)").wait_for(timeout=30000)
+    page.get_by_text("Your ratings (4)").wait_for(timeout=30000)
     # the rows are drawn just after their heading: wait for them rather than read the page at once
     page.get_by_text("Toy Story (1995)", exact=True).first.wait_for(timeout=30000)
+    # an IMDb export through the browser's file picker: Toy Story is kept at 5 (rated above), Pulp Fiction joins
+    page.get_by_text("Import or export ratings").click()
+    imdb = "Const,Your Rating,Title,Year\ntt0114709,2,Toy Story,1995\ntt0110912,8,Pulp Fiction,1994\n"
+    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
+        files=[{"name": "imdb-ratings.csv", "mimeType": "text/csv", "buffer": imdb.encode()}])
+    page.get_by_role("button", name="Import", exact=True).click(timeout=30000)
+    page.get_by_text("Your ratings (5)").wait_for(timeout=30000)
+    page.get_by_text(re.compile(r"1 added, 0 replaced, 1 already rated kept")).wait_for(timeout=30000)
+    page.get_by_text("Import or export ratings").click() if not page.get_by_text(
+        "Download my ratings (CSV)").is_visible() else None
+    with page.expect_download() as download:
+        page.get_by_role("button", name=re.compile("Download my ratings")).click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "movieId,imdbId,title,year,rating" and len(lines) == 6
+    assert "1,0114709,Toy Story,1995,5" in lines and "296,0110912,Pulp Fiction,1994,4" in lines
+    page.screenshot(path=str(SHOTS / "ratings-import.png"), full_page=True)
     browser.close()
 
 

@@ -111,6 +111,35 @@ def test_new_user_fold_in(env, tmp_path):
     assert "line 2" in err["error"]
 
 
+def test_import_and_export_ratings_files(env, tmp_path):
+    """`rate --import` takes an IMDb export (matched through links.csv), `--export` gives it back;
+    `recommend --new-user` reads the same files; a bad line is named and nothing is stored."""
+    imdb = tmp_path / "imdb.csv"
+    imdb.write_text("Const,Your Rating,Title,Title Type,Year\n"
+                    "tt0100000,10,Movie 1,Movie,1980\ntt0100001,7,Movie 2,Movie,1981\n"
+                    "tt9999999,9,A TV Series,TV Series,2008\n")
+    out = run_cli(env, "rate", "--profile", "importer", "--movie", "3", "--rating", "2", "--json")
+    out = run_cli(env, "rate", "--profile", "importer", "--import", str(imdb), "--json")
+    assert out["imported"] == {"added": 2, "replaced": 0, "kept": 0}
+    assert out["ratings"] == [{"movieId": 3, "rating": 2.0}, {"movieId": 1, "rating": 5.0},
+                              {"movieId": 2, "rating": 3.5}]
+    again = run_cli(env, "rate", "--profile", "importer", "--import", str(imdb), "--json")
+    assert again["imported"] == {"added": 0, "replaced": 0, "kept": 2}
+    exported = tmp_path / "out.csv"
+    run_cli(env, "rate", "--profile", "importer", "--export", str(exported), "--json")
+    lines = exported.read_text().splitlines()
+    assert lines[0] == "movieId,imdbId,title,year,rating" and len(lines) == 4
+    assert lines[2].startswith("1,0100000,") and lines[2].endswith(",5")
+    # the export is a new user's ratings file as it is
+    rec = run_cli(env, "recommend", "--new-user", str(exported), "-n", "5", "--min-ratings", "0", "--json")
+    mine = run_cli(env, "recommend", "--profile", "importer", "-n", "5", "--min-ratings", "0", "--json")
+    assert rec["new_user_ratings"] == 3 and rec["recommendations"] == mine["recommendations"]
+    imdb.write_text("Const,Your Rating\ntt0100002,10\ntt0100003,ten\n")
+    err = run_cli(env, "rate", "--profile", "importer", "--import", str(imdb), "--json", expect=2)
+    assert err["error"] == f"{imdb}, line 3: the rating 'ten' is not a number."
+    assert run_cli(env, "rate", "--profile", "importer", "--export", "-").splitlines() == lines
+
+
 def test_errors_exit_codes(env, tmp_path):
     err = run_cli(env, "recommend", "--user", "99999", "--json", expect=2)
     assert "Unknown user id 99999" in err["error"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.serving import RatingInputError, RecommenderIndex, UnknownIdError
@@ -136,6 +137,26 @@ def test_find_movie_by_id_or_title(small_index):
     for nothing in ("", "   ", "424242", "no such film"):
         with pytest.raises(UnknownIdError, match="No movie"):
             small_index.find_movie(nothing)
+
+
+def test_popular_to_rate_pages_through_unrated_movies(small_index):
+    """A newcomer is offered the most-rated movies they have not rated, a page at a time."""
+    support = pd.Series(small_index.item_support, index=small_index.item_ids)
+    by_count = support.sort_values(ascending=False, kind="stable")
+    first = small_index.popular_to_rate(n=9)
+    assert first["movieId"].tolist() == by_count.index[:9].tolist()
+    assert first["n_ratings"].tolist() == by_count.iloc[:9].tolist()
+    rated = first["movieId"].tolist()[:3]
+    rest = small_index.popular_to_rate(exclude=rated + [424242], n=9)   # unknown ids are ignored
+    assert not set(rated) & set(rest["movieId"]) and rest["movieId"].tolist() == \
+        [m for m in by_count.index if m not in rated][:9]
+    # "other movies": the next page; past the end it wraps around to the start
+    unrated = [m for m in by_count.index if m not in rated]
+    assert small_index.popular_to_rate(rated, n=9, offset=9)["movieId"].tolist() == unrated[9:18]
+    tail = small_index.popular_to_rate(rated, n=5, offset=len(unrated) - 2)["movieId"].tolist()
+    assert tail == unrated[-2:] + unrated[:3]
+    assert small_index.popular_to_rate(n=0).empty
+    assert small_index.popular_to_rate(exclude=small_index.item_ids.tolist()).empty
 
 
 def test_user_profile_counts_what_they_rated_and_liked(small_index):
