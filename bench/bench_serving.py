@@ -59,6 +59,18 @@ def small(args) -> None:
             *latency(lambda u: index.recommend(u, 10, order="picks"), [(u,) for u in users]))
         row("top picks fold-in new user (20 ratings)",
             *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), folds))
+    row("most-watched to rate (9, 20 rated left out)", *latency(
+        lambda r: index.popular_to_rate([m for m, _ in r], 9), folds))
+    from engine.rating_files import read_ratings_file
+    movies_meta = index.movies
+    imdb = "Const,Your Rating\n" + "".join(f"tt{i},8\n" for i in movies_meta["imdbId"].dropna()[:1000])
+    named = "Date,Name,Year,Letterboxd URI,Rating\n" + "".join(
+        f'd,"{t.rsplit(" (", 1)[0].replace(chr(34), chr(34) * 2)}",{y},u,4\n'
+        for t, y in zip(index.readable_titles.iloc[:1000], movies_meta["year"].iloc[:1000]) if pd.notna(y))
+    row("import an IMDb export, 1,000 ratings", *latency(lambda t: read_ratings_file(t, "imdb.csv", movies_meta),
+                                                           [(imdb,)] * 10))
+    row("import a Letterboxd export, 1,000 ratings", *latency(
+        lambda t: read_ratings_file(t, "ratings.csv", movies_meta), [(named,)] * 10), "(title + year matching)")
     from engine.mood import mood_recommendations
     emotions = [("happy",), ("sad",), ("fear",), ("surprise",)] * 25
     row("mood list (Bayesian average)", *latency(
