@@ -49,7 +49,10 @@ with tab_eval:
                 st.caption("Relevant = a test movie the user rated 4 or more; movies rated in training "
                            "excluded. Top picks order lists by what a user is likely to watch and like; "
                            "the predicted-rating order fills up with little-known films.")
-                st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+                scores = {m: st.column_config.NumberColumn(m, format="%.3f")
+                          for m in ("precision@10", "recall@10", "NDCG@10", "MAP@10")}
+                st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                             column_config={"ranker": st.column_config.TextColumn("Ranking"), **scores})
             cv = read_json(folder, "cv.json")
             if cv:
                 st.session_state.setdefault("cv_result", cv)
@@ -103,7 +106,9 @@ with tab_models:
                          "regParam": p["reg_param"], "test RMSE": met.get("test_rmse"),
                          "dataset": p.get("dataset", {}).get("name")})
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+            "model": st.column_config.TextColumn("Model"), "dataset": st.column_config.TextColumn("Dataset"),
+            "test RMSE": st.column_config.NumberColumn("Test RMSE", format="%.4f")})
         choice = st.selectbox("Make current", [r["model"] for r in rows], key="pick_model")
         if st.button("Use this model"):
             with friendly_errors("Switching model"):

@@ -17,6 +17,7 @@ def stats_for(location: str):
 TOP_COLUMNS = {**MOVIE_COLUMNS, "movieId": None,
                "ratings": st.column_config.NumberColumn("Ratings", format="%d"),
                "mean_rating": st.column_config.NumberColumn("Mean rating", format="%.2f ⭐")}
+TOP_ORDER = ["title", "ratings", "mean_rating", "genres", "similar"]   # the figures before what may scroll
 
 
 @st.cache_data(show_spinner=False)
@@ -82,7 +83,7 @@ with friendly_errors("Loading the dataset"):
     left, right = st.columns(2)
     left.caption("Most rated")
     left.dataframe(for_display(top_for(location, "count", 1)), hide_index=True, width="stretch",
-                   column_config=TOP_COLUMNS)
+                   column_config=TOP_COLUMNS, column_order=TOP_ORDER)
     right.caption(f"Best rated (at least {min_ratings} ratings)")
     right.dataframe(for_display(top_for(location, "mean", min_ratings)), hide_index=True, width="stretch",
-                    column_config=TOP_COLUMNS)
+                    column_config=TOP_COLUMNS, column_order=TOP_ORDER)
