@@ -296,10 +296,20 @@ def cmd_mood(args) -> int:
     from .mood import mood_recommendations
     index, folder = _index(args.model)
     t0 = time.perf_counter()
+    ratings = None
+    if args.profile:
+        from .user_ratings import RatingStore
+        with RatingStore(get_settings().ratings_db) as store:
+            ratings = store.ratings(args.profile)
+        if not ratings:
+            raise ValueError(f"Profile {args.profile!r} has no ratings yet: rate a few movies first "
+                             "(`rate --profile NAME --movie TITLE --rating R`, or in the app).")
     recs = mood_recommendations(args.emotion, index.movies, args.n, args.min_ratings,
-                                index=index if args.user is not None else None, user_id=args.user)
+                                index=index if args.user is not None or ratings else None, user_id=args.user,
+                                ratings=ratings)
     ms = (time.perf_counter() - t0) * 1000
-    payload = {"model": folder.name, "emotion": args.emotion, "user": args.user,
+    who = {"profile": args.profile} if args.profile else {"user": args.user}
+    payload = {"model": folder.name, "emotion": args.emotion, **who,
                "latency_ms": round(ms, 3),
                "movies": _records(recs, ["movieId", "title", "genres", "score", "predicted_rating",
                                          "total_ratings", "n_ratings", "ranked_by"])}
@@ -376,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p = add("mood", cmd_mood, "movies for an emotion")
     p.add_argument("--emotion", required=True)
-    p.add_argument("--user", type=int)
+    whose = p.add_mutually_exclusive_group()
+    whose.add_argument("--user", type=int, help="rank for a MovieLens user")
+    whose.add_argument("--profile", help="rank for a profile's own ratings (stored with `rate`)")
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--min-ratings", type=int, default=20)
     p.add_argument("--model")

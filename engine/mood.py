@@ -4,9 +4,10 @@ The seed compared the whole genre string with one genre name, so "Comedy|Romance
 never matched "Comedy"; here a movie matches when *any* of its genres is one of
 the emotion's genres. Without a user, matches are ranked by a Bayesian average
 (``(C*m + sum) / (C + n)``: a movie needs many good ratings to beat the global
-mean ``m``), not by the raw mean that put one-vote 5.0 films on top. With a user,
-they are that user's top picks in those genres from the serving index (or, for a
-model saved without top picks, the user's highest predicted ratings).
+mean ``m``), not by the raw mean that put one-vote 5.0 films on top. With a user
+(a MovieLens user, or someone new through their own ratings), they are that user's
+top picks in those genres from the serving index (or, for a model saved without
+top picks, the user's highest predicted ratings).
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def bayesian_average(mean: pd.Series, count: pd.Series, prior_mean: float,
 
 def mood_recommendations(emotion: str, catalogue: pd.DataFrame, n: int = 10,
                          min_ratings: int = DEFAULT_MIN_RATINGS, index=None, user_id=None,
-                         mapping: dict | None = None, order: str | None = None) -> pd.DataFrame:
+                         mapping: dict | None = None, order: str | None = None,
+                         ratings: list[tuple[int, float]] | None = None) -> pd.DataFrame:
     """Movies for an emotion.
 
     Args:
@@ -53,12 +55,18 @@ def mood_recommendations(emotion: str, catalogue: pd.DataFrame, n: int = 10,
             ``movies.parquet`` or :func:`engine.training.movie_catalogue`).
         index, user_id: when both are given, rank the user's unseen movies (top
             picks, or ``order="rating"``: predicted rating) instead of the Bayesian average.
+        index, ratings: the same for someone new, from their own (movieId, rating) pairs
+            (a profile's ratings, folded in without retraining).
     """
     wanted = genres_for(emotion, mapping)
-    if index is not None and user_id is not None:
+    if index is not None and (user_id is not None or ratings):
         order = order or ("picks" if index.has_picks else "rating")
-        out = index.recommend(user_id, n=n, min_ratings=min_ratings, genres=wanted, explain=False,
-                              order=order)
+        if user_id is not None:
+            out = index.recommend(user_id, n=n, min_ratings=min_ratings, genres=wanted, explain=False,
+                                  order=order)
+        else:
+            out = index.recommend_new_user(ratings, n=n, min_ratings=min_ratings, genres=wanted,
+                                           explain=False, order=order)
         out["ranked_by"] = "top picks" if order == "picks" else "predicted rating"
         return out[[ITEM, TITLE, GENRES, "year", "predicted_rating", "n_ratings", "ranked_by"]]
     mask = matches_any_genre(catalogue[GENRES], wanted) & (catalogue["total_ratings"] >= min_ratings).to_numpy()

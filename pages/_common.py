@@ -17,6 +17,7 @@ from engine.movielens import NO_GENRES, DataError, load_movielens, readable_titl
 from engine.serving import RatingInputError, RecommenderIndex, UnknownIdError
 from engine.settings import get_settings
 from engine.spark import SparkUnavailable
+from engine.user_ratings import RatingStore
 
 log = logging.getLogger("app")
 
@@ -120,6 +121,12 @@ def model_metrics(folder: str, stamp: float) -> dict:
 @st.cache_data(show_spinner="Reading MovieLens…")
 def load_data(location: str):
     return load_movielens(location)
+
+
+@st.cache_resource
+def rating_store(path: str) -> RatingStore:
+    """The SQLite store of the ratings people enter (one connection, shared by the pages)."""
+    return RatingStore(path)
 
 
 @st.cache_resource(show_spinner="Starting Spark (first time only)…")

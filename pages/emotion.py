@@ -16,7 +16,7 @@ from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
 from engine.settings import get_settings
-from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_index, through_navigation
+from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_index, rating_store, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -43,11 +43,22 @@ settings = get_settings()
 with st.sidebar:
     n = st.slider("Movies", 3, 20, 8, key="mood_n")
     min_ratings = st.slider("Minimum ratings", 1, 200, 20, key="mood_min")
-    user = None
+    user, mine, profiles = None, None, {}
     if index is not None:
-        user_choice = st.selectbox("Rank for MovieLens user (optional)",
-                                   ["Anyone"] + [int(u) for u in index.user_ids], key="mood_user")
-        user = None if user_choice == "Anyone" else int(user_choice)
+        with friendly_errors("Reading the saved profiles"):
+            store = rating_store(str(settings.ratings_db))
+            profiles = {name: pairs for name in store.profiles() if (pairs := store.ratings(name))}
+        choice = st.selectbox(
+            "Rank for (optional)", ["Anyone", *(f"profile:{p}" for p in profiles), *map(int, index.user_ids)],
+            key="mood_user", format_func=lambda c: c if c == "Anyone" else (
+                f"You: {c.removeprefix('profile:')} ({len(profiles[c.removeprefix('profile:')])} ratings)"
+                if isinstance(c, str) else f"MovieLens user {c}"),
+            help="Anyone: the best-rated movies of the mood's genres. A profile of the Recommendations "
+                 "page (new-user mode) or a MovieLens user: their own top picks in those genres.")
+        if isinstance(choice, str) and choice.startswith("profile:"):
+            mine = profiles[choice.removeprefix("profile:")]
+        elif choice != "Anyone":
+            user = int(choice)
     st.caption("Emotion → genres: " + "; ".join(f"{k} → {', '.join(v)}"
                                                for k, v in settings.mood_genres.items()))
 
@@ -71,7 +82,8 @@ def show_movies(target, emotion: str) -> None:
     with target.container():
         with friendly_errors("Finding movies for your mood"):
             t0 = time.perf_counter()
-            movies = mood_recommendations(emotion, index.movies, n, min_ratings, index=index, user_id=user)
+            movies = mood_recommendations(emotion, index.movies, n, min_ratings, index=index, user_id=user,
+                                          ratings=mine)
             ms = (time.perf_counter() - t0) * 1000
             st.subheader(f"{EMOJI.get(emotion, '')} Feeling {emotion}? Try these")
             cols = ["title", "year", "genres"] + [c for c in ("predicted_rating", "score") if c in movies]

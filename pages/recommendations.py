@@ -5,7 +5,8 @@ import streamlit as st
 from engine.rating_files import export_ratings, read_ratings_file
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
-from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, through_navigation
+from pages._common import (MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, rating_store,
+                           through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -21,11 +22,6 @@ st.title("⭐ Recommendations")
 index = load_index()
 if index is None:
     st.stop()
-
-
-@st.cache_resource
-def rating_store(path: str) -> RatingStore:
-    return RatingStore(path)
 
 
 with st.sidebar:

@@ -262,6 +262,29 @@ def test_emotion_manual_choice(app_env):
     assert len(genres) and genres.map(lambda g: "Drama" in list(g)).all()   # shown as chips
 
 
+def test_emotion_list_for_your_own_profile(app_env):
+    """A profile rated on the Recommendations page can be picked here: the mood list is its top picks."""
+    from engine.mood import mood_recommendations
+    from engine.user_ratings import RatingStore
+    mine = [(1, 5.0), (2, 4.5), (3, 1.0), (8, 4.0)]
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        for movie, rating in mine:
+            store.set_rating("sam", movie, rating)
+        store.set_rating("empty", 1, 3.0)
+        store.remove_rating("empty", 1)                                  # a profile with nothing rated
+    at = open_page("pages/emotion.py")
+    picker = at.sidebar.selectbox(key="mood_user")
+    assert picker.options[:2] == ["Anyone", "You: sam (4 ratings)"] and picker.options[2].startswith("MovieLens user")
+    picker.set_value("profile:sam").run()
+    at.radio(key="mood_manual").set_value("sad").run()
+    no_exception(at)
+    shown = [d.value for d in at.dataframe if "genres" in d.value.columns][-1]
+    index = RecommenderIndex.load(app_env[1])
+    expected = mood_recommendations("sad", index.movies, 8, 20, index=index, ratings=mine)
+    assert len(shown) and shown["title"].tolist() == [readable_title(t, with_year=False) for t in expected["title"]]
+    assert any("ranked by top picks" in c.value for c in at.caption)
+
+
 @pytest.mark.integration
 def test_emotion_photo_paths(app_env, fer_zip):
     for widget, name, mime in (("camera_input", "face.jpg", "image/jpeg"),

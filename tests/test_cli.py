@@ -138,6 +138,14 @@ def test_import_and_export_ratings_files(env, tmp_path):
     err = run_cli(env, "rate", "--profile", "importer", "--import", str(imdb), "--json", expect=2)
     assert err["error"] == f"{imdb}, line 3: the rating 'ten' is not a number."
     assert run_cli(env, "rate", "--profile", "importer", "--export", "-").splitlines() == lines
+    # the profile's own mood list: its top picks in the mood's genres (sad: Drama)
+    mood = run_cli(env, "mood", "--emotion", "sad", "--profile", "importer", "-n", "5", "--min-ratings", "0", "--json")
+    drama = run_cli(env, "recommend", "--profile", "importer", "--genres", "Drama", "--order", "picks", "-n", "5",
+                    "--min-ratings", "0", "--json")
+    assert mood["profile"] == "importer" and {m["ranked_by"] for m in mood["movies"]} == {"top picks"}
+    assert [m["movieId"] for m in mood["movies"]] == [r["movieId"] for r in drama["recommendations"]]
+    err = run_cli(env, "mood", "--emotion", "sad", "--profile", "nobody", "--json", expect=2)
+    assert "Profile 'nobody' has no ratings yet" in err["error"]
 
 
 def test_errors_exit_codes(env, tmp_path):

@@ -73,6 +73,23 @@ def test_user_ranking_uses_predictions(small_model):
     assert (picks["ranked_by"] == "top picks").all()
 
 
+def test_new_user_ranking_from_their_own_ratings(small_model):
+    """Someone new (a profile's ratings) gets their fold-in top picks in the mood's genres."""
+    from engine.serving import RecommenderIndex
+    index = RecommenderIndex.load(small_model[1])
+    mine = [(1, 5.0), (2, 4.5), (3, 1.0), (8, 4.0)]
+    out = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, ratings=mine)
+    expected = index.recommend_new_user(mine, 5, min_ratings=1, genres=["Drama"], explain=False, order="picks")
+    assert out["movieId"].tolist() == expected["movieId"].tolist() and len(out) == 5
+    assert not {1, 2, 3, 8} & set(out["movieId"]) and (out["ranked_by"] == "top picks").all()
+    other = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index,
+                                 ratings=[(1, 1.0), (2, 0.5), (3, 5.0), (8, 1.0)])
+    assert other["movieId"].tolist() != out["movieId"].tolist()      # other tastes, another list
+    # no ratings: the everyone list (Bayesian average), as without a user
+    anyone = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, ratings=[])
+    assert (anyone["ranked_by"] == "bayesian average").all()
+
+
 def test_smoother_follows_and_ignores_flicker():
     s = EmotionSmoother(alpha=0.3, labels=("a", "b"))
     for _ in range(10):
