@@ -221,7 +221,10 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_similar(args) -> int:
+    also = []
     if args.method == "lsh":
+        if args.also:
+            raise ValueError("--method lsh searches around one movie: leave out --also, or use --method exact.")
         from .lsh import lsh_similar
         from .model_store import current_model_dir
         folder = Path(args.model) if args.model else current_model_dir(get_settings().model_dir)
@@ -233,10 +236,11 @@ def cmd_similar(args) -> int:
     else:
         index, folder = _index(args.model)
         args.movie = index.find_movie(args.movie)
+        also = [index.find_movie(m) for m in args.also or ()]
         t0 = time.perf_counter()
-        recs = index.similar(args.movie, args.n, min_ratings=args.min_ratings)
+        recs = index.similar(args.movie, args.n, min_ratings=args.min_ratings, also=also)
     ms = (time.perf_counter() - t0) * 1000
-    payload = {"model": folder.name, "movie": args.movie, "method": args.method,
+    payload = {"model": folder.name, "movie": args.movie, **({"also": also} if also else {}), "method": args.method,
                "latency_ms": round(ms, 3),
                "similar": _records(recs, ["movieId", "title", "genres", "score", "n_ratings"])}
     _emit(args, payload, _movie_rows(recs, ["score", "movieId", "title"]))
@@ -367,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model folder (default: current)")
     p = add("similar", cmd_similar, "movies similar to one movie")
     p.add_argument("--movie", required=True, help='an id or a title, e.g. 2571 or "the matrix"')
+    p.add_argument("--also", action="append", metavar="MOVIE",
+                   help="another movie to be like at the same time (repeatable; exact method)")
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--min-ratings", type=int, default=10)
     p.add_argument("--method", choices=["exact", "lsh"], default="exact")

@@ -28,6 +28,7 @@ from .movielens import ITEM, MAX_RATING, MIN_RATING, TITLE, fold_for_search, rea
 
 MOVIELENS, IMDB, LETTERBOXD = "movieId,rating", "IMDb ratings export", "Letterboxd ratings export"
 EXPORT_COLUMNS = ["movieId", "imdbId", "title", "year", "rating"]
+MAX_BYTES = 20 * 2**20
 _ALTERNATIVE = re.compile(r"^(.*?)\s*\((.+)\)$")   # "Amelie (Le Fabuleux destin d'Amélie Poulain)"
 
 
@@ -54,6 +55,11 @@ class ImportedRatings:
 
 
 def _text(data: bytes | str, name: str) -> str:
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > MAX_BYTES:
+        raise RatingsFileError(f"{name}: {size / 2**20:.1f} MiB is too big for a ratings file (the limit is "
+                               f"{MAX_BYTES // 2**20} MiB; an export of 10,000 ratings is under 1 MiB). "
+                               "Is it the right file?")
     if isinstance(data, str):
         return data
     try:

@@ -287,15 +287,23 @@ class RecommenderIndex:
         return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked, order)
 
     def similar(self, movie_id: int, n: int = 10,
-                min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS) -> pd.DataFrame:
+                min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS, also=()) -> pd.DataFrame:
         """The ``n`` movies whose factors have the highest cosine similarity.
 
         Movies with fewer than ``min_ratings`` training ratings are left out: their
         factors are mostly noise and fill the list with obscure titles.
+        ``also``: more movies to be like at once ("like The Godfather and Heat"): the
+        query is then the direction of the mean of their unit factor vectors, each of
+        them counting the same, and all of them are left out of the list.
         """
-        i = self._item(movie_id)
-        scores = self._unit_items @ self._unit_items[i]
-        mask = self._candidates(np.array([i]), min_ratings, None)
+        seeds = list(dict.fromkeys([self._item(movie_id), *(self._item(m) for m in also)]))
+        query = self._unit_items[seeds[0]]
+        if len(seeds) > 1:
+            query = self._unit_items[seeds].mean(axis=0)
+            norm = np.linalg.norm(query)
+            query = query / norm if norm else query
+        scores = self._unit_items @ query
+        mask = self._candidates(np.array(seeds), min_ratings, None)
         top = self._top(scores, mask, n)
         out = self.movies.iloc[top][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
         out["score"] = scores[top].round(4)

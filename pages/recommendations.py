@@ -93,6 +93,9 @@ def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int,
         if upload is not None and st.button("Import", type="primary", key="ratings_import"):
             with friendly_errors(f"Importing {upload.name}"):
                 read = read_ratings_file(upload.getvalue(), upload.name, index.movies)
+                if not read.pairs:
+                    st.warning(f"{md_escape(upload.name)}: {md_escape(read.summary())}. Nothing to import.")
+                    return
                 counts = store.import_ratings(profile, read.pairs, replace=replace)
                 kept = f", {counts['kept']} already rated kept as they were" if counts["kept"] else ""
                 st.session_state.import_note = (

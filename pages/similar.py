@@ -23,6 +23,7 @@ def lsh_index(folder: str, _index) -> LSHIndex:
     return LSHIndex(spark_session(), tables["item_frame"], tables["movies"])
 
 
+MAX_ALSO = 4
 catalogue = index.search_titles("", limit=len(index.item_ids))
 options = index.readable_titles[catalogue["movieId"]].to_dict()  # most-rated first
 if "sim_movie" not in st.session_state:
@@ -34,20 +35,36 @@ if "sim_movie" not in st.session_state:
             st.warning(f"The link asks for movie “{md_escape(asked)}”: {md_escape(exc)} "
                        f"Showing {md_escape(options[st.session_state.sim_movie])} instead.")
 movie = st.selectbox("Movie (type to search)", list(options), format_func=options.get, key="sim_movie")
-st.query_params["movie"] = str(movie)  # the address bar now links to this movie
+if "sim_also" not in st.session_state:   # a shared link may name more: ?movie=858&also=1221,1213
+    also_asked = [a for a in st.query_params.get("also", "").split(",") if a.strip()]
+    st.session_state.sim_also = [int(a) for a in also_asked if a.strip().isdigit() and int(a) in options][:MAX_ALSO]
+also = st.multiselect("…and also like (optional: several movies at once)", list(options),
+                      format_func=options.get, key="sim_also", max_selections=MAX_ALSO,
+                      placeholder="Add movies to blend in",
+                      help="The list is then close to all of them at once (the mean of their directions "
+                           "in the model's taste space), each counting the same.")
+also = [m for m in also if m != movie]
+st.query_params["movie"] = str(movie)  # the address bar now links to this movie (and the others)
+if also:
+    st.query_params["also"] = ",".join(map(str, also))
+else:
+    st.query_params.pop("also", None)
 cols = st.columns(3)
 n = cols[0].slider("How many", 1, 30, 10, key="sim_n")
 min_ratings = cols[1].slider("Minimum ratings", 0, 100, 10, key="sim_min",
                              help="Movies with few ratings have noisy factors.")
 method = cols[2].radio("Method", ["Exact", "Spark LSH"], horizontal=True, key="sim_method")
 
-st.subheader(f"Most similar to {md_escape(options[movie])}")
+st.subheader("Most similar to " + " + ".join(md_escape(options[m]) for m in [movie, *also]))
 with friendly_errors("Finding similar movies"):
     t0 = time.perf_counter()
-    exact = index.similar(movie, n, min_ratings=min_ratings)
+    exact = index.similar(movie, n, min_ratings=min_ratings, also=also)
     exact_ms = (time.perf_counter() - t0) * 1000
     result = exact
-    if method == "Spark LSH":
+    if method == "Spark LSH" and also:
+        st.info("Spark LSH looks around one movie; for several at once the list below is the exact search.")
+        st.caption(f"Exact cosine over {len(index.item_ids):,} movies in {exact_ms:.2f} ms.")
+    elif method == "Spark LSH":
         lsh = lsh_index(str(model_dir()), index)
         t0 = time.perf_counter()
         result = lsh.similar(movie, n, min_ratings=min_ratings)

@@ -148,6 +148,12 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
                                            "is not a number."]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         assert store.ratings("guest") == before
+    unknown = b"Const,Your Rating,Title,Year\ntt9999999,8,Some Show,2008\n"
+    at.get("file_uploader")[0].set_value(("shows.csv", unknown, "text/csv")).run()
+    at.button(key="ratings_import").click().run()
+    assert "Nothing to import" in at.warning[0].value and "Some Show" in at.warning[0].value
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        assert store.ratings("guest") == before
     good = b"Const,Your Rating,Title,Year\ntt0100000,10,Movie 1,1980\ntt0100001,7,Movie 2,1981\ntt9999999,8,Some Show,2008\n"
     at.get("file_uploader")[0].set_value(("imdb.csv", good, "text/csv")).run()
     at.button(key="ratings_import").click().run()
@@ -171,6 +177,31 @@ def test_similar_exact(app_env):
     no_exception(at)
     df = at.dataframe[0].value
     assert len(df) == 10 and not df["title"].str.startswith("Movie 3,").any()
+
+
+def test_similar_to_several_movies_at_once(app_env):
+    """Blending in more movies gives the index's several-seed list, in the heading and the address;
+    a shared link with ?also= opens the same blend."""
+    index = RecommenderIndex.load(app_env[1])
+    at = open_page("pages/similar.py")
+    at.slider(key="sim_min").set_value(0).run()
+    at.selectbox(key="sim_movie").set_value(3).run()
+    at.multiselect(key="sim_also").set_value([5, 7]).run()
+    no_exception(at)
+    expected = index.similar(3, 10, min_ratings=0, also=[5, 7])
+    df = at.dataframe[0].value
+    assert df["title"].tolist() == [readable_title(t, with_year=False) for t in expected["title"]]
+    assert at.subheader[0].value.count(" + ") == 2 and "The Movie 5" in at.subheader[0].value
+    assert at.query_params["movie"] == "3" and at.query_params["also"] == "5,7"
+    at.radio(key="sim_method").set_value("Spark LSH").run()         # LSH searches around one movie
+    assert "exact search" in at.info[0].value and at.dataframe[0].value["title"].tolist() == df["title"].tolist()
+    shared = _open_link("pages/similar.py", movie="3", also="5,7,424242")
+    no_exception(shared)
+    assert shared.multiselect(key="sim_also").value == [5, 7]
+    assert shared.dataframe[0].value["title"].tolist()[:3] == \
+        [readable_title(t, with_year=False) for t in index.similar(3, 10, also=[5, 7])["title"]][:3]
+    at.multiselect(key="sim_also").set_value([]).run()
+    assert "also" not in at.query_params
 
 
 def test_titles_shown_as_people_write_them(app_env):

@@ -94,6 +94,13 @@ def test_movies_named_by_title(env):
     assert "'movie 5' matches 11 movies" in err["error"] and "pass the id" in err["error"], err
     err = run_cli(env, "similar", "--movie", "no such film", "--json", expect=2)
     assert "No movie id or title matches 'no such film'" in err["error"]
+    # like several movies at once, each named as people write it
+    blend = run_cli(env, "similar", "--movie", "3", "--also", "the movie 5", "--also", "cafe 6", "-n", "4",
+                    "--min-ratings", "0", "--json")
+    assert blend["movie"] == 3 and blend["also"] == [5, 6] and len(blend["similar"]) == 4
+    assert not {3, 5, 6} & {m["movieId"] for m in blend["similar"]}
+    err = run_cli(env, "similar", "--movie", "3", "--also", "5", "--method", "lsh", "--json", expect=2)
+    assert "--method lsh searches around one movie" in err["error"]
 
 
 def test_new_user_fold_in(env, tmp_path):

@@ -78,6 +78,7 @@ def test_repeated_movie_counts_once_the_last_line_wins():
     ("Date,Name,Year,Letterboxd URI,Rating\n2024,Heat,nineteen,u,4\n", "line 2: the year 'nineteen' of 'Heat'"),
     ("\n\n", "mine.csv: the file has no ratings in it"),
     (b"\xff\xd8\xff\xe0 a JPEG", "mine.csv: not a UTF-8 text file"),
+    (b"movieId,rating\n" + b"1,4\n" * 6_000_000, "mine.csv: 22.9 MiB is too big for a ratings file"),
 ])
 def test_bad_files_name_the_file_the_line_and_the_fix(data, message):
     with pytest.raises(RatingsFileError) as err:

@@ -80,6 +80,28 @@ def test_similar_by_cosine(small_index):
     assert (small_index.similar(movie, 5, min_ratings=20)["n_ratings"] >= 20).all()
 
 
+def test_similar_to_several_movies(small_index):
+    """"Like these": cosine to the normalised mean of the seeds' unit vectors, computed here by hand;
+    the seeds are left out, repeating one changes nothing, one seed is the plain list."""
+    a, b, c = (int(m) for m in small_index.item_ids[:3])
+    both = small_index.similar(a, 6, min_ratings=0, also=[b])
+    item_ids = small_index.item_ids
+    factors = np.array([small_index.item_factors[small_index._item(m)] for m in item_ids], float)
+    unit = factors / np.linalg.norm(factors, axis=1, keepdims=True)
+    query = unit[0] + unit[1]
+    cosine = unit @ (query / np.linalg.norm(query))
+    order = [int(item_ids[k]) for k in np.argsort(-cosine, kind="stable") if int(item_ids[k]) not in (a, b)][:6]
+    assert both["movieId"].tolist() == order
+    rest = np.array([cosine[k] for k in range(len(item_ids)) if int(item_ids[k]) not in (a, b)])
+    np.testing.assert_allclose(both["score"], np.sort(rest)[::-1][:6], atol=1e-4)
+    assert small_index.similar(a, 6, min_ratings=0, also=[b, a, b]).equals(both)
+    assert small_index.similar(a, 6, min_ratings=0, also=[]).equals(small_index.similar(a, 6, min_ratings=0))
+    three = small_index.similar(a, 6, min_ratings=0, also=[b, c])
+    assert not {a, b, c} & set(three["movieId"]) and three["movieId"].tolist() != both["movieId"].tolist()
+    with pytest.raises(UnknownIdError, match="424242"):
+        small_index.similar(a, also=[424242])
+
+
 def test_fold_in_reproduces_a_trained_user(small_index):
     # Given a trained user's own ratings, fold-in must land close to the trained vector.
     overlaps = []
