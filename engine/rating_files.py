@@ -40,7 +40,7 @@ class RatingsFileError(ValueError):
 class ImportedRatings:
     layout: str                                        # MOVIELENS, IMDB or LETTERBOXD
     pairs: list[tuple[int, float]]                     # (movieId, rating), file order, one per movie
-    unmatched: list[str] = field(default_factory=list)  # "line 7: Breaking Bad (2008)"
+    unmatched: list[str] = field(default_factory=list)  # "line 7: Breaking Bad (2008)", skipped
     repeated: int = 0                                  # lines naming a movie an earlier line named
 
     def summary(self) -> str:
@@ -50,7 +50,7 @@ class ImportedRatings:
         if self.unmatched:
             shown = "; ".join(self.unmatched[:5]) + (f"; and {len(self.unmatched) - 5} more"
                                                      if len(self.unmatched) > 5 else "")
-            text += f"; {len(self.unmatched)} not in this model's catalogue, skipped ({shown})"
+            text += f"; {len(self.unmatched)} skipped, not matched to one movie of this model's catalogue ({shown})"
         return text
 
 
@@ -103,14 +103,10 @@ def _title_keys(movies: pd.DataFrame) -> dict[tuple[str, int], set[int]]:
     return keys
 
 
-def _match_title(keys: dict, title: str, year: int) -> int | None:
-    """The one movie of that title and year (or, failing that, a year off); None if none or several."""
+def _title_matches(keys: dict, title: str, year: int) -> set[int]:
+    """The movies of that title and year or, when there is none, of that title a year off."""
     name = _name_key(title)
-    exact = keys.get((name, year), set())
-    if exact:
-        return next(iter(exact)) if len(exact) == 1 else None
-    near = keys.get((name, year - 1), set()) | keys.get((name, year + 1), set())
-    return next(iter(near)) if len(near) == 1 else None
+    return keys.get((name, year)) or keys.get((name, year - 1), set()) | keys.get((name, year + 1), set())
 
 
 def read_ratings_file(data: bytes | str, name: str, movies: pd.DataFrame) -> ImportedRatings:
@@ -141,13 +137,14 @@ def read_ratings_file(data: bytes | str, name: str, movies: pd.DataFrame) -> Imp
             "movieId,rating (this app's export, MovieLens), an IMDb ratings export (Const, Your Rating, ...) "
             "or a Letterboxd ratings.csv (Date, Name, Year, Letterboxd URI, Rating).")
     width = max(column[c] for c in needed) + 1
+    shown = [rows[0][1][column[c]].strip() for c in needed] if body is not rows else list(needed)
     known = set(movies[ITEM].astype(int))
     found: dict[int, float] = {}
     result = ImportedRatings(layout, [])
     for line, row in body:
         where = f"{name}, line {line}"
         if len(row) < width:
-            raise RatingsFileError(f"{where}: expected at least {width} columns ({', '.join(rows[0][1][column[c]].strip() if body is not rows else c for c in needed)}) but "
+            raise RatingsFileError(f"{where}: expected at least {width} columns ({', '.join(shown)}) but "
                                    f"found {len(row)}: {','.join(row)!r}.")
         cell = _cells(row, column)
         if layout == MOVIELENS:
@@ -168,7 +165,10 @@ def read_ratings_file(data: bytes | str, name: str, movies: pd.DataFrame) -> Imp
             if not cell("year").isdigit():
                 raise RatingsFileError(f"{where}: the year {cell('year')!r} of {cell('name')!r} is not a number.")
             stars, label = _stars(cell("rating"), where), f"{cell('name')} ({cell('year')})"
-            movie = _match_title(keys, cell("name"), int(cell("year")))
+            matches = _title_matches(keys, cell("name"), int(cell("year")))
+            movie = next(iter(matches)) if len(matches) == 1 else None
+            if len(matches) > 1:   # never guessed
+                label += f", {len(matches)} movies of that title"
         if movie is None:
             result.unmatched.append(f"line {line}: {label}")
             continue

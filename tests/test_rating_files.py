@@ -46,7 +46,8 @@ def test_imdb_export_matched_through_links_and_halved():
     assert read.layout == IMDB
     assert read.pairs == [(318, 5.0), (2, 3.5)]
     assert read.unmatched == ["line 3: Breaking Bad (2008)"]          # a TV series: not a MovieLens movie
-    assert "1 not in this model's catalogue" in read.summary() and "Breaking Bad" in read.summary()
+    assert "1 skipped, not matched to one movie of this model's catalogue (line 3: Breaking Bad (2008))" \
+        in read.summary()
 
 
 def test_letterboxd_export_matched_by_title_and_year():
@@ -55,7 +56,7 @@ def test_letterboxd_export_matched_by_title_and_year():
     # accents, case, the article in front, an a.k.a. title, a curly apostrophe and a year one off all match;
     # "Hamlet" 1991 is one off from two films (1990, 1992) and is not guessed; a film without stars is left out
     assert read.pairs == [(4973, 4.5), (2, 5.0), (47, 4.0), (10, 3.5)]
-    assert read.unmatched == ["line 6: Hamlet (1991)", "line 7: Parasite (2019)"]
+    assert read.unmatched == ["line 6: Hamlet (1991), 2 movies of that title", "line 7: Parasite (2019)"]
     assert read_ratings_file("Date,Name,Year,Letterboxd URI,Rating\n1,Hamlet,1992,u,3\n", "r.csv",
                              MOVIES).pairs == [(12, 3.0)]
 
