@@ -192,10 +192,38 @@ def _read_ratings_file(path: str, index) -> list[tuple[int, float]]:
     return result.pairs
 
 
+def _group_members(text: str) -> dict:
+    """"575,232,sam" -> {"user 575": 575, "user 232": 232, "sam": sam's stored ratings}."""
+    from .user_ratings import RatingStore
+    members = {}
+    with RatingStore(get_settings().ratings_db) as store:
+        for token in (t.strip() for t in text.split(",")):
+            if token.isdigit():
+                members[f"user {token}"] = int(token)
+            elif token:
+                ratings = store.ratings(token)
+                if not ratings:
+                    raise ValueError(f"--group: profile {token!r} has no ratings yet (digits are MovieLens "
+                                     "user ids; other names are profiles stored with `rate`).")
+                members[token] = ratings
+    return members
+
+
 def cmd_recommend(args) -> int:
     index, folder = _index(args.model)
     t0 = time.perf_counter()
     genres = _parse_list(args.genres, str) if args.genres else None
+    if args.group:
+        members = _group_members(args.group)
+        recs = index.recommend_group(members, args.n, min_ratings=args.min_ratings, genres=genres,
+                                     strategy=args.strategy)
+        ms = (time.perf_counter() - t0) * 1000
+        payload = {"model": folder.name, "group": list(members), "strategy": args.strategy,
+                   "latency_ms": round(ms, 3),
+                   "recommendations": _records(recs, ["movieId", "title", "genres", "group_score",
+                                                      *(f"for {m}" for m in members), "n_ratings"])}
+        _emit(args, payload, _movie_rows(recs, ["group_score", "movieId", "title"]))
+        return EXIT_OK
     if args.new_user or args.profile:
         if args.new_user:
             pairs = _read_ratings_file(args.new_user, index)
@@ -361,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-user", metavar="FILE", help="ratings of someone new: a CSV of movieId,rating, "
                                                       "an IMDb ratings export or a Letterboxd ratings.csv")
     p.add_argument("--profile", help="a profile stored with `rate`")
+    p.add_argument("--group", metavar="MEMBERS",
+                   help="a movie night: comma-separated MovieLens user ids and profile names, e.g. 575,232,sam")
+    p.add_argument("--strategy", choices=["misery", "average"], default="misery",
+                   help="with --group: misery (default): the best lowest predicted rating in the group; "
+                        "average: the best mean")
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--min-ratings", type=int, default=20,
                    help="leave out movies with fewer training ratings (default 20)")

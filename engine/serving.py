@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LIKED_RATING = 4.0  # history ratings that count as "you liked" in explanations
 DEFAULT_SIMILAR_MIN_RATINGS = 10
 ORDERS = {"rating": "highest predicted rating", "picks": "top picks (implicit ALS)"}
+GROUP_STRATEGIES = {"misery": "the lowest predicted rating in the group", "average": "the mean predicted rating"}
 
 
 class UnknownIdError(KeyError):
@@ -285,6 +286,45 @@ class RecommenderIndex:
         ranked = scores if order == "rating" else self.pick_item_factors @ self._solve_pick_user(pos, values)
         mask = self._candidates(pos, min_ratings, genres)
         return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked, order)
+
+    def recommend_group(self, members: dict, n: int = 10, min_ratings: int = 0,
+                        genres: list[str] | None = None, strategy: str = "misery") -> pd.DataFrame:
+        """Movies for several people at once (a movie night).
+
+        ``members``: a label per person -> a MovieLens user id, or that person's own
+        (movieId, rating) pairs (folded in). Each person's predicted rating of every
+        movie is computed as for them alone (clipped to the star scale); the group
+        score is the lowest of them (``"misery"``: a movie nobody will mind) or their
+        mean (``"average"``), ties broken by the mean. Movies anyone rated are left
+        out. A column per member, ``"for <label>"``, holds that person's predicted rating.
+        """
+        if strategy not in GROUP_STRATEGIES:
+            raise ValueError(f"Unknown group strategy {strategy!r}: use " +
+                             " or ".join(f"{k!r} ({v})" for k, v in GROUP_STRATEGIES.items()) + ".")
+        if len(members) < 2:
+            raise RatingInputError("A movie night needs at least two people: add another user or profile.")
+        predicted, seen = {}, []
+        for label, who in members.items():
+            if isinstance(who, (int, np.integer)):
+                u = self._user(who)
+                scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
+                seen.append(self._user_rows.get(int(who), (np.array([], int),))[0])
+            else:
+                pos, values = self._check_ratings(who)
+                scores = self.raw_scores(*self._solve_user(pos, values))
+                seen.append(pos)
+            predicted[str(label)] = np.clip(scores, MIN_RATING, MAX_RATING)
+        table = np.vstack(list(predicted.values()))
+        mean = table.mean(axis=0)
+        group = table.min(axis=0) if strategy == "misery" else mean
+        mask = self._candidates(np.concatenate(seen).astype(int), min_ratings, genres)
+        top = self._top(group + 1e-9 * mean, mask, n)
+        out = self.movies.iloc[top][[ITEM, TITLE, GENRES, "year", "imdbId", "tmdbId"]].reset_index(drop=True)
+        out["group_score"] = group[top].round(3)
+        for label, values in predicted.items():
+            out[f"for {label}"] = values[top].round(3)
+        out["n_ratings"] = self.item_support[top]
+        return out
 
     def similar(self, movie_id: int, n: int = 10,
                 min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS, also=()) -> pd.DataFrame:

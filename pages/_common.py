@@ -129,6 +129,23 @@ def rating_store(path: str) -> RatingStore:
     return RatingStore(path)
 
 
+def saved_profiles() -> dict[str, list[tuple[int, float]]]:
+    """The profiles of new-user mode that have ratings, with their (movieId, rating) pairs."""
+    store = rating_store(str(get_settings().ratings_db))
+    return {name: pairs for name in store.profiles() if (pairs := store.ratings(name))}
+
+
+PROFILE = "profile:"   # a person picker's option for a profile; MovieLens users are their int ids
+
+
+def person_label(choice, profiles: dict) -> str:
+    """How a person picker shows an option: "You: sam (12 ratings)" or "MovieLens user 575"."""
+    if isinstance(choice, str) and choice.startswith(PROFILE):
+        name = choice.removeprefix(PROFILE)
+        return f"You: {name} ({len(profiles.get(name, ()))} ratings)"
+    return choice if isinstance(choice, str) else f"MovieLens user {choice}"
+
+
 @st.cache_resource(show_spinner="Starting Spark (first time only)…")
 def spark_session():
     from engine.spark import get_spark

@@ -16,7 +16,8 @@ from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
 from engine.settings import get_settings
-from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_index, rating_store, through_navigation
+from pages._common import (MOVIE_COLUMNS, PROFILE, for_display, friendly_errors, load_index, person_label,
+                           saved_profiles, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -46,17 +47,14 @@ with st.sidebar:
     user, mine, profiles = None, None, {}
     if index is not None:
         with friendly_errors("Reading the saved profiles"):
-            store = rating_store(str(settings.ratings_db))
-            profiles = {name: pairs for name in store.profiles() if (pairs := store.ratings(name))}
+            profiles = saved_profiles()
         choice = st.selectbox(
-            "Rank for (optional)", ["Anyone", *(f"profile:{p}" for p in profiles), *map(int, index.user_ids)],
-            key="mood_user", format_func=lambda c: c if c == "Anyone" else (
-                f"You: {c.removeprefix('profile:')} ({len(profiles[c.removeprefix('profile:')])} ratings)"
-                if isinstance(c, str) else f"MovieLens user {c}"),
+            "Rank for (optional)", ["Anyone", *(PROFILE + p for p in profiles), *map(int, index.user_ids)],
+            key="mood_user", format_func=lambda c: person_label(c, profiles),
             help="Anyone: the best-rated movies of the mood's genres. A profile of the Recommendations "
                  "page (new-user mode) or a MovieLens user: their own top picks in those genres.")
-        if isinstance(choice, str) and choice.startswith("profile:"):
-            mine = profiles[choice.removeprefix("profile:")]
+        if isinstance(choice, str) and choice.startswith(PROFILE):
+            mine = profiles[choice.removeprefix(PROFILE)]
         elif choice != "Anyone":
             user = int(choice)
     st.caption("Emotion → genres: " + "; ".join(f"{k} → {', '.join(v)}"

@@ -3,10 +3,11 @@ import pandas as pd
 import streamlit as st
 
 from engine.rating_files import export_ratings, read_ratings_file
+from engine.serving import GROUP_STRATEGIES
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
-from pages._common import (MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, rating_store,
-                           through_navigation)
+from pages._common import (MOVIE_COLUMNS, PROFILE, for_display, friendly_errors, load_index, md_escape,
+                           person_label, rating_store, saved_profiles, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -105,10 +106,51 @@ def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int,
                 st.rerun()
 
 
-mode = st.segmented_control("Recommend for", ["A MovieLens user", "Me (new user)"],
-                            default="A MovieLens user", key="rec_mode")
+def movie_night() -> None:
+    """Several people at once: MovieLens users and profiles, one list nobody minds (or the best on average)."""
+    profiles = saved_profiles()
+    chosen = st.multiselect(
+        "Who is watching? (two to six people)", [*(PROFILE + p for p in profiles), *map(int, index.user_ids)],
+        key="group_members", max_selections=6, format_func=lambda c: person_label(c, profiles),
+        placeholder="Profiles from “Me (new user)” and MovieLens users")
+    strategy = st.radio("Pick the movies", list(GROUP_STRATEGIES), horizontal=True, key="group_strategy",
+                        format_func={"misery": "nobody minds (the best lowest rating)",
+                                     "average": "best on average"}.get,
+                        help="Nobody minds: the group score is the lowest predicted rating among you, so no "
+                             "one is stuck with a film they would dislike. Best on average: the mean, which "
+                             "one enthusiast can carry.")
+    if len(chosen) < 2:
+        st.info("Add at least two people: profiles rated under *Me (new user)*, or MovieLens users.")
+        return
+    members = {}
+    for c in chosen:
+        label = c.removeprefix(PROFILE) if isinstance(c, str) else f"user {c}"
+        label = f"{label} (profile)" if label in members else label
+        members[label] = profiles[c.removeprefix(PROFILE)] if isinstance(c, str) else c
+    with friendly_errors("Recommending for the group"):
+        recs = index.recommend_group(members, n, min_ratings=min_ratings, genres=genres or None,
+                                     strategy=strategy)
+        st.subheader(f"Top {len(recs)} for " + ", ".join(md_escape(m) for m in members))
+        st.caption(f"Ranked by {GROUP_STRATEGIES[strategy]} (each person's predicted rating, as for them "
+                   "alone); movies anyone rated are left out. The sidebar's order does not apply here.")
+        if recs.empty:
+            st.info("No movie passes these filters: lower the minimum ratings or add genres.")
+        each = {f"for {m}": st.column_config.NumberColumn(f"For {m}", format="%.1f ⭐") for m in members}
+        st.dataframe(for_display(recs)[["title", "year", "group_score", *each, "genres", "n_ratings", "similar",
+                                        "IMDb", "TMDB"]],
+                     hide_index=True, width="stretch", height="content", column_config={
+                         **MOVIE_COLUMNS, **each,
+                         "group_score": st.column_config.NumberColumn("Group", format="%.2f ⭐")})
 
-if mode != "Me (new user)":
+
+mode = st.segmented_control("Recommend for", ["A MovieLens user", "Me (new user)", "Movie night"],
+                            default="A MovieLens user", key="rec_mode",
+                            help="Movie night: several people at once (profiles and MovieLens users).")
+
+if mode == "Movie night":
+    st.query_params.pop("user", None)
+    movie_night()
+elif mode != "Me (new user)":
     users = [int(u) for u in index.user_ids]
     if "rec_user" not in st.session_state:
         st.session_state.rec_user = 575 if 575 in users else users[0]

@@ -170,6 +170,31 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
     assert download.proto.label == "Download my ratings (CSV)"
 
 
+def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
+    """The group list is the index's: each person's predicted rating and the lowest of them (or the mean)."""
+    from engine.user_ratings import RatingStore
+    mine = [(1, 5.0), (2, 4.5), (3, 1.0)]
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        for movie, rating in mine:
+            store.set_rating("sam", movie, rating)
+    index = RecommenderIndex.load(app_env[1])
+    at = open_page("pages/recommendations.py")
+    at.sidebar.slider(key="rec_min").set_value(0).run()
+    at.segmented_control(key="rec_mode").set_value("Movie night").run()
+    assert "at least two people" in at.info[0].value
+    at.multiselect(key="group_members").set_value(["profile:sam", 5]).run()
+    no_exception(at)
+    expected = index.recommend_group({"sam": mine, "user 5": 5}, 10)
+    df = at.dataframe[0].value
+    assert df["title"].tolist() == [readable_title(t, with_year=False) for t in expected["title"]]
+    assert df["for sam"].tolist() == expected["for sam"].tolist() and "for user 5" in df
+    assert any(h.value == "Top 10 for sam, user 5" for h in at.subheader), [h.value for h in at.subheader]
+    at.radio(key="group_strategy").set_value("average").run()
+    average = index.recommend_group({"sam": mine, "user 5": 5}, 10, strategy="average")
+    assert at.dataframe[0].value["group_score"].tolist() == average["group_score"].tolist()
+    assert "user" not in at.query_params
+
+
 def test_similar_exact(app_env):
     at = open_page("pages/similar.py")
     at.slider(key="sim_min").set_value(0).run()

@@ -153,6 +153,14 @@ def test_import_and_export_ratings_files(env, tmp_path):
     assert [m["movieId"] for m in mood["movies"]] == [r["movieId"] for r in drama["recommendations"]]
     err = run_cli(env, "mood", "--emotion", "sad", "--profile", "nobody", "--json", expect=2)
     assert "Profile 'nobody' has no ratings yet" in err["error"]
+    # a movie night for MovieLens user 1 and the profile
+    night = run_cli(env, "recommend", "--group", "1,importer", "-n", "4", "--min-ratings", "0", "--json")
+    assert night["group"] == ["user 1", "importer"] and night["strategy"] == "misery" and len(night["recommendations"]) == 4
+    for movie in night["recommendations"]:
+        assert movie["group_score"] == min(movie["for user 1"], movie["for importer"])
+        assert movie["movieId"] not in {1, 2, 3}
+    err = run_cli(env, "recommend", "--group", "1,nobody", "--json", expect=2)
+    assert "profile 'nobody' has no ratings yet" in err["error"]
 
 
 def test_errors_exit_codes(env, tmp_path):

@@ -102,6 +102,35 @@ def test_similar_to_several_movies(small_index):
         small_index.similar(a, also=[424242])
 
 
+def test_group_recommendations_for_a_movie_night(small_index):
+    """Each member's predicted rating as for them alone; the group score their minimum (or mean);
+    nothing anyone rated; a member may be someone new (their ratings folded in)."""
+    a, b = (int(u) for u in small_index.user_ids[:2])
+    mine = [(1, 5.0), (2, 4.5), (3, 1.0)]
+    out = small_index.recommend_group({"ann": a, "bob": b, "me": mine}, n=8)
+    alone = {label: small_index.recommend(u, n=len(small_index.item_ids), exclude_rated=False, explain=False)
+             .set_index("movieId")["predicted_rating"] for label, u in (("ann", a), ("bob", b))}
+    alone["me"] = small_index.recommend_new_user(mine, n=len(small_index.item_ids), explain=False) \
+        .set_index("movieId")["predicted_rating"]
+    for label, predicted in alone.items():
+        np.testing.assert_allclose(out[f"for {label}"], predicted.loc[out["movieId"]], atol=1e-3)
+    np.testing.assert_allclose(out["group_score"], out[["for ann", "for bob", "for me"]].min(axis=1), atol=1e-9)
+    seen = set(small_index.user_history(a)["movieId"]) | set(small_index.user_history(b)["movieId"]) | {1, 2, 3}
+    assert not seen & set(out["movieId"]) and len(out) == 8
+    # the best movie nobody will mind: no unseen movie has a higher minimum
+    table = pd.DataFrame(alone).drop(index=list(seen), errors="ignore")
+    assert out["group_score"].iloc[0] == pytest.approx(table.min(axis=1).max(), abs=1e-3)
+    assert list(out["group_score"]) == sorted(out["group_score"], reverse=True)
+    average = small_index.recommend_group({"ann": a, "bob": b}, n=5, strategy="average")
+    np.testing.assert_allclose(average["group_score"], average[["for ann", "for bob"]].mean(axis=1), atol=1e-3)
+    with pytest.raises(RatingInputError, match="at least two people"):
+        small_index.recommend_group({"ann": a})
+    with pytest.raises(UnknownIdError):
+        small_index.recommend_group({"ann": a, "ghost": 424242})
+    with pytest.raises(ValueError, match="Unknown group strategy 'loudest'"):
+        small_index.recommend_group({"ann": a, "bob": b}, strategy="loudest")
+
+
 def test_fold_in_reproduces_a_trained_user(small_index):
     # Given a trained user's own ratings, fold-in must land close to the trained vector.
     overlaps = []
