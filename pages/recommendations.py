@@ -135,7 +135,7 @@ def movie_night() -> None:
                    "alone); movies anyone rated are left out. The sidebar's order does not apply here.")
         if recs.empty:
             st.info("No movie passes these filters: lower the minimum ratings or add genres.")
-        each = {f"for {m}": st.column_config.NumberColumn(f"For {m}", format="%.1f ⭐") for m in members}
+        each = {f"for {m}": st.column_config.NumberColumn(f"For {m}", format="%.2f ⭐") for m in members}
         st.dataframe(for_display(recs)[["title", "year", "group_score", *each, "genres", "n_ratings", "similar",
                                         "IMDb", "TMDB"]],
                      hide_index=True, width="stretch", height="content", column_config={
