@@ -59,6 +59,11 @@ def small(args) -> None:
             *latency(lambda u: index.recommend(u, 10, order="picks"), [(u,) for u in users]))
         row("top picks fold-in new user (20 ratings)",
             *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), folds))
+    groups = [({"a": users[k], "b": users[k + 1], "c": users[k + 2], "me": folds[k % len(folds)][0]},)
+              for k in range(0, 150, 3)]
+    row("movie night (3 users + 1 folded in, top 10)", *latency(lambda g: index.recommend_group(g, 10), groups))
+    row("similar to 3 movies at once (top 10)", *latency(
+        lambda k: index.similar(movies[k], 10, also=movies[k + 1:k + 3]), [(k,) for k in range(0, 150, 3)]))
     row("most-watched to rate (9, 20 rated left out)", *latency(
         lambda r: index.popular_to_rate([m for m, _ in r], 9), folds))
     from engine.rating_files import read_ratings_file
