@@ -42,6 +42,7 @@ with st.sidebar:
         st.caption("This model has no top-picks ranking: retrain it on the home page to get one.")
 
 POPULAR_TILES, POPULAR_COLUMNS = 9, 3
+SHORT_LIST = 8   # ratings listed before "Show all"
 
 
 def popular_to_rate(index, store: RatingStore, profile: str, rated: list[int]) -> None:
@@ -76,6 +77,27 @@ def popular_to_rate(index, store: RatingStore, profile: str, rated: list[int]) -
                 st.feedback("stars", key=f"quick_{movie_id}", on_change=save, args=(movie_id, title))
     st.button("Show other movies", key="quick_other", icon=":material/refresh:", on_click=other_movies,
               help=f"The next {POPULAR_TILES} most-watched movies you have not rated")
+
+
+def rate_a_pick(store: RatingStore, profile: str, picks: list[int]) -> None:
+    """Seen one of the recommendations already? Rate it here: it leaves the list, which learns from it."""
+    def save() -> None:
+        movie, stars = st.session_state.get("seen_pick"), st.session_state.get("seen_stars")
+        if movie is not None and stars is not None:
+            with friendly_errors("Saving the rating"):
+                store.set_rating(profile, int(movie), float(stars + 1))
+                st.toast(f"Saved {stars + 1}★ for {md_escape(index.readable_titles[int(movie)])}")
+            st.session_state.seen_pick = st.session_state.seen_stars = None
+
+    if not picks:
+        return
+    pick, stars = st.columns([3, 1], vertical_alignment="bottom")
+    pick.selectbox("Seen one of these already? Rate it, and the list moves on", picks, index=None,
+                   format_func=lambda m: index.readable_titles[m], key="seen_pick",
+                   placeholder="Pick a movie from the list")
+    with stars:
+        st.feedback("stars", key="seen_stars", on_change=save,
+                    disabled=st.session_state.get("seen_pick") is None)
 
 
 def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int, float]]) -> None:
@@ -222,7 +244,10 @@ else:
         import_export(index, store, profile, mine)
         if not mine:
             st.caption("Nothing rated yet under this profile.")
-        for movie_id, rating in mine:
+        latest = mine[::-1]   # newest first; an imported file can bring hundreds
+        if len(latest) > SHORT_LIST and not st.toggle(f"Show all {len(latest)}", key="ratings_all"):
+            latest = latest[:SHORT_LIST]
+        for movie_id, rating in latest:
             row = st.columns([4, 3, 1], vertical_alignment="center")
             row[0].text(index.readable_titles.get(movie_id, f"movie {movie_id}"))
             new = row[1].select_slider("stars", [x / 2 for x in range(1, 11)], value=rating,
@@ -242,3 +267,4 @@ else:
                                             genres=genres or None, order=order)
             st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch", height="content",
                          column_config=MOVIE_COLUMNS)
+            rate_a_pick(store, profile, recs["movieId"].astype(int).tolist())

@@ -129,6 +129,35 @@ def test_new_user_rates_the_most_watched_movies_in_one_click(app_env):
     assert tiles(at) == first
 
 
+def test_new_user_rates_a_recommendation_in_place_and_sees_newest_ratings_first(app_env):
+    """"Seen it": a movie picked from the list is rated there and leaves it; a long list of ratings
+    shows the newest eight until asked for all."""
+    from engine.user_ratings import RatingStore
+    index = RecommenderIndex.load(app_env[1])
+    ten = [int(m) for m in index.popular_to_rate([], 10)["movieId"]]
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        store.import_ratings("guest", [(m, 4.0 if k % 2 else 2.5) for k, m in enumerate(ten)])
+    at = open_page("pages/recommendations.py")
+    at.sidebar.slider(key="rec_min").set_value(0).run()
+    at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
+    sliders = [s.key for s in at.get("select_slider") if s.key and s.key.startswith("edit_")]
+    assert sliders == [f"edit_{m}" for m in ten[::-1][:8]]                   # newest first, eight of ten
+    at.toggle(key="ratings_all").set_value(True).run()
+    assert len([s for s in at.get("select_slider") if s.key and s.key.startswith("edit_")]) == 10
+    before = at.dataframe[0].value["title"].tolist()
+    first = index.recommend_new_user([(m, 4.0 if k % 2 else 2.5) for k, m in enumerate(ten)], 10,
+                                     order="picks")["movieId"].iloc[0]
+    assert before[0] == readable_title(index.movies.set_index("movieId").loc[first, "title"], with_year=False)
+    at.selectbox(key="seen_pick").set_value(int(first)).run()
+    at.feedback(key="seen_stars").set_value(4).run()                          # five stars
+    no_exception(at)
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        assert dict(store.ratings("guest"))[int(first)] == 5.0
+    after = at.dataframe[0].value["title"].tolist()
+    assert before[0] not in after and after != before and len(after) == 10
+    assert at.selectbox(key="seen_pick").value is None                       # ready for the next one
+
+
 def test_new_user_imports_and_exports_a_ratings_file(app_env):
     """An uploaded IMDb export joins the profile's ratings (those given before stay); a bad file is
     named with its line and changes nothing; the download gives the ratings back."""
