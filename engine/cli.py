@@ -464,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
     try:
         return args.func(args)
+    except BrokenPipeError:   # `... | head`: the reader has what it wanted; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (DataError, UnknownIdError, RatingInputError, ValueError) as exc:
         code, message = EXIT_INPUT, str(exc)
     except ModelError as exc:
