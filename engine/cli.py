@@ -225,14 +225,15 @@ def cmd_recommend(args) -> int:
         _emit(args, payload, _movie_rows(recs, ["group_score", "movieId", "title"]))
         return EXIT_OK
     if args.new_user or args.profile:
+        hidden = ()
         if args.new_user:
             pairs = _read_ratings_file(args.new_user, index)
         else:
             from .user_ratings import RatingStore
             with RatingStore(get_settings().ratings_db) as store:
-                pairs = store.ratings(args.profile)
+                pairs, hidden = store.ratings(args.profile), store.hidden(args.profile)
         recs = index.recommend_new_user(pairs, args.n, min_ratings=args.min_ratings, genres=genres,
-                                        order=args.order)
+                                        order=args.order, hidden=hidden)
         who = {"new_user_ratings": len(pairs)}
     else:
         if args.user is None:

@@ -277,14 +277,18 @@ class RecommenderIndex:
 
     def recommend_new_user(self, ratings: list[tuple[int, float]], n: int = 10,
                            min_ratings: int = 0, genres: list[str] | None = None,
-                           explain: bool = True, order: str = "rating") -> pd.DataFrame:
-        """Recommendations for a person's own ratings, without retraining."""
+                           explain: bool = True, order: str = "rating", hidden=()) -> pd.DataFrame:
+        """Recommendations for a person's own ratings, without retraining.
+
+        ``hidden``: movie ids the person marked "not interested" (left out; unknown ids ignored).
+        """
         self._check_order(order)
         pos, values = self._check_ratings(ratings)
         x, bias = self._solve_user(pos, values)
         scores = self.raw_scores(x, bias)
         ranked = scores if order == "rating" else self.pick_item_factors @ self._solve_pick_user(pos, values)
-        mask = self._candidates(pos, min_ratings, genres)
+        skipped = [self._item_pos[int(m)] for m in hidden if int(m) in self._item_pos]
+        mask = self._candidates(np.concatenate([pos, skipped]).astype(int), min_ratings, genres)
         return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked, order)
 
     def recommend_group(self, members: dict, n: int = 10, min_ratings: int = 0,

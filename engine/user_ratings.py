@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS ratings (
     updated_at REAL NOT NULL,
     PRIMARY KEY (profile_id, movie_id)
 );
+CREATE TABLE IF NOT EXISTS hidden (
+    profile_id INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+    movie_id INTEGER NOT NULL,
+    hidden_at REAL NOT NULL,
+    PRIMARY KEY (profile_id, movie_id)
+);
 """
 
 _UPSERT = ("INSERT INTO ratings(profile_id, movie_id, rating, updated_at) VALUES (?, ?, ?, ?) "
@@ -137,6 +143,27 @@ class RatingStore:
         return [(int(m), float(r)) for m, r in self._db.execute(
             "SELECT movie_id, rating FROM ratings WHERE profile_id = ? ORDER BY updated_at, movie_id",
             (pid,))]
+
+    def hide(self, profile: str, movie_id: int) -> None:
+        """"Not interested": the movie stays out of this profile's suggestions until shown again."""
+        pid = self._profile_id(profile, create=True)
+        self._db.execute("INSERT INTO hidden(profile_id, movie_id, hidden_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT(profile_id, movie_id) DO NOTHING", (pid, int(movie_id), time.time()))
+
+    def unhide(self, profile: str, movie_id: int) -> bool:
+        pid = self._profile_id(profile, create=False)
+        if pid is None:
+            return False
+        cur = self._db.execute("DELETE FROM hidden WHERE profile_id = ? AND movie_id = ?", (pid, int(movie_id)))
+        return cur.rowcount > 0
+
+    def hidden(self, profile: str) -> list[int]:
+        """The movies a profile marked "not interested", newest first."""
+        pid = self._profile_id(profile, create=False)
+        if pid is None:
+            return []
+        return [int(m) for (m,) in self._db.execute(
+            "SELECT movie_id FROM hidden WHERE profile_id = ? ORDER BY hidden_at DESC, movie_id", (pid,))]
 
     def all_ratings(self) -> pd.DataFrame:
         """Every stored rating as MovieLens columns, with the profiles' numeric user ids."""

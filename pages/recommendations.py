@@ -80,7 +80,8 @@ def popular_to_rate(index, store: RatingStore, profile: str, rated: list[int]) -
 
 
 def rate_a_pick(store: RatingStore, profile: str, picks: list[int]) -> None:
-    """Seen one of the recommendations already? Rate it here: it leaves the list, which learns from it."""
+    """Seen one of the recommendations already? Rate it here: it leaves the list, which learns from it.
+    Not interested? Hide it from this profile's suggestions (listed below, and can be shown again)."""
     def save() -> None:
         movie, stars = st.session_state.get("seen_pick"), st.session_state.get("seen_stars")
         if movie is not None and stars is not None:
@@ -89,15 +90,33 @@ def rate_a_pick(store: RatingStore, profile: str, picks: list[int]) -> None:
                 st.toast(f"Saved {stars + 1}★ for {md_escape(index.readable_titles[int(movie)])}")
             st.session_state.seen_pick = st.session_state.seen_stars = None
 
-    if not picks:
-        return
-    pick, stars = st.columns([3, 1], vertical_alignment="bottom")
-    pick.selectbox("Seen one of these already? Rate it, and the list moves on", picks, index=None,
-                   format_func=lambda m: index.readable_titles[m], key="seen_pick",
-                   placeholder="Pick a movie from the list")
-    with stars:
-        st.feedback("stars", key="seen_stars", on_change=save,
-                    disabled=st.session_state.get("seen_pick") is None)
+    def not_interested() -> None:
+        movie = st.session_state.get("seen_pick")
+        if movie is not None:
+            with friendly_errors("Hiding the movie"):
+                store.hide(profile, int(movie))
+                st.toast(f"{md_escape(index.readable_titles[int(movie)])} will not be suggested again")
+            st.session_state.seen_pick = None
+
+    if picks:
+        pick, stars, hide = st.columns([4, 1, 1], vertical_alignment="bottom")
+        pick.selectbox("Seen one of these already? Rate it, and the list moves on. Or say you are not "
+                       "interested", picks, index=None, format_func=lambda m: index.readable_titles[m],
+                       key="seen_pick", placeholder="Pick a movie from the list")
+        nothing = st.session_state.get("seen_pick") is None
+        with stars:
+            st.feedback("stars", key="seen_stars", on_change=save, disabled=nothing)
+        hide.button("Not interested", key="seen_hide", on_click=not_interested, disabled=nothing,
+                    icon=":material/visibility_off:", help="Leave this movie out of this profile's recommendations and quick start")
+    hidden = store.hidden(profile)
+    if hidden:
+        with st.expander(f"Not interested ({len(hidden)})", icon=":material/visibility_off:"):
+            for movie_id in hidden:
+                row = st.columns([5, 1], vertical_alignment="center")
+                row[0].text(index.readable_titles.get(movie_id, f"movie {movie_id}"))
+                if row[1].button("Show again", key=f"unhide_{movie_id}"):
+                    store.unhide(profile, movie_id)
+                    st.rerun()
 
 
 def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int, float]]) -> None:
@@ -238,7 +257,7 @@ else:
 
             st.button("Save rating", type="primary", disabled=stars is None, key="rate_save",
                       on_click=save_rating)
-        popular_to_rate(index, store, profile, [m for m, _ in mine])
+        popular_to_rate(index, store, profile, [m for m, _ in mine] + store.hidden(profile))
     with yours:
         st.subheader(f"Your ratings ({len(mine)})")
         import_export(index, store, profile, mine)
@@ -264,7 +283,7 @@ else:
     else:
         with friendly_errors("Recommending"):
             recs = index.recommend_new_user(store.ratings(profile), n, min_ratings=min_ratings,
-                                            genres=genres or None, order=order)
+                                            genres=genres or None, order=order, hidden=store.hidden(profile))
             st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch", height="content",
                          column_config=MOVIE_COLUMNS)
             rate_a_pick(store, profile, recs["movieId"].astype(int).tolist())

@@ -156,6 +156,21 @@ def test_new_user_rates_a_recommendation_in_place_and_sees_newest_ratings_first(
     after = at.dataframe[0].value["title"].tolist()
     assert before[0] not in after and after != before and len(after) == 10
     assert at.selectbox(key="seen_pick").value is None                       # ready for the next one
+    # not interested: out of the list and the quick start, listed, and can be shown again
+    title_of = {readable_title(t, with_year=False): int(m) for m, t in zip(index.movies["movieId"], index.movies["title"])}
+    unwanted = title_of[after[0]]
+    at.selectbox(key="seen_pick").set_value(unwanted).run()
+    at.button(key="seen_hide").click().run()
+    no_exception(at)
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        assert store.hidden("guest") == [unwanted] and unwanted not in dict(store.ratings("guest"))
+    assert after[0] not in at.dataframe[0].value["title"].tolist()
+    assert f"quick_{unwanted}" not in [f.key for f in at.get("feedback")]
+    assert any(e.label == "Not interested (1)" for e in at.expander)
+    at.button(key=f"unhide_{unwanted}").click().run()
+    with RatingStore(os.environ["RATINGS_DB"]) as store:
+        assert store.hidden("guest") == []
+    assert at.dataframe[0].value["title"].tolist()[0] == after[0]
 
 
 def test_new_user_imports_and_exports_a_ratings_file(app_env):

@@ -141,6 +141,15 @@ def test_import_and_export_ratings_files(env, tmp_path):
     rec = run_cli(env, "recommend", "--new-user", str(exported), "-n", "5", "--min-ratings", "0", "--json")
     mine = run_cli(env, "recommend", "--profile", "importer", "-n", "5", "--min-ratings", "0", "--json")
     assert rec["new_user_ratings"] == 3 and rec["recommendations"] == mine["recommendations"]
+    # a movie the profile is not interested in (hidden in the app) is left out of its list
+    from engine.user_ratings import RatingStore
+    unwanted = mine["recommendations"][0]["movieId"]
+    with RatingStore(env["RATINGS_DB"]) as store:
+        store.hide("importer", unwanted)
+    without = run_cli(env, "recommend", "--profile", "importer", "-n", "5", "--min-ratings", "0", "--json")
+    assert [r["movieId"] for r in without["recommendations"]][:4] == [r["movieId"] for r in mine["recommendations"]][1:]
+    with RatingStore(env["RATINGS_DB"]) as store:
+        store.unhide("importer", unwanted)
     imdb.write_text("Const,Your Rating\ntt0100002,10\ntt0100003,ten\n")
     err = run_cli(env, "rate", "--profile", "importer", "--import", str(imdb), "--json", expect=2)
     assert err["error"] == f"{imdb}, line 3: the rating 'ten' is not a number."

@@ -102,6 +102,14 @@ def test_similar_to_several_movies(small_index):
         small_index.similar(a, also=[424242])
 
 
+def test_new_user_hidden_movies_are_left_out(small_index):
+    mine = [(1, 5.0), (2, 4.5), (3, 1.0)]
+    before = small_index.recommend_new_user(mine, 10, explain=False)["movieId"].tolist()
+    after = small_index.recommend_new_user(mine, 10, explain=False, hidden=[before[0], before[3], 424242])
+    assert after["movieId"].tolist()[:8] == [m for m in before if m not in (before[0], before[3])]
+    assert not {before[0], before[3]} & set(after["movieId"]) and len(after) == 10
+
+
 def test_group_recommendations_for_a_movie_night(small_index):
     """Each member's predicted rating as for them alone; the group score their minimum (or mean);
     nothing anyone rated; a member may be someone new (their ratings folded in)."""

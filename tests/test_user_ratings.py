@@ -68,3 +68,17 @@ def test_survives_kill_9(tmp_path):
     assert all(saved[i] == 0.5 + (i % 10) / 2 for i in range(1, acknowledged + 1))
     integrity = RatingStore(db)._db.execute("PRAGMA integrity_check").fetchone()[0]
     assert integrity == "ok"
+
+
+def test_not_interested_is_kept_per_profile_until_shown_again(tmp_path):
+    with RatingStore(tmp_path / "r.sqlite") as store:
+        assert store.hidden("me") == [] and not store.unhide("me", 1)
+        store.hide("me", 5)
+        store.hide("me", 7)
+        store.hide("me", 5)                                   # twice: still once
+        assert store.hidden("me") == [7, 5] and store.hidden("you") == []
+        assert store.ratings("me") == []                      # hiding is not rating
+    with RatingStore(tmp_path / "r.sqlite") as again:         # kept across connections (restarts)
+        assert again.hidden("me") == [7, 5]
+        assert again.unhide("me", 5) and not again.unhide("me", 5)
+        assert again.hidden("me") == [7]
