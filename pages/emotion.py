@@ -54,7 +54,7 @@ with st.sidebar:
             help="Anyone: the best-rated movies of the mood's genres. A profile of the Recommendations "
                  "page (new-user mode) or a MovieLens user: their own top picks in those genres.")
         if isinstance(choice, str) and choice.startswith(PROFILE):
-            mine = profiles[choice.removeprefix(PROFILE)]
+            mine = profiles.get(choice.removeprefix(PROFILE))   # None (anyone) if emptied meanwhile
         elif choice != "Anyone":
             user = int(choice)
     st.caption("Emotion → genres: " + "; ".join(f"{k} → {', '.join(v)}"

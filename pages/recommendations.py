@@ -165,6 +165,8 @@ def movie_night() -> None:
         return
     members = {}
     for c in chosen:
+        if isinstance(c, str) and c.removeprefix(PROFILE) not in profiles:
+            continue   # a profile emptied in another tab since it was picked
         label = c.removeprefix(PROFILE) if isinstance(c, str) else f"user {c}"
         label = f"{label} (profile)" if label in members else label
         members[label] = profiles[c.removeprefix(PROFILE)] if isinstance(c, str) else c
