@@ -79,7 +79,7 @@ def popular_to_rate(index, store: RatingStore, profile: str, rated: list[int]) -
               help=f"The next {POPULAR_TILES} most-watched movies you have not rated")
 
 
-def rate_a_pick(store: RatingStore, profile: str, picks: list[int]) -> None:
+def rate_a_pick(store: RatingStore, profile: str, picks: list[int], hidden: list[int]) -> None:
     """Seen one of the recommendations already? Rate it here: it leaves the list, which learns from it.
     Not interested? Hide it from this profile's suggestions (listed below, and can be shown again)."""
     def save() -> None:
@@ -107,8 +107,8 @@ def rate_a_pick(store: RatingStore, profile: str, picks: list[int]) -> None:
         with stars:
             st.feedback("stars", key="seen_stars", on_change=save, disabled=nothing)
         hide.button("Not interested", key="seen_hide", on_click=not_interested, disabled=nothing,
-                    icon=":material/visibility_off:", help="Leave this movie out of this profile's recommendations and quick start")
-    hidden = store.hidden(profile)
+                    icon=":material/visibility_off:",
+                    help="Leave this movie out of this profile's recommendations and quick start")
     if hidden:
         with st.expander(f"Not interested ({len(hidden)})", icon=":material/visibility_off:"):
             for movie_id in hidden:
@@ -237,6 +237,7 @@ else:
         st.warning("Type a profile name to keep your ratings.")
         st.stop()
     mine = store.ratings(profile)
+    hidden = store.hidden(profile)   # changed only by callbacks (before this run) or a button that reruns
     st.subheader("Rate movies you know")
     rate, yours = st.columns([3, 2], gap="large")
     with rate:
@@ -259,7 +260,7 @@ else:
 
             st.button("Save rating", type="primary", disabled=stars is None, key="rate_save",
                       on_click=save_rating)
-        popular_to_rate(index, store, profile, [m for m, _ in mine] + store.hidden(profile))
+        popular_to_rate(index, store, profile, [m for m, _ in mine] + hidden)
     with yours:
         st.subheader(f"Your ratings ({len(mine)})")
         import_export(index, store, profile, mine)
@@ -285,7 +286,7 @@ else:
     else:
         with friendly_errors("Recommending"):
             recs = index.recommend_new_user(store.ratings(profile), n, min_ratings=min_ratings,
-                                            genres=genres or None, order=order, hidden=store.hidden(profile))
+                                            genres=genres or None, order=order, hidden=hidden)
             st.dataframe(for_display(recs)[SHOWN], hide_index=True, width="stretch", height="content",
                          column_config=MOVIE_COLUMNS)
-            rate_a_pick(store, profile, recs["movieId"].astype(int).tolist())
+            rate_a_pick(store, profile, recs["movieId"].astype(int).tolist(), hidden)

@@ -37,6 +37,19 @@ def open_page(page: str, timeout: float = 60) -> AppTest:
     return at
 
 
+def similar_page(movie: int) -> AppTest:
+    """The similar-movies page on ``movie``, with no minimum of ratings."""
+    at = open_page("pages/similar.py")
+    at.slider(key="sim_min").set_value(0).run()
+    at.selectbox(key="sim_movie").set_value(movie).run()
+    return at
+
+
+def as_shown(titles) -> list[str]:
+    """Engine titles as the app's tables show them beside a Year column ("The Movie 5")."""
+    return [readable_title(t, with_year=False) for t in titles]
+
+
 def no_exception(at: AppTest):
     assert not at.exception, [e.value for e in at.exception]
 
@@ -73,12 +86,12 @@ def test_recommendation_order_switch(app_env):
     at.selectbox(key="rec_user").set_value(5).run()
     assert at.sidebar.radio(key="rec_order").value == "picks"
     picks = at.dataframe[0].value["title"].tolist()
-    shown = [readable_title(t, with_year=False) for t in index.recommend(5, 10, order="picks")["title"]]
+    shown = as_shown(index.recommend(5, 10, order="picks")["title"])
     assert picks == shown
     at.sidebar.radio(key="rec_order").set_value("rating").run()
     no_exception(at)
     by_rating = at.dataframe[0].value["title"].tolist()
-    shown = [readable_title(t, with_year=False) for t in index.recommend(5, 10)["title"]]
+    shown = as_shown(index.recommend(5, 10)["title"])
     assert by_rating == shown and by_rating != picks
 
 
@@ -157,7 +170,7 @@ def test_new_user_rates_a_recommendation_in_place_and_sees_newest_ratings_first(
     assert before[0] not in after and after != before and len(after) == 10
     assert at.selectbox(key="seen_pick").value is None                       # ready for the next one
     # not interested: out of the list and the quick start, listed, and can be shown again
-    title_of = {readable_title(t, with_year=False): int(m) for m, t in zip(index.movies["movieId"], index.movies["title"])}
+    title_of = dict(zip(as_shown(index.movies["title"]), map(int, index.movies["movieId"])))
     unwanted = title_of[after[0]]
     at.selectbox(key="seen_pick").set_value(unwanted).run()
     at.button(key="seen_hide").click().run()
@@ -230,7 +243,7 @@ def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
     no_exception(at)
     expected = index.recommend_group({"sam": mine, "user 5": 5}, 10)
     df = at.dataframe[0].value
-    assert df["title"].tolist() == [readable_title(t, with_year=False) for t in expected["title"]]
+    assert df["title"].tolist() == as_shown(expected["title"])
     assert df["for sam"].tolist() == expected["for sam"].tolist() and "for user 5" in df
     assert any(h.value == "Top 10 for sam, user 5" for h in at.subheader), [h.value for h in at.subheader]
     at.radio(key="group_strategy").set_value("average").run()
@@ -240,9 +253,7 @@ def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
 
 
 def test_similar_exact(app_env):
-    at = open_page("pages/similar.py")
-    at.slider(key="sim_min").set_value(0).run()
-    at.selectbox(key="sim_movie").set_value(3).run()
+    at = similar_page(3)
     no_exception(at)
     df = at.dataframe[0].value
     assert len(df) == 10 and not df["title"].str.startswith("Movie 3,").any()
@@ -252,14 +263,12 @@ def test_similar_to_several_movies_at_once(app_env):
     """Blending in more movies gives the index's several-seed list, in the heading and the address;
     a shared link with ?also= opens the same blend."""
     index = RecommenderIndex.load(app_env[1])
-    at = open_page("pages/similar.py")
-    at.slider(key="sim_min").set_value(0).run()
-    at.selectbox(key="sim_movie").set_value(3).run()
+    at = similar_page(3)
     at.multiselect(key="sim_also").set_value([5, 7]).run()
     no_exception(at)
     expected = index.similar(3, 10, min_ratings=0, also=[5, 7])
     df = at.dataframe[0].value
-    assert df["title"].tolist() == [readable_title(t, with_year=False) for t in expected["title"]]
+    assert df["title"].tolist() == as_shown(expected["title"])
     assert at.subheader[0].value.count(" + ") == 2 and "The Movie 5" in at.subheader[0].value
     assert at.query_params["movie"] == "3" and at.query_params["also"] == "5,7"
     at.radio(key="sim_method").set_value("Spark LSH").run()         # LSH searches around one movie
@@ -268,16 +277,14 @@ def test_similar_to_several_movies_at_once(app_env):
     no_exception(shared)
     assert shared.multiselect(key="sim_also").value == [5, 7]
     assert shared.dataframe[0].value["title"].tolist()[:3] == \
-        [readable_title(t, with_year=False) for t in index.similar(3, 10, also=[5, 7])["title"]][:3]
+        as_shown(index.similar(3, 10, also=[5, 7])["title"])[:3]
     at.multiselect(key="sim_also").set_value([]).run()
     assert "also" not in at.query_params
 
 
 def test_titles_shown_as_people_write_them(app_env):
     """MovieLens's "Movie 5, The (1984)" reads "The Movie 5" (the year has its own column); genres are chips."""
-    at = open_page("pages/similar.py")
-    at.slider(key="sim_min").set_value(0).run()
-    at.selectbox(key="sim_movie").set_value(5).run()
+    at = similar_page(5)
     no_exception(at)
     assert any(h.value == "Most similar to The Movie 5 \\(1984\\)" for h in at.subheader), \
         [h.value for h in at.subheader]
@@ -381,7 +388,7 @@ def test_emotion_list_for_your_own_profile(app_env):
     shown = [d.value for d in at.dataframe if "genres" in d.value.columns][-1]
     index = RecommenderIndex.load(app_env[1])
     expected = mood_recommendations("sad", index.movies, 8, 20, index=index, ratings=mine)
-    assert len(shown) and shown["title"].tolist() == [readable_title(t, with_year=False) for t in expected["title"]]
+    assert len(shown) and shown["title"].tolist() == as_shown(expected["title"])
     assert any("ranked by top picks" in c.value for c in at.caption)
 
 
