@@ -72,24 +72,39 @@ def cmd_fetch(args) -> int:
     return EXIT_OK
 
 
+def _slice(args):
+    """The --genres/--released/--rated slice of `stats` (a ValueError says which option is wrong)."""
+    from .stats import Slice, parse_years
+    genres = tuple(g.strip() for g in (args.genres or "").split(",") if g.strip())
+    return Slice(genres=genres,
+                 released=parse_years(args.released, "--released") if args.released else None,
+                 rated=parse_years(args.rated, "--rated") if args.rated else None)
+
+
 def cmd_stats(args) -> int:
     from .stats import compute_stats, compute_stats_spark, read_spark_tables
     location = get_settings().movielens_data
+    part = _slice(args)
     if args.spark:
         spark = _spark()
         if "://" in location:
-            stats = compute_stats_spark(spark, *read_spark_tables(spark, location))
+            tables = read_spark_tables(spark, location)
         else:
             data = _load_data()
-            stats = compute_stats_spark(spark, spark.createDataFrame(data.ratings),
-                                        spark.createDataFrame(data.movies[["movieId", "title", "genres"]]),
-                                        spark.createDataFrame(data.tags))
+            tables = (spark.createDataFrame(data.ratings),
+                      spark.createDataFrame(data.movies[["movieId", "title", "genres"]]),
+                      spark.createDataFrame(data.tags))
+        if part.genres:
+            part.check_genres({g for row in tables[1].select("genres").distinct().collect()
+                               for g in (row[0] or "").split("|")})
+        stats = compute_stats_spark(spark, *tables, part=part)
     else:
-        stats = compute_stats(_load_data())
-    payload = {"dataset": location, **stats.as_dict()}
+        stats = compute_stats(_load_data(), part=part)
+    payload = {"dataset": location, "slice": part.describe(), **stats.as_dict()}
     c = stats.counts
-    _emit(args, payload, f"{location}\n" + "\n".join(f"  {k:>20}: {v:,}" if isinstance(v, int)
-                                                     else f"  {k:>20}: {v}" for k, v in c.items()))
+    head = location if part.everything else f"{location}: {part.describe()}"
+    _emit(args, payload, f"{head}\n" + "\n".join(f"  {k:>20}: {v:,}" if isinstance(v, int)
+                                                 else f"  {k:>20}: {v}" for k, v in c.items()))
     return EXIT_OK
 
 
@@ -366,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("fetch", cmd_fetch, "download ml-latest-small (or the offline fallback)")
     p = add("stats", cmd_stats, "dataset statistics")
     p.add_argument("--spark", action="store_true", help="compute with Spark (large releases, URIs)")
+    p.add_argument("--genres", help="only movies of any of these genres, comma-separated, e.g. Comedy,Drama")
+    p.add_argument("--released", metavar="YEARS", help="only movies released in these years, e.g. 1990-1999")
+    p.add_argument("--rated", metavar="YEARS", help="only ratings (and tags) given in these years, e.g. 2015")
     for name, func, text in (("train", cmd_train, "train and save the default model"),
                              ("tune", cmd_tune, "cross-validated grid search"),
                              ("evaluate", cmd_evaluate, "re-run the evaluation protocol")):

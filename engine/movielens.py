@@ -38,7 +38,8 @@ REQUIRED_COLUMNS = {
 }
 OPTIONAL_FILES = ("tags.csv", "links.csv")
 MIN_RATING, MAX_RATING = 0.5, 5.0
-_YEAR = re.compile(r"\((\d{4})\)\s*$")
+YEAR_PATTERN = r"\((\d{4})\)\s*$"   # the release year ending a title: "Heat (1995)"
+_YEAR = re.compile(YEAR_PATTERN)
 
 
 class DataError(ValueError):
@@ -173,8 +174,13 @@ def _validate_movies(df: pd.DataFrame, where: str) -> pd.DataFrame:
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataError(f"{where}, line {i + 2}: movieId {out[ITEM].iloc[i]} appears twice. "
                         "Each movie needs one line.")
-    out["year"] = out[TITLE].str.extract(_YEAR, expand=False).astype("Int64")
+    out["year"] = release_years(out[TITLE])
     return out
+
+
+def release_years(titles: pd.Series) -> pd.Series:
+    """The year ending each title ("Heat (1995)" -> 1995), missing (<NA>) where there is none."""
+    return titles.str.extract(_YEAR, expand=False).astype("Int64")
 
 
 def load_movielens(location: str | Path) -> MovieLens:

@@ -64,7 +64,8 @@ def get_spark(settings: Settings | None = None, app_name: str = "movie-recommend
                .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-               .config("spark.driver.memory", "4g"))
+               .config("spark.driver.memory", "4g")
+               .config("spark.sql.session.timeZone", "UTC"))  # calendar years as pandas counts them
     for key, value in {**settings.spark_conf,
                        **{k.replace("__", "."): v for k, v in conf.items()}}.items():
         builder = builder.config(key, str(value))

@@ -7,16 +7,25 @@ the same definitions:
   rating values), so charts can put them on log scales;
 * genres are the pipe-separated list exploded, "(no genres listed)" kept as its
   own bar; a genre's mean rating is over all ratings of its movies;
-* ratings over time are counted per calendar year (UTC).
+* ratings over time are counted per calendar year (UTC);
+* release decades come from the year at the end of a title ("Heat (1995)"); movies
+  without one are left out of that chart only.
+
+A :class:`Slice` narrows the data first (genres, release years, years rated), with
+:func:`slice_data` (pandas) or :func:`slice_spark` (Spark): the same statistics then
+describe that part of the catalogue.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .movielens import GENRES, ITEM, NO_GENRES, RATING, TAG, TIME, TITLE, USER, MovieLens, explode_genres
+from .movielens import (GENRES, ITEM, NO_GENRES, RATING, TAG, TIME, TITLE, USER, YEAR_PATTERN, MovieLens,
+                        explode_genres, release_years)
 
 
 @dataclass
@@ -28,11 +37,12 @@ class DatasetStats:
     genres: pd.DataFrame            # genre, movies, ratings, mean_rating (NaN: no ratings)
     ratings_per_year: pd.DataFrame  # year, ratings, mean_rating
     top_tags: pd.DataFrame          # tag, count
+    release_decades: pd.DataFrame   # decade (1990), movies, ratings, mean_rating (NaN: no ratings)
 
     def as_dict(self) -> dict:
         return {"counts": self.counts,
                 **{name: _records(getattr(self, name))
-                   for name in ("rating_values", "genres", "ratings_per_year", "top_tags")},
+                   for name in ("rating_values", "genres", "ratings_per_year", "top_tags", "release_decades")},
                 "ratings_per_user_summary": summarize(self.ratings_per_user),
                 "ratings_per_movie_summary": summarize(self.ratings_per_movie)}
 
@@ -94,6 +104,122 @@ def summarize(dist: pd.DataFrame) -> dict:
             "mean": round(float(values.mean()), 3), "max": int(values.max())}
 
 
+class EmptySlice(ValueError):
+    """No rating falls in the slice asked for; the message says which slice and what to widen."""
+
+
+_YEARS = re.compile(r"^\s*(\d{4})\s*(?:(?:-|–|\.\.|to)\s*(\d{4})\s*)?$")
+
+
+def parse_years(text: str, what: str = "years") -> tuple[int, int]:
+    """``"1990-1999"`` (also ``1990–1999``, ``1990..1999``, ``1990 to 1999``) or ``"1995"`` -> (lo, hi).
+
+    >>> parse_years("1990-1999"), parse_years("1995")
+    ((1990, 1999), (1995, 1995))
+    """
+    m = _YEARS.match(str(text))
+    if not m:
+        raise ValueError(f"{what}: {text!r} is not a year or a range of years. Write it like 1995 or 1990-1999.")
+    lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+    if lo > hi:
+        raise ValueError(f"{what}: {text!r} ends before it starts. Write the earlier year first: {hi}-{lo}.")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Part of the data to describe: movies by genre (any of) and release year, ratings by year given.
+
+    ``released`` and ``rated`` are inclusive ``(first, last)`` calendar years; a movie
+    whose title has no year is outside every ``released`` range. ``None`` and ``()``
+    mean "no limit". Ratings (and tags) are those of the movies kept, given in ``rated``.
+    """
+    genres: tuple[str, ...] = ()
+    released: tuple[int, int] | None = None
+    rated: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "genres", tuple(sorted(set(self.genres))))
+        for name in ("released", "rated"):
+            span = getattr(self, name)
+            if span is not None:
+                lo, hi = (int(v) for v in span)
+                if lo > hi:
+                    raise ValueError(f"{name}: {lo}-{hi} ends before it starts. Write the earlier year first.")
+                object.__setattr__(self, name, (lo, hi))
+
+    @property
+    def everything(self) -> bool:
+        return not self.genres and self.released is None and self.rated is None
+
+    def describe(self) -> str:
+        """``"Comedy or Drama movies released 1990–1999, ratings given 2000–2010"``."""
+        if self.everything:
+            return "all movies and ratings"
+        span = lambda lo, hi: str(lo) if lo == hi else f"{lo}–{hi}"
+        movies = (" or ".join(self.genres) + " movies") if self.genres else "movies"
+        if self.released:
+            movies += f" released {span(*self.released)}"
+        return movies + (f", ratings given {span(*self.rated)}" if self.rated else "")
+
+    def check_genres(self, known) -> None:
+        """Raise ValueError naming a genre the data does not have (and the ones it has)."""
+        unknown = [g for g in self.genres if g not in set(known)]
+        if unknown:
+            raise ValueError(f"Unknown genre {unknown[0]!r}. Genres in this data: {', '.join(sorted(known))}.")
+
+
+def _utc_years(seconds: pd.Series) -> pd.Series:
+    return pd.to_datetime(seconds, unit="s", utc=True).dt.year
+
+
+def slice_data(data: MovieLens, part: Slice) -> MovieLens:
+    """The movies, ratings and tags in ``part`` (pandas); raises :class:`EmptySlice` when no rating is.
+
+    >>> slice_data(data, Slice(genres=("Comedy",), released=(1990, 1999)))  # doctest: +SKIP
+    """
+    if part.everything:
+        return data
+    movies = data.movies
+    if part.genres:
+        g = explode_genres(movies)
+        part.check_genres(g["genre"].unique())
+        movies = movies[movies[ITEM].isin(g.loc[g["genre"].isin(part.genres), ITEM])]
+    if part.released:
+        movies = movies[release_years(movies[TITLE]).between(*part.released).fillna(False).astype(bool)]
+    ratings = data.ratings[data.ratings[ITEM].isin(movies[ITEM])]
+    tags = data.tags[data.tags[ITEM].isin(movies[ITEM])]
+    if part.rated:
+        ratings = ratings[_utc_years(ratings[TIME]).between(*part.rated)]
+        tags = tags[_utc_years(tags[TIME]).between(*part.rated)]
+    if ratings.empty:
+        raise EmptySlice(f"No ratings for {part.describe()}. Choose more genres or widen the years.")
+    return dataclasses.replace(data, movies=movies.reset_index(drop=True), ratings=ratings.reset_index(drop=True),
+                               tags=tags.reset_index(drop=True), name=f"{data.name}: {part.describe()}")
+
+
+def slice_spark(ratings_df, movies_df, tags_df, part: Slice):
+    """:func:`slice_data` as Spark transformations: (ratings, movies, tags) DataFrames of ``part``.
+
+    Lazy: an empty slice shows as zero ratings when the statistics run (see :func:`compute_stats_spark`).
+    """
+    from pyspark.sql import functions as F
+
+    if part.genres:
+        wanted = F.array(*[F.lit(g) for g in part.genres])
+        movies_df = movies_df.filter(F.arrays_overlap(F.split(F.trim(F.col(GENRES)), r"\|"), wanted))
+    if part.released:
+        year = F.regexp_extract(F.col(TITLE), YEAR_PATTERN, 1)
+        movies_df = movies_df.filter(year.try_cast("int").between(*part.released))  # no year: NULL, out
+    if part.genres or part.released:
+        ratings_df = ratings_df.join(movies_df.select(ITEM), ITEM, "left_semi")
+        tags_df = tags_df.join(movies_df.select(ITEM), ITEM, "left_semi")
+    if part.rated:
+        ratings_df = ratings_df.filter(F.year(F.from_unixtime(F.col(TIME))).between(*part.rated))
+        tags_df = tags_df.filter(F.year(F.from_unixtime(F.col(TIME))).between(*part.rated))
+    return ratings_df, movies_df, tags_df
+
+
 def _counts(n_users, n_movies, n_rated_movies, n_ratings, n_tags, never, once) -> dict:
     return {"users": int(n_users), "movies": int(n_movies), "rated_movies": int(n_rated_movies),
             "ratings": int(n_ratings), "tags": int(n_tags),
@@ -101,9 +227,22 @@ def _counts(n_users, n_movies, n_rated_movies, n_ratings, n_tags, never, once) -
             "movies_never_rated": int(never), "movies_rated_once": int(once)}
 
 
-def compute_stats(data: MovieLens, top_tags: int = 20) -> DatasetStats:
-    """All statistics with pandas (fine up to a few tens of millions of ratings)."""
+def _decades(rated_movies: pd.DataFrame) -> pd.DataFrame:
+    """``decade, movies, ratings, mean_rating`` from one row per movie with a year: ``year, n, total``."""
+    table = (rated_movies.assign(decade=rated_movies["year"] // 10 * 10).groupby("decade")
+             .agg(movies=("year", "size"), ratings=("n", "sum"), total=("total", "sum")).reset_index()
+             .astype({"decade": np.int64, "movies": np.int64, "ratings": np.int64}))
+    table["mean_rating"] = (table.pop("total") / table["ratings"].replace(0, np.nan)).round(4)
+    return table
+
+
+def compute_stats(data: MovieLens, top_tags: int = 20, part: Slice | None = None) -> DatasetStats:
+    """All statistics with pandas (fine up to a few tens of millions of ratings), of ``part`` if given."""
+    if part is not None:
+        data = slice_data(data, part)
     r, movies = data.ratings, data.movies
+    if r.empty:
+        raise EmptySlice(f"No ratings in {data.name}: there is nothing to describe.")
     per_user = r.groupby(USER).size()
     movie_sums = r.groupby(ITEM)[RATING].agg(n="size", total="sum").reset_index()
     per_movie = movie_sums.set_index(ITEM)["n"]
@@ -120,6 +259,9 @@ def compute_stats(data: MovieLens, top_tags: int = 20) -> DatasetStats:
     per_year["mean_rating"] = per_year["mean_rating"].round(4)
     tags = (data.tags[TAG].str.lower().value_counts().rename_axis("tag").reset_index(name="count")
             .sort_values(["count", "tag"], ascending=[False, True]).head(top_tags).reset_index(drop=True))
+    with_year = (movies[[ITEM]].assign(year=release_years(movies[TITLE])).dropna()
+                 .astype({"year": np.int64}))
+    decades = _decades(with_year.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0}))
     rated = set(per_movie.index)
     return DatasetStats(
         counts=_counts(len(per_user), len(movies), len(per_movie), len(r), len(data.tags),
@@ -128,26 +270,34 @@ def compute_stats(data: MovieLens, top_tags: int = 20) -> DatasetStats:
         ratings_per_movie=_distribution(per_movie, "movies"),
         rating_values=r[RATING].astype(float).value_counts().sort_index().rename_axis(RATING)
         .reset_index(name="count"),
-        genres=genre_table, ratings_per_year=per_year, top_tags=tags)
+        genres=genre_table, ratings_per_year=per_year, top_tags=tags, release_decades=decades)
 
 
 def _distribution(sizes: pd.Series, name: str) -> pd.DataFrame:
     return sizes.value_counts().sort_index().rename_axis("n_ratings").reset_index(name=name)
 
 
-def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 20) -> DatasetStats:
+def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 20,
+                        part: Slice | None = None) -> DatasetStats:
     """The same statistics as Spark jobs, for releases too big for pandas.
 
     Args:
         ratings_df, movies_df, tags_df: Spark DataFrames with GroupLens columns
             (see :func:`read_spark_tables` to read them from any URI Spark reads).
+        part: describe only this slice (:func:`slice_spark`).
     """
     from pyspark.sql import functions as F
 
+    if part is not None and not part.everything:
+        ratings_df, movies_df, tags_df = slice_spark(ratings_df, movies_df, tags_df, part)
     per_user = ratings_df.groupBy(USER).count()
     per_movie = ratings_df.groupBy(ITEM).agg(F.count("*").alias("count"),
                                              F.sum(RATING).alias("total")).cache()
     n_ratings = ratings_df.count()
+    if n_ratings == 0:
+        per_movie.unpersist()
+        what = part.describe() if part is not None else "this data"
+        raise EmptySlice(f"No ratings for {what}. Choose more genres or widen the years.")
     n_users = per_user.count()
     n_rated = per_movie.count()
     n_movies = movies_df.count()
@@ -174,11 +324,17 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
               .astype({RATING: float, "count": np.int64}))
     tags = (tags_df.groupBy(F.lower(F.col(TAG)).alias("tag")).count()
             .orderBy(F.desc("count"), "tag").limit(top_tags).toPandas().astype({"count": np.int64}))
+    year = F.regexp_extract(F.col(TITLE), YEAR_PATTERN, 1)
+    decades = _decades(movies_df.filter(year != "").select(ITEM, year.try_cast("long").alias("year"))
+                       .join(per_movie, ITEM, "left").select("year", F.coalesce("count", F.lit(0)).alias("n"),
+                                                             F.coalesce("total", F.lit(0.0)).alias("total"))
+                       .toPandas().astype({"year": np.int64, "n": np.int64, "total": float}))
     per_movie.unpersist()
     return DatasetStats(
         counts=_counts(n_users, n_movies, n_rated, n_ratings, n_tags, never, once),
         ratings_per_user=dist(per_user, "users"), ratings_per_movie=dist(per_movie, "movies"),
-        rating_values=values, genres=genre_table, ratings_per_year=per_year, top_tags=tags)
+        rating_values=values, genres=genre_table, ratings_per_year=per_year, top_tags=tags,
+        release_decades=decades)
 
 
 def read_spark_tables(spark, uri: str):
@@ -206,5 +362,5 @@ def top_movies(data: MovieLens, by: str = "count", min_ratings: int = 50, n: int
     return agg.head(n).reset_index(drop=True)[[ITEM, TITLE, GENRES, "ratings", "mean_rating"]]
 
 
-__all__ = ["DatasetStats", "compute_stats", "compute_stats_spark", "read_spark_tables", "top_movies",
-           "NO_GENRES"]
+__all__ = ["DatasetStats", "EmptySlice", "Slice", "compute_stats", "compute_stats_spark", "parse_years",
+           "read_spark_tables", "slice_data", "slice_spark", "top_movies", "NO_GENRES"]

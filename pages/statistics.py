@@ -1,17 +1,29 @@
 """Dataset statistics: headline numbers and Plotly charts of every engine statistic."""
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from engine.movielens import TIME
 from engine.settings import get_settings
-from engine.stats import compute_stats, log_binned, summarize, top_movies
+from engine.stats import EmptySlice, Slice, compute_stats, log_binned, parse_years, summarize, top_movies
 from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_data, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
 
 @st.cache_data(show_spinner="Computing statistics…")
-def stats_for(location: str):
-    return compute_stats(load_data(location))
+def stats_for(location: str, part: Slice = Slice()):
+    return compute_stats(load_data(location), part=part)
+
+
+@st.cache_data(show_spinner=False)
+def bounds_for(location: str) -> dict:
+    """What the slice controls offer: genres, release years and rating years present in the data."""
+    s, data = stats_for(location), load_data(location)
+    years = data.movies["year"].dropna()
+    rated = pd.to_datetime(data.ratings[TIME], unit="s", utc=True).dt.year
+    return {"genres": sorted(s.genres["genre"]), "released": (int(years.min()), int(years.max())),
+            "rated": (int(rated.min()), int(rated.max()))}
 
 
 TOP_COLUMNS = {**MOVIE_COLUMNS, "movieId": None,
@@ -21,16 +33,94 @@ TOP_ORDER = ["title", "ratings", "mean_rating", "genres", "similar"]   # the fig
 
 
 @st.cache_data(show_spinner=False)
-def top_for(location: str, by: str, min_ratings: int):
-    return top_movies(load_data(location), by=by, min_ratings=min_ratings, n=20)
+def top_for(location: str, part: Slice, by: str, min_ratings: int):
+    from engine.stats import slice_data
+    return top_movies(slice_data(load_data(location), part), by=by, min_ratings=min_ratings, n=20)
+
+
+def _span(years: tuple[int, int]) -> str:
+    lo, hi = years
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _year_range(label: str, bounds: tuple[int, int], key: str, help_text: str) -> tuple[int, int]:
+    """A range slider over ``bounds``; a single year has nothing to choose, so it is just said."""
+    if bounds[0] == bounds[1]:
+        st.sidebar.caption(f"{label}: {bounds[0]} only")
+        return bounds
+    return st.sidebar.slider(label, *bounds, key=key, help=help_text)
+
+
+def slice_controls(bounds: dict) -> Slice:
+    """The sidebar's slice (genres, release years, years rated), seeded from a shared link.
+
+    A link's ``?genres=Comedy,Drama&released=1990-1999&rated=2000-2010`` sets the
+    controls once; every change writes the address bar back, so it always links to
+    what is shown. A bad value in a link is named and ignored.
+    """
+    q = st.query_params
+    if "slice_genres" not in st.session_state:   # first run of this page in the session: read the link
+        genres = [g.strip() for g in q.get("genres", "").split(",") if g.strip()]
+        unknown = [g for g in genres if g not in bounds["genres"]]
+        if unknown:
+            st.warning(f"The link names a genre this data does not have: {unknown[0]!r}; left out.")
+        st.session_state["slice_genres"] = [g for g in genres if g in bounds["genres"]]
+        for name in ("released", "rated"):
+            lo, hi = bounds[name]
+            span = (lo, hi)
+            if q.get(name):
+                try:
+                    a, b = parse_years(q[name], name)
+                    span = (max(lo, a), min(hi, b)) if a <= hi and b >= lo else span
+                except ValueError as exc:
+                    st.warning(f"In the link: {exc} Showing every year.")
+            st.session_state[f"slice_{name}"] = span
+
+    st.sidebar.header("Slice the data")
+    genres = st.sidebar.multiselect("Genres (any of)", bounds["genres"], key="slice_genres",
+                                    placeholder="All genres")
+    released = _year_range("Released", bounds["released"], "slice_released",
+                           "The year in the movie's title. With a limit, movies without one are left out.")
+    rated = _year_range("Ratings given", bounds["rated"], "slice_rated",
+                        "Calendar year (UTC) each rating and tag was given.")
+    part = Slice(genres=tuple(genres),
+                 released=None if tuple(released) == bounds["released"] else tuple(released),
+                 rated=None if tuple(rated) == bounds["rated"] else tuple(rated))
+    for name, value in (("genres", ",".join(part.genres)),
+                        ("released", part.released and _span(part.released)),
+                        ("rated", part.rated and _span(part.rated))):
+        if value:
+            q[name] = value
+        else:
+            q.pop(name, None)
+    if not part.everything and st.sidebar.button("Show everything", icon=":material/filter_alt_off:"):
+        for key in ("slice_genres", "slice_released", "slice_rated"):
+            del st.session_state[key]
+        for name in ("genres", "released", "rated"):
+            q.pop(name, None)
+        st.rerun()
+    return part
 
 
 st.title("📊 Dataset statistics")
 location = get_settings().movielens_data
 with friendly_errors("Loading the dataset"):
-    s = stats_for(location)
+    whole = stats_for(location)
+    part = slice_controls(bounds_for(location))
+    try:
+        s = stats_for(location, part)
+    except EmptySlice as exc:
+        st.caption(f"Source: {location}")
+        st.warning(str(exc))
+        st.stop()
     c = s.counts
-    st.caption(f"Source: {location}")
+    if part.everything:
+        st.caption(f"Source: {location}")
+    else:
+        w = whole.counts
+        st.info(f"**Slice: {part.describe()}**: {c['ratings']:,} ratings ({c['ratings'] / w['ratings']:.1%} "
+                f"of all), {c['movies']:,} of {w['movies']:,} movies, {c['users']:,} of {w['users']:,} users. "
+                "The address bar links to this slice.", icon="🔎")
     cols = st.columns(6)
     for col, (label, value) in zip(cols, [("Users", c["users"]), ("Movies", c["movies"]),
                                           ("Ratings", c["ratings"]), ("Tags", c["tags"]),
@@ -76,14 +166,28 @@ with friendly_errors("Loading the dataset"):
         fig.update_yaxes(dtick=1)
         right.plotly_chart(fig, width="stretch")
     else:
-        right.info("This dataset has no tags.")
+        right.info("No tags in this slice." if not part.everything else "This dataset has no tags.")
+
+    if len(s.release_decades):
+        decades = s.release_decades.assign(label=s.release_decades["decade"].astype(str) + "s")
+        fig = px.bar(decades, x="label", y="movies", color="mean_rating", color_continuous_scale="Viridis",
+                     title="Movies per release decade, coloured by mean rating", height=420,
+                     hover_data={"ratings": ":,", "mean_rating": ":.2f", "label": False},
+                     labels={"label": "released", "mean_rating": "mean rating"})
+        st.plotly_chart(fig, width="stretch")
+        if part.everything:
+            st.caption("The year comes from the title; movies without one are left out of this chart.")
 
     st.subheader("Most-rated and best-rated movies")
-    min_ratings = st.slider("Best-rated: minimum number of ratings", 1, 300, 50, step=5)
+    min_ratings = st.slider("Best-rated: minimum number of ratings", 1, 300, 50, step=5, key="stats_min")
     left, right = st.columns(2)
     left.caption("Most rated")
-    left.dataframe(for_display(top_for(location, "count", 1)), hide_index=True, width="stretch",
+    left.dataframe(for_display(top_for(location, part, "count", 1)), hide_index=True, width="stretch",
                    column_config=TOP_COLUMNS, column_order=TOP_ORDER)
     right.caption(f"Best rated (at least {min_ratings} ratings)")
-    right.dataframe(for_display(top_for(location, "mean", min_ratings)), hide_index=True, width="stretch",
-                    column_config=TOP_COLUMNS, column_order=TOP_ORDER)
+    best = top_for(location, part, "mean", min_ratings)
+    if best.empty:
+        right.info(f"No movie in this slice has {min_ratings} ratings. Lower the minimum above.")
+    else:
+        right.dataframe(for_display(best), hide_index=True, width="stretch",
+                        column_config=TOP_COLUMNS, column_order=TOP_ORDER)

@@ -306,8 +306,49 @@ def test_statistics_tables(app_env):
         m = summarize(dist)
         assert (f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, min {m['min']:,}, "
                 f"max {m['max']:,} ratings.") in captions, captions
-    at.slider[0].set_value(5).run()
+    at.slider(key="stats_min").set_value(5).run()
     assert len(at.dataframe) == 2
+
+
+def _metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_statistics_of_a_slice(app_env):
+    from engine.stats import Slice
+    data = load_movielens(os.environ["MOVIELENS_DATA"])
+    at = open_page("pages/statistics.py")
+    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy", "Drama"]).run()
+    at.sidebar.slider(key="slice_released").set_value((1990, 2004)).run()
+    no_exception(at)
+    want = compute_stats(data, part=Slice(genres=("Comedy", "Drama"), released=(1990, 2004))).counts
+    assert _metrics(at)["Ratings"] == f"{want['ratings']:,}" and _metrics(at)["Users"] == f"{want['users']:,}"
+    assert any("Slice: Comedy or Drama movies released 1990–2004" in i.value for i in at.info)
+    assert at.query_params["genres"] == "Comedy,Drama" and at.query_params["released"] == "1990-2004"
+    shown = at.dataframe[0].value["title"]   # the tables are of the slice too
+    assert len(shown) and all(1990 <= int(t[-5:-1]) <= 2004 for t in shown), list(shown)
+
+    year = 1980   # a genre without a movie from that year: a slice with no ratings at all
+    genre = next(g for g in ("Horror", "Thriller", "Sci-Fi", "Romance", "Action", "Comedy", "Drama")
+                 if data.movies[data.movies["genres"].str.contains(g) & (data.movies["year"] == year)].empty)
+    at.sidebar.multiselect(key="slice_genres").set_value([genre]).run()
+    at.sidebar.slider(key="slice_released").set_value((year, year)).run()
+    no_exception(at)
+    assert any(f"No ratings for {genre} movies released {year}" in w.value for w in at.warning)
+    at.sidebar.button[0].click().run()   # Show everything
+    no_exception(at)
+    assert _metrics(at)["Ratings"] == f"{len(data.ratings):,}" and "genres" not in at.query_params
+
+
+def test_statistics_slice_from_a_link(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"genres": "Comedy,Noir", "released": "2010-1990"})
+    at.switch_page("pages/statistics.py")
+    at.run()
+    no_exception(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "genre this data does not have: 'Noir'" in warnings and "ends before it starts" in warnings
+    assert any("Slice: Comedy movies" in i.value for i in at.info)
 
 
 def test_no_model_explains_what_to_do(app_env, monkeypatch, tmp_path):

@@ -192,6 +192,26 @@ def test_stats_both_paths(env):
     spark_stats = run_cli(env, "stats", "--spark", "--json")
     assert pandas_stats["counts"] == spark_stats["counts"]
     assert pandas_stats["counts"]["users"] == 60
+    assert pandas_stats["release_decades"] == spark_stats["release_decades"]
+
+
+def test_stats_of_a_slice(env, small_data):
+    from engine.stats import Slice, compute_stats
+    args = ("stats", "--genres", "Comedy,Drama", "--released", "1990-2004", "--json")
+    out, spark_out = run_cli(env, *args), run_cli(env, *args, "--spark")
+    part = Slice(genres=("Comedy", "Drama"), released=(1990, 2004))
+    assert out["slice"] == spark_out["slice"] == "Comedy or Drama movies released 1990–2004"
+    assert out["counts"] == spark_out["counts"] == compute_stats(small_data, part=part).counts
+    assert out["counts"]["ratings"] < run_cli(env, "stats", "--json")["counts"]["ratings"]
+    text = run_cli(env, "stats", "--released", "1990")
+    assert text.splitlines()[0].endswith(": movies released 1990")
+    for bad, message in ((("--released", "1999-1990"), "--released: '1999-1990' ends before it starts"),
+                         (("--rated", "lately"), "--rated: 'lately' is not a year"),
+                         (("--genres", "Comedy,Noir"), "Unknown genre 'Noir'"),
+                         (("--released", "1950-1960"), "No ratings for movies released 1950–1960")):
+        assert message in run_cli(env, "stats", *bad, "--json", expect=2)["error"]
+    assert "Unknown genre 'Noir'" in run_cli(env, "stats", "--spark", "--genres", "Noir", "--json",
+                                             expect=2)["error"]
 
 
 def test_tune(env):

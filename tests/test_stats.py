@@ -8,19 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.stats import compute_stats, compute_stats_spark, log_binned, summarize, top_movies
+from engine.stats import (EmptySlice, Slice, compute_stats, compute_stats_spark, log_binned, parse_years,
+                          slice_data, summarize, top_movies)
 
 
-def _spark_stats(spark, data):
+def _spark_stats(spark, data, part=None):
     return compute_stats_spark(spark, spark.createDataFrame(data.ratings),
                                spark.createDataFrame(data.movies[["movieId", "title", "genres"]]),
-                               spark.createDataFrame(data.tags))
+                               spark.createDataFrame(data.tags), part=part)
 
 
 def _assert_same(a, b):
     assert a.counts == b.counts
     for name in ("ratings_per_user", "ratings_per_movie", "rating_values", "genres",
-                 "ratings_per_year", "top_tags"):
+                 "ratings_per_year", "top_tags", "release_decades"):
         left, right = getattr(a, name).reset_index(drop=True), getattr(b, name).reset_index(drop=True)
         pd.testing.assert_frame_equal(left, right, check_dtype=False, check_exact=False, atol=1e-4,
                                       obj=name)
@@ -104,3 +105,92 @@ def test_a_genre_nobody_rated_has_no_mean_and_json_stays_valid(small_data):
     assert noir["movies"] == 1 and noir["ratings"] == 0 and pd.isna(noir["mean_rating"])
     out = json.loads(json.dumps(s.as_dict(), allow_nan=False, default=lambda o: o.item()))
     assert {"genre": "Film-Noir", "movies": 1, "ratings": 0, "mean_rating": None} in out["genres"]
+
+
+# ---------------------------------------------------------------------- slices
+def _spread_over_years(data):
+    """The generated ratings and tags given across 1996-2019 instead of one day in 2001."""
+    r = data.ratings.copy()
+    r["timestamp"] = 820_454_400 + (r.index.to_numpy() * 7_919_993) % (24 * 31_536_000)
+    t = data.tags.assign(timestamp=[850_000_000, 1_000_000_000, 1_300_000_000, 1_500_000_000])
+    return dataclasses.replace(data, ratings=r, tags=t)
+
+
+def _expected_ratings(data, genres=(), released=None, rated=None) -> pd.DataFrame:
+    """The slice's ratings, worked out row by row from the definitions (independently of slice_data)."""
+    import datetime as dt
+    import re
+    keep = set()
+    for movie, title, genre_text in data.movies[["movieId", "title", "genres"]].itertuples(index=False):
+        m = re.search(r"\((\d{4})\)\s*$", title)
+        if genres and not set(genre_text.split("|")) & set(genres):
+            continue
+        if released and not (m and released[0] <= int(m.group(1)) <= released[1]):
+            continue
+        keep.add(movie)
+    rows = [row for row in data.ratings.itertuples(index=False) if row.movieId in keep and (
+        not rated or rated[0] <= dt.datetime.fromtimestamp(row.timestamp, dt.timezone.utc).year <= rated[1])]
+    return pd.DataFrame(rows, columns=data.ratings.columns)
+
+
+SLICES = [Slice(genres=("Comedy",)), Slice(released=(1990, 2004)), Slice(rated=(2005, 2012)),
+          Slice(genres=("Drama", "Horror"), released=(1985, 2010), rated=(2000, 2015))]
+
+
+@pytest.mark.parametrize("part", SLICES, ids=lambda p: p.describe())
+def test_a_slice_keeps_exactly_its_movies_and_ratings(small_data, part):
+    data = _spread_over_years(small_data)
+    want = _expected_ratings(data, part.genres, part.released, part.rated)
+    got = slice_data(data, part)
+    assert 0 < len(got.ratings) < len(data.ratings)
+    assert sorted(map(tuple, got.ratings[["userId", "movieId"]].to_numpy())) == \
+        sorted(map(tuple, want[["userId", "movieId"]].to_numpy()))
+    s = compute_stats(data, part=part)
+    assert s.counts["ratings"] == len(want) and s.counts["users"] == want["userId"].nunique()
+    assert s.counts["rated_movies"] == want["movieId"].nunique()
+    assert s.counts["movies"] - s.counts["movies_never_rated"] == s.counts["rated_movies"]
+
+
+def test_release_decades_follow_the_titles(small_data):
+    s = compute_stats(small_data)
+    years = small_data.movies["title"].str.extract(r"\((\d{4})\)\s*$", expand=False).astype(int)
+    assert s.release_decades["movies"].sum() == len(years)
+    assert list(s.release_decades["decade"]) == sorted((years // 10 * 10).unique())
+    eighties = small_data.movies.loc[(years >= 1980) & (years < 1990), "movieId"]
+    row = s.release_decades.set_index("decade").loc[1980]
+    ratings = small_data.ratings.loc[small_data.ratings["movieId"].isin(eighties), "rating"]
+    assert row["ratings"] == len(ratings) and abs(row["mean_rating"] - ratings.mean()) < 1e-4
+
+
+@pytest.mark.spark
+def test_spark_slices_match_pandas(spark, small_data):
+    data = _spread_over_years(small_data)
+    for part in SLICES:
+        _assert_same(compute_stats(data, part=part), _spark_stats(spark, data, part))
+    with pytest.raises(EmptySlice, match="No ratings for Horror movies released 1980"):
+        _spark_stats(spark, data, Slice(genres=("Horror",), released=(1980, 1980), rated=(1996, 1996)))
+
+
+def test_an_empty_slice_and_bad_slices_say_what_to_change(small_data):
+    data = _spread_over_years(small_data)
+    with pytest.raises(EmptySlice, match="No ratings for Horror movies released 1980, ratings given 1996"):
+        compute_stats(data, part=Slice(genres=("Horror",), released=(1980, 1980), rated=(1996, 1996)))
+    with pytest.raises(ValueError, match="Unknown genre 'Noir'. Genres in this data: .*Comedy"):
+        slice_data(data, Slice(genres=("Noir",)))
+    with pytest.raises(ValueError, match="ends before it starts"):
+        Slice(released=(2000, 1990))
+    assert slice_data(data, Slice()) is data and Slice().describe() == "all movies and ratings"
+
+
+@pytest.mark.parametrize("text, years", [("1995", (1995, 1995)), ("1990-1999", (1990, 1999)),
+                                         ("1990 – 1999", (1990, 1999)), ("1990..1999", (1990, 1999)),
+                                         ("1990 to 1999", (1990, 1999))])
+def test_parse_years(text, years):
+    assert parse_years(text) == years
+
+
+@pytest.mark.parametrize("text, message", [("nineties", "not a year or a range"), ("1999-1990", "1990-1999"),
+                                           ("199", "not a year"), ("1990-", "not a year")])
+def test_parse_years_rejects_with_the_fix(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_years(text, "--released")
