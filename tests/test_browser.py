@@ -189,12 +189,29 @@ def test_every_page_renders(server, playwright, width):
         page.get_by_text(ready).first.wait_for(timeout=120000)
         _wait_idle(page, timeout=120000)
         TIMINGS[f"first_render_s@{width}"][path] = round(time.perf_counter() - t0, 2)
-        if path == "statistics":  # six Plotly charts, drawn (not left as skeletons)
+        if path == "statistics":  # seven Plotly charts, drawn (not left as skeletons)
             titles = page.locator("[data-testid=stPlotlyChart] .gtitle").all_text_contents()
-            assert len(titles) == 6 and "Ratings per user (logarithmic bins)" in titles, titles
+            assert len(titles) == 7 and "Ratings per user (logarithmic bins)" in titles, titles
+            assert "Movies per release decade, coloured by mean rating" in titles, titles
         body = page.locator("body").inner_text()
         assert "Traceback" not in body and "Error" not in page.locator("h1").first.inner_text()
         page.screenshot(path=str(SHOTS / f"{path}-{width}.png"), full_page=True)
+    browser.close()
+
+
+def test_statistics_slice_from_a_shared_link(server, playwright, real_data):
+    from engine.stats import Slice, compute_stats
+    want = compute_stats(real_data, part=Slice(genres=("Film-Noir",), released=(1940, 1949))).counts
+    browser, page = _open_page(playwright, server, "statistics?genres=Film-Noir&released=1940-1949")
+    page.get_by_text("Slice: Film-Noir movies released 1940–1949").wait_for(timeout=90000)
+    _wait_idle(page, timeout=120000)
+    ratings = page.locator("[data-testid=stMetric]", has_text="Ratings").first
+    assert ratings.locator("[data-testid=stMetricValue]").inner_text() == f"{want['ratings']:,}"
+    page.screenshot(path=str(SHOTS / "statistics-slice.png"), full_page=True)
+    page.get_by_role("button", name="Show everything").click()
+    page.wait_for_url(re.compile(r"/statistics$"), timeout=30000)
+    page.get_by_text(f"{len(real_data.ratings):,}", exact=True).first.wait_for(timeout=30000)
+    assert not page.get_by_text("Slice:").count()
     browser.close()
 
 
