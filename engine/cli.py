@@ -207,10 +207,10 @@ def _read_ratings_file(path: str, index) -> list[tuple[int, float]]:
     return result.pairs
 
 
-def _group_members(text: str) -> dict:
-    """"575,232,sam" -> {"user 575": 575, "user 232": 232, "sam": sam's stored ratings}."""
+def _group_members(text: str) -> tuple[dict, list[int]]:
+    """"575,232,sam" -> ({"user 575": 575, "user 232": 232, "sam": sam's stored ratings}, sam's hidden movies)."""
     from .user_ratings import RatingStore
-    members = {}
+    members, hidden = {}, set()
     with RatingStore(get_settings().ratings_db) as store:
         for token in (t.strip() for t in text.split(",")):
             if token.isdigit():
@@ -221,7 +221,8 @@ def _group_members(text: str) -> dict:
                     raise ValueError(f"--group: profile {token!r} has no ratings yet (digits are MovieLens "
                                      "user ids; other names are profiles stored with `rate`).")
                 members[token] = ratings
-    return members
+                hidden.update(store.hidden(token))
+    return members, sorted(hidden)
 
 
 def cmd_recommend(args) -> int:
@@ -229,9 +230,9 @@ def cmd_recommend(args) -> int:
     t0 = time.perf_counter()
     genres = _parse_list(args.genres, str) if args.genres else None
     if args.group:
-        members = _group_members(args.group)
+        members, hidden = _group_members(args.group)
         recs = index.recommend_group(members, args.n, min_ratings=args.min_ratings, genres=genres,
-                                     strategy=args.strategy)
+                                     strategy=args.strategy, hidden=hidden)
         ms = (time.perf_counter() - t0) * 1000
         payload = {"model": folder.name, "group": list(members), "strategy": args.strategy,
                    "latency_ms": round(ms, 3),
@@ -315,17 +316,28 @@ def cmd_rate(args) -> int:
             imported = store.import_ratings(args.profile, pairs, replace=args.replace)
             pairs = store.ratings(args.profile)
     else:
-        # a rating kept for a movie a newer model lacks can still be removed by its id
-        args.movie = int(args.movie) if args.remove and args.movie.strip().isdigit() else index.find_movie(args.movie)
+        # a rating kept (or a movie hidden) for a movie a newer model lacks can still be removed by its id
+        by_id = (args.remove or args.unhide) and args.movie.strip().isdigit()
+        args.movie = int(args.movie) if by_id else index.find_movie(args.movie)
+        if sum(map(bool, (args.rating is not None, args.remove, args.hide, args.unhide))) != 1:
+            raise ValueError("With --movie, give one of --rating R (0.5-5.0), --remove, --hide or --unhide.")
         with RatingStore(get_settings().ratings_db) as store:
             if args.remove:
                 store.remove_rating(args.profile, args.movie)
+            elif args.hide:
+                store.hide(args.profile, args.movie)
+            elif args.unhide:
+                store.unhide(args.profile, args.movie)
             else:
                 index.fold_in([(args.movie, args.rating)])  # validates movie id and rating scale
                 store.set_rating(args.profile, args.movie, args.rating)
             pairs = store.ratings(args.profile)
-    payload = {"profile": args.profile, "ratings": [{"movieId": m, "rating": r} for m, r in pairs]}
-    text = f"{args.profile}: {len(pairs)} rating(s) stored"
+    with RatingStore(get_settings().ratings_db) as store:
+        hidden = store.hidden(args.profile)
+    payload = {"profile": args.profile, "ratings": [{"movieId": m, "rating": r} for m, r in pairs],
+               "hidden": hidden}
+    text = f"{args.profile}: {len(pairs)} rating(s) stored" + (f", {len(hidden)} movie(s) not interested in"
+                                                             if hidden else "")
     if imported is not None:
         payload["imported"] = imported
         text += (f" ({imported['added']} added, {imported['replaced']} replaced, {imported['kept']} kept "
@@ -344,17 +356,17 @@ def cmd_mood(args) -> int:
     from .mood import mood_recommendations
     index, folder = _index(args.model)
     t0 = time.perf_counter()
-    ratings = None
+    ratings, hidden = None, []
     if args.profile:
         from .user_ratings import RatingStore
         with RatingStore(get_settings().ratings_db) as store:
-            ratings = store.ratings(args.profile)
+            ratings, hidden = store.ratings(args.profile), store.hidden(args.profile)
         if not ratings:
             raise ValueError(f"Profile {args.profile!r} has no ratings yet: rate a few movies first "
                              "(`rate --profile NAME --movie TITLE --rating R`, or in the app).")
     recs = mood_recommendations(args.emotion, index.movies, args.n, args.min_ratings,
                                 index=index if args.user is not None or ratings else None, user_id=args.user,
-                                ratings=ratings)
+                                ratings=ratings, hidden=hidden)
     ms = (time.perf_counter() - t0) * 1000
     who = {"profile": args.profile} if args.profile else {"user": args.user}
     payload = {"model": folder.name, "emotion": args.emotion, **who,
@@ -440,7 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true",
                    help="with --import: the file's rating replaces one already stored")
     p.add_argument("--rating", type=float)
-    p.add_argument("--remove", action="store_true")
+    p.add_argument("--remove", action="store_true", help="with --movie: delete its rating")
+    p.add_argument("--hide", action="store_true",
+                   help="with --movie: not interested (left out of the profile's lists, movie nights, moods)")
+    p.add_argument("--unhide", action="store_true", help="with --movie: show it again")
     p.add_argument("--model")
     p = add("mood", cmd_mood, "movies for an emotion")
     p.add_argument("--emotion", required=True)
@@ -478,9 +493,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    if args.command == "rate" and args.movie is not None and not args.remove and args.rating is None:
-        sys.stderr.write("error: rate needs --rating R (0.5-5.0) or --remove\n")
-        return EXIT_INPUT
     try:
         return args.func(args)
     except BrokenPipeError:   # `... | head`: the reader has what it wanted; no traceback

@@ -47,7 +47,7 @@ def bayesian_average(mean: pd.Series, count: pd.Series, prior_mean: float,
 def mood_recommendations(emotion: str, catalogue: pd.DataFrame, n: int = 10,
                          min_ratings: int = DEFAULT_MIN_RATINGS, index=None, user_id=None,
                          mapping: dict | None = None, order: str | None = None,
-                         ratings: list[tuple[int, float]] | None = None) -> pd.DataFrame:
+                         ratings: list[tuple[int, float]] | None = None, hidden=()) -> pd.DataFrame:
     """Movies for an emotion.
 
     Args:
@@ -57,19 +57,22 @@ def mood_recommendations(emotion: str, catalogue: pd.DataFrame, n: int = 10,
             picks, or ``order="rating"``: predicted rating) instead of the Bayesian average.
         index, ratings: the same for someone new, from their own (movieId, rating) pairs
             (a profile's ratings, folded in without retraining).
+        hidden: movie ids to leave out (a profile's "not interested"), whichever the ranking.
     """
     wanted = genres_for(emotion, mapping)
     if index is not None and (user_id is not None or ratings):
         order = order or ("picks" if index.has_picks else "rating")
         if user_id is not None:
-            out = index.recommend(user_id, n=n, min_ratings=min_ratings, genres=wanted, explain=False,
-                                  order=order)
+            out = index.recommend(user_id, n=n + len(hidden), min_ratings=min_ratings, genres=wanted,
+                                  explain=False, order=order)
+            out = out[~out[ITEM].isin(hidden)].head(n).reset_index(drop=True)
         else:
             out = index.recommend_new_user(ratings, n=n, min_ratings=min_ratings, genres=wanted,
-                                           explain=False, order=order)
+                                           explain=False, order=order, hidden=hidden)
         out["ranked_by"] = "top picks" if order == "picks" else "predicted rating"
         return out[[ITEM, TITLE, GENRES, "year", "predicted_rating", "n_ratings", "ranked_by"]]
-    mask = matches_any_genre(catalogue[GENRES], wanted) & (catalogue["total_ratings"] >= min_ratings).to_numpy()
+    mask = (matches_any_genre(catalogue[GENRES], wanted) & (catalogue["total_ratings"] >= min_ratings).to_numpy()
+            & ~catalogue[ITEM].isin(hidden).to_numpy())
     pool = catalogue[mask].copy()
     rated = catalogue[catalogue["total_ratings"] > 0]
     prior = float(np.average(rated["mean_rating"], weights=rated["total_ratings"])) if len(rated) else 3.5

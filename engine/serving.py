@@ -158,6 +158,10 @@ class RecommenderIndex:
         """Unclipped ``mu + b_u + b_i + u.v`` for every movie."""
         return self.mu + user_bias + self.item_bias + self.item_factors @ user_vector
 
+    def _positions(self, movie_ids) -> np.ndarray:
+        """Index positions of the movie ids the model knows (others ignored)."""
+        return np.array([self._item_pos[int(m)] for m in movie_ids if int(m) in self._item_pos], dtype=int)
+
     def _candidates(self, exclude: np.ndarray | None, min_ratings: int,
                     genres: list[str] | None) -> np.ndarray:
         mask = self.item_support >= min_ratings
@@ -287,12 +291,11 @@ class RecommenderIndex:
         x, bias = self._solve_user(pos, values)
         scores = self.raw_scores(x, bias)
         ranked = scores if order == "rating" else self.pick_item_factors @ self._solve_pick_user(pos, values)
-        skipped = [self._item_pos[int(m)] for m in hidden if int(m) in self._item_pos]
-        mask = self._candidates(np.concatenate([pos, skipped]).astype(int), min_ratings, genres)
+        mask = self._candidates(np.concatenate([pos, self._positions(hidden)]).astype(int), min_ratings, genres)
         return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked, order)
 
     def recommend_group(self, members: dict, n: int = 10, min_ratings: int = 0,
-                        genres: list[str] | None = None, strategy: str = "misery") -> pd.DataFrame:
+                        genres: list[str] | None = None, strategy: str = "misery", hidden=()) -> pd.DataFrame:
         """Movies for several people at once (a movie night).
 
         ``members``: a label per person -> a MovieLens user id, or that person's own
@@ -300,7 +303,8 @@ class RecommenderIndex:
         movie is computed as for them alone (clipped to the star scale); the group
         score is the lowest of them (``"misery"``: a movie nobody will mind) or their
         mean (``"average"``), ties broken by the mean. Movies anyone rated are left
-        out. A column per member, ``"for <label>"``, holds that person's predicted rating.
+        out, and so are ``hidden`` ones (movies a member marked "not interested"). A column
+        per member, ``"for <label>"``, holds that person's predicted rating.
         """
         if strategy not in GROUP_STRATEGIES:
             raise ValueError(f"Unknown group strategy {strategy!r}: use " +
@@ -321,7 +325,7 @@ class RecommenderIndex:
         table = np.vstack(list(predicted.values()))
         mean = table.mean(axis=0)
         group = table.min(axis=0) if strategy == "misery" else mean
-        mask = self._candidates(np.concatenate(seen).astype(int), min_ratings, genres)
+        mask = self._candidates(np.concatenate([*seen, self._positions(hidden)]).astype(int), min_ratings, genres)
         top = self._top(group + 1e-9 * mean, mask, n)
         out = self.movies.iloc[top][[ITEM, TITLE, GENRES, "year", "imdbId", "tmdbId"]].reset_index(drop=True)
         out["group_score"] = group[top].round(3)

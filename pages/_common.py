@@ -135,6 +135,12 @@ def saved_profiles() -> dict[str, list[tuple[int, float]]]:
     return {name: pairs for name in store.profiles() if (pairs := store.ratings(name))}
 
 
+def hidden_movies(*profiles: str) -> list[int]:
+    """The movies any of these profiles marked "Not interested" (left out of their lists)."""
+    store = rating_store(str(get_settings().ratings_db))
+    return sorted({m for name in profiles for m in store.hidden(name)})
+
+
 PROFILE = "profile:"   # a person picker's option for a profile; MovieLens users are their int ids
 
 

@@ -17,7 +17,7 @@ from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
 from engine.settings import get_settings
 from pages._common import (MOVIE_COLUMNS, PROFILE, for_display, friendly_errors, load_index, person_label,
-                           saved_profiles, through_navigation)
+                           hidden_movies, saved_profiles, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -44,7 +44,7 @@ settings = get_settings()
 with st.sidebar:
     n = st.slider("Movies", 3, 20, 8, key="mood_n")
     min_ratings = st.slider("Minimum ratings", 1, 200, 20, key="mood_min")
-    user, mine, profiles = None, None, {}
+    user, mine, profiles, hidden = None, None, {}, []
     if index is not None:
         with friendly_errors("Reading the saved profiles"):
             profiles = saved_profiles()
@@ -55,6 +55,7 @@ with st.sidebar:
                  "page (new-user mode) or a MovieLens user: their own top picks in those genres.")
         if isinstance(choice, str) and choice.startswith(PROFILE):
             mine = profiles.get(choice.removeprefix(PROFILE))   # None (anyone) if emptied meanwhile
+            hidden = hidden_movies(choice.removeprefix(PROFILE)) if mine else []
         elif choice != "Anyone":
             user = int(choice)
     st.caption("Emotion → genres: " + "; ".join(f"{k} → {', '.join(v)}"
@@ -81,7 +82,7 @@ def show_movies(target, emotion: str) -> None:
         with friendly_errors("Finding movies for your mood"):
             t0 = time.perf_counter()
             movies = mood_recommendations(emotion, index.movies, n, min_ratings, index=index, user_id=user,
-                                          ratings=mine)
+                                          ratings=mine, hidden=hidden)
             ms = (time.perf_counter() - t0) * 1000
             st.subheader(f"{EMOJI.get(emotion, '')} Feeling {emotion}? Try these")
             cols = ["title", "year", "genres"] + [c for c in ("predicted_rating", "score") if c in movies]

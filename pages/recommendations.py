@@ -7,7 +7,7 @@ from engine.serving import GROUP_STRATEGIES
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
 from pages._common import (MOVIE_COLUMNS, PROFILE, for_display, friendly_errors, load_index, md_escape,
-                           person_label, rating_store, saved_profiles, through_navigation)
+                           hidden_movies, person_label, rating_store, saved_profiles, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -108,7 +108,8 @@ def rate_a_pick(store: RatingStore, profile: str, picks: list[int], hidden: list
             st.feedback("stars", key="seen_stars", on_change=save, disabled=nothing)
         hide.button("Not interested", key="seen_hide", on_click=not_interested, disabled=nothing,
                     icon=":material/visibility_off:",
-                    help="Leave this movie out of this profile's recommendations and quick start")
+                    help="Leave this movie out of this profile's recommendations, quick start, movie nights "
+                         "and mood lists")
     if hidden:
         with st.expander(f"Not interested ({len(hidden)})", icon=":material/visibility_off:"):
             for movie_id in hidden:
@@ -163,7 +164,7 @@ def movie_night() -> None:
     if len(chosen) < 2:
         st.info("Add at least two people: profiles rated under *Me (new user)*, or MovieLens users.")
         return
-    members = {}
+    members, hidden = {}, hidden_movies(*(c.removeprefix(PROFILE) for c in chosen if isinstance(c, str)))
     for c in chosen:
         if isinstance(c, str) and c.removeprefix(PROFILE) not in profiles:
             continue   # a profile emptied in another tab since it was picked
@@ -172,10 +173,11 @@ def movie_night() -> None:
         members[label] = profiles[c.removeprefix(PROFILE)] if isinstance(c, str) else c
     with friendly_errors("Recommending for the group"):
         recs = index.recommend_group(members, n, min_ratings=min_ratings, genres=genres or None,
-                                     strategy=strategy)
+                                     strategy=strategy, hidden=hidden)
         st.subheader(f"Top {len(recs)} for " + ", ".join(md_escape(m) for m in members))
         st.caption(f"Ranked by {GROUP_STRATEGIES[strategy]} (each person's predicted rating, as for them "
-                   "alone); movies anyone rated are left out. The sidebar's order does not apply here.")
+                   "alone); movies anyone rated or marked *Not interested* are left out. The sidebar's order "
+                   "does not apply here.")
         if recs.empty:
             st.info("No movie passes these filters: lower the minimum ratings or add genres.")
         each = {f"for {m}": st.column_config.NumberColumn(f"For {m}", format="%.2f ⭐") for m in members}

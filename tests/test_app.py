@@ -250,6 +250,10 @@ def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
     average = index.recommend_group({"sam": mine, "user 5": 5}, 10, strategy="average")
     assert at.dataframe[0].value["group_score"].tolist() == average["group_score"].tolist()
     assert "user" not in at.query_params
+    with RatingStore(os.environ["RATINGS_DB"]) as store:   # sam is not interested in the top movie
+        store.hide("sam", int(average["movieId"].iloc[0]))
+    at.run()
+    assert at.dataframe[0].value["title"].tolist()[:9] == as_shown(average["title"])[1:]
 
 
 def test_similar_exact(app_env):

@@ -142,14 +142,15 @@ def test_import_and_export_ratings_files(env, tmp_path):
     mine = run_cli(env, "recommend", "--profile", "importer", "-n", "5", "--min-ratings", "0", "--json")
     assert rec["new_user_ratings"] == 3 and rec["recommendations"] == mine["recommendations"]
     # a movie the profile is not interested in (hidden in the app) is left out of its list
-    from engine.user_ratings import RatingStore
     unwanted = mine["recommendations"][0]["movieId"]
-    with RatingStore(env["RATINGS_DB"]) as store:
-        store.hide("importer", unwanted)
+    out = run_cli(env, "rate", "--profile", "importer", "--movie", str(unwanted), "--hide", "--json")
+    assert out["hidden"] == [unwanted] and len(out["ratings"]) == 3
     without = run_cli(env, "recommend", "--profile", "importer", "-n", "5", "--min-ratings", "0", "--json")
     assert [r["movieId"] for r in without["recommendations"]][:4] == [r["movieId"] for r in mine["recommendations"]][1:]
-    with RatingStore(env["RATINGS_DB"]) as store:
-        store.unhide("importer", unwanted)
+    out = run_cli(env, "rate", "--profile", "importer", "--movie", str(unwanted), "--unhide", "--json")
+    assert out["hidden"] == []
+    err = run_cli(env, "rate", "--profile", "importer", "--movie", "1", "--hide", "--rating", "4", "--json", expect=2)
+    assert "give one of --rating R (0.5-5.0), --remove, --hide or --unhide" in err["error"]
     imdb.write_text("Const,Your Rating\ntt0100002,10\ntt0100003,ten\n")
     err = run_cli(env, "rate", "--profile", "importer", "--import", str(imdb), "--json", expect=2)
     assert err["error"] == f"{imdb}, line 3: the rating 'ten' is not a number."
@@ -168,6 +169,13 @@ def test_import_and_export_ratings_files(env, tmp_path):
     for movie in night["recommendations"]:
         assert movie["group_score"] == min(movie["for user 1"], movie["for importer"])
         assert movie["movieId"] not in {1, 2, 3}
+    for movie in (night["recommendations"][0]["movieId"], mood["movies"][0]["movieId"]):
+        run_cli(env, "rate", "--profile", "importer", "--movie", str(movie), "--hide", "--json")  # out of
+        # the profile's movie nights and mood lists too
+    again = run_cli(env, "recommend", "--group", "1,importer", "-n", "4", "--min-ratings", "0", "--json")
+    assert [m["movieId"] for m in again["recommendations"]][:3] == [m["movieId"] for m in night["recommendations"]][1:]
+    moody = run_cli(env, "mood", "--emotion", "sad", "--profile", "importer", "-n", "5", "--min-ratings", "0", "--json")
+    assert [m["movieId"] for m in moody["movies"]][:4] == [m["movieId"] for m in mood["movies"]][1:]
     err = run_cli(env, "recommend", "--group", "1,nobody", "--json", expect=2)
     assert "profile 'nobody' has no ratings yet" in err["error"]
 

@@ -88,6 +88,12 @@ def test_new_user_ranking_from_their_own_ratings(small_model):
     # no ratings: the everyone list (Bayesian average), as without a user
     anyone = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, ratings=[])
     assert (anyone["ranked_by"] == "bayesian average").all()
+    # movies the profile is not interested in are left out, the rest keep their order
+    hidden = out["movieId"].tolist()[:2]
+    without = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, ratings=mine, hidden=hidden)
+    assert without["movieId"].tolist()[:3] == out["movieId"].tolist()[2:] and len(without) == 5
+    anyone_without = mood_recommendations("sad", index.movies, n=5, min_ratings=1, hidden=anyone["movieId"][:1])
+    assert anyone_without["movieId"].tolist()[:4] == anyone["movieId"].tolist()[1:]
 
 
 def test_smoother_follows_and_ignores_flicker():

@@ -131,6 +131,10 @@ def test_group_recommendations_for_a_movie_night(small_index):
     assert list(out["group_score"]) == sorted(out["group_score"], reverse=True)
     average = small_index.recommend_group({"ann": a, "bob": b}, n=5, strategy="average")
     np.testing.assert_allclose(average["group_score"], average[["for ann", "for bob"]].mean(axis=1), atol=1e-3)
+    # a movie a member is not interested in is left out; the others keep their order
+    hidden = out["movieId"].tolist()[:2]
+    without = small_index.recommend_group({"ann": a, "bob": b, "me": mine}, n=8, hidden=[*hidden, 424242])
+    assert without["movieId"].tolist()[:6] == out["movieId"].tolist()[2:] and len(without) == 8
     with pytest.raises(RatingInputError, match="at least two people"):
         small_index.recommend_group({"ann": a})
     with pytest.raises(UnknownIdError):
