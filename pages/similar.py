@@ -1,12 +1,15 @@
 """Similar movies: exact cosine on the serving index, or Spark LSH with its recall and time."""
 import time
 
+import plotly.express as px
 import streamlit as st
 
 from engine.lsh import LSHIndex, recall_at_k
 from engine.serving import UnknownIdError
-from pages._common import (MOVIE_COLUMNS, for_display, friendly_errors, load_index, md_escape, model_dir,
-                           spark_session, through_navigation)
+from engine.settings import get_settings
+from engine.stats import movie_profile
+from pages._common import (MOVIE_COLUMNS, for_display, friendly_errors, load_data, load_index, md_escape,
+                           model_dir, spark_session, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -21,6 +24,37 @@ def lsh_index(folder: str, _index) -> LSHIndex:
     from engine.model_store import read_serving_tables
     tables = read_serving_tables(folder)
     return LSHIndex(spark_session(), tables["item_frame"], tables["movies"])
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def about(location: str, movie_id: int):
+    """The movie's profile in the ratings data, or None when the data lacks it (another release)."""
+    try:
+        return movie_profile(load_data(location), movie_id)
+    except ValueError:
+        return None
+
+
+def about_panel(movie_id: int, title: str) -> None:
+    """A collapsed *About* panel: how many rated the movie, how, when, and the tags people gave it."""
+    p = about(get_settings().movielens_data, movie_id)
+    if p is None or not p.ratings:
+        return
+    label = f"About {md_escape(title)}: {p.ratings:,} ratings, mean {p.mean_rating:.2f} ⭐"
+    with st.expander(label, icon=":material/info:"):
+        left, right = st.columns([1, 2])
+        left.metric("Ratings", f"{p.ratings:,}", help="Ratings in the MovieLens data")
+        left.caption(f"#{p.popularity_rank:,} most rated · by {p.users_share:.0%} of users · "
+                     f"rated {p.years_rated[0]}–{p.years_rated[1]}")
+        left.metric("Mean rating", f"{p.mean_rating:.2f} ⭐")
+        fig = px.bar(p.rating_values, x="rating", y="count", height=240,
+                     labels={"rating": "stars", "count": "ratings"})
+        fig.update_xaxes(dtick=0.5)
+        fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
+        right.plotly_chart(fig, width="stretch")
+        if len(p.tags):
+            st.markdown("Tags: " + " ".join(f":gray-badge[{md_escape(t).replace(']', ')')} · {c}]"
+                                            for t, c in p.tags.itertuples(index=False)))
 
 
 MAX_ALSO = 4
@@ -55,6 +89,8 @@ min_ratings = cols[1].slider("Minimum ratings", 0, 100, 10, key="sim_min",
                              help="Movies with few ratings have noisy factors.")
 method = cols[2].radio("Method", ["Exact", "Spark LSH"], horizontal=True, key="sim_method")
 
+with friendly_errors("Reading the movie's ratings"):
+    about_panel(movie, options[movie])
 st.subheader("Most similar to " + " + ".join(md_escape(options[m]) for m in [movie, *also]))
 with friendly_errors("Finding similar movies"):
     t0 = time.perf_counter()

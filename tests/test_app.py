@@ -259,6 +259,11 @@ def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
 def test_similar_exact(app_env):
     at = similar_page(3)
     no_exception(at)
+    from engine.stats import movie_profile
+    p = movie_profile(load_movielens(os.environ["MOVIELENS_DATA"]), 3)
+    about = [e for e in at.expander if e.label.startswith("About ")]
+    assert len(about) == 1 and about[0].label.endswith(f": {p.ratings:,} ratings, mean {p.mean_rating:.2f} ⭐")
+    assert [m.value for m in about[0].metric] == [f"{p.ratings:,}", f"{p.mean_rating:.2f} ⭐"]
     df = at.dataframe[0].value
     assert len(df) == 10 and not df["title"].str.startswith("Movie 3,").any()
 

@@ -194,3 +194,26 @@ def test_parse_years(text, years):
 def test_parse_years_rejects_with_the_fix(text, message):
     with pytest.raises(ValueError, match=message):
         parse_years(text, "--released")
+
+
+def test_movie_profile_counts_what_people_did(small_data):
+    from engine.stats import movie_profile
+    r = small_data.ratings[small_data.ratings["movieId"] == 1]
+    p = movie_profile(small_data, 1)
+    assert p.ratings == len(r) and abs(p.mean_rating - r["rating"].mean()) < 1e-4
+    assert p.rating_values["count"].sum() == len(r) and len(p.rating_values) == 10   # every half star
+    counts = small_data.ratings["movieId"].value_counts()
+    assert p.popularity_rank == 1 + (counts > len(r)).sum()
+    assert p.users_share == pytest.approx(r["userId"].nunique() / small_data.ratings["userId"].nunique(), abs=1e-6)
+    assert p.years_rated == (2001, 2001)
+    assert p.tags.to_dict(orient="records") == [{"tag": "funny", "count": 2}]   # "funny" and "Funny"
+    assert p.title == small_data.movies.set_index("movieId").loc[1, "title"]
+    json.dumps(p.as_dict())
+    most = int(counts.index[0])
+    assert movie_profile(small_data, most).popularity_rank == 1
+    unrated = dataclasses.replace(small_data, movies=pd.concat([small_data.movies, pd.DataFrame(
+        {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir"]})], ignore_index=True))
+    nobody = movie_profile(unrated, 999_001)
+    assert nobody.ratings == 0 and nobody.mean_rating is None and nobody.popularity_rank is None
+    with pytest.raises(ValueError, match="Movie id 424242 is not in"):
+        movie_profile(small_data, 424242)
