@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from engine.rating_files import export_ratings, read_ratings_file
+from engine.rating_files import MAX_BYTES, export_ratings, read_ratings_file
 from engine.serving import GROUP_STRATEGIES
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
@@ -129,7 +129,8 @@ def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int,
                            file_name=f"{profile}-ratings.csv", mime="text/csv", disabled=not mine,
                            icon=":material/download:", key="ratings_download", on_click="ignore")
         round_ = st.session_state.get("import_round", 0)   # a new key empties the uploader after an import
-        upload = st.file_uploader("Import a ratings file", type=["csv"], key=f"ratings_upload_{round_}",
+        upload = st.file_uploader(f"Import a ratings file (CSV, up to {MAX_BYTES // 2**20} MB)", type=["csv"],
+                                  key=f"ratings_upload_{round_}", max_upload_size=MAX_BYTES // 2**20,
                                   help="This app's export or any movieId,rating CSV (MovieLens), the "
                                        "ratings export of IMDb, or the ratings.csv of Letterboxd's data export.")
         replace = st.checkbox("The file's rating replaces one I already gave", key="import_replace")

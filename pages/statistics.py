@@ -1,4 +1,6 @@
 """Dataset statistics: headline numbers and Plotly charts of every engine statistic."""
+import json
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -36,6 +38,11 @@ TOP_ORDER = ["title", "ratings", "mean_rating", "genres", "similar"]   # the fig
 def top_for(location: str, part: Slice, by: str, min_ratings: int):
     from engine.stats import slice_data
     return top_movies(slice_data(load_data(location), part), by=by, min_ratings=min_ratings, n=20)
+
+
+def _plain(value):
+    """numpy numbers as JSON numbers."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _span(years: tuple[int, int]) -> str:
@@ -127,7 +134,12 @@ with friendly_errors("Loading the dataset"):
                                           ("Never rated", c["movies_never_rated"]),
                                           ("Rated once", c["movies_rated_once"])]):
         col.metric(label, f"{value:,}")
-    st.metric("Sparsity of the user x movie matrix", f"{c['sparsity']:.2%}")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left.metric("Sparsity of the user x movie matrix", f"{c['sparsity']:.2%}")
+    payload = {"dataset": location, "slice": part.describe(), **s.as_dict()}   # as `engine stats --json`
+    right.download_button("Download these statistics (JSON)", json.dumps(payload, indent=1, default=_plain),
+                          file_name="movielens-stats.json" if part.everything else "movielens-stats-slice.json",
+                          mime="application/json", icon=":material/download:", on_click="ignore")
 
     left, right = st.columns(2)
     for column, dist, per, who, axis in ((left, s.ratings_per_user, "user", "users", "ratings by a user"),

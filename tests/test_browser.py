@@ -208,6 +208,10 @@ def test_statistics_slice_from_a_shared_link(server, playwright, real_data):
     ratings = page.locator("[data-testid=stMetric]", has_text="Ratings").first
     assert ratings.locator("[data-testid=stMetricValue]").inner_text() == f"{want['ratings']:,}"
     page.screenshot(path=str(SHOTS / "statistics-slice.png"), full_page=True)
+    with page.expect_download() as download:   # the slice's statistics, as `engine stats --json` prints them
+        page.get_by_role("button", name="Download these statistics (JSON)").click()
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["slice"] == "Film-Noir movies released 1940–1949" and saved["counts"] == want
     page.get_by_role("button", name="Show everything").click()
     page.wait_for_url(re.compile(r"/statistics$"), timeout=30000)
     page.get_by_text(f"{len(real_data.ratings):,}", exact=True).first.wait_for(timeout=30000)
