@@ -44,7 +44,13 @@ class DatasetStats:
                 **{name: _records(getattr(self, name))
                    for name in ("rating_values", "genres", "ratings_per_year", "top_tags", "release_decades")},
                 "ratings_per_user_summary": summarize(self.ratings_per_user),
-                "ratings_per_movie_summary": summarize(self.ratings_per_movie)}
+                "ratings_per_movie_summary": summarize(self.ratings_per_movie),
+                "concentration": self.concentration()}
+
+    def concentration(self) -> dict:
+        """Gini coefficient of ratings per movie, and the share of ratings the top 10 % of movies hold."""
+        curve, gini = concentration(self.ratings_per_movie)
+        return {"gini": gini, "top_10_percent_share": float(curve.loc[10, "share_of_ratings"])}
 
 
 def _records(table: pd.DataFrame) -> list[dict]:
@@ -218,6 +224,35 @@ def slice_spark(ratings_df, movies_df, tags_df, part: Slice):
         ratings_df = ratings_df.filter(F.year(F.from_unixtime(F.col(TIME))).between(*part.rated))
         tags_df = tags_df.filter(F.year(F.from_unixtime(F.col(TIME))).between(*part.rated))
     return ratings_df, movies_df, tags_df
+
+
+def concentration(dist: pd.DataFrame, points: int = 101) -> tuple[pd.DataFrame, float]:
+    """How unevenly ratings spread: the Lorenz curve from the most-rated down, and the Gini coefficient.
+
+    Args:
+        dist: a ``n_ratings -> count`` distribution (e.g. ``ratings_per_movie``: only rated movies).
+        points: curve points, evenly spaced in the share of items.
+
+    Returns:
+        (``share_of_items``, ``share_of_ratings``: the most-rated fraction x of movies holds
+        y of all ratings; from (0, 0) to (1, 1)), and the Gini coefficient (0: every movie
+        rated equally often; towards 1: a few movies hold nearly every rating).
+
+    >>> curve, gini = concentration(pd.DataFrame({"n_ratings": [1, 9], "movies": [1, 1]}), 3)
+    >>> curve["share_of_ratings"].tolist(), gini
+    ([0.0, 0.9, 1.0], 0.4)
+    """
+    weight = _count_column(dist)
+    sizes = np.repeat(dist["n_ratings"].to_numpy(dtype=float), dist[weight].to_numpy())[::-1]  # largest first
+    if not sizes.size or sizes.sum() == 0:
+        return pd.DataFrame({"share_of_items": [0.0, 1.0], "share_of_ratings": [0.0, 1.0]}), 0.0
+    held = np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
+    x = np.linspace(0, 1, points)
+    y = np.interp(x * sizes.size, np.arange(sizes.size + 1), held)
+    ascending = np.cumsum(sizes[::-1]) / sizes.sum()
+    gini = 1 - (2 * ascending.sum() - 1) / sizes.size   # 1 - 2 x area under the (ascending) Lorenz curve
+    return (pd.DataFrame({"share_of_items": x.round(6), "share_of_ratings": y.round(6)}),
+            round(float(gini), 4))
 
 
 def _counts(n_users, n_movies, n_rated_movies, n_ratings, n_tags, never, once) -> dict:
@@ -412,5 +447,5 @@ def movie_profile(data: MovieLens, movie_id: int, top_tags: int = 12) -> MoviePr
         rating_values=values, tags=tags)
 
 
-__all__ = ["DatasetStats", "EmptySlice", "MovieProfile", "Slice", "compute_stats", "movie_profile", "compute_stats_spark", "parse_years",
+__all__ = ["DatasetStats", "EmptySlice", "MovieProfile", "Slice", "compute_stats", "concentration", "movie_profile", "compute_stats_spark", "parse_years",
            "read_spark_tables", "slice_data", "slice_spark", "top_movies", "NO_GENRES"]

@@ -7,7 +7,8 @@ import streamlit as st
 
 from engine.movielens import TIME
 from engine.settings import get_settings
-from engine.stats import EmptySlice, Slice, compute_stats, log_binned, parse_years, summarize, top_movies
+from engine.stats import (EmptySlice, Slice, compute_stats, concentration, log_binned, parse_years, summarize,
+                          top_movies)
 from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_data, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
@@ -180,15 +181,35 @@ with friendly_errors("Loading the dataset"):
     else:
         right.info("No tags in this slice." if not part.everything else "This dataset has no tags.")
 
+    left, right = st.columns(2)
     if len(s.release_decades):
         decades = s.release_decades.assign(label=s.release_decades["decade"].astype(str) + "s")
         fig = px.bar(decades, x="label", y="movies", color="mean_rating", color_continuous_scale="Viridis",
-                     title="Movies per release decade, coloured by mean rating", height=420,
+                     title="Movies per release decade, coloured by mean rating", height=440,
                      hover_data={"ratings": ":,", "mean_rating": ":.2f", "label": False},
                      labels={"label": "released", "mean_rating": "mean rating"})
-        st.plotly_chart(fig, width="stretch")
-        if part.everything:
-            st.caption("The year comes from the title; movies without one are left out of this chart.")
+        left.plotly_chart(fig, width="stretch")
+        left.caption("The year comes from the title; movies without one are left out of this chart.")
+    else:
+        left.info("No movie in this slice has a year in its title.")
+    curve, _ = concentration(s.ratings_per_movie)
+    spread = s.concentration()
+    gini, top10 = spread["gini"], spread["top_10_percent_share"]
+    fig = px.area(curve, x="share_of_items", y="share_of_ratings", height=440,
+                  title="How concentrated the ratings are (Lorenz curve)",
+                  labels={"share_of_items": "the most-rated share of rated movies",
+                          "share_of_ratings": "share of all ratings they hold"})
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
+                    name="every movie rated equally", hoverinfo="skip")
+    fig.update_xaxes(tickformat=".0%")
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_layout(showlegend=False)
+    fig.update_traces(hovertemplate="the top %{x:.0%} of movies hold %{y:.1%} of ratings<extra></extra>",
+                      selector=dict(type="scatter", fill="tozeroy"))
+    right.plotly_chart(fig, width="stretch")
+    right.caption(f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini coefficient "
+                  f"{gini:.2f} (0: every movie rated as often, 1: one movie has them all). This long tail is "
+                  "why the recommendations page offers a minimum number of ratings.")
 
     st.subheader("Most-rated and best-rated movies")
     min_ratings = st.slider("Best-rated: minimum number of ratings", 1, 300, 50, step=5, key="stats_min")

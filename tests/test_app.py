@@ -315,6 +315,11 @@ def test_statistics_tables(app_env):
         m = summarize(dist)
         assert (f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, min {m['min']:,}, "
                 f"max {m['max']:,} ratings.") in captions, captions
+    from engine.stats import concentration
+    curve, gini = concentration(stats.ratings_per_movie)
+    top10 = curve.loc[10, "share_of_ratings"]
+    assert any(c.startswith(f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini "
+                            f"coefficient {gini:.2f}") for c in captions), captions
     at.slider(key="stats_min").set_value(5).run()
     assert len(at.dataframe) == 2
 

@@ -217,3 +217,23 @@ def test_movie_profile_counts_what_people_did(small_data):
     assert nobody.ratings == 0 and nobody.mean_rating is None and nobody.popularity_rank is None
     with pytest.raises(ValueError, match="Movie id 424242 is not in"):
         movie_profile(small_data, 424242)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_concentration_matches_the_textbook_gini(seed):
+    from engine.stats import concentration
+    rng = np.random.default_rng(seed)
+    sizes = np.round(rng.pareto(1.1, 300) * 5 + 1).astype(int)
+    dist = pd.Series(sizes).value_counts().sort_index().rename_axis("n_ratings").reset_index(name="movies")
+    curve, gini = concentration(dist)
+    brute = np.abs(sizes[:, None] - sizes[None, :]).sum() / (2 * len(sizes) ** 2 * sizes.mean())
+    assert gini == pytest.approx(brute, abs=1e-4)
+    top = np.sort(sizes)[::-1]
+    for share in (0.1, 0.5):   # the curve: what the most-rated share of movies holds
+        k = int(round(share * len(sizes)))
+        y = curve.loc[np.isclose(curve["share_of_items"], share), "share_of_ratings"].item()
+        assert y == pytest.approx(top[:k].sum() / sizes.sum(), abs=1e-6)
+    assert curve.iloc[0].tolist() == [0, 0] and curve.iloc[-1].tolist() == [1, 1]
+    assert (np.diff(curve["share_of_ratings"]) >= 0).all()
+    even, g0 = concentration(pd.DataFrame({"n_ratings": [7], "movies": [50]}))
+    assert g0 == 0 and np.allclose(even["share_of_ratings"], even["share_of_items"])
