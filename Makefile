@@ -22,6 +22,7 @@ test-fast: java venv
 bench: java venv data model
 	$(PY) bench/bench_als.py
 	$(PY) bench/bench_serving.py
+	$(PY) bench/bench_stats.py
 	$(PY) bench/bench_emotion.py
 	$(PY) bench/bench_browser.py
 
