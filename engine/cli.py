@@ -1,4 +1,4 @@
-"""``python -m engine fetch|stats|train|tune|evaluate|recommend|similar|rate|mood``.
+"""``python -m engine fetch|stats|train|tune|evaluate|recommend|similar|about|rate|mood``.
 
 Progress goes to stderr; with ``--json`` exactly one JSON object goes to stdout.
 Exit codes: 0 ok, 2 bad input (data, ids, ratings), 3 no or broken model,
@@ -292,6 +292,24 @@ def cmd_similar(args) -> int:
     return EXIT_OK
 
 
+def cmd_about(args) -> int:
+    from .movielens import readable_title
+    from .stats import movie_profile
+    text = args.movie.strip()
+    movie = int(text) if text.isdigit() else _index(args.model)[0].find_movie(text)   # titles need the model
+    p = movie_profile(_load_data(), movie)
+    lines = [f"{readable_title(p.title)} ({', '.join(p.genres) or 'no genres listed'})", f"  {p.ratings:,} ratings"]
+    if p.ratings:
+        lines[1] += (f", mean {p.mean_rating:.2f}; #{p.popularity_rank:,} most rated; by {p.users_share:.1%} "
+                     f"of users; rated {p.years_rated[0]}-{p.years_rated[1]}")
+        top = int(p.rating_values["count"].max())
+        lines += [f"  {r:>4} {'#' * round(40 * c / top):<40} {c:,}" for r, c in p.rating_values.itertuples(index=False)]
+    if len(p.tags):
+        lines.append("  tags: " + ", ".join(f"{t} ({c})" for t, c in p.tags.itertuples(index=False)))
+    _emit(args, p.as_dict(), "\n".join(lines))
+    return EXIT_OK
+
+
 def cmd_rate(args) -> int:
     from .user_ratings import RatingStore
     index, _ = _index(args.model)
@@ -440,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--min-ratings", type=int, default=10)
     p.add_argument("--method", choices=["exact", "lsh"], default="exact")
+    p.add_argument("--model")
+    p = add("about", cmd_about, "one movie in the ratings: count, mean, rank, star histogram, years, tags")
+    p.add_argument("--movie", required=True, help='an id, or a title (needs a trained model), e.g. "the matrix"')
     p.add_argument("--model")
     p = add("rate", cmd_rate, "store a rating for a new-user profile (SQLite), import or export them")
     p.add_argument("--profile", required=True)

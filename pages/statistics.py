@@ -123,7 +123,8 @@ with friendly_errors("Loading the dataset"):
         st.stop()
     c = s.counts
     if part.everything:
-        st.caption(f"Source: {location}")
+        st.caption(f"Source: {location} · To look at part of it (genres, release years, years rated), use "
+                   "*Slice the data* in the sidebar.")
     else:
         w = whole.counts
         st.info(f"**Slice: {part.describe()}**: {c['ratings']:,} ratings ({c['ratings'] / w['ratings']:.1%} "

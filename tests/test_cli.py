@@ -203,6 +203,17 @@ def test_stats_both_paths(env):
     assert pandas_stats["release_decades"] == spark_stats["release_decades"]
 
 
+def test_about_a_movie(env, small_data):
+    from engine.stats import movie_profile
+    out = run_cli(env, "about", "--movie", "1", "--json")
+    assert out == json.loads(json.dumps(movie_profile(small_data, 1).as_dict()))
+    title = small_data.movies.set_index("movieId").loc[7, "title"]
+    assert run_cli(env, "about", "--movie", title, "--json")["movie_id"] == 7   # a title, through the model
+    text = run_cli(env, "about", "--movie", "1")
+    assert f"{out['ratings']:,} ratings, mean {out['mean_rating']:.2f}" in text and "tags: funny (2)" in text
+    assert "is not in" in run_cli(env, "about", "--movie", "424242", "--json", expect=2)["error"]
+
+
 def test_stats_of_a_slice(env, small_data):
     from engine.stats import Slice, compute_stats
     args = ("stats", "--genres", "Comedy,Drama", "--released", "1990-2004", "--json")
