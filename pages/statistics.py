@@ -7,8 +7,8 @@ import streamlit as st
 
 from engine.movielens import TIME
 from engine.settings import get_settings
-from engine.stats import (EmptySlice, Slice, compute_stats, concentration, log_binned, parse_years, summarize,
-                          top_movies)
+from engine.stats import (EmptySlice, Slice, compute_stats, concentration, log_binned, parse_years, slice_data,
+                          summarize, top_movies)
 from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_data, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
@@ -25,7 +25,8 @@ def bounds_for(location: str) -> dict:
     s, data = stats_for(location), load_data(location)
     years = data.movies["year"].dropna()
     rated = pd.to_datetime(data.ratings[TIME], unit="s", utc=True).dt.year
-    return {"genres": sorted(s.genres["genre"]), "released": (int(years.min()), int(years.max())),
+    return {"genres": sorted(s.genres["genre"]),
+            "released": (int(years.min()), int(years.max())) if len(years) else None,   # no year in any title
             "rated": (int(rated.min()), int(rated.max()))}
 
 
@@ -37,7 +38,6 @@ TOP_ORDER = ["title", "ratings", "mean_rating", "genres", "similar"]   # the fig
 
 @st.cache_data(show_spinner=False)
 def top_for(location: str, part: Slice, by: str, min_ratings: int):
-    from engine.stats import slice_data
     return top_movies(slice_data(load_data(location), part), by=by, min_ratings=min_ratings, n=20)
 
 
@@ -51,8 +51,10 @@ def _span(years: tuple[int, int]) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def _year_range(label: str, bounds: tuple[int, int], key: str, help_text: str) -> tuple[int, int]:
+def _year_range(label: str, bounds: tuple[int, int] | None, key: str, help_text: str) -> tuple[int, int] | None:
     """A range slider over ``bounds``; a single year has nothing to choose, so it is just said."""
+    if bounds is None:
+        return None
     if bounds[0] == bounds[1]:
         st.sidebar.caption(f"{label}: {bounds[0]} only")
         return bounds
@@ -74,6 +76,8 @@ def slice_controls(bounds: dict) -> Slice:
             st.warning(f"The link names a genre this data does not have: {unknown[0]!r}; left out.")
         st.session_state["slice_genres"] = [g for g in genres if g in bounds["genres"]]
         for name in ("released", "rated"):
+            if bounds[name] is None:
+                continue
             lo, hi = bounds[name]
             span = (lo, hi)
             if q.get(name):
@@ -91,9 +95,9 @@ def slice_controls(bounds: dict) -> Slice:
                            "The year in the movie's title. With a limit, movies without one are left out.")
     rated = _year_range("Ratings given", bounds["rated"], "slice_rated",
                         "Calendar year (UTC) each rating and tag was given.")
-    part = Slice(genres=tuple(genres),
-                 released=None if tuple(released) == bounds["released"] else tuple(released),
-                 rated=None if tuple(rated) == bounds["rated"] else tuple(rated))
+    part = Slice(genres=tuple(genres),   # a full range is no limit (and keeps movies without a year)
+                 released=None if released is None or tuple(released) == bounds["released"] else tuple(released),
+                 rated=None if rated is None or tuple(rated) == bounds["rated"] else tuple(rated))
     for name, value in (("genres", ",".join(part.genres)),
                         ("released", part.released and _span(part.released)),
                         ("rated", part.rated and _span(part.rated))):
@@ -103,7 +107,7 @@ def slice_controls(bounds: dict) -> Slice:
             q.pop(name, None)
     if not part.everything and st.sidebar.button("Show everything", icon=":material/filter_alt_off:"):
         for key in ("slice_genres", "slice_released", "slice_rated"):
-            del st.session_state[key]
+            st.session_state.pop(key, None)
         for name in ("genres", "released", "rated"):
             q.pop(name, None)
         st.rerun()

@@ -354,6 +354,21 @@ def test_statistics_of_a_slice(app_env):
     assert _metrics(at)["Ratings"] == f"{len(data.ratings):,}" and "genres" not in at.query_params
 
 
+def test_statistics_of_titles_without_years(app_env, monkeypatch, tmp_path):
+    import re
+    from conftest import generate_movielens, write_release
+    files = generate_movielens(n_users=20, n_movies=30)
+    files["movies.csv"] = re.sub(r" \(\d{4}\)", "", files["movies.csv"])   # no title has a year
+    monkeypatch.setenv("MOVIELENS_DATA", str(write_release(tmp_path / "noyears", files)))
+    at = open_page("pages/statistics.py")
+    no_exception(at)
+    assert not at.error and not any(s.label == "Released" for s in at.sidebar.slider)
+    assert any("No movie in this slice has a year in its title." in i.value for i in at.info)
+    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy"]).run()
+    no_exception(at)
+    assert any("Slice: Comedy movies" in i.value for i in at.info)
+
+
 def test_statistics_slice_from_a_link(app_env):
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update({"genres": "Comedy,Noir", "released": "2010-1990"})
