@@ -234,10 +234,12 @@ def cmd_recommend(args) -> int:
         recs = index.recommend_group(members, args.n, min_ratings=args.min_ratings, genres=genres,
                                      strategy=args.strategy, hidden=hidden)
         ms = (time.perf_counter() - t0) * 1000
+        rows = _records(recs, ["movieId", "title", "genres", "group_score", *(f"for {m}" for m in members),
+                               "n_ratings"])
+        for row, why in zip(rows, recs["because_by"]):
+            row["because"] = {label: title for label, title in why}   # each member's rated movie most like it
         payload = {"model": folder.name, "group": list(members), "strategy": args.strategy,
-                   "latency_ms": round(ms, 3),
-                   "recommendations": _records(recs, ["movieId", "title", "genres", "group_score",
-                                                      *(f"for {m}" for m in members), "n_ratings"])}
+                   "latency_ms": round(ms, 3), "recommendations": rows}
         _emit(args, payload, _movie_rows(recs, ["group_score", "movieId", "title"]))
         return EXIT_OK
     if args.new_user or args.profile:

@@ -295,7 +295,8 @@ class RecommenderIndex:
         return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked, order)
 
     def recommend_group(self, members: dict, n: int = 10, min_ratings: int = 0,
-                        genres: list[str] | None = None, strategy: str = "misery", hidden=()) -> pd.DataFrame:
+                        genres: list[str] | None = None, strategy: str = "misery", hidden=(),
+                        explain: bool = True) -> pd.DataFrame:
         """Movies for several people at once (a movie night).
 
         ``members``: a label per person -> a MovieLens user id, or that person's own
@@ -304,23 +305,27 @@ class RecommenderIndex:
         score is the lowest of them (``"misery"``: a movie nobody will mind) or their
         mean (``"average"``), ties broken by the mean. Movies anyone rated are left
         out, and so are ``hidden`` ones (movies a member marked "not interested"). A column
-        per member, ``"for <label>"``, holds that person's predicted rating.
+        per member, ``"for <label>"``, holds that person's predicted rating; ``because_by``
+        (with ``explain``) the (label, title) of each member's rated movie most like it,
+        as *Because you rated…* picks it for one person.
         """
         if strategy not in GROUP_STRATEGIES:
             raise ValueError(f"Unknown group strategy {strategy!r}: use " +
                              " or ".join(f"{k!r} ({v})" for k, v in GROUP_STRATEGIES.items()) + ".")
         if len(members) < 2:
             raise RatingInputError("A movie night needs at least two people: add another user or profile.")
-        predicted, seen = {}, []
+        predicted, seen, liked = {}, [], {}
         for label, who in members.items():
             if isinstance(who, (int, np.integer)):
                 u = self._user(who)
                 scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
-                seen.append(self._user_rows.get(int(who), (np.array([], int),))[0])
+                liked[str(label)] = self._user_rows.get(int(who))
+                seen.append(liked[str(label)][0] if liked[str(label)] else np.array([], int))
             else:
                 pos, values = self._check_ratings(who)
                 scores = self.raw_scores(*self._solve_user(pos, values))
                 seen.append(pos)
+                liked[str(label)] = (pos, values)
             predicted[str(label)] = np.clip(scores, MIN_RATING, MAX_RATING)
         table = np.vstack(list(predicted.values()))
         mean = table.mean(axis=0)
@@ -332,6 +337,10 @@ class RecommenderIndex:
         for label, values in predicted.items():
             out[f"for {label}"] = values[top].round(3)
         out["n_ratings"] = self.item_support[top]
+        if explain:
+            reasons = {label: self._explain(top, rated, per_item=1) for label, rated in liked.items()}
+            out["because_by"] = [[(label, why[j][0]) for label, why in reasons.items() if why[j]]
+                                 for j in range(len(top))]
         return out
 
     def similar(self, movie_id: int, n: int = 10,

@@ -15,12 +15,31 @@ st.title("🎬 Movie Recommender")
 st.write("Explore the MovieLens ratings, get personal recommendations from a Spark ALS model, "
          "find similar movies, and let the webcam read your mood to pick a film.")
 
-cols = st.columns(3)
-cols[0].page_link("pages/statistics.py", label="Dataset statistics", icon="📊")
-cols[0].page_link("pages/recommendations.py", label="Recommendations", icon="⭐")
-cols[1].page_link("pages/similar.py", label="Similar movies", icon="🎞️")
-cols[1].page_link("pages/emotion.py", label="Mood from your face", icon="🙂")
-cols[2].page_link("pages/model.py", label="Model: tune and evaluate", icon="⚙️")
+PAGES = [  # page, label, icon, what it is for
+    ("pages/recommendations.py", "Recommendations", "⭐",
+     "Top picks for a MovieLens user; for you from a few ratings (or your IMDb or Letterboxd export); "
+     "for a movie night of several people."),
+    ("pages/similar.py", "Similar movies", "🎞️", "Movies like one you love, or like several at once."),
+    ("pages/emotion.py", "Mood from your face", "🙂",
+     "Your webcam reads your expression in the browser; movies to match it."),
+    ("pages/statistics.py", "Dataset statistics", "📊",
+     "How the ratings spread over users, movies, genres, decades and years, for all of them or any slice."),
+    ("pages/model.py", "Model: tune and evaluate", "⚙️",
+     "Cross-validated tuning of Spark ALS, baselines, ranking quality; switch the model served."),
+]
+for row in (PAGES[:3], PAGES[3:]):
+    for col, (page, label, icon, what) in zip(st.columns(3), row):
+        with col.container(border=True, height="stretch"):
+            st.page_link(page, label=f"**{label}**", icon=icon)
+            st.caption(what)
+st.write("Try:")
+tries = st.columns(3)
+tries[0].page_link("pages/recommendations.py", label="User 575's top picks", icon="⭐",
+                   query_params={"user": "575"})
+tries[1].page_link("pages/similar.py", label="Movies like The Godfather", icon="🎞️",
+                   query_params={"movie": "the godfather"})
+tries[2].page_link("pages/statistics.py", label="Film-Noir of the 1940s, in numbers", icon="📊",
+                   query_params={"genres": "Film-Noir", "released": "1940-1949"})
 
 st.subheader("Dataset")
 st.caption(f"`MOVIELENS_DATA` = {settings.movielens_data}")

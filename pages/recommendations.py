@@ -2,6 +2,7 @@
 import pandas as pd
 import streamlit as st
 
+from engine.movielens import readable_title
 from engine.rating_files import MAX_BYTES, export_ratings, read_ratings_file
 from engine.serving import GROUP_STRATEGIES
 from engine.settings import get_settings
@@ -122,8 +123,13 @@ def rate_a_pick(store: RatingStore, profile: str, picks: list[int], hidden: list
 
 def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int, float]]) -> None:
     """Bring ratings from a file (this app's export, MovieLens, IMDb, Letterboxd) or take them away."""
-    if note := st.session_state.pop("import_note", None):
-        st.success(note)
+    owner, note = st.session_state.get("import_note", (None, None))
+    if note and owner == profile:   # the last import's report stays until dismissed (or another import)
+        text, close = st.columns([12, 1], vertical_alignment="center")
+        text.success(note)
+        if close.button("", icon=":material/close:", key="import_note_close", help="Dismiss this report"):
+            del st.session_state["import_note"]
+            st.rerun()
     with st.expander("Import or export ratings", icon=":material/swap_vert:"):
         st.download_button("Download my ratings (CSV)", export_ratings(mine, index.movies),
                            file_name=f"{profile}-ratings.csv", mime="text/csv", disabled=not mine,
@@ -142,7 +148,7 @@ def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int,
                     return
                 counts = store.import_ratings(profile, read.pairs, replace=replace)
                 kept = f", {counts['kept']} already rated kept as they were" if counts["kept"] else ""
-                st.session_state.import_note = (
+                st.session_state.import_note = profile, (
                     f"{md_escape(upload.name)}: {md_escape(read.summary())}. Saved under “{md_escape(profile)}”: "
                     f"{counts['added']} added, {counts['replaced']} replaced{kept}.")
                 st.session_state.import_round = round_ + 1
@@ -182,11 +188,16 @@ def movie_night() -> None:
         if recs.empty:
             st.info("No movie passes these filters: lower the minimum ratings or add genres.")
         each = {f"for {m}": st.column_config.NumberColumn(f"For {m}", format="%.2f ⭐") for m in members}
-        st.dataframe(for_display(recs)[["title", "year", "group_score", *each, "genres", "n_ratings", "similar",
-                                        "IMDb", "TMDB"]],
+        shown = for_display(recs)
+        shown["because"] = [[f"{who}: {readable_title(title)}" for who, title in why] for why in recs["because_by"]]
+        st.dataframe(shown[["title", "year", "group_score", *each, "because", "genres", "n_ratings", "similar",
+                            "IMDb", "TMDB"]],
                      hide_index=True, width="stretch", height="content", column_config={
                          **MOVIE_COLUMNS, **each,
-                         "group_score": st.column_config.NumberColumn("Group", format="%.2f ⭐")})
+                         "group_score": st.column_config.NumberColumn("Group", format="%.2f ⭐"),
+                         "because": st.column_config.ListColumn(
+                             "Because…", width="large",
+                             help="For each person, the movie they rated that is most like this one")})
 
 
 mode = st.segmented_control("Recommend for", ["A MovieLens user", "Me (new user)", "Movie night"],

@@ -218,6 +218,10 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
     assert not at.error
     note = at.success[0].value.replace("\\", "")   # markdown-escaped
     assert "2 rating(s) read (IMDb ratings export file)" in note and "Some Show" in note and "2 added" in note
+    at.run()   # the report stays, to be read at leisure, until dismissed
+    assert at.success and "Some Show" in at.success[0].value
+    at.button(key="import_note_close").click().run()
+    assert not at.success
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         after = store.ratings("guest")
     assert after[0] == before[0] and set(after[1:]) == {(1, 5.0), (2, 3.5)}
@@ -246,6 +250,7 @@ def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
     assert df["title"].tolist() == as_shown(expected["title"])
     assert df["for sam"].tolist() == expected["for sam"].tolist() and "for user 5" in df
     assert any(h.value == "Top 10 for sam, user 5" for h in at.subheader), [h.value for h in at.subheader]
+    assert [list(why) for why in df["because"]] == [[f"{who}: {readable_title(t)}" for who, t in why] for why in expected["because_by"]]
     at.radio(key="group_strategy").set_value("average").run()
     average = index.recommend_group({"sam": mine, "user 5": 5}, 10, strategy="average")
     assert at.dataframe[0].value["group_score"].tolist() == average["group_score"].tolist()

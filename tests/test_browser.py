@@ -199,6 +199,18 @@ def test_every_page_renders(server, playwright, width):
     browser.close()
 
 
+def test_home_try_links_open_their_example(server, playwright):
+    browser, page = _open_page(playwright, server, "")
+    page.get_by_text("Test RMSE").first.wait_for(timeout=90000)
+    page.get_by_role("link", name="Movies like The Godfather").click()
+    page.get_by_text("Most similar to The Godfather (1972)").wait_for(timeout=60000)
+    page.wait_for_url(re.compile(r"/similar\?movie=858$"), timeout=30000)
+    page.goto(server)
+    page.get_by_role("link", name="User 575's top picks").click()
+    page.get_by_text("Top 10 for user 575").wait_for(timeout=60000)
+    browser.close()
+
+
 def test_statistics_slice_from_a_shared_link(server, playwright, real_data):
     from engine.stats import Slice, compute_stats
     want = compute_stats(real_data, part=Slice(genres=("Film-Noir",), released=(1940, 1949))).counts

@@ -168,6 +168,7 @@ def test_import_and_export_ratings_files(env, tmp_path):
     assert night["group"] == ["user 1", "importer"] and night["strategy"] == "misery" and len(night["recommendations"]) == 4
     for movie in night["recommendations"]:
         assert movie["group_score"] == min(movie["for user 1"], movie["for importer"])
+        assert set(movie["because"]) <= {"user 1", "importer"} and movie["because"]
         assert movie["movieId"] not in {1, 2, 3}
     for movie in (night["recommendations"][0]["movieId"], mood["movies"][0]["movieId"]):
         run_cli(env, "rate", "--profile", "importer", "--movie", str(movie), "--hide", "--json")  # out of

@@ -131,6 +131,15 @@ def test_group_recommendations_for_a_movie_night(small_index):
     assert list(out["group_score"]) == sorted(out["group_score"], reverse=True)
     average = small_index.recommend_group({"ann": a, "bob": b}, n=5, strategy="average")
     np.testing.assert_allclose(average["group_score"], average[["for ann", "for bob"]].mean(axis=1), atol=1e-3)
+    # why, for each member: their rated movie most like it, as their own list would say
+    everything = len(small_index.item_ids)
+    alone_because = {label: small_index.recommend(u, n=everything).set_index("movieId")["because"]
+                     for label, u in (("ann", a), ("bob", b))}
+    alone_because["me"] = small_index.recommend_new_user(mine, n=everything).set_index("movieId")["because"]
+    for label, own in alone_because.items():
+        for movie, why in zip(out["movieId"], out["because_by"]):
+            assert dict(why).get(label) == (own[movie][0] if own[movie] else None)
+    assert sum(len(why) for why in out["because_by"]) >= len(out)   # reasons are there
     # a movie a member is not interested in is left out; the others keep their order
     hidden = out["movieId"].tolist()[:2]
     without = small_index.recommend_group({"ann": a, "bob": b, "me": mine}, n=8, hidden=[*hidden, 424242])
