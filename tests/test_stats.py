@@ -165,7 +165,7 @@ def test_release_decades_follow_the_titles(small_data):
 @pytest.mark.spark
 def test_spark_slices_match_pandas(spark, small_data):
     data = _spread_over_years(small_data)
-    for part in SLICES:
+    for part in SLICES[-2:]:   # one filter alone, and all three together (each Spark job takes seconds)
         _assert_same(compute_stats(data, part=part), _spark_stats(spark, data, part))
     with pytest.raises(EmptySlice, match="No ratings for Horror movies released 1980"):
         _spark_stats(spark, data, Slice(genres=("Horror",), released=(1980, 1980), rated=(1996, 1996)))
