@@ -163,9 +163,22 @@ with friendly_errors("Loading the dataset"):
 
     left, right = st.columns(2)
     height = max(450, 22 * len(s.genres) + 120)  # room to name every genre
-    fig = px.bar(s.rating_values, x="rating", y="count", title="Rating values", height=height)
+    if part.everything:
+        fig = px.bar(s.rating_values, x="rating", y="count", title="Rating values", height=height)
+    else:   # shares side by side: does this slice rate higher or lower than everyone?
+        both = pd.concat([s.rating_values.assign(of="this slice"), whole.rating_values.assign(of="all ratings")])
+        both["share"] = both["count"] / both.groupby("of")["count"].transform("sum")
+        fig = px.bar(both, x="rating", y="share", color="of", barmode="group", height=height,
+                     title="Rating values: this slice against all ratings", hover_data={"count": ":,"},
+                     labels={"share": "share of ratings", "of": ""})
+        fig.update_yaxes(tickformat=".0%")
+        fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
     fig.update_xaxes(dtick=0.5)
     left.plotly_chart(fig, width="stretch")
+    if not part.everything:
+        mean = lambda values: (values["rating"] * values["count"]).sum() / values["count"].sum()
+        left.caption(f"Mean rating {mean(s.rating_values):.2f} in this slice, {mean(whole.rating_values):.2f} "
+                     "over all ratings.")
     fig = px.bar(s.genres.sort_values("movies"), x="movies", y="genre", orientation="h",
                  color="mean_rating", color_continuous_scale="Viridis", height=height,
                  title="Movies per genre, coloured by mean rating",

@@ -343,6 +343,10 @@ def test_statistics_of_a_slice(app_env):
     want = compute_stats(data, part=Slice(genres=("Comedy", "Drama"), released=(1990, 2004))).counts
     assert _metrics(at)["Ratings"] == f"{want['ratings']:,}" and _metrics(at)["Users"] == f"{want['users']:,}"
     assert any("Slice: Comedy or Drama movies released 1990–2004" in i.value for i in at.info)
+    from engine.stats import slice_data
+    sliced = slice_data(data, Slice(genres=("Comedy", "Drama"), released=(1990, 2004))).ratings["rating"]
+    assert (f"Mean rating {sliced.mean():.2f} in this slice, {data.ratings['rating'].mean():.2f} over all "
+            "ratings.") in [c.value for c in at.caption]
     assert at.query_params["genres"] == "Comedy,Drama" and at.query_params["released"] == "1990-2004"
     shown = at.dataframe[0].value["title"]   # the tables are of the slice too
     assert len(shown) and all(1990 <= int(t[-5:-1]) <= 2004 for t in shown), list(shown)
