@@ -170,7 +170,8 @@ class Slice:
 
     def check_genres(self, known) -> None:
         """Raise ValueError naming a genre the data does not have (and the ones it has)."""
-        unknown = [g for g in self.genres if g not in set(known)]
+        known = set(known)
+        unknown = [g for g in self.genres if g not in known]
         if unknown:
             raise ValueError(f"Unknown genre {unknown[0]!r}. Genres in this data: {', '.join(sorted(known))}.")
 
