@@ -38,11 +38,13 @@ class DatasetStats:
     ratings_per_year: pd.DataFrame  # year, ratings, mean_rating
     top_tags: pd.DataFrame          # tag, count
     release_decades: pd.DataFrame   # decade (1990), movies, ratings, mean_rating (NaN: no ratings)
+    genre_years: pd.DataFrame       # year, genre, ratings: ratings given that year to movies of the genre
 
     def as_dict(self) -> dict:
         return {"counts": self.counts,
                 **{name: _records(getattr(self, name))
-                   for name in ("rating_values", "genres", "ratings_per_year", "top_tags", "release_decades")},
+                   for name in ("rating_values", "genres", "ratings_per_year", "top_tags", "release_decades",
+                                "genre_years")},
                 "ratings_per_user_summary": summarize(self.ratings_per_user),
                 "ratings_per_movie_summary": summarize(self.ratings_per_movie),
                 "concentration": self.concentration()}
@@ -289,7 +291,10 @@ def compute_stats(data: MovieLens, top_tags: int = 20, part: Slice | None = None
                    .astype({"ratings": np.int64})
                    .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
     genre_table["mean_rating"] = (genre_table.pop("total") / genre_table["ratings"].replace(0, np.nan)).round(4)
-    years = pd.to_datetime(r[TIME], unit="s", utc=True).dt.year
+    years = _utc_years(r[TIME])
+    genre_years = (r[[ITEM]].assign(year=years).merge(genres, on=ITEM).groupby(["year", "genre"]).size()
+                   .reset_index(name="ratings").astype({"year": np.int64, "ratings": np.int64})
+                   .sort_values(["year", "genre"]).reset_index(drop=True))
     per_year = (r.assign(year=years).groupby("year")
                 .agg(ratings=(RATING, "size"), mean_rating=(RATING, "mean")).reset_index())
     per_year["mean_rating"] = per_year["mean_rating"].round(4)
@@ -306,7 +311,8 @@ def compute_stats(data: MovieLens, top_tags: int = 20, part: Slice | None = None
         ratings_per_movie=_distribution(per_movie, "movies"),
         rating_values=r[RATING].astype(float).value_counts().sort_index().rename_axis(RATING)
         .reset_index(name="count"),
-        genres=genre_table, ratings_per_year=per_year, top_tags=tags, release_decades=decades)
+        genres=genre_table, ratings_per_year=per_year, top_tags=tags, release_decades=decades,
+        genre_years=genre_years)
 
 
 def _distribution(sizes: pd.Series, name: str) -> pd.DataFrame:
@@ -352,6 +358,9 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
                    .toPandas().astype({"movies": np.int64, "ratings": np.int64, "mean_rating": float})
                    .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
     genre_table["mean_rating"] = genre_table["mean_rating"].round(4)
+    genre_years = (ratings_df.select(ITEM, F.year(F.from_unixtime(F.col(TIME))).alias("year"))
+                   .join(genres, ITEM).groupBy("year", "genre").agg(F.count("*").alias("ratings"))
+                   .orderBy("year", "genre").toPandas().astype({"year": np.int64, "ratings": np.int64}))
     per_year = (ratings_df.groupBy(F.year(F.from_unixtime(F.col(TIME))).alias("year"))
                 .agg(F.count("*").alias("ratings"), F.avg(RATING).alias("mean_rating"))
                 .orderBy("year").toPandas().astype({"year": np.int32, "ratings": np.int64}))
@@ -370,7 +379,7 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
         counts=_counts(n_users, n_movies, n_rated, n_ratings, n_tags, never, once),
         ratings_per_user=dist(per_user, "users"), ratings_per_movie=dist(per_movie, "movies"),
         rating_values=values, genres=genre_table, ratings_per_year=per_year, top_tags=tags,
-        release_decades=decades)
+        release_decades=decades, genre_years=genre_years)
 
 
 def read_spark_tables(spark, uri: str):

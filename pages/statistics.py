@@ -199,6 +199,19 @@ with friendly_errors("Loading the dataset"):
     else:
         right.info("No tags in this slice." if not part.everything else "This dataset has no tags.")
 
+    if s.ratings_per_year["year"].nunique() > 1:
+        top = s.genres.sort_values("ratings", ascending=False)["genre"].head(6).tolist()
+        trend = s.genre_years[s.genre_years["genre"].isin(top)].merge(
+            s.ratings_per_year[["year", "ratings"]].rename(columns={"ratings": "of_year"}), on="year")
+        trend["share"] = trend["ratings"] / trend["of_year"]
+        fig = px.line(trend, x="year", y="share", color="genre", markers=True, height=420,
+                      category_orders={"genre": top}, hover_data={"ratings": ":,"},
+                      title="Genres over the years: share of each year's ratings (the six most rated genres)",
+                      labels={"share": "share of the year's ratings"})
+        fig.update_yaxes(tickformat=".0%")
+        st.plotly_chart(fig, width="stretch")
+        st.caption("A movie with several genres counts for each, so the shares add up to more than 100 %.")
+
     left, right = st.columns(2)
     if len(s.release_decades):
         decades = s.release_decades.assign(label=s.release_decades["decade"].astype(str) + "s")

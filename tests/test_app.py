@@ -325,6 +325,7 @@ def test_statistics_tables(app_env):
     top10 = curve.loc[10, "share_of_ratings"]
     assert any(c.startswith(f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini "
                             f"coefficient {gini:.2f}") for c in captions), captions
+    assert len(at.get("plotly_chart")) == 8   # all ratings given in 2001: no genres-over-the-years chart
     at.slider(key="stats_min").set_value(5).run()
     assert len(at.dataframe) == 2
 

@@ -189,9 +189,9 @@ def test_every_page_renders(server, playwright, width):
         page.get_by_text(ready).first.wait_for(timeout=120000)
         _wait_idle(page, timeout=120000)
         TIMINGS[f"first_render_s@{width}"][path] = round(time.perf_counter() - t0, 2)
-        if path == "statistics":  # eight Plotly charts, drawn (not left as skeletons)
+        if path == "statistics":  # nine Plotly charts, drawn (not left as skeletons)
             titles = page.locator("[data-testid=stPlotlyChart] .gtitle").all_text_contents()
-            assert len(titles) == 8 and "How concentrated the ratings are (Lorenz curve)" in titles and "Ratings per user (logarithmic bins)" in titles, titles
+            assert len(titles) == 9 and "How concentrated the ratings are (Lorenz curve)" in titles and "Ratings per user (logarithmic bins)" in titles, titles
             assert "Movies per release decade, coloured by mean rating" in titles, titles
         body = page.locator("body").inner_text()
         assert "Traceback" not in body and "Error" not in page.locator("h1").first.inner_text()

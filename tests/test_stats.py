@@ -21,7 +21,7 @@ def _spark_stats(spark, data, part=None):
 def _assert_same(a, b):
     assert a.counts == b.counts
     for name in ("ratings_per_user", "ratings_per_movie", "rating_values", "genres",
-                 "ratings_per_year", "top_tags", "release_decades"):
+                 "ratings_per_year", "top_tags", "release_decades", "genre_years"):
         left, right = getattr(a, name).reset_index(drop=True), getattr(b, name).reset_index(drop=True)
         pd.testing.assert_frame_equal(left, right, check_dtype=False, check_exact=False, atol=1e-4,
                                       obj=name)
@@ -43,6 +43,11 @@ def test_counts_and_definitions(small_data):
         assert row["ratings"] == len(ratings)
         assert (pd.isna(row["mean_rating"]) if ratings.empty else abs(row["mean_rating"] - ratings.mean()) < 1e-4)
     assert s.top_tags.iloc[0].to_dict() == {"tag": "funny", "count": 2}  # case folded
+    per_genre = s.genre_years.groupby("genre")["ratings"].sum()   # every rating of a genre, in some year
+    assert per_genre.to_dict() == s.genres.set_index("genre")["ratings"][lambda x: x > 0].to_dict()
+    drama_2001 = r[r["movieId"].isin(small_data.movies.loc[small_data.movies["genres"].str.contains("Drama"),
+                                                           "movieId"])]
+    assert s.genre_years.set_index(["year", "genre"]).loc[(2001, "Drama"), "ratings"] == len(drama_2001)
     assert 0 < s.counts["sparsity"] < 1
 
 
