@@ -334,7 +334,7 @@ def cmd_rate(args) -> int:
         pairs = _read_ratings_file(args.import_file, index)
         with RatingStore(get_settings().ratings_db) as store:
             imported = store.import_ratings(args.profile, pairs, replace=args.replace)
-            pairs = store.ratings(args.profile)
+            pairs, hidden = store.ratings(args.profile), store.hidden(args.profile)
     else:
         # a rating kept (or a movie hidden) for a movie a newer model lacks can still be removed by its id
         by_id = (args.remove or args.unhide) and args.movie.strip().isdigit()
@@ -351,9 +351,7 @@ def cmd_rate(args) -> int:
             else:
                 index.fold_in([(args.movie, args.rating)])  # validates movie id and rating scale
                 store.set_rating(args.profile, args.movie, args.rating)
-            pairs = store.ratings(args.profile)
-    with RatingStore(get_settings().ratings_db) as store:
-        hidden = store.hidden(args.profile)
+            pairs, hidden = store.ratings(args.profile), store.hidden(args.profile)
     payload = {"profile": args.profile, "ratings": [{"movieId": m, "rating": r} for m, r in pairs],
                "hidden": hidden}
     text = f"{args.profile}: {len(pairs)} rating(s) stored" + (f", {len(hidden)} movie(s) not interested in"

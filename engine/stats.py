@@ -182,6 +182,16 @@ def _utc_years(seconds: pd.Series) -> pd.Series:
     return pd.to_datetime(seconds, unit="s", utc=True).dt.year
 
 
+def slice_bounds(data: MovieLens) -> dict:
+    """What a slice can choose from: ``genres`` (sorted), ``released`` and ``rated`` as (first, last)
+    calendar years; ``released`` is None when no title carries a year."""
+    years = release_years(data.movies[TITLE]).dropna()
+    rated = _utc_years(data.ratings[TIME])
+    return {"genres": sorted(explode_genres(data.movies)["genre"].unique()),
+            "released": (int(years.min()), int(years.max())) if len(years) else None,
+            "rated": (int(rated.min()), int(rated.max()))}
+
+
 def slice_data(data: MovieLens, part: Slice) -> MovieLens:
     """The movies, ratings and tags in ``part`` (pandas); raises :class:`EmptySlice` when no rating is.
 
@@ -458,4 +468,4 @@ def movie_profile(data: MovieLens, movie_id: int, top_tags: int = 12) -> MoviePr
 
 
 __all__ = ["DatasetStats", "EmptySlice", "MovieProfile", "Slice", "compute_stats", "concentration", "movie_profile", "compute_stats_spark", "parse_years",
-           "read_spark_tables", "slice_data", "slice_spark", "top_movies", "NO_GENRES"]
+           "read_spark_tables", "slice_bounds", "slice_data", "slice_spark", "top_movies", "NO_GENRES"]

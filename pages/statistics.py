@@ -5,10 +5,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from engine.movielens import TIME
 from engine.settings import get_settings
-from engine.stats import (EmptySlice, Slice, compute_stats, concentration, log_binned, parse_years, slice_data,
-                          summarize, top_movies)
+from engine.stats import (EmptySlice, Slice, compute_stats, concentration, log_binned, parse_years,
+                          slice_bounds, slice_data, summarize, top_movies)
 from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_data, through_navigation
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
@@ -22,12 +21,7 @@ def stats_for(location: str, part: Slice = Slice()):
 @st.cache_data(show_spinner=False)
 def bounds_for(location: str) -> dict:
     """What the slice controls offer: genres, release years and rating years present in the data."""
-    s, data = stats_for(location), load_data(location)
-    years = data.movies["year"].dropna()
-    rated = pd.to_datetime(data.ratings[TIME], unit="s", utc=True).dt.year
-    return {"genres": sorted(s.genres["genre"]),
-            "released": (int(years.min()), int(years.max())) if len(years) else None,   # no year in any title
-            "rated": (int(rated.min()), int(rated.max()))}
+    return slice_bounds(load_data(location))
 
 
 TOP_COLUMNS = {**MOVIE_COLUMNS, "movieId": None,

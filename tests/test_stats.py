@@ -185,6 +185,9 @@ def test_an_empty_slice_and_bad_slices_say_what_to_change(small_data):
     with pytest.raises(ValueError, match="ends before it starts"):
         Slice(released=(2000, 1990))
     assert slice_data(data, Slice()) is data and Slice().describe() == "all movies and ratings"
+    from engine.stats import slice_bounds
+    bounds = slice_bounds(data)
+    assert bounds["released"] == (1980, 2019) and bounds["rated"][0] >= 1996 and "Comedy" in bounds["genres"]
 
 
 @pytest.mark.parametrize("text, years", [("1995", (1995, 1995)), ("1990-1999", (1990, 1999)),
