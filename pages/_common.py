@@ -48,6 +48,17 @@ def through_navigation() -> None:
     st.stop()
 
 
+def entered_page() -> bool:
+    """True on the first run of a page after the visitor came to it (from another page, a link
+    or a new session); False on the reruns their clicks on it cause.
+
+    Pages keep their choices when the visitor leaves and comes back (``persist_state="session"``
+    on their widgets); a shared link or a *Try* link still opens what its address names, because
+    a page reads its address on entry. Set by ``streamlit_app.py`` on every run.
+    """
+    return st.session_state.get("_page_entered", True)
+
+
 def progress_bar(text: str = "Starting…"):
     """An ``st.progress`` bar and a ``progress(fraction, message)`` callback for engine calls.
 

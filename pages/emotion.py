@@ -42,15 +42,15 @@ except (FileNotFoundError, RuntimeError) as exc:
 
 settings = get_settings()
 with st.sidebar:
-    n = st.slider("Movies", 3, 20, 8, key="mood_n")
-    min_ratings = st.slider("Minimum ratings", 1, 200, 20, key="mood_min")
+    n = st.slider("Movies", 3, 20, 8, key="mood_n", persist_state="session")
+    min_ratings = st.slider("Minimum ratings", 1, 200, 20, key="mood_min", persist_state="session")
     user, mine, profiles, hidden = None, None, {}, []
     if index is not None:
         with friendly_errors("Reading the saved profiles"):
             profiles = saved_profiles()
         choice = st.selectbox(
             "Rank for (optional)", ["Anyone", *(PROFILE + p for p in profiles), *map(int, index.user_ids)],
-            key="mood_user", format_func=lambda c: person_label(c, profiles),
+            key="mood_user", format_func=lambda c: person_label(c, profiles), persist_state="session",
             help="Anyone: the best-rated movies of the mood's genres. A profile of the Recommendations "
                  "page (new-user mode) or a MovieLens user: their own top picks in those genres.")
         if isinstance(choice, str) and choice.startswith(PROFILE):
@@ -154,7 +154,8 @@ with upload:
 
 with manual:
     emotion = st.radio("How do you feel?", list(EMOTIONS), horizontal=True, index=None,
-                       format_func=lambda e: f"{EMOJI[e]} {e}", key="mood_manual")
+                       format_func=lambda e: f"{EMOJI[e]} {e}", key="mood_manual",
+                       persist_state="session")
     if emotion:
         show_movies(manual, emotion)
 

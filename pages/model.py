@@ -61,10 +61,11 @@ with tab_tune:
     st.write("Cross-validated grid search (Spark `CrossValidator`, RMSE) on the seeded training split. "
              "Nothing is saved until you choose to train the best model.")
     c = st.columns(4)
-    ranks = c[0].multiselect("rank", [4, 8, 16, 32, 64], [8, 16], key="grid_rank")
-    iters = c[1].multiselect("maxIter", [5, 10, 15, 20], [10], key="grid_iter")
-    regs = c[2].multiselect("regParam", [0.01, 0.05, 0.1, 0.2, 0.3], [0.05, 0.1, 0.2], key="grid_reg")
-    folds = c[3].number_input("folds", 2, 10, 3, key="grid_folds")
+    ranks = c[0].multiselect("rank", [4, 8, 16, 32, 64], [8, 16], key="grid_rank", persist_state="session")
+    iters = c[1].multiselect("maxIter", [5, 10, 15, 20], [10], key="grid_iter", persist_state="session")
+    regs = c[2].multiselect("regParam", [0.01, 0.05, 0.1, 0.2, 0.3], [0.05, 0.1, 0.2], key="grid_reg",
+                            persist_state="session")
+    folds = c[3].number_input("folds", 2, 10, 3, key="grid_folds", persist_state="session")
     fits = len(ranks) * len(iters) * len(regs) * folds + 1
     st.caption(f"{fits} fits. Roughly 3–10 s each on a laptop.")
     if st.button("Run the grid search", type="primary", disabled=fits <= 1):

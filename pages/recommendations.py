@@ -7,8 +7,9 @@ from engine.rating_files import MAX_BYTES, export_ratings, read_ratings_file
 from engine.serving import GROUP_STRATEGIES
 from engine.settings import get_settings
 from engine.user_ratings import RatingStore
-from pages._common import (MOVIE_COLUMNS, PROFILE, for_display, friendly_errors, load_index, md_escape,
-                           hidden_movies, person_label, rating_store, saved_profiles, through_navigation)
+from pages._common import (MOVIE_COLUMNS, PROFILE, entered_page, for_display, friendly_errors, hidden_movies,
+                           load_index, md_escape, person_label, rating_store, saved_profiles,
+                           through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -28,12 +29,13 @@ if index is None:
 
 with st.sidebar:
     st.header("Filters")
-    n = st.slider("How many", 1, 50, 10, key="rec_n")
+    n = st.slider("How many", 1, 50, 10, key="rec_n", persist_state="session")
     min_ratings = st.slider("Only movies with at least this many ratings", 0, 200, 20, step=5,
-                            key="rec_min", help="Few ratings make a prediction unreliable.")
-    genres = st.multiselect("Genres (any of)", index.genres, key="rec_genres")
+                            key="rec_min", help="Few ratings make a prediction unreliable.",
+                            persist_state="session")
+    genres = st.multiselect("Genres (any of)", index.genres, key="rec_genres", persist_state="session")
     if index.has_picks:
-        order = st.radio("Order", ["picks", "rating"], key="rec_order",
+        order = st.radio("Order", ["picks", "rating"], key="rec_order", persist_state="session",
                          format_func={"picks": "Top picks for you", "rating": "Highest predicted rating"}.get,
                          help="Top picks: what you are most likely to watch and enjoy next (ranks "
                               "held-out favourites far better). Highest predicted rating: the most "
@@ -161,8 +163,10 @@ def movie_night() -> None:
     chosen = st.multiselect(
         "Who is watching? (two to six people)", [*(PROFILE + p for p in profiles), *map(int, index.user_ids)],
         key="group_members", max_selections=6, format_func=lambda c: person_label(c, profiles),
+        persist_state="session",
         placeholder="Profiles from “Me (new user)” and MovieLens users")
     strategy = st.radio("Pick the movies", list(GROUP_STRATEGIES), horizontal=True, key="group_strategy",
+                        persist_state="session",
                         format_func={"misery": "nobody minds (the best lowest rating)",
                                      "average": "best on average"}.get,
                         help="Nobody minds: the group score is the lowest predicted rating among you, so no "
@@ -200,8 +204,12 @@ def movie_night() -> None:
                              help="For each person, the movie they rated that is most like this one")})
 
 
+asked = st.query_params.get("user")   # a shared link: /recommendations?user=232
+if asked and entered_page():   # a link followed opens that user's list, whatever was shown before
+    st.session_state.pop("rec_user", None)
+    st.session_state.rec_mode = "A MovieLens user"
 mode = st.segmented_control("Recommend for", ["A MovieLens user", "Me (new user)", "Movie night"],
-                            default="A MovieLens user", key="rec_mode",
+                            default="A MovieLens user", key="rec_mode", persist_state="session",
                             help="Movie night: several people at once (profiles and MovieLens users).")
 
 if mode == "Movie night":
@@ -211,7 +219,7 @@ elif mode != "Me (new user)":
     users = [int(u) for u in index.user_ids]
     if "rec_user" not in st.session_state:
         st.session_state.rec_user = 575 if 575 in users else users[0]
-        if asked := st.query_params.get("user"):  # a shared link: /recommendations?user=232
+        if asked:
             if asked.strip().isdigit() and index.has_user(int(asked)):
                 st.session_state.rec_user = int(asked)
             else:
@@ -222,7 +230,7 @@ elif mode != "Me (new user)":
         st.session_state.rec_user = 575
     if quick[1].button("User 232"):
         st.session_state.rec_user = 232
-    user = st.selectbox("User (type to search)", users, key="rec_user")
+    user = st.selectbox("User (type to search)", users, key="rec_user", persist_state="session")
     st.query_params["user"] = str(user)  # the address bar now links to this user's list
     # One table per row: side by side, *Because you rated…* was cut off below ~1,600 px.
     with friendly_errors("Recommending"):
@@ -246,6 +254,7 @@ else:
     st.query_params.pop("user", None)
     store = rating_store(str(get_settings().ratings_db))
     profile = st.text_input("Your profile name (ratings are saved under it)", "guest", key="profile",
+                            persist_state="session",
                             on_change=lambda: st.session_state.pop("quick_offset", None)).strip()  # from the top
     if not profile:
         st.warning("Type a profile name to keep your ratings.")

@@ -8,8 +8,8 @@ from engine.lsh import LSHIndex, recall_at_k
 from engine.serving import UnknownIdError
 from engine.settings import get_settings
 from engine.stats import movie_profile
-from pages._common import (MOVIE_COLUMNS, for_display, friendly_errors, load_data, load_index, md_escape,
-                           model_dir, spark_session, through_navigation)
+from pages._common import (MOVIE_COLUMNS, entered_page, for_display, friendly_errors, load_data, load_index,
+                           md_escape, model_dir, spark_session, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -60,7 +60,8 @@ def about_panel(movie_id: int, title: str) -> None:
 MAX_ALSO = 4
 catalogue = index.search_titles("", limit=len(index.item_ids))
 options = index.readable_titles[catalogue["movieId"]].to_dict()  # most-rated first
-if "sim_movie" not in st.session_state:
+linked = bool(st.query_params.get("movie")) and entered_page()   # a link followed names the movie(s)
+if "sim_movie" not in st.session_state or linked:
     st.session_state.sim_movie = 471 if 471 in options else int(catalogue["movieId"].iloc[0])
     if asked := st.query_params.get("movie"):  # a shared link: /similar?movie=2571 or ?movie=the+matrix
         try:
@@ -68,13 +69,14 @@ if "sim_movie" not in st.session_state:
         except UnknownIdError as exc:
             st.warning(f"The link asks for movie “{md_escape(asked)}”: {md_escape(exc)} "
                        f"Showing {md_escape(options[st.session_state.sim_movie])} instead.")
-movie = st.selectbox("Movie (type to search)", list(options), format_func=options.get, key="sim_movie")
-if "sim_also" not in st.session_state:   # a shared link may name more: ?movie=858&also=1221,1213
+movie = st.selectbox("Movie (type to search)", list(options), format_func=options.get, key="sim_movie",
+                     persist_state="session")
+if "sim_also" not in st.session_state or linked:   # a shared link may name more: ?movie=858&also=1221,1213
     also_asked = [a for a in st.query_params.get("also", "").split(",") if a.strip()]
     st.session_state.sim_also = [int(a) for a in also_asked if a.strip().isdigit() and int(a) in options][:MAX_ALSO]
 also = st.multiselect("…and also like (optional: several movies at once)", list(options),
                       format_func=options.get, key="sim_also", max_selections=MAX_ALSO,
-                      placeholder="Add movies to blend in",
+                      placeholder="Add movies to blend in", persist_state="session",
                       help="The list is then close to all of them at once (the mean of their directions "
                            "in the model's taste space), each counting the same.")
 also = [m for m in also if m != movie]
@@ -84,10 +86,11 @@ if also:
 else:
     st.query_params.pop("also", None)
 cols = st.columns(3)
-n = cols[0].slider("How many", 1, 30, 10, key="sim_n")
+n = cols[0].slider("How many", 1, 30, 10, key="sim_n", persist_state="session")
 min_ratings = cols[1].slider("Minimum ratings", 0, 100, 10, key="sim_min",
-                             help="Movies with few ratings have noisy factors.")
-method = cols[2].radio("Method", ["Exact", "Spark LSH"], horizontal=True, key="sim_method")
+                             help="Movies with few ratings have noisy factors.", persist_state="session")
+method = cols[2].radio("Method", ["Exact", "Spark LSH"], horizontal=True, key="sim_method",
+                       persist_state="session")
 
 with friendly_errors("Reading the movie's ratings"):
     about_panel(movie, options[movie])

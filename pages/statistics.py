@@ -8,7 +8,8 @@ import streamlit as st
 from engine.settings import get_settings
 from engine.stats import (EmptySlice, Slice, compute_stats, concentration, log_binned, parse_years,
                           slice_bounds, slice_data, summarize, top_movies)
-from pages._common import MOVIE_COLUMNS, for_display, friendly_errors, load_data, through_navigation
+from pages._common import (MOVIE_COLUMNS, entered_page, for_display, friendly_errors, load_data,
+                           through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -52,18 +53,20 @@ def _year_range(label: str, bounds: tuple[int, int] | None, key: str, help_text:
     if bounds[0] == bounds[1]:
         st.sidebar.caption(f"{label}: {bounds[0]} only")
         return bounds
-    return st.sidebar.slider(label, *bounds, key=key, help=help_text)
+    return st.sidebar.slider(label, *bounds, key=key, help=help_text, persist_state="session")
 
 
 def slice_controls(bounds: dict) -> Slice:
     """The sidebar's slice (genres, release years, years rated), seeded from a shared link.
 
     A link's ``?genres=Comedy,Drama&released=1990-1999&rated=2000-2010`` sets the
-    controls once; every change writes the address bar back, so it always links to
-    what is shown. A bad value in a link is named and ignored.
+    controls when it is followed; every change writes the address bar back, so it always
+    links to what is shown. Coming back to the page without a link keeps the last slice.
+    A bad value in a link is named and ignored.
     """
     q = st.query_params
-    if "slice_genres" not in st.session_state:   # first run of this page in the session: read the link
+    link = any(q.get(name) for name in ("genres", "released", "rated"))
+    if "slice_genres" not in st.session_state or (link and entered_page()):   # a link names the slice
         genres = [g.strip() for g in q.get("genres", "").split(",") if g.strip()]
         unknown = [g for g in genres if g not in bounds["genres"]]
         if unknown:
@@ -84,7 +87,7 @@ def slice_controls(bounds: dict) -> Slice:
 
     st.sidebar.header("Slice the data")
     genres = st.sidebar.multiselect("Genres (any of)", bounds["genres"], key="slice_genres",
-                                    placeholder="All genres")
+                                    placeholder="All genres", persist_state="session")
     released = _year_range("Released", bounds["released"], "slice_released",
                            "The year in the movie's title. With a limit, movies without one are left out.")
     rated = _year_range("Ratings given", bounds["rated"], "slice_rated",
@@ -237,7 +240,8 @@ with friendly_errors("Loading the dataset"):
                   "why the recommendations page offers a minimum number of ratings.")
 
     st.subheader("Most-rated and best-rated movies")
-    min_ratings = st.slider("Best-rated: minimum number of ratings", 1, 300, 50, step=5, key="stats_min")
+    min_ratings = st.slider("Best-rated: minimum number of ratings", 1, 300, 50, step=5, key="stats_min",
+                            persist_state="session")
     left, right = st.columns(2)
     left.caption("Most rated")
     left.dataframe(for_display(top_for(location, part, "count", 1)), hide_index=True, width="stretch",

@@ -588,3 +588,59 @@ def test_shared_links_open_their_movie_and_user(app_env):
     unknown = _open_link("pages/recommendations.py", user="99999")
     no_exception(unknown)
     assert "does not know" in unknown.warning[0].value and unknown.query_params["user"] != "99999"
+
+
+def _go(at: AppTest, page: str, **link) -> AppTest:
+    """Within the same session, go to ``page``: by the sidebar (no link), or by a link with ``link``
+    in its address (a *Try* link on the home page)."""
+    at.query_params.clear()
+    at.query_params.update(link)
+    at.switch_page(page)
+    return at.run()
+
+
+def test_choices_stay_when_you_come_back_and_a_followed_link_still_wins(app_env):
+    """Leaving a page and coming back keeps what was chosen there (filters, user, mode, profile,
+    movie, slice); following a link that names something opens what it names instead."""
+    at = open_page("pages/recommendations.py")
+    at.sidebar.slider(key="rec_min").set_value(0).run()
+    at.sidebar.slider(key="rec_n").set_value(3).run()
+    at.sidebar.radio(key="rec_order").set_value("rating").run()
+    at.selectbox(key="rec_user").set_value(5).run()
+    _go(at, "pages/similar.py")
+    at.slider(key="sim_min").set_value(0).run()
+    at.selectbox(key="sim_movie").set_value(3).run()
+    at.multiselect(key="sim_also").set_value([5]).run()
+    _go(at, "pages/statistics.py")
+    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy"]).run()
+
+    _go(at, "pages/recommendations.py")   # back: user 5's three best by rating, as left
+    no_exception(at)
+    assert at.selectbox(key="rec_user").value == 5 and at.sidebar.slider(key="rec_n").value == 3
+    assert at.sidebar.radio(key="rec_order").value == "rating" and at.sidebar.slider(key="rec_min").value == 0
+    assert len(at.dataframe[0].value) == 3 and at.query_params["user"] == "5"
+    at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
+    at.text_input(key="profile").set_value("alice").run()
+    _go(at, "pages/similar.py")            # back: the same blend
+    assert at.selectbox(key="sim_movie").value == 3 and at.multiselect(key="sim_also").value == [5]
+    assert at.query_params["movie"] == "3" and at.query_params["also"] == "5"
+    _go(at, "pages/statistics.py")         # back: the same slice, and the address links to it again
+    assert at.sidebar.multiselect(key="slice_genres").value == ["Comedy"]
+    assert any("Slice: Comedy movies" in i.value for i in at.info) and at.query_params["genres"] == "Comedy"
+    _go(at, "pages/recommendations.py")    # back: still alice's new-user page, not guest's
+    no_exception(at)
+    assert at.segmented_control(key="rec_mode").value == "Me (new user)"
+    assert at.text_input(key="profile").value == "alice"
+
+    _go(at, "pages/home.py")                        # links followed (the home page's Try links):
+    _go(at, "pages/recommendations.py", user="7")   # what they name, not what was kept
+    assert at.segmented_control(key="rec_mode").value == "A MovieLens user"
+    assert at.selectbox(key="rec_user").value == 7 and any("user 7" in h.value for h in at.subheader)
+    _go(at, "pages/similar.py", movie="the movie 5")
+    assert at.selectbox(key="sim_movie").value == 5 and at.multiselect(key="sim_also").value == []
+    _go(at, "pages/statistics.py", genres="Drama", released="1990-1999")
+    assert at.sidebar.multiselect(key="slice_genres").value == ["Drama"]
+    assert any("Slice: Drama movies released 1990–1999" in i.value for i in at.info)
+    at.sidebar.multiselect(key="slice_genres").set_value(["Drama", "Horror"]).run()  # a change on the page
+    assert any("Slice: Drama or Horror movies released 1990–1999" in i.value for i in at.info)   # is kept
+    no_exception(at)

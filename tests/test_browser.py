@@ -211,6 +211,25 @@ def test_home_try_links_open_their_example(server, playwright):
     browser.close()
 
 
+def test_choices_stay_across_pages_and_try_links_still_win(server, playwright):
+    """In one session, moving by the sidebar: the slice chosen on the statistics page is there
+    again after a visit to another page (address included), and a home-page Try link still
+    opens the slice it names."""
+    browser, page = _open_page(playwright, server, "statistics?genres=Comedy")
+    page.get_by_text("Slice: Comedy movies").wait_for(timeout=90000)
+    nav = page.locator("[data-testid=stSidebarNavLink]")
+    nav.filter(has_text="Similar movies").click()
+    page.get_by_text("Most similar to").first.wait_for(timeout=60000)
+    nav.filter(has_text="Dataset statistics").click()
+    page.get_by_text("Slice: Comedy movies").wait_for(timeout=60000)
+    page.wait_for_url(re.compile(r"/statistics\?genres=Comedy$"), timeout=30000)
+    nav.filter(has_text="Home").click()
+    page.get_by_role("link", name="Film-Noir of the 1940s, in numbers").click()
+    page.get_by_text("Slice: Film-Noir movies released 1940–1949").wait_for(timeout=60000)
+    assert not page.get_by_text("Slice: Comedy movies").count()
+    browser.close()
+
+
 def test_statistics_slice_from_a_shared_link(server, playwright, real_data):
     from engine.stats import Slice, compute_stats
     want = compute_stats(real_data, part=Slice(genres=("Film-Noir",), released=(1940, 1949))).counts
