@@ -61,6 +61,24 @@ def test_spark_path_matches_pandas(spark, small_data):
 
 
 @pytest.mark.spark
+def test_spark_reads_a_release_folder_as_pandas_does(spark, tmp_path):
+    """The Spark job's own reader (any URI: hdfs://, s3a://, file://) gives the same statistics
+    as load_movielens, a movie with an empty genres field under "(no genres listed)" in both."""
+    from conftest import generate_movielens, write_release
+    from engine.movielens import load_movielens
+    from engine.stats import read_spark_tables
+    files = generate_movielens(n_users=30, n_movies=40, seed=3)
+    head, first, rest = files["movies.csv"].split("\r\n", 2)
+    files["movies.csv"] = "\r\n".join([head, first.rsplit(",", 1)[0] + ",", rest])   # movie 1: no genres
+    folder = write_release(tmp_path / "release", files, as_zip=False)
+    pandas_stats = compute_stats(load_movielens(folder))
+    spark_stats = compute_stats_spark(spark, *read_spark_tables(spark, folder.resolve().as_uri()))
+    _assert_same(pandas_stats, spark_stats)
+    assert pandas_stats.genres.set_index("genre").loc["(no genres listed)", "movies"] >= 2 \
+        and "" not in set(spark_stats.genres["genre"])
+
+
+@pytest.mark.spark
 @pytest.mark.integration
 def test_spark_path_matches_pandas_on_real_data(spark, real_data):
     a = compute_stats(real_data)
