@@ -24,6 +24,7 @@ bench: java venv data model
 	$(PY) bench/bench_serving.py
 	$(PY) bench/bench_stats.py
 	$(PY) bench/bench_emotion.py
+	$(PY) bench/bench_emotion_training.py --arch vgg res
 	$(PY) bench/bench_browser.py
 
 java:
