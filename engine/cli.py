@@ -1,4 +1,4 @@
-"""``python -m engine fetch|stats|train|tune|evaluate|recommend|similar|about|rate|mood``.
+"""``python -m engine fetch|stats|train|tune|evaluate|models|recommend|similar|about|rate|mood``.
 
 Progress goes to stderr; with ``--json`` exactly one JSON object goes to stdout.
 Exit codes: 0 ok, 2 bad input (data, ids, ratings), 3 no or broken model,
@@ -225,6 +225,30 @@ def _group_members(text: str) -> tuple[dict, list[int]]:
     return members, sorted(hidden)
 
 
+def cmd_models(args) -> int:
+    from .model_store import delete_model, saved_models, set_current
+    root = get_settings().model_dir
+    done = ""
+    if args.use:
+        set_current(root, args.use)
+        done = f"{args.use} is now the current model.\n"
+    elif args.delete:
+        freed = delete_model(root, args.delete)
+        done = f"Deleted {args.delete} ({freed / 2**20:.1f} MiB freed).\n"
+    rows = saved_models(root)
+    lines = [f"{'':2}{'model':<26}{'trained (UTC)':<18}{'dataset':<18}{'rank':>5}{'iter':>5}{'reg':>6}"
+             f"{'RMSE':>8}{'NDCG@10':>9}{'MiB':>7}"]
+    for r in rows:
+        ndcg = f"{r['picks_ndcg_at_10']:.3f}" if r["picks_ndcg_at_10"] is not None else "-"
+        rmse = f"{r['test_rmse']:.4f}" if r["test_rmse"] is not None else "-"
+        lines.append(f"{'* ' if r['current'] else '  '}{r['model']:<26}{r['trained']:<18}{str(r['dataset']):<18}"
+                     f"{r['rank']:>5}{r['max_iter']:>5}{r['reg_param']:>6}{rmse:>8}{ndcg:>9}{r['size_mb']:>7.1f}")
+    text = done + ("\n".join(lines) + "\n* current (served by the app and `recommend`)" if rows
+                   else f"No saved models in {root}. Train one with `python -m engine train`.")
+    _emit(args, {"models": rows, "model_dir": str(root)}, text)
+    return EXIT_OK
+
+
 def cmd_recommend(args) -> int:
     index, folder = _index(args.model)
     t0 = time.perf_counter()
@@ -433,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-best", action="store_true", help="train and save the best model")
     sub.choices["evaluate"].add_argument("--saved", action="store_true",
                                          help="print the current model's stored metrics")
+    p = add("models", cmd_models, "list the saved models; make one current or delete one")
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--use", metavar="NAME", help="make this saved model the current one")
+    act.add_argument("--delete", metavar="NAME", help="delete this saved model (not the current one)")
     p = add("recommend", cmd_recommend, "top-N movies for a user (no Spark)")
     p.add_argument("--user", type=int)
     p.add_argument("--new-user", metavar="FILE", help="ratings of someone new: a CSV of movieId,rating, "

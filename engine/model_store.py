@@ -104,6 +104,68 @@ def list_models(root: str | Path) -> list[Path]:
                   reverse=True)
 
 
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def model_summary(folder: str | Path, current: str | None = None) -> dict:
+    """One saved model as a row of a table: what it was trained on and how well it did.
+
+    ``current`` is the current model's name (``True`` in column ``current`` for it);
+    ``trained`` is when it was saved (UTC, from its params.json); ``picks_ndcg_at_10`` is
+    None for models saved before top picks.
+    """
+    folder = Path(folder)
+    params, metrics = read_params(folder), read_json(folder, "metrics.json")
+    ds = params.get("dataset", {})
+    return {"model": folder.name, "current": folder.name == current,
+            "trained": time.strftime("%Y-%m-%d %H:%M", time.gmtime((folder / "params.json").stat().st_mtime)),
+            "dataset": ds.get("name"), "ratings": ds.get("n_ratings"), "rank": params.get("rank"),
+            "max_iter": params.get("max_iter"), "reg_param": params.get("reg_param"),
+            "test_rmse": metrics.get("test_rmse"), "picks_ndcg_at_10": metrics.get("picks_ndcg_at_10"),
+            "tuned": (folder / "cv.json").exists(), "size_mb": round(_folder_bytes(folder) / 2**20, 2)}
+
+
+def saved_models(root: str | Path) -> list[dict]:
+    """:func:`model_summary` of every saved model, newest first."""
+    try:
+        current = current_model_dir(root).name
+    except ModelError:
+        current = None
+    folders = sorted(list_models(root), key=lambda f: (f / "params.json").stat().st_mtime, reverse=True)
+    return [model_summary(folder, current) for folder in folders]   # stable: same time, by name
+
+
+def delete_model(root: str | Path, name: str) -> int:
+    """Delete the saved model ``name`` (not the current one); returns the bytes freed.
+
+    The folder is first renamed out of sight (``.trash-NAME``, which :func:`list_models`
+    skips) in one atomic step, then removed: a crash half-way leaves no half model
+    listed, and the next delete clears what it left behind.
+    """
+    root = Path(root)
+    known = {m.name: m for m in list_models(root)}
+    if name not in known:
+        raise ModelError(f"No model named {name!r} in {root}. Saved models: "
+                         f"{', '.join(known) or 'none'}.")
+    try:
+        current = current_model_dir(root).name
+    except ModelError:
+        current = None
+    if name == current:
+        others = [m for m in known if m != name]
+        raise ModelError(f"{name} is the current model, the one being served: make another model current "
+                         "first" + (f" (e.g. `python -m engine models --use {others[0]}`)." if others
+                                    else "; it is the only one saved."))
+    size = _folder_bytes(known[name])
+    trash = root / f".trash-{name}"
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(known[name], trash)
+    for leftover in root.glob(".trash-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return size
+
+
 def read_json(model_dir: str | Path, name: str) -> dict:
     path = Path(model_dir) / name
     if not path.exists():

@@ -3,7 +3,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from engine.model_store import list_models, read_json, read_params, set_current
+from engine.model_store import current_model_dir, delete_model, read_json, saved_models, set_current
 from engine.settings import get_settings
 from engine.training import ALSConfig, train_and_save, tune
 from pages._common import (friendly_errors, load_data, model_dir, progress_bar, spark_session,
@@ -95,23 +95,52 @@ with tab_tune:
                                          settings.model_dir, cfg, cv=result, progress=report)
                 st.success(f"Saved {path.name}: test RMSE {m['test_rmse']:.4f}. It is now current.")
 
+
+@st.dialog("Delete a saved model")
+def confirm_delete(name: str) -> None:
+    st.write(f"Delete **{name}** for good? Its folder is removed; this cannot be undone.")
+    if st.button("Delete", type="primary", key="delete_model"):
+        with friendly_errors("Deleting the model"):
+            freed = delete_model(settings.model_dir, name)
+            st.session_state.pick_model = current_model_dir(settings.model_dir).name   # the picker shows it
+            st.session_state.model_note = f"Deleted {name} ({freed / 2**20:.1f} MiB freed)."
+            st.rerun()
+
+
 with tab_models:
-    models = list_models(settings.model_dir)
-    if not models:
-        st.info("No saved models yet.")
-    rows = []
-    for m in models:
-        with friendly_errors(f"Reading {m.name}"):
-            p, met = read_params(m), read_json(m, "metrics.json")
-            rows.append({"model": m.name, "rank": p["rank"], "maxIter": p["max_iter"],
-                         "regParam": p["reg_param"], "test RMSE": met.get("test_rmse"),
-                         "dataset": p.get("dataset", {}).get("name")})
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-            "model": st.column_config.TextColumn("Model"), "dataset": st.column_config.TextColumn("Dataset"),
-            "test RMSE": st.column_config.NumberColumn("Test RMSE", format="%.4f")})
-        choice = st.selectbox("Make current", [r["model"] for r in rows], key="pick_model")
-        if st.button("Use this model"):
-            with friendly_errors("Switching model"):
-                set_current(settings.model_dir, choice)
-                st.success(f"{choice} is now the current model.")
+    with friendly_errors("Reading the saved models"):
+        rows = saved_models(settings.model_dir)
+        if not rows:
+            st.info("No saved models yet.")
+        else:
+            st.caption(f"In `{settings.model_dir}`, newest first. The current model is the one every page serves.")
+            table = pd.DataFrame(rows)[["current", "model", "trained", "dataset", "rank", "max_iter", "reg_param",
+                                        "test_rmse", "picks_ndcg_at_10", "tuned", "size_mb"]]
+            st.dataframe(table, hide_index=True, width="stretch", column_config={
+                "current": st.column_config.CheckboxColumn("Current", width="small"),
+                "model": st.column_config.TextColumn("Model"),
+                "trained": st.column_config.TextColumn("Trained (UTC)"),
+                "dataset": st.column_config.TextColumn("Dataset"),
+                "rank": st.column_config.NumberColumn("rank"),
+                "max_iter": st.column_config.NumberColumn("maxIter"),
+                "reg_param": st.column_config.NumberColumn("regParam"),
+                "test_rmse": st.column_config.NumberColumn("Test RMSE", format="%.4f"),
+                "picks_ndcg_at_10": st.column_config.NumberColumn(
+                    "Top picks NDCG@10", format="%.3f", help="Empty: saved before top picks existed"),
+                "tuned": st.column_config.CheckboxColumn("From tuning", help="Has a cross-validation table"),
+                "size_mb": st.column_config.NumberColumn("Size", format="%.1f MiB")})
+            current = next((r["model"] for r in rows if r["current"]), None)
+            names = [r["model"] for r in rows]
+            pick, use, drop = st.columns([3, 1, 1], vertical_alignment="bottom")
+            choice = pick.selectbox("Model", names, key="pick_model")
+            if use.button("Make current", key="use_model", disabled=choice == current, width="stretch"):
+                with friendly_errors("Switching model"):
+                    set_current(settings.model_dir, choice)
+                    st.session_state.model_note = f"{choice} is now the current model."
+                    st.rerun()
+            if drop.button("Delete…", key="ask_delete_model", disabled=choice == current, width="stretch",
+                           help="The current model cannot be deleted: make another one current first."
+                           if choice == current else "Deletes the model's folder, after you confirm."):
+                confirm_delete(choice)
+            if note := st.session_state.pop("model_note", None):
+                st.success(note)

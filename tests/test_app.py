@@ -429,6 +429,33 @@ def test_model_page_tables(app_env):
     assert at.dataframe  # ranking table and saved models
 
 
+def test_saved_models_tab_switches_and_deletes(app_env, monkeypatch, tmp_path):
+    """The saved-models table marks the current model; another can be made current, or deleted
+    after a confirmation; the current one cannot be deleted (its Delete is disabled)."""
+    import shutil
+    root = tmp_path / "models"
+    shutil.copytree(app_env[0], root)
+    current = app_env[1].name
+    shutil.copytree(root / current, root / "als-19990101-000000-0001")
+    monkeypatch.setenv("MODEL_DIR", str(root))
+    at = open_page("pages/model.py")
+    no_exception(at)
+    table = at.dataframe[-1].value
+    assert table["model"].tolist() == [current, "als-19990101-000000-0001"]
+    assert table["current"].tolist() == [True, False] and (table["size_mb"] > 0).all()
+    assert at.button(key="use_model").disabled and at.button(key="ask_delete_model").disabled   # the current one
+    at.selectbox(key="pick_model").set_value("als-19990101-000000-0001").run()
+    at.button(key="use_model").click().run()
+    no_exception(at)
+    assert (root / "CURRENT").read_text().strip() == "als-19990101-000000-0001"
+    assert "is now the current model" in at.success[0].value
+    assert at.dataframe[-1].value["current"].tolist() == [False, True]
+    at.selectbox(key="pick_model").set_value(current).run()
+    at.button(key="ask_delete_model").click().run()            # asks first, in a dialog (the browser test
+    no_exception(at)                                            # confirms it: AppTest cannot click in one)
+    assert (root / current).exists() and f"Delete **{current}** for good?" in at.markdown[-1].value
+
+
 # ---------------------------------------------------------------------- emotion page
 def _face_image(fer_zip, ext: str) -> bytes:
     import cv2

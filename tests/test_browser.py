@@ -230,6 +230,28 @@ def test_choices_stay_across_pages_and_try_links_still_win(server, playwright):
     browser.close()
 
 
+def test_delete_a_saved_model_after_confirming(server, playwright, real_model):
+    """Model page, Saved models: Delete… asks in a dialog, and only its Delete removes the folder."""
+    import shutil
+    root, current = real_model[0], real_model[1].name
+    shutil.copytree(root / current, root / "als-19990101-000000-0001")
+    browser, page = _open_page(playwright, server, "model")
+    page.get_by_text("Current model:").wait_for(timeout=90000)
+    page.get_by_role("tab", name="Saved models").click()
+    _wait_idle(page)
+    assert _grid_rows(page, nth=-1) == 2           # the saved-models table: both models
+    page.get_by_role("combobox", name="Model").click()
+    page.get_by_role("option", name="als-19990101-000000-0001").click()
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_role("dialog").get_by_text("Delete als-19990101-000000-0001 for good?").wait_for(timeout=30000)
+    assert (root / "als-19990101-000000-0001").exists()
+    page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_text("Deleted als-19990101-000000-0001 (").wait_for(timeout=30000)
+    assert not (root / "als-19990101-000000-0001").exists() and (root / current).exists()
+    assert page.get_by_role("combobox", name="Model").input_value() == current   # not the deleted name
+    browser.close()
+
+
 def test_statistics_slice_from_a_shared_link(server, playwright, real_data):
     from engine.stats import Slice, compute_stats
     want = compute_stats(real_data, part=Slice(genres=("Film-Noir",), released=(1940, 1949))).counts

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from contextlib import redirect_stdout
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -258,3 +259,25 @@ def test_fetch_offline_fallback(env, tmp_path):
         assert "Children" in "|".join(data.movies["genres"]) and "Children's" not in "|".join(data.movies["genres"])
     else:
         assert len(data.ratings) > 100000
+
+
+def test_models_list_switch_and_delete(env):
+    """`models` lists the saved models (the current one starred), `--use` switches, `--delete`
+    removes one that is not current and refuses the current one."""
+    import shutil
+    root = Path(env["MODEL_DIR"])
+    listed = run_cli(env, "models", "--json")["models"]
+    current = next(r["model"] for r in listed if r["current"])
+    shutil.copytree(root / current, root / "als-copy")
+    rows = run_cli(env, "models", "--json")["models"]
+    assert {r["model"] for r in rows} == {current, "als-copy"} and sum(r["current"] for r in rows) == 1
+    assert run_cli(env, "models", "--use", "als-copy", "--json")["models"][0]["model"] in (current, "als-copy")
+    assert (root / "CURRENT").read_text().strip() == "als-copy"
+    run_cli(env, "models", "--use", current)
+    refused = run_cli(env, "models", "--delete", current, "--json", expect=3)
+    assert f"{current} is the current model" in refused["error"] and "--use als-copy" in refused["error"]
+    text = run_cli(env, "models", "--delete", "als-copy")
+    done, table = text.split("\n", 1)
+    assert done.startswith("Deleted als-copy (") and f"* {current}" in table and "als-copy" not in table
+    assert not (root / "als-copy").exists()
+    assert "No model named 'als-copy'" in run_cli(env, "models", "--use", "als-copy", "--json", expect=3)["error"]
