@@ -211,7 +211,8 @@ def for_display(df):
 
 
 MOVIE_COLUMNS = {
-    "title": st.column_config.TextColumn("Title", width=240),  # room for most titles at a glance
+    "title": st.column_config.TextColumn("Title", width=240, pinned=True),  # room for most titles; stays
+    # in view while a narrow screen scrolls the other columns sideways
     "genres": st.column_config.ListColumn("Genres"),
     "rating": st.column_config.NumberColumn("Rating", format="%.1f ⭐"),
     "similar": st.column_config.LinkColumn("More like it", display_text="Similar →",

@@ -1,6 +1,7 @@
 """Every page through Streamlit's AppTest, including the error paths."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -308,6 +309,8 @@ def test_titles_shown_as_people_write_them(app_env):
     # each row links to its own similar-movies page (relative: works under a base path too)
     expected = ["similar?movie=" + str(m) for m in RecommenderIndex.load(app_env[1]).similar(5, 10, min_ratings=0)["movieId"]]
     assert df["similar"].tolist() == expected
+    title = json.loads(at.dataframe[0].proto.columns)["title"]   # stays in view when the rest scrolls sideways
+    assert title["pinned"] is True and title["label"] == "Title"
 
 
 def test_statistics_tables(app_env):
@@ -514,7 +517,6 @@ def test_emotion_photo_paths(app_env, fer_zip):
 
 
 def test_emotion_model_card(app_env, monkeypatch, tmp_path):
-    import json
     import shutil
     metrics = json.loads((REPO / "models/emotion/metrics.json").read_text())
     at = open_page("pages/emotion.py")
