@@ -395,11 +395,12 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
 def read_spark_tables(spark, uri: str):
     """(ratings, movies, tags) Spark DataFrames from a GroupLens folder at any URI Spark reads,
     with the genres as :func:`~engine.movielens.load_movielens` gives them."""
+    from pyspark.sql import functions as F
+
     base = uri.rstrip("/")
     opts = {"header": "true", "multiLine": "false", "escape": '"'}
     ratings = spark.read.options(**opts).schema(
         f"{USER} INT, {ITEM} INT, {RATING} FLOAT, {TIME} LONG").csv(f"{base}/ratings.csv")
-    from pyspark.sql import functions as F
     movies = spark.read.options(**opts).schema(f"{ITEM} INT, {TITLE} STRING, {GENRES} STRING").csv(
         f"{base}/movies.csv")
     # as load_movielens: an empty genres field is NO_GENRES, the label GroupLens itself uses
