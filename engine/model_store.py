@@ -126,12 +126,17 @@ def model_summary(folder: str | Path, current: str | None = None) -> dict:
             "tuned": (folder / "cv.json").exists(), "size_mb": round(_folder_bytes(folder) / 2**20, 2)}
 
 
+def _current_name(root: str | Path) -> str | None:
+    """The current model's name, or None when there is none (or CURRENT names a missing one)."""
+    try:
+        return current_model_dir(root).name
+    except ModelError:
+        return None
+
+
 def saved_models(root: str | Path) -> list[dict]:
     """:func:`model_summary` of every saved model, newest first."""
-    try:
-        current = current_model_dir(root).name
-    except ModelError:
-        current = None
+    current = _current_name(root)
     folders = sorted(list_models(root), key=lambda f: (f / "params.json").stat().st_mtime, reverse=True)
     return [model_summary(folder, current) for folder in folders]   # stable: same time, by name
 
@@ -148,21 +153,17 @@ def delete_model(root: str | Path, name: str) -> int:
     if name not in known:
         raise ModelError(f"No model named {name!r} in {root}. Saved models: "
                          f"{', '.join(known) or 'none'}.")
-    try:
-        current = current_model_dir(root).name
-    except ModelError:
-        current = None
-    if name == current:
+    if name == _current_name(root):
         others = [m for m in known if m != name]
         raise ModelError(f"{name} is the current model, the one being served: make another model current "
                          "first" + (f" (e.g. `python -m engine models --use {others[0]}`)." if others
                                     else "; it is the only one saved."))
     size = _folder_bytes(known[name])
-    trash = root / f".trash-{name}"
-    shutil.rmtree(trash, ignore_errors=True)
-    os.replace(known[name], trash)
-    for leftover in root.glob(".trash-*"):
+    for leftover in root.glob(".trash-*"):   # what an earlier delete left behind
         shutil.rmtree(leftover, ignore_errors=True)
+    trash = root / f".trash-{name}"
+    os.replace(known[name], trash)
+    shutil.rmtree(trash)
     return size
 
 
