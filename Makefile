@@ -13,7 +13,8 @@ EMOTION_STAMP := $(VENV)/.emotion-ready-$(shell cat $(EMOTION_FILE) requirements
 run: java venv data model emotion
 	$(VENV)/bin/streamlit run streamlit_app.py
 
-test: java venv chromium
+# CI=true (set by .ci/run) makes pytest fail, not skip, when the data, Chromium or Java is missing.
+test: java venv data chromium
 	$(PY) -m pytest -q
 
 test-fast: java venv

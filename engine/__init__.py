@@ -11,8 +11,9 @@ No Streamlit here, and nothing happens at import time. Modules, one concern each
 * ``model_store`` saved model folders and the CURRENT pointer
 * ``serving``     the in-memory index (recommend, similar, fold-in); ``lsh`` the Spark ANN path
 * ``user_ratings`` SQLite store of ratings people enter
+* ``jobs``        one training/tuning job at a time per server; the admin password
 * ``mood``        emotion -> movies; ``emotion/`` the CNN, training and inference
 """
 
 __all__ = ["settings", "movielens", "fetch", "spark", "stats", "als", "training", "evaluation",
-           "model_store", "serving", "lsh", "user_ratings", "mood", "emotion"]
+           "model_store", "serving", "lsh", "user_ratings", "jobs", "mood", "emotion"]

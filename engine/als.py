@@ -17,6 +17,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
@@ -31,6 +33,38 @@ log = logging.getLogger(__name__)
 
 PREDICTION = "prediction"
 _RESIDUAL, _ALS_PRED = "_residual", "_als_prediction"
+
+_INT32, _INT64 = 2**31 - 1, 2**63 - 1
+#: name -> (kind, lowest, lowest allowed?) of every hyper-parameter Spark's ALS would refuse
+#: with an IllegalArgumentException, or accept and fail on: maxIter 0 returns a model never
+#: fitted; regParam 0 ends in a SingularMatrixException at any user or movie with fewer
+#: ratings than the rank.
+_RULES = {"rank": (int, 1, True), "maxIter": (int, 1, True), "regParam": (float, 0.0, False),
+          "userBiasReg": (float, 0.0, True), "itemBiasReg": (float, 0.0, True),
+          "alpha": (float, 0.0, False), "seed": (int, -_INT64 - 1, True)}
+
+
+def check_param(name: str, value, label: str | None = None) -> None:
+    """Refuse a hyper-parameter Spark would refuse (or misuse), with a message naming it.
+
+    ``name`` is Spark's (rank, maxIter, regParam, userBiasReg, itemBiasReg, alpha, seed);
+    ``label`` is how the message calls it (default ``name``). Raises ``ValueError`` such
+    as "rank must be an integer from 1 to 2,147,483,647 (got 0)."
+    """
+    kind, low, inclusive = _RULES[name]
+    if kind is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        high = _INT64 if name == "seed" else _INT32
+        ok = ok and low <= value <= high
+        rule = "an integer that fits in 64 bits" if name == "seed" else f"an integer from {low} to {high:,}"
+    else:
+        ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+              and (value >= low if inclusive else value > low))
+        rule = f"a finite number {'>=' if inclusive else '>'} {low:g}"
+    if not ok:
+        why = (" (with 0, ALS fails on users or movies with fewer ratings than the rank)"
+               if name == "regParam" and value == 0 else "")
+        raise ValueError(f"{label or name} must be {rule} (got {value!r}){why}.")
 
 
 class _BiasALSParams(Params):
@@ -60,6 +94,8 @@ class BiasCorrectedALS(Estimator, _BiasALSParams):
 
     def _fit(self, dataset: DataFrame) -> "BiasCorrectedALSModel":
         g = self.getOrDefault
+        for name in ("rank", "maxIter", "regParam", "userBiasReg", "itemBiasReg", "seed"):
+            check_param(name, g(getattr(self, name)))
         ratings = dataset.select(USER, ITEM, RATING).cache()
         mu, item_bias, user_bias = fit_biases(ratings, g(self.userBiasReg), g(self.itemBiasReg))
         residual = (ratings.join(item_bias, ITEM, "left").join(user_bias, USER, "left")
@@ -133,5 +169,7 @@ def bias_baseline_predictions(mu: float, item_bias: DataFrame, user_bias: DataFr
 
 def plain_als(rank: int, max_iter: int, reg_param: float, seed: int) -> ALS:
     """Spark's own explicit ALS on raw ratings, the comparison model."""
+    for name, value in (("rank", rank), ("maxIter", max_iter), ("regParam", reg_param), ("seed", seed)):
+        check_param(name, value)
     return ALS(userCol=USER, itemCol=ITEM, ratingCol=RATING, rank=rank, maxIter=max_iter,
                regParam=reg_param, seed=seed, coldStartStrategy="drop", checkpointInterval=5)

@@ -1,12 +1,14 @@
 """``python -m engine fetch|stats|train|tune|evaluate|models|recommend|similar|about|rate|mood``.
 
-Progress goes to stderr; with ``--json`` exactly one JSON object goes to stdout.
+Progress goes to stderr; with ``--json`` exactly one JSON object goes to stdout, a failure's
+too (``{"error": ..., "code": N}``, usage errors included).
 Exit codes: 0 ok, 2 bad input (data, ids, ratings), 3 no or broken model,
 4 Spark/Java unavailable, 1 anything else.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +25,67 @@ from .settings import get_settings
 log = logging.getLogger("engine.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_SPARK = 0, 1, 2, 3, 4
+
+
+def print_error(message: str, code: int, as_json: bool) -> int:
+    """A failure as users see it: ``error: ...`` on stderr and, with --json, one JSON object on stdout."""
+    if as_json:
+        print(json.dumps({"error": message, "code": code, "exit_code": code}))   # exit_code: older scripts
+    sys.stderr.write(f"error: {message}\n")
+    return code
+
+
+class JsonArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors, under --json, are one JSON object too (exit 2)."""
+
+    _argv: list[str] = []   # the arguments being parsed (subparsers see only their share)
+
+    def parse_args(self, args=None, namespace=None):
+        JsonArgumentParser._argv = sys.argv[1:] if args is None else list(args)
+        return super().parse_args(args, namespace)
+
+    def error(self, message: str):
+        args = self._argv[:self._argv.index("--")] if "--" in self._argv else self._argv
+        if any(len(a) > 2 and "--json".startswith(a) for a in args):   # --json, or argparse's --js
+            self.print_usage(sys.stderr)
+            sys.exit(print_error(f"{self.prog}: {message}", EXIT_INPUT, True))
+        super().error(message)
+
+
+def _count(text: str) -> int:
+    """-n: a whole number of at least 1 (a list of no movies is no answer)."""
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _at_least_zero(text: str) -> int:
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
+    return value
+
+
+def _whole(text: str) -> int:
+    from .rating_files import parse_whole
+    try:
+        return parse_whole(text, "the value")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
+
+
+def _id_of(text: str, what: str = "movie id") -> int | None:
+    """Digits typed for an id, as that id (a ValueError when not one); None for anything else (a title)."""
+    from .rating_files import parse_whole
+    text = text.strip()
+    return parse_whole(text, f"the {what}") if text.isdigit() else None
+
+
+def _find_movie(index, text: str) -> int:
+    """``index.find_movie``, after digits that are no id ("²", 5,000 of them) are refused by name."""
+    _id_of(text)
+    return index.find_movie(text)
 
 
 def _records(df: pd.DataFrame, columns: list[str]) -> list[dict]:
@@ -109,13 +172,26 @@ def cmd_stats(args) -> int:
 
 
 def _config(args):
+    """The ALSConfig of --rank, --max-iter, ...; checked here, before Spark starts (ValueError naming the option)."""
     from .training import ALSConfig
     cfg = ALSConfig()
     for name in ("rank", "max_iter", "reg_param", "split_seed", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
-    return cfg
+            try:
+                ALSConfig(**{name: value}).check()
+            except ValueError as exc:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: {exc}") from None
+    return cfg.check()
+
+
+def _saved_text(path: Path, metrics: dict) -> str:
+    """What `train` and `tune --train-best` say about the model they saved, and whether it is current."""
+    if metrics.get("not_current"):
+        return (f"warning: model {path.name} is saved but NOT made current: {metrics['not_current']}. "
+                f"Serve it anyway with `python -m engine models --use {path.name}` (or train with --force-current).")
+    return f"{path.name} is now the current model."
 
 
 def _extra_ratings(args):
@@ -128,46 +204,62 @@ def _extra_ratings(args):
 
 def cmd_train(args) -> int:
     from .training import train_and_save
+    cfg = _config(args)
     data = _load_data()
     _progress(0.0, f"dataset: {data.describe()}")
-    path, metrics = train_and_save(_spark(), data, get_settings().model_dir, _config(args),
-                                   progress=_progress, extra_ratings=_extra_ratings(args))
+    path, metrics = train_and_save(_spark(), data, get_settings().model_dir, cfg,
+                                   progress=_progress, extra_ratings=_extra_ratings(args),
+                                   force_current=args.force_current)
     summary = {k: v for k, v in metrics.items() if k != "ranking"}
+    if metrics.get("not_current") and args.json:   # stdout is JSON: say it where a person reads
+        sys.stderr.write(_saved_text(path, metrics) + "\n")
     _emit(args, {"model": str(path), "dataset": data.name, **summary},
           f"model {path.name} ({data.name}): test RMSE {metrics['test_rmse']:.4f} "
-          f"(plain ALS {metrics['plain_als_rmse']:.4f}, bias baseline {metrics['bias_baseline_rmse']:.4f})")
+          f"(plain ALS {metrics['plain_als_rmse']:.4f}, bias baseline {metrics['bias_baseline_rmse']:.4f})\n"
+          + _saved_text(path, metrics))
     return EXIT_OK
 
 
 def _parse_list(text: str, kind):
     try:
-        return [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
+        return [_whole(x) if kind is int else kind(x) for x in text.split(",") if x.strip()]
+    except (ValueError, argparse.ArgumentTypeError):
         raise ValueError(f"Cannot read {text!r} as a comma-separated list of {kind.__name__}s.") from None
 
 
 def cmd_tune(args) -> int:
-    from .training import DEFAULT_GRID, train_and_save, tune
+    from .training import DEFAULT_GRID, check_grid, train_and_save, tune
     grid = dict(DEFAULT_GRID)
-    if args.ranks:
-        grid["rank"] = _parse_list(args.ranks, int)
-    if args.iters:
-        grid["maxIter"] = _parse_list(args.iters, int)
-    if args.regs:
-        grid["regParam"] = _parse_list(args.regs, float)
+    check_grid({}, args.folds)
+    for option, name, kind in (("ranks", "rank", int), ("iters", "maxIter", int), ("regs", "regParam", float)):
+        text = getattr(args, option)
+        if text is not None:
+            grid[name] = _parse_list(text, kind)
+            try:
+                check_grid({name: grid[name]}, args.folds)
+            except ValueError as exc:
+                raise ValueError(f"--{option} {text}: {exc}") from None
+    check_grid(grid, args.folds)   # before Spark starts
+    cfg = _config(args)
     data = _load_data()
     spark = _spark()
-    result = tune(spark, data, grid, args.folds, _config(args), progress=_progress)
+    result = tune(spark, data, grid, args.folds, cfg, progress=_progress)
     payload = {"dataset": data.name, **result}
+    saved = ""
     if args.train_best:
-        cfg = _config(args)
         cfg.rank, cfg.max_iter, cfg.reg_param = (result["best"]["rank"], result["best"]["maxIter"],
                                                  result["best"]["regParam"])
-        path, metrics = train_and_save(spark, data, get_settings().model_dir, cfg, _progress, cv=result)
-        payload.update(model=str(path), test_rmse=metrics["test_rmse"])
+        path, metrics = train_and_save(spark, data, get_settings().model_dir, cfg, _progress, cv=result,
+                                       force_current=args.force_current)
+        payload.update(model=str(path), test_rmse=metrics["test_rmse"], current=metrics["current"],
+                       **({"not_current": metrics["not_current"]} if metrics.get("not_current") else {}))
+        saved = "\n" + _saved_text(path, metrics)
+        if metrics.get("not_current") and args.json:
+            sys.stderr.write(saved.strip() + "\n")
     text = "\n".join(f"rank {r['rank']:>3}  maxIter {r['maxIter']:>3}  regParam {r['regParam']:<6} "
                      f"RMSE {r['rmse']:.4f}" for r in result["table"])
-    _emit(args, payload, f"{result['folds']}-fold CV, {result['fits']} fits in {result['seconds']} s\n{text}")
+    _emit(args, payload, f"{result['folds']}-fold CV, {result['fits']} fits in {result['seconds']} s\n{text}"
+          + saved)
     return EXIT_OK
 
 
@@ -175,17 +267,34 @@ def cmd_evaluate(args) -> int:
     from .model_store import check_dataset, current_model_dir, read_json, read_params
     from .training import ALSConfig, train_and_evaluate
     folder = current_model_dir(get_settings().model_dir)
+    flags = {name: getattr(args, name) for name in ("rank", "max_iter", "reg_param", "split_seed", "seed")
+             if getattr(args, name, None) is not None}
     if args.saved:
+        if flags:
+            raise ValueError(f"--saved prints the stored metrics: it takes no "
+                             f"{', '.join('--' + n.replace('_', '-') for n in flags)}.")
         metrics = read_json(folder, "metrics.json")
+        settings = None
     else:
         data = _load_data()
         check_dataset(folder, data.fingerprint)
         params = read_params(folder)
+        # The saved model's settings, each flag given replacing its own (checked before Spark).
         cfg = ALSConfig(**{k: params[k] for k in ALSConfig.__dataclass_fields__ if k in params})
+        for name, value in flags.items():
+            try:
+                ALSConfig(**{name: value}).check()
+            except ValueError as exc:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: {exc}") from None
+            setattr(cfg, name, value)
+        cfg.check()
         metrics = train_and_evaluate(_spark(), data, cfg, _progress)["metrics"]
+        settings = {k: getattr(cfg, k) for k in ("rank", "max_iter", "reg_param", "split_seed", "seed")}
     summary = {k: v for k, v in metrics.items() if k != "ranking"}
-    _emit(args, {"model": folder.name, **summary, "ranking": metrics.get("ranking")},
-          "\n".join(f"{k:>28}: {v}" for k, v in summary.items()))
+    payload = {"model": folder.name, **summary, "ranking": metrics.get("ranking")}
+    if settings is not None:
+        payload["settings"] = settings       # what this run used: the saved model's, or the flags'
+    _emit(args, payload, "\n".join(f"{k:>28}: {v}" for k, v in {**summary, **(settings or {})}.items()))
     return EXIT_OK
 
 
@@ -214,7 +323,7 @@ def _group_members(text: str) -> tuple[dict, list[int]]:
     with RatingStore(get_settings().ratings_db) as store:
         for token in (t.strip() for t in text.split(",")):
             if token.isdigit():
-                members[f"user {token}"] = int(token)
+                members[f"user {token}"] = _id_of(token, "user id")
             elif token:
                 ratings = store.ratings(token)
                 if not ratings:
@@ -226,13 +335,13 @@ def _group_members(text: str) -> tuple[dict, list[int]]:
 
 
 def cmd_models(args) -> int:
-    from .model_store import delete_model, saved_models, set_current
+    from .model_store import ModelError, NoModelYet, current_model_dir, delete_model, saved_models, set_current
     root = get_settings().model_dir
     done = ""
-    if args.use:
+    if args.use is not None:   # "" too: a name it refuses, not "no --use"
         set_current(root, args.use)
         done = f"{args.use} is now the current model.\n"
-    elif args.delete:
+    elif args.delete is not None:
         freed = delete_model(root, args.delete)
         done = f"Deleted {args.delete} ({freed / 2**20:.1f} MiB freed).\n"
     rows = saved_models(root)
@@ -245,7 +354,15 @@ def cmd_models(args) -> int:
                      f"{r['rank']:>5}{r['max_iter']:>5}{r['reg_param']:>6}{rmse:>8}{ndcg:>9}{r['size_mb']:>7.1f}")
     text = done + ("\n".join(lines) + "\n* current (served by the app and `recommend`)" if rows
                    else f"No saved models in {root}. Train one with `python -m engine train`.")
-    _emit(args, {"models": rows, "model_dir": str(root)}, text)
+    payload = {"models": rows, "model_dir": str(root)}
+    try:   # a broken CURRENT: the list is how to pick a model, so it is shown, with what is wrong
+        current_model_dir(root)
+    except NoModelYet:
+        pass
+    except ModelError as exc:
+        payload["current_error"] = str(exc)
+        text += f"\nwarning: {exc}"
+    _emit(args, payload, text)
     return EXIT_OK
 
 
@@ -299,15 +416,14 @@ def cmd_similar(args) -> int:
         from .lsh import lsh_similar
         from .model_store import current_model_dir
         folder = Path(args.model) if args.model else current_model_dir(get_settings().model_dir)
-        if not args.movie.strip().isdigit():
-            args.movie = _index(args.model)[0].find_movie(args.movie)
-        args.movie = int(args.movie)
+        movie = _id_of(args.movie)
+        args.movie = _index(args.model)[0].find_movie(args.movie) if movie is None else movie
         t0 = time.perf_counter()
         recs = lsh_similar(_spark(), folder, args.movie, args.n, min_ratings=args.min_ratings)
     else:
         index, folder = _index(args.model)
-        args.movie = index.find_movie(args.movie)
-        also = [index.find_movie(m) for m in args.also or ()]
+        args.movie = _find_movie(index, args.movie)
+        also = [_find_movie(index, m) for m in args.also or ()]
         t0 = time.perf_counter()
         recs = index.similar(args.movie, args.n, min_ratings=args.min_ratings, also=also)
     ms = (time.perf_counter() - t0) * 1000
@@ -322,7 +438,8 @@ def cmd_about(args) -> int:
     from .movielens import readable_title
     from .stats import movie_profile
     text = args.movie.strip()
-    movie = int(text) if text.isdigit() else _index(args.model)[0].find_movie(text)   # titles need the model
+    movie = _id_of(text)
+    movie = _index(args.model)[0].find_movie(text) if movie is None else movie   # titles need the model
     p = movie_profile(_load_data(), movie)
     lines = [f"{readable_title(p.title)} ({', '.join(p.genres) or 'no genres listed'})", f"  {p.ratings:,} ratings"]
     if p.ratings:
@@ -361,17 +478,21 @@ def cmd_rate(args) -> int:
             pairs, hidden = store.ratings(args.profile), store.hidden(args.profile)
     else:
         # a rating kept (or a movie hidden) for a movie a newer model lacks can still be removed by its id
-        by_id = (args.remove or args.unhide) and args.movie.strip().isdigit()
-        args.movie = int(args.movie) if by_id else index.find_movie(args.movie)
+        by_id = (args.remove or args.unhide) and _id_of(args.movie) is not None
+        args.movie = _id_of(args.movie) if by_id else _find_movie(index, args.movie)
         if sum(map(bool, (args.rating is not None, args.remove, args.hide, args.unhide))) != 1:
             raise ValueError("With --movie, give one of --rating R (0.5-5.0), --remove, --hide or --unhide.")
         with RatingStore(get_settings().ratings_db) as store:
             if args.remove:
-                store.remove_rating(args.profile, args.movie)
+                if not store.remove_rating(args.profile, args.movie):
+                    raise ValueError(f"Profile {args.profile!r} has no rating of movie {args.movie}: nothing to "
+                                     "remove (its ratings: `python -m engine rate --profile NAME --export -`).")
             elif args.hide:
                 store.hide(args.profile, args.movie)
             elif args.unhide:
-                store.unhide(args.profile, args.movie)
+                if not store.unhide(args.profile, args.movie):
+                    raise ValueError(f"Profile {args.profile!r} has not hidden movie {args.movie}: "
+                                     "nothing to show again.")
             else:
                 index.fold_in([(args.movie, args.rating)])  # validates movie id and rating scale
                 store.set_rating(args.profile, args.movie, args.rating)
@@ -389,9 +510,25 @@ def cmd_rate(args) -> int:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``path`` whole or not at all: a temporary file beside it, renamed over it.
+
+    A missing folder, a folder as the target or a file that cannot be written is a
+    ValueError saying what to give instead, and no temporary file is left behind.
+    """
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give a file name to write the CSV to, e.g. {path / 'ratings.csv'}.")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: the folder {path.parent} does not exist. Create it first, or give a "
+                         "file in an existing folder.")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ValueError(f"{path}: cannot write it ({exc.strerror or exc}). Give a file you may write, "
+                         "or '-' for stdout.") from None
 
 
 def cmd_mood(args) -> int:
@@ -421,8 +558,8 @@ def cmd_mood(args) -> int:
 
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JsonArgumentParser(prog="python -m engine", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -449,6 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int)
     sub.choices["train"].add_argument("--include-user-ratings", action="store_true",
                                       help="add the ratings stored by the app (SQLite)")
+    for name in ("train", "tune"):
+        sub.choices[name].add_argument(
+            "--force-current", action="store_true",
+            help="make the new model current even when its test RMSE is worse than the bias-only baseline's "
+                 "(such a model is otherwise saved but not made current)")
     t = sub.choices["tune"]
     t.add_argument("--folds", type=int, default=5)
     t.add_argument("--ranks", help="e.g. 8,16,32")
@@ -471,8 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=["misery", "average"], default="misery",
                    help="with --group: misery (default): the best lowest predicted rating in the group; "
                         "average: the best mean")
-    p.add_argument("-n", type=int, default=10)
-    p.add_argument("--min-ratings", type=int, default=20,
+    p.add_argument("-n", type=_count, default=10)
+    p.add_argument("--min-ratings", type=_at_least_zero, default=20,
                    help="leave out movies with fewer training ratings (default 20)")
     p.add_argument("--genres", help="comma-separated, e.g. Comedy,Drama")
     p.add_argument("--order", choices=list(ORDERS), default="rating",
@@ -483,8 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--movie", required=True, help='an id or a title, e.g. 2571 or "the matrix"')
     p.add_argument("--also", action="append", metavar="MOVIE",
                    help="another movie to be like at the same time (repeatable; exact method)")
-    p.add_argument("-n", type=int, default=10)
-    p.add_argument("--min-ratings", type=int, default=10)
+    p.add_argument("-n", type=_count, default=10)
+    p.add_argument("--min-ratings", type=_at_least_zero, default=10)
     p.add_argument("--method", choices=["exact", "lsh"], default="exact")
     p.add_argument("--model")
     p = add("about", cmd_about, "one movie in the ratings: count, mean, rank, star histogram, years, tags")
@@ -511,8 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
     whose = p.add_mutually_exclusive_group()
     whose.add_argument("--user", type=int, help="rank for a MovieLens user")
     whose.add_argument("--profile", help="rank for a profile's own ratings (stored with `rate`)")
-    p.add_argument("-n", type=int, default=10)
-    p.add_argument("--min-ratings", type=int, default=20)
+    p.add_argument("-n", type=_count, default=10)
+    p.add_argument("--min-ratings", type=_at_least_zero, default=20)
     p.add_argument("--model")
     return parser
 
@@ -553,7 +695,9 @@ def main(argv: list[str] | None = None) -> int:
         code, message = EXIT_MODEL, str(exc)
     except SparkUnavailable as exc:
         code, message = EXIT_SPARK, str(exc)
-    if args.json:
-        print(json.dumps({"error": message, "exit_code": code}))
-    sys.stderr.write(f"error: {message}\n")
-    return code
+    except Exception as exc:   # a fault nobody foresaw: still one message (and, with -v, the traceback)
+        log.info("unexpected failure", exc_info=True)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]   # a Java error's first line, not its trace
+        code, message = EXIT_ERROR, (f"unexpected {type(exc).__name__}: {first} (run again with -v for "
+                                     "the traceback; report it if it persists).")
+    return print_error(message, code, args.json)

@@ -16,22 +16,39 @@ A model folder holds::
 
 Folders are written under a temporary name and renamed when complete, and the
 ``CURRENT`` pointer is replaced atomically, so a crash never leaves a half model
-in use.
+in use. What a killed save leaves (``.tmp-NAME`` folders) is removed by the next
+save (:func:`clean_leftovers`).
+
+Everything read from disk is checked: ``CURRENT`` must name a saved model by its
+plain folder name (:func:`check_model_name`), and the tables must have the columns,
+types and finite factors serving needs; anything else is a :class:`ModelError` that
+names the file and what to do.
 """
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
 TABLES = ("user_factors", "item_factors", "movies", "ratings")
 PICK_TABLES = ("pick_user_factors", "pick_item_factors")
+LEFTOVER_PREFIX = ".tmp-"
+OWNER_FILE = ".owner"            # in a folder being saved: "host pid" of the saving process
+LEFTOVER_AGE_S = 6 * 3600        # a save takes seconds; untouched this long, its folder is dead
+FIX = ("Make a saved model current (`python -m engine models --use NAME`, or Saved models on the "
+       "app's Model page) or train a new one (`python -m engine train`).")
+
+log = logging.getLogger(__name__)
 
 
 class ModelError(RuntimeError):
@@ -54,10 +71,25 @@ def save_model(root: str | Path, *, params: dict, metrics: dict, tables: dict[st
     """Write a complete model folder atomically; returns its path."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(root)   # killed saves' .tmp- folders: dead owner pid, or untouched for hours
     name = name or time.strftime("als-%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
-    tmp = root / f".tmp-{name}"
+    tmp = root / f"{LEFTOVER_PREFIX}{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:
+        _write_model(tmp, params, metrics, tables, spark_model, cv)
+    except BaseException:   # an error or Ctrl-C: leave nothing behind (a kill: clean_leftovers)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = root / name
+    os.replace(tmp, final)
+    if make_current:
+        set_current(root, name)
+    return final
+
+
+def _write_model(tmp: Path, params: dict, metrics: dict, tables: dict, spark_model, cv) -> None:
+    (tmp / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
     (tmp / "params.json").write_text(json.dumps({"format": FORMAT_VERSION, **params}, indent=2))
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cv is not None:
@@ -66,33 +98,131 @@ def save_model(root: str | Path, *, params: dict, metrics: dict, tables: dict[st
         tables[table].to_parquet(tmp / f"{table}.parquet", index=False)
     if spark_model is not None:
         spark_model.write().overwrite().save(str((tmp / "spark_model").resolve()))
-    final = root / name
-    os.replace(tmp, final)
-    if make_current:
-        set_current(root, name)
-    return final
+    (tmp / OWNER_FILE).unlink()
+
+
+def _newest_change(folder: Path) -> float:
+    return max([folder.stat().st_mtime] + [f.stat().st_mtime for f in folder.rglob("*")])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, another user's
+        return True
+    return True
+
+
+def clean_leftovers(root: str | Path, max_age_s: float = LEFTOVER_AGE_S) -> list[str]:
+    """Remove the ``.tmp-*`` folders of saves that died (a killed ``train``); returns their names.
+
+    A save running now in another process must keep its folder, so a leftover is removed only
+    when (a) its ``.owner`` file names a process on this host that no longer runs, or (b) nothing
+    in it changed for ``max_age_s`` (a save writes its files within a minute; this covers
+    folders without an owner file or saved from another host sharing the folder). A live pid
+    (even a reused one) keeps the folder until (b).
+    """
+    root, removed, host = Path(root), [], socket.gethostname()
+    for folder in sorted(root.glob(f"{LEFTOVER_PREFIX}*")):
+        try:
+            if not folder.is_dir():
+                continue
+            owner = (folder / OWNER_FILE).read_text().split() if (folder / OWNER_FILE).is_file() else []
+            dead = (len(owner) == 2 and owner[0] == host and owner[1].isdigit()
+                    and not _pid_alive(int(owner[1])))
+            if dead or time.time() - _newest_change(folder) > max_age_s:
+                shutil.rmtree(folder)
+                removed.append(folder.name)
+        except OSError as exc:   # e.g. removed meanwhile by another cleaner: not our business
+            log.warning("could not clean up %s: %s", folder, exc)
+    if removed:
+        log.info("removed the leftovers of interrupted saves in %s: %s", root, ", ".join(removed))
+    return removed
+
+
+def _saved_names(root: Path) -> str:
+    return ", ".join(m.name for m in list_models(root)) or "none"
+
+
+_MISSING = "which does not exist"
+
+
+def _name_problem(root: Path, name, complete: bool = True) -> str | None:
+    """What is wrong with ``name`` as a saved model's name in ``root`` (None: nothing)."""
+    if not isinstance(name, str) or not name.strip():
+        return "a model name cannot be empty"
+    if name != name.strip() or any(c in name for c in "/\\\0") or name in (".", ".."):
+        return "a model name is a plain folder name inside the models folder (no path, '/', '\\' or '..')"
+    if name.startswith("."):
+        return "a name starting with '.' is a hidden folder (a half-written save, a deleted model), not a model"
+    if not (root / name).is_dir():
+        return _MISSING
+    needed = ("params.json", *(f"{t}.parquet" for t in TABLES)) if complete else ("params.json",)
+    missing = [f for f in needed if not (root / name / f).is_file()]
+    if missing:
+        return f"a folder that is not a complete model (it lacks {', '.join(missing)}): retrain, or delete it"
+    return None
+
+
+def check_model_name(root: str | Path, name: str, complete: bool = True) -> Path:
+    """The folder of the saved model ``name``; :class:`ModelError` unless ``name`` is a plain
+    folder name (no path, not hidden, not a half-written ``.tmp-`` folder) of a model inside
+    ``root`` with all its files (only params.json when not ``complete``: enough to delete it).
+    Used for ``--use``, ``--delete`` and the name ``CURRENT`` holds."""
+    root = Path(root)
+    problem = _name_problem(root, name, complete)
+    if problem:
+        why = "" if problem == _MISSING else f": {problem}"
+        raise ModelError(f"No model named {name!r} in {root}{why}. Saved models: {_saved_names(root)}.")
+    return root / name
 
 
 def set_current(root: str | Path, name: str) -> None:
     root = Path(root)
-    if not (root / name / "params.json").exists():
-        raise ModelError(f"No model named {name!r} in {root}.")
-    atomic_write_text(root / CURRENT, name + "\n")
+    check_model_name(root, name)
+    pointer = root / CURRENT
+    if pointer.is_dir() and not pointer.is_symlink():   # a broken pointer: an empty folder is replaced
+        try:
+            pointer.rmdir()
+        except OSError:
+            raise ModelError(f"{pointer} is a folder with files in it, where the one-line file naming the "
+                             "current model belongs: move it away, then make a model current again.") from None
+    atomic_write_text(pointer, name + "\n")
 
 
 def current_model_dir(root: str | Path) -> Path:
-    """The folder the CURRENT pointer names; :class:`ModelError` when there is none."""
+    """The folder the CURRENT pointer names; :class:`ModelError` (naming the pointer file and
+    what to do) when there is none or the pointer is unreadable, empty or names no model."""
     root = Path(root)
     pointer = root / CURRENT
     if not pointer.exists():
         raise NoModelYet(f"No trained model in {root}. Train one with `python -m engine train` "
                          "(or the button on the app's home page).")
-    folder = root / pointer.read_text().strip()
-    if not folder.is_dir():
-        raise ModelError(f"{pointer} names {folder.name!r}, which does not exist. Train a new "
-                         "model or point CURRENT at one of: "
-                         f"{', '.join(m.name for m in list_models(root)) or 'none'}.")
-    return folder
+    try:
+        name = pointer.read_bytes().decode("utf-8").strip()
+        problem = "is empty; it should name the current model" if not name else None
+    except IsADirectoryError:
+        problem = "is a folder; it should be a one-line file naming the current model (remove the folder)"
+    except UnicodeDecodeError as exc:
+        problem = (f"is not a text file naming a model (byte {exc.object[exc.start]:#04x} at offset "
+                   f"{exc.start} is not UTF-8)")
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    if problem is None and (problem := _name_problem(root, name)):
+        problem = f"names {name!r}, {problem}"
+    if problem:
+        raise ModelError(f"{pointer} {problem}. {FIX} Saved models: {_saved_names(root)}.")
+    return root / name
+
+
+def current_name(root: str | Path) -> str | None:
+    """The current model's name, or None when there is none or CURRENT is broken."""
+    try:
+        return current_model_dir(root).name
+    except ModelError:
+        return None
 
 
 def list_models(root: str | Path) -> list[Path]:
@@ -126,17 +256,9 @@ def model_summary(folder: str | Path, current: str | None = None) -> dict:
             "tuned": (folder / "cv.json").exists(), "size_mb": round(_folder_bytes(folder) / 2**20, 2)}
 
 
-def _current_name(root: str | Path) -> str | None:
-    """The current model's name, or None when there is none (or CURRENT names a missing one)."""
-    try:
-        return current_model_dir(root).name
-    except ModelError:
-        return None
-
-
 def saved_models(root: str | Path) -> list[dict]:
     """:func:`model_summary` of every saved model, newest first."""
-    current = _current_name(root)
+    current = current_name(root)
     folders = sorted(list_models(root), key=lambda f: (f / "params.json").stat().st_mtime, reverse=True)
     return [model_summary(folder, current) for folder in folders]   # stable: same time, by name
 
@@ -149,20 +271,17 @@ def delete_model(root: str | Path, name: str) -> int:
     listed, and the next delete clears what it left behind.
     """
     root = Path(root)
-    known = {m.name: m for m in list_models(root)}
-    if name not in known:
-        raise ModelError(f"No model named {name!r} in {root}. Saved models: "
-                         f"{', '.join(known) or 'none'}.")
-    if name == _current_name(root):
-        others = [m for m in known if m != name]
+    folder = check_model_name(root, name, complete=False)   # a broken model can still be deleted
+    if name == current_name(root):
+        others = [m.name for m in list_models(root) if m.name != name]
         raise ModelError(f"{name} is the current model, the one being served: make another model current "
                          "first" + (f" (e.g. `python -m engine models --use {others[0]}`)." if others
                                     else "; it is the only one saved."))
-    size = _folder_bytes(known[name])
+    size = _folder_bytes(folder)
     for leftover in root.glob(".trash-*"):   # what an earlier delete left behind
         shutil.rmtree(leftover, ignore_errors=True)
     trash = root / f".trash-{name}"
-    os.replace(known[name], trash)
+    os.replace(folder, trash)
     shutil.rmtree(trash)
     return size
 
@@ -172,9 +291,14 @@ def read_json(model_dir: str | Path, name: str) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path} is corrupt ({exc}). Retrain the model.") from exc
+    except OSError as exc:   # e.g. a folder of that name
+        raise ModelError(f"{path} cannot be read ({exc.strerror or exc}). Retrain the model.") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} is corrupt (a JSON {type(data).__name__}, not an object). Retrain the model.")
+    return data
 
 
 def read_params(model_dir: str | Path) -> dict:
@@ -199,8 +323,107 @@ def check_dataset(model_dir: str | Path, fingerprint: str) -> None:
                          "MOVIELENS_DATA at the data it was trained on.")
 
 
+#: The columns serving reads from each table, and what they must hold (besides f0..f{k-1}
+#: factor columns in the factor tables): "id" integers without repeats, "int" integers,
+#: "finite" numbers without NaN/inf, "count" finite numbers >= 0, "number" numbers (NaN
+#: allowed: a movie without a year), "text" strings, "any" present.
+SCHEMAS = {
+    "user_factors": {"userId": "id", "user_bias": "finite"},
+    "item_factors": {"movieId": "id", "item_bias": "finite", "n_ratings": "count"},
+    "movies": {"movieId": "id", "title": "text", "genres": "text", "year": "number", "imdbId": "any",
+               "tmdbId": "number", "total_ratings": "count", "mean_rating": "number"},
+    "ratings": {"userId": "int", "movieId": "int", "rating": "finite"},
+    "pick_user_factors": {"userId": "id"},
+    "pick_item_factors": {"movieId": "id"},
+}
+FACTOR_TABLES = ("user_factors", "item_factors", *PICK_TABLES)
+
+
+def _broken(path: Path, problem: str) -> ModelError:
+    return ModelError(f"{path} {problem}: this model cannot be served. Retrain it, or make another saved "
+                      "model current (`python -m engine models --use NAME`, or Saved models on the app's "
+                      "Model page).")
+
+
+def _column_problem(col: pd.Series, kind: str) -> str | None:
+    """What is wrong with a column for its ``kind`` of :data:`SCHEMAS` (None: nothing)."""
+    types = pd.api.types
+    if kind in ("id", "int"):
+        if not types.is_integer_dtype(col):
+            return f"holds {col.dtype}, not integers"
+        if kind == "id" and col.duplicated().any():
+            return f"repeats the id {col[col.duplicated()].iloc[0]}"
+    elif kind in ("finite", "count", "number"):
+        if not types.is_numeric_dtype(col) or types.is_bool_dtype(col):
+            return f"holds {col.dtype}, not numbers"
+        values = col.to_numpy(np.float64, na_value=np.nan)
+        if kind != "number" and not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).sum())
+            return f"has {bad:,} value(s) that are NaN or infinite"
+        if kind == "count" and (values < 0).any():
+            return "has negative counts"
+    elif kind == "text" and not types.is_string_dtype(col):
+        return f"holds {col.dtype}, not text"
+    return None
+
+
+def _factor_columns(path: Path, frame: pd.DataFrame) -> list[str]:
+    """The factor columns f0..f{k-1}, checked: all there, in order, numeric and finite."""
+    fcols = [c for c in frame.columns if isinstance(c, str) and c.startswith("f") and c[1:].isdigit()]
+    expected = [f"f{i}" for i in range(len(fcols))]
+    if not fcols or sorted(fcols, key=lambda c: int(c[1:])) != expected:
+        raise _broken(path, f"lacks the factor columns f0..f{{rank-1}} (it has {', '.join(map(str, frame.columns))})")
+    values = frame[fcols]
+    if not all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in values.dtypes):
+        raise _broken(path, "has factor columns that are not numbers")
+    finite = np.isfinite(values.to_numpy(np.float64, na_value=np.nan))
+    if not finite.all():
+        raise _broken(path, f"has {int((~finite).any(axis=1).sum()):,} row(s) whose factors are NaN or infinite")
+    return fcols
+
+
+def check_tables(model_dir: Path, params: dict, frames: dict[str, pd.DataFrame]) -> None:
+    """:class:`ModelError` naming the file unless every table has the columns, types, ids and
+    finite factors serving needs: a wrong table would otherwise be a ``KeyError`` deep in
+    serving, or (NaN factors) a silently meaningless ranking."""
+    ranks = {}
+    for table, frame in frames.items():
+        path = model_dir / f"{table}.parquet"
+        missing = [c for c in SCHEMAS[table] if c not in frame.columns]
+        if missing:
+            raise _broken(path, f"lacks the column(s) {', '.join(missing)} (it has "
+                                f"{', '.join(map(str, frame.columns)) or 'none'})")
+        for column, kind in SCHEMAS[table].items():
+            if problem := _column_problem(frame[column], kind):
+                raise _broken(path, f"is damaged: column {column} {problem}")
+        if table in FACTOR_TABLES:
+            if frame.empty:
+                raise _broken(path, "has no rows")
+            ranks[table] = len(_factor_columns(path, frame))
+    rank = params.get("rank")
+    if (rank is not None and ranks["user_factors"] != rank) or ranks["item_factors"] != ranks["user_factors"]:
+        raise _broken(model_dir / "item_factors.parquet",
+                      f"has {ranks['item_factors']} factors per movie, user_factors.parquet "
+                      f"{ranks['user_factors']}, params.json rank {rank}; they must agree")
+    if "pick_user_factors" in ranks and ranks["pick_user_factors"] != ranks["pick_item_factors"]:
+        raise _broken(model_dir / "pick_item_factors.parquet",
+                      f"has {ranks['pick_item_factors']} factors per movie, pick_user_factors.parquet "
+                      f"{ranks['pick_user_factors']}; they must agree")
+
+
+def _finite_param(model_dir: Path, params: dict, *keys: str) -> float:
+    value = params
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise ModelError(f"{model_dir / 'params.json'} lacks {'.'.join(keys)!r}. Retrain the model.")
+        value = value[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _broken(model_dir / "params.json", f"has {'.'.join(keys)} = {value!r}, not a finite number")
+    return float(value)
+
+
 def read_serving_tables(model_dir: str | Path) -> dict:
-    """What :meth:`engine.serving.RecommenderIndex.from_frames` needs."""
+    """What :meth:`engine.serving.RecommenderIndex.from_frames` needs, checked (:func:`check_tables`)."""
     model_dir = Path(model_dir)
     params = read_params(model_dir)
     frames = {}
@@ -215,16 +438,15 @@ def read_serving_tables(model_dir: str | Path) -> dict:
         except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
             raise ModelError(f"{path} is corrupt ({type(exc).__name__}: {exc}). "
                              "Retrain the model.") from exc
-    try:
-        out = {"mu": params["mu"], "reg_param": params["reg_param"],
-               "user_bias_reg": params["user_bias_reg"],
-               "user_frame": frames["user_factors"], "item_frame": frames["item_factors"],
-               "movies": frames["movies"], "ratings": frames["ratings"]}
-        if has_picks:
-            out.update(pick_user_frame=frames["pick_user_factors"],
-                       pick_item_frame=frames["pick_item_factors"],
-                       pick_params={"alpha": params["picks"]["alpha"],
-                                    "reg_param": params["picks"]["reg_param"]})
-        return out
-    except KeyError as exc:
-        raise ModelError(f"{model_dir}/params.json lacks {exc}. Retrain the model.") from exc
+    check_tables(model_dir, params, frames)
+    out = {"mu": _finite_param(model_dir, params, "mu"),
+           "reg_param": _finite_param(model_dir, params, "reg_param"),
+           "user_bias_reg": _finite_param(model_dir, params, "user_bias_reg"),
+           "user_frame": frames["user_factors"], "item_frame": frames["item_factors"],
+           "movies": frames["movies"], "ratings": frames["ratings"]}
+    if has_picks:
+        out.update(pick_user_frame=frames["pick_user_factors"],
+                   pick_item_frame=frames["pick_item_factors"],
+                   pick_params={"alpha": _finite_param(model_dir, params, "picks", "alpha"),
+                                "reg_param": _finite_param(model_dir, params, "picks", "reg_param")})
+    return out

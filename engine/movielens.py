@@ -17,11 +17,14 @@ import io
 import logging
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +67,15 @@ class MovieLens:
 
 
 class _Source:
-    """Reads member files of a release folder or zip by their base name."""
+    """Reads member files of a release folder or zip by their base name.
 
-    def __init__(self, location: str | Path):
+    A file larger than ``max_bytes`` (the ``MAX_MEMBER_MB`` setting) is refused before it is
+    read: a small zip can inflate to gigabytes.
+    """
+
+    def __init__(self, location: str | Path, max_bytes: int | None = None):
         self.location = str(location)
+        self.max_bytes = get_settings().max_member_bytes if max_bytes is None else max_bytes
         path = Path(location)
         if not path.exists():
             raise DataError(f"MovieLens data not found at {path}. Set MOVIELENS_DATA to a "
@@ -96,12 +104,38 @@ class _Source:
             raise DataError(f"{name} is missing from {self.location}. A GroupLens release has "
                             "movies.csv and ratings.csv (plus tags.csv, links.csv).")
         if self.zip is None:
-            return Path(self.members[name]).read_bytes()
+            path = Path(self.members[name])
+            self._check_size(name, path.stat().st_size)
+            return path.read_bytes()
+        info = self.zip.getinfo(self.members[name])
+        self._check_size(info.filename, info.file_size)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            # bzip2 and LZMA inflate a whole input chunk at once, however large the result
+            raise DataError(f"{self.location}: {info.filename} is compressed with method "
+                            f"{info.compress_type}; only stored and deflated members (as in GroupLens's "
+                            "zips) are read. Re-download it (`python -m engine fetch`) or re-zip it.")
         try:
-            return self.zip.read(self.members[name])
-        except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
-            raise DataError(f"{self.location}: {name} cannot be extracted ({exc}). The zip is "
-                            "truncated or corrupt: delete it and fetch it again.") from exc
+            with self.zip.open(info) as member:
+                # zipfile inflates no more than the declared size and then checks the CRC-32,
+                # so a header understating the size ends in BadZipFile, not in a bigger buffer.
+                data = member.read(info.file_size)
+        except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, zlib.error) as exc:
+            raise DataError(f"{self.location}: member {info.filename} is corrupt "
+                            f"({type(exc).__name__}: {exc}). Delete the zip and download it again "
+                            "(`python -m engine fetch`).") from exc
+        if len(data) != info.file_size:
+            raise DataError(f"{self.location}: member {info.filename} is truncated ({len(data):,} of "
+                            f"{info.file_size:,} bytes). Delete the zip and download it again "
+                            "(`python -m engine fetch`).")
+        return data
+
+    def _check_size(self, member: str, size: int) -> None:
+        if size > self.max_bytes:
+            raise DataError(f"{self.location}: {member} is {size / 2**20:,.0f} MiB uncompressed, over the "
+                            f"{self.max_bytes / 2**20:,.0f} MiB limit for one data file (MAX_MEMBER_MB). "
+                            "The largest MovieLens file (ml-32m's ratings.csv) is 0.8 GiB: this is not a "
+                            "GroupLens release, or a damaged one; download it again (`python -m engine "
+                            "fetch`). Raise MAX_MEMBER_MB only for a genuine file that big.")
 
 
 def _decode(raw: bytes, where: str) -> str:
@@ -115,14 +149,18 @@ def _decode(raw: bytes, where: str) -> str:
 
 def _read_csv(source: _Source, name: str) -> pd.DataFrame:
     where = f"{source.location}:{name}"
-    text = _decode(source.read_bytes(name), where)
-    if not text.strip():
-        raise DataError(f"{where} is empty. It needs the header "
-                        f"{','.join(REQUIRED_COLUMNS[name])} and at least one row.")
+    raw = source.read_bytes(name)
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        _decode(raw, where)  # checks UTF-8, naming the line; pandas then reads the bytes
+        if not raw or raw.isspace():
+            raise DataError(f"{where} is empty. It needs the header "
+                            f"{','.join(REQUIRED_COLUMNS[name])} and at least one row.")
+        # From bytes, not a StringIO: that one would hold the text as 4 bytes per character.
+        df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8")
     except pd.errors.ParserError as exc:
         raise DataError(f"{where}: cannot parse CSV ({exc}). Check quoting on that line.") from exc
+    except MemoryError as exc:
+        raise _out_of_memory(where, len(raw)) from exc
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in REQUIRED_COLUMNS[name] if c not in df.columns]
     if missing:
@@ -183,8 +221,22 @@ def release_years(titles: pd.Series) -> pd.Series:
     return titles.str.extract(_YEAR, expand=False).astype("Int64")
 
 
+def _out_of_memory(where: str, size: int | None = None) -> DataError:
+    what = f" ({size / 2**20:,.0f} MiB of CSV)" if size else ""
+    return DataError(f"{where}: not enough memory to load it{what}; loading takes several times the "
+                     "size of the CSV files. Use a machine with more memory or a smaller release "
+                     "(ml-latest-small, ml-25m).")
+
+
 def load_movielens(location: str | Path) -> MovieLens:
     """Read and validate a release; raises :class:`DataError` with a precise message."""
+    try:
+        return _load(location)
+    except MemoryError as exc:
+        raise _out_of_memory(str(location)) from exc
+
+
+def _load(location: str | Path) -> MovieLens:
     source = _Source(location)
     ratings = _validate_ratings(_read_csv(source, "ratings.csv"), f"{location}:ratings.csv")
     movies = _validate_movies(_read_csv(source, "movies.csv"), f"{location}:movies.csv")

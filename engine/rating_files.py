@@ -69,6 +69,36 @@ def _text(data: bytes | str, name: str) -> str:
                                "Export your ratings as CSV and try again.") from None
 
 
+_INT64 = 2**63 - 1
+
+
+def parse_whole(text: str, what: str) -> int:
+    """ASCII digits, optionally signed, that fit in 64 bits (ids are int64), as an int.
+
+    ``int()`` alone accepts "٣" and fails on "²" or 5,000 digits in Python's words; the
+    ``ValueError`` here names ``what`` (e.g. "the movieId") and the rule instead.
+    """
+    digits = text.strip().removeprefix("-")
+    shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text):,} characters)"
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"{what} {shown!r} is not a whole number (digits 0-9).")
+    if len(digits.lstrip("0")) > 19 or int(digits) > _INT64:
+        raise ValueError(f"{what} {shown!r} is too large (at most {_INT64:,}).")
+    return int(text)
+
+
+def _positive_id(text: str, what: str, where: str) -> int:
+    """A movie id of a file's line: a whole number >= 1 that fits in 64 bits."""
+    try:
+        value = parse_whole(text, what)
+    except ValueError as exc:
+        raise RatingsFileError(f"{where}: {exc} Fix or delete that line and import again.") from None
+    if value < 1:
+        raise RatingsFileError(f"{where}: {what} {text!r} is not a positive whole number. "
+                               "Fix or delete that line and import again.")
+    return value
+
+
 def _stars(value: str, where: str, scale: float = 1.0) -> float:
     """A rating cell on the 0.5-5 star scale (``scale`` 2 for IMDb's 1-10)."""
     try:
@@ -148,21 +178,20 @@ def read_ratings_file(data: bytes | str, name: str, movies: pd.DataFrame) -> Imp
                                    f"found {len(row)}: {','.join(row)!r}.")
         cell = _cells(row, column)
         if layout == MOVIELENS:
-            ident = cell(needed[0])
-            if not ident.isdigit():
-                raise RatingsFileError(f"{where}: the movieId {ident!r} is not a whole number.")
+            ident = _positive_id(cell(needed[0]), "the movieId", where)
             stars, label = _stars(cell("rating"), where), f"movie {ident}"
-            movie = int(ident) if int(ident) in known else None
+            movie = ident if ident in known else None
         elif layout == IMDB:
-            if not re.fullmatch(r"tt\d+", cell("const")):
-                raise RatingsFileError(f"{where}: {cell('const')!r} is not an IMDb id (tt and digits).")
+            if not re.fullmatch(r"tt[0-9]+", cell("const")):
+                raise RatingsFileError(f"{where}: {cell('const')!r} is not an IMDb id (tt and digits 0-9). "
+                                   "Fix or delete that line and import again.")
             stars = _stars(cell("your rating"), where, scale=2)
-            movie = by_imdb.get(int(cell("const")[2:]))
+            movie = by_imdb.get(_positive_id(cell("const")[2:], "the IMDb id number", where))
             label = f"{cell('title')} ({cell('year')})" if cell("title") else cell("const")
         else:
             if not cell("rating"):   # a film logged without stars
                 continue
-            if not cell("year").isdigit():
+            if not (cell("year").isascii() and cell("year").isdigit() and len(cell("year")) <= 4):
                 raise RatingsFileError(f"{where}: the year {cell('year')!r} of {cell('name')!r} is not a number.")
             stars, label = _stars(cell("rating"), where), f"{cell('name')} ({cell('year')})"
             matches = _title_matches(keys, cell("name"), int(cell("year")))
@@ -196,8 +225,20 @@ def _rows(text: str, name: str):
         raise RatingsFileError(f"{name}, line {reader.line_num}: {exc} (is it a CSV file?).") from None
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell):
+    """A text cell a spreadsheet will not run: one starting like a formula (= + - @, tab, CR) gets a
+    leading ``'``, which spreadsheets read as "text follows". Numbers are left as they are."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(_FORMULA_START) else cell
+
+
 def export_ratings(pairs: list[tuple[int, float]], movies: pd.DataFrame) -> str:
-    """A profile's ratings as CSV (movieId, imdbId, title, year, rating) that imports back."""
+    """A profile's ratings as CSV (movieId, imdbId, title, year, rating) that imports back.
+
+    Titles come from the dataset, so text cells go through :func:`spreadsheet_safe`; the import
+    matches on movieId alone, so the file reads back unchanged."""
     meta = movies.set_index(ITEM)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -205,6 +246,7 @@ def export_ratings(pairs: list[tuple[int, float]], movies: pd.DataFrame) -> str:
     for movie_id, rating in pairs:
         row = meta.loc[movie_id] if movie_id in meta.index else None
         year = "" if row is None or pd.isna(row["year"]) else int(row["year"])
-        writer.writerow([movie_id, "" if row is None else row["imdbId"],
-                         "" if row is None else readable_title(row[TITLE], with_year=False), year, f"{rating:g}"])
+        writer.writerow([movie_id, "" if row is None else spreadsheet_safe(row["imdbId"]),
+                         "" if row is None else spreadsheet_safe(readable_title(row[TITLE], with_year=False)),
+                         year, f"{rating:g}"])
     return out.getvalue()

@@ -495,6 +495,14 @@ class RecommenderIndex:
 
     @classmethod
     def load(cls, model_dir) -> "RecommenderIndex":
-        """Load from a saved model folder (see :mod:`engine.model_store`)."""
-        from .model_store import read_serving_tables
-        return cls.from_frames(**read_serving_tables(model_dir))
+        """Load from a saved model folder (see :mod:`engine.model_store`, which checks every
+        table it reads); :class:`~engine.model_store.ModelError` names what is wrong."""
+        from .model_store import ModelError, read_serving_tables
+        tables = read_serving_tables(model_dir)
+        try:
+            return cls.from_frames(**tables)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:   # what the checks did not foresee
+            log.exception("loading %s", model_dir)
+            raise ModelError(f"{model_dir} cannot be served ({type(exc).__name__}: {exc}). Retrain it, or "
+                             "make another saved model current (`python -m engine models --use NAME`, "
+                             "or Saved models on the app's Model page).") from exc

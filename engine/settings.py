@@ -65,6 +65,9 @@ class Settings:
     mood_genres: dict = field(default_factory=lambda: dict(DEFAULT_MOOD_GENRES))
     rtc_ice_servers: list = field(default_factory=list)
     emotion_runtime: str = "litert"      # "litert": LiteRT/XNNPACK interpreter; "tensorflow": tf.function
+    max_member_bytes: int = 2 << 30     # largest data file read (inflated); ml-32m ratings.csv is 0.9 GB
+    spark_ui: bool = False               # Spark's web UI (no authentication; kill enabled): off unless asked
+    admin_password: str = ""             # set: tuning, training and model switching/deletion need it in the app
 
 
 def get_settings() -> Settings:
@@ -86,6 +89,9 @@ def get_settings() -> Settings:
         mood_genres=_json_env("MOOD_GENRES", dict(DEFAULT_MOOD_GENRES)),
         rtc_ice_servers=_json_env("RTC_ICE_SERVERS", []),
         emotion_runtime=_choice_env("EMOTION_RUNTIME", ("litert", "tensorflow")),
+        max_member_bytes=int(os.environ.get("MAX_MEMBER_MB", "2048")) << 20,
+        spark_ui=_choice_env("SPARK_UI", ("0", "1")) == "1",
+        admin_password=os.environ.get("ADMIN_PASSWORD", ""),
     )
 
 

@@ -5,11 +5,14 @@ app, test fixture) call :func:`get_spark`.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import shutil
 import subprocess
+
+from dataclasses import replace
 
 from .settings import Settings, get_settings
 
@@ -50,6 +53,26 @@ def check_java() -> None:
         raise SparkUnavailable(f"Java {version} found. {JAVA_HELP}")
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def _is_local(master: str) -> bool:
+    """True for ``local[...]`` and for a standalone master on this machine's loopback."""
+    host = re.sub(r"^[a-z]+://", "", master).split(":")[0].split("/")[0]
+    return master.startswith("local") or host in ("127.0.0.1", "localhost")
+
+
+def safe_conf(settings: Settings) -> dict[str, str]:
+    """Conf that keeps Spark off the network unless asked: the driver (and its block manager)
+    binds to 127.0.0.1 when every executor runs on this machine, and the web UI (no
+    authentication, kill links on) is off unless ``SPARK_UI=1``. ``SPARK_CONF`` overrides any."""
+    conf = {"spark.ui.enabled": "true" if settings.spark_ui else "false",
+            "spark.ui.killEnabled": "false"}
+    if _is_local(settings.spark_master):
+        conf.update({"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK})
+    return conf
+
+
 def get_spark(settings: Settings | None = None, app_name: str = "movie-recommender", **conf):
     """Build (or reuse) the session: master, shuffle partitions, checkpoint dir, quiet logs.
 
@@ -57,17 +80,23 @@ def get_spark(settings: Settings | None = None, app_name: str = "movie-recommend
     arguments (dots written as '__', e.g. ``spark__driver__memory="4g"``).
     """
     settings = settings or get_settings()
+    extra = {k.replace("__", "."): v for k, v in conf.items()}
+    if "spark.master" in extra:
+        settings = replace(settings, spark_master=str(extra.pop("spark.master")))
     check_java()
     from pyspark.sql import SparkSession
 
+    if _is_local(settings.spark_master):
+        # The web UI, when on, binds to SPARK_LOCAL_IP (else every interface); read at JVM start.
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     builder = (SparkSession.builder.appName(app_name).master(settings.spark_master)
                .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.driver.memory", "4g")
+               .config("spark.cleaner.referenceTracking.cleanCheckpoints", "true")
                .config("spark.sql.session.timeZone", "UTC"))  # calendar years as pandas counts them
-    for key, value in {**settings.spark_conf,
-                       **{k.replace("__", "."): v for k, v in conf.items()}}.items():
+    for key, value in {**safe_conf(settings), **settings.spark_conf, **extra}.items():
         builder = builder.config(key, str(value))
     try:
         spark = builder.getOrCreate()
@@ -75,9 +104,45 @@ def get_spark(settings: Settings | None = None, app_name: str = "movie-recommend
         raise SparkUnavailable(f"Spark could not start on master {settings.spark_master!r}: "
                                f"{exc}. {JAVA_HELP}") from exc
     spark.sparkContext.setLogLevel("ERROR")
-    checkpoint = settings.spark_checkpoint_dir
-    if "://" not in checkpoint:
-        os.makedirs(checkpoint, exist_ok=True)
     # Without a checkpoint dir, ALS with >= 20 iterations overflows the stack on long lineages.
-    spark.sparkContext.setCheckpointDir(checkpoint)
+    spark.sparkContext.setCheckpointDir(checkpoint_dir(settings.spark_checkpoint_dir))
     return spark
+
+
+def checkpoint_dir(base: str) -> str:
+    """This process's own checkpoint folder under ``base``, after removing leftovers.
+
+    Each process checkpoints under ``base/run-<pid>`` (removed when it exits); the folders of
+    processes that are gone (killed runs) and Spark's older top-level folders are removed now.
+    A URI (``hdfs://``, ``s3a://``) is used as it is: its storage has its own retention.
+    """
+    if "://" in base:
+        return base
+    os.makedirs(base, exist_ok=True)
+    mine = os.path.join(base, f"run-{os.getpid()}")
+    for name in os.listdir(base):
+        path = os.path.join(base, name)
+        if path != mine and os.path.isdir(path) and not _alive(name):
+            shutil.rmtree(path, ignore_errors=True)
+    if mine not in _OWN_CHECKPOINTS:
+        _OWN_CHECKPOINTS.add(mine)
+        atexit.register(shutil.rmtree, mine, True)
+    os.makedirs(mine, exist_ok=True)
+    return mine
+
+
+_OWN_CHECKPOINTS: set[str] = set()   # folders this process removes at exit
+
+
+def _alive(name: str) -> bool:
+    """True when ``name`` is ``run-<pid>`` of a process that still runs."""
+    m = re.fullmatch(r"run-(\d+)", name)
+    if not m:
+        return False          # Spark's own uuid folders from before: leftovers
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's live process
+        return True
+    return True

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .als import BiasCorrectedALS, bias_baseline_predictions, plain_als
+from .als import BiasCorrectedALS, bias_baseline_predictions, check_param, plain_als
 from . import picks
 from .evaluation import ranking_metrics, relevant_items, rmse
 from .model_store import save_model
@@ -51,6 +51,51 @@ class ALSConfig:
     #: Top-N lists leave out movies with fewer training ratings than this: a
     #: predicted 4.9 from three ratings is noise, and users agree (see README).
     min_ratings: int = 20
+
+    def check(self) -> "ALSConfig":
+        """Refuse values Spark would refuse or misuse, before any Spark job (``ValueError``)."""
+        for name, value, label in (("rank", self.rank, None), ("maxIter", self.max_iter, None),
+                                   ("regParam", self.reg_param, None), ("userBiasReg", self.user_bias_reg, None),
+                                   ("itemBiasReg", self.item_bias_reg, None), ("seed", self.seed, None),
+                                   ("seed", self.split_seed, "split seed")):
+            check_param(name, value, label)
+        if not (isinstance(self.test_fraction, (int, float)) and 0 < self.test_fraction < 1):
+            raise ValueError(f"test_fraction must be between 0 and 1 (got {self.test_fraction!r}).")
+        for name in ("ranking_k", "min_ratings"):
+            value, low = getattr(self, name), 1 if name == "ranking_k" else 0
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low} (got {value!r}).")
+        return self
+
+
+def check_picks_config(cfg: picks.PicksConfig) -> None:
+    """:meth:`ALSConfig.check` for the top-picks model's implicit ALS."""
+    for name, value in (("rank", cfg.rank), ("maxIter", cfg.max_iter), ("regParam", cfg.reg_param),
+                        ("alpha", cfg.alpha), ("seed", cfg.seed)):
+        check_param(name, value, f"top-picks {name}")
+
+
+def check_grid(grid: dict, folds: int) -> None:
+    """Refuse a tuning grid or fold count Spark would refuse, each value named (``ValueError``)."""
+    unknown = set(grid) - {"rank", "maxIter", "regParam"}
+    if unknown:
+        raise ValueError(f"Cannot tune {', '.join(sorted(unknown))}: the grid takes rank, maxIter, regParam.")
+    for name, values in grid.items():
+        if not len(values):
+            raise ValueError(f"The grid has no {name} values: give at least one.")
+        for value in values:
+            check_param(name, value, f"every grid {name}")
+    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
+        raise ValueError(f"folds={folds}: cross-validation needs at least 2 folds (a whole number).")
+
+
+def worse_than_baseline(metrics: dict) -> str | None:
+    """Why a model should not be served: its test RMSE is worse than the bias-only baseline's."""
+    rmse_, baseline = metrics.get("test_rmse"), metrics.get("bias_baseline_rmse")
+    if rmse_ is None or baseline is None or rmse_ <= baseline:
+        return None
+    return (f"its test RMSE {rmse_:.4f} is worse than the bias-only baseline's {baseline:.4f} "
+            "(too few iterations, too little regularisation or too high a rank?)")
 
 
 DEFAULT_GRID = {"rank": [8, 16, 32], "maxIter": [10, 15, 20], "regParam": [0.05, 0.1, 0.2]}
@@ -144,8 +189,9 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
     Spark ``model`` (bias-corrected ALS), ``picks_model`` (implicit ALS) and
     ``train_ratings`` (the training split, pandas).
     """
-    cfg = cfg or ALSConfig()
+    cfg = (cfg or ALSConfig()).check()
     picks_cfg = picks_cfg or picks.PicksConfig()
+    check_picks_config(picks_cfg)
     progress(0.02, "splitting ratings 80/20 (seed %d)" % cfg.split_seed)
     train, test = split(ratings_frame(spark, data, extra_ratings), cfg)
     n_train, n_test = train.count(), test.count()
@@ -210,14 +256,26 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
 
 def train_and_save(spark, data: MovieLens, root, cfg: ALSConfig | None = None,
                    progress: Progress = log_progress, extra_ratings: pd.DataFrame | None = None,
-                   cv: dict | None = None, make_current: bool = True):
-    """:func:`train_and_evaluate`, then save the folder (and make it current)."""
+                   cv: dict | None = None, make_current: bool = True, force_current: bool = False):
+    """:func:`train_and_evaluate`, then save the folder and make it current.
+
+    A model worse than the bias-only baseline (:func:`worse_than_baseline`) is saved
+    but not made current unless ``force_current``: serving it would do harm. The
+    returned metrics say ``current`` (True/False) and, when held back, ``not_current``
+    (why); neither is written to metrics.json.
+    """
     result = train_and_evaluate(spark, data, cfg, progress, extra_ratings)
+    held_back = None if force_current else worse_than_baseline(result["metrics"])
+    current = make_current and held_back is None
     path = save_model(root, params=result["params"], metrics=result["metrics"],
                       tables=result["tables"], spark_model=result["model"].als_model, cv=cv,
-                      make_current=make_current)
-    progress(1.0, f"saved {path.name}")
-    return path, result["metrics"]
+                      make_current=current)
+    progress(1.0, f"saved {path.name}" + (f"; not made current: {held_back}" if make_current and held_back
+                                          else ""))
+    metrics = {**result["metrics"], "current": current}
+    if make_current and held_back:
+        metrics["not_current"] = held_back
+    return path, metrics
 
 
 def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
@@ -231,13 +289,9 @@ def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
     from pyspark.ml.evaluation import RegressionEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
-    cfg = cfg or ALSConfig()
+    cfg = (cfg or ALSConfig()).check()
     grid = grid or DEFAULT_GRID
-    unknown = set(grid) - {"rank", "maxIter", "regParam"}
-    if unknown:
-        raise ValueError(f"Cannot tune {', '.join(sorted(unknown))}: the grid takes rank, maxIter, regParam.")
-    if folds < 2:
-        raise ValueError(f"folds={folds}: cross-validation needs at least 2 folds.")
+    check_grid(grid, folds)
     train, _ = split(ratings_frame(spark, data), cfg)
     # CrossValidator fits every grid point on every fold, then the best one on all of train.
     estimator = _ProgressBiasALS(progress, total=folds * int(np.prod([len(v) for v in grid.values()])) + 1,

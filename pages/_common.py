@@ -5,6 +5,7 @@ The caching decorators live here, not in ``engine`` (which imports no Streamlit)
 """
 from __future__ import annotations
 
+import html
 import logging
 import re
 from contextlib import contextmanager
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.model_store import ModelError, current_model_dir, read_json
+from engine.jobs import AdminGate, JobBusy, JobSlot
+from engine.model_store import ModelError, NoModelYet, current_model_dir, read_json
 from engine.movielens import NO_GENRES, DataError, load_movielens, readable_title
 from engine.serving import RatingInputError, RecommenderIndex, UnknownIdError
 from engine.settings import get_settings
@@ -23,7 +25,7 @@ log = logging.getLogger("app")
 
 #: Engine errors a user can act on: shown as a message, never as a traceback.
 USER_ERRORS = (DataError, ModelError, UnknownIdError, RatingInputError, SparkUnavailable,
-               ValueError, FileNotFoundError)
+               JobBusy, ValueError, FileNotFoundError)
 
 
 def through_navigation() -> None:
@@ -81,26 +83,34 @@ def progress_bar(text: str = "Starting…"):
 
 @contextmanager
 def friendly_errors(what: str):
-    """Show engine errors as ``st.error`` with the engine's own (specific) message."""
+    """Show engine errors as ``st.error`` with the engine's own (specific) message.
+
+    Both are shown as text (``md_escape``): ``what`` may name an uploaded file and the message may
+    quote its cells."""
     try:
         yield
     except USER_ERRORS as exc:
         log.warning("%s failed: %s", what, exc)
-        st.error(f"{what} failed: {exc}")
+        st.error(f"{md_escape(what)} failed: {md_escape(exc)}")
     except Exception as exc:  # anything else: logged with traceback, shown briefly
         log.exception("%s failed", what)
-        st.error(f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). "
+        st.error(f"{md_escape(what)} failed unexpectedly ({type(exc).__name__}: {md_escape(exc)}). "
                  "The details are in the server log.")
 
 
 def model_dir() -> Path | None:
-    """The current model's folder, or None (after telling the user what to do)."""
+    """The current model's folder, or None (after telling the user what to do: train a first
+    model, or, when CURRENT is broken, pick a saved one on the Model page)."""
     try:
         return current_model_dir(get_settings().model_dir)
-    except ModelError as exc:
+    except NoModelYet as exc:
         st.warning(str(exc))
         st.page_link("pages/home.py", label="Train the default model on the home page", icon="🏠")
-        return None
+    except ModelError as exc:
+        log.warning("current model: %s", exc)
+        st.warning(str(exc))
+        st.page_link("pages/model.py", label="Pick a saved model (Model page, Saved models)", icon="⚙️")
+    return None
 
 
 def _stamp(folder: Path) -> float:
@@ -119,8 +129,10 @@ def load_index() -> RecommenderIndex | None:
         return None
     try:
         return _load_index(str(folder), _stamp(folder))
-    except ModelError as exc:
+    except (ModelError, OSError) as exc:   # OSError: the folder went away meanwhile
+        log.warning("loading %s: %s", folder, exc)
         st.error(str(exc))
+        st.page_link("pages/model.py", label="Pick another saved model (Model page, Saved models)", icon="⚙️")
         return None
 
 
@@ -136,7 +148,13 @@ def load_data(location: str):
 
 @st.cache_resource
 def rating_store(path: str) -> RatingStore:
-    """The SQLite store of the ratings people enter (one connection, shared by the pages)."""
+    """The SQLite store of the ratings people enter, shared by the sessions: it opens one connection
+    per thread (a session's script run) and makes each write one short transaction.
+
+    Raises :class:`~engine.user_ratings.RatingStoreError` (a ``ValueError``, so ``friendly_errors``
+    shows it) when the file is locked, not a database or unwritable; that is not cached, so the
+    next run tries again.
+    """
     return RatingStore(path)
 
 
@@ -148,6 +166,8 @@ def saved_profiles() -> dict[str, list[tuple[int, float]]]:
 
 def hidden_movies(*profiles: str) -> list[int]:
     """The movies any of these profiles marked "Not interested" (left out of their lists)."""
+    if not profiles:   # MovieLens users only: the store is not needed
+        return []
     store = rating_store(str(get_settings().ratings_db))
     return sorted({m for name in profiles for m in store.hidden(name)})
 
@@ -163,18 +183,86 @@ def person_label(choice, profiles: dict) -> str:
     return choice if isinstance(choice, str) else f"MovieLens user {choice}"
 
 
+@st.cache_resource
+def job_slot() -> JobSlot:
+    """The server's one slot for Spark training and tuning jobs (shared by every session)."""
+    return JobSlot()
+
+
+@st.cache_resource
+def _admin_gate(password: str) -> AdminGate:
+    return AdminGate(password)
+
+
+def admin_unlocked(what: str) -> bool:
+    """True when this session may ``what`` (train, tune, switch or delete models).
+
+    Always true without ``ADMIN_PASSWORD`` (local use). With it, draws a password form once per
+    session and says why; wrong guesses are slowed down server-wide (see ``AdminGate``).
+    """
+    gate = _admin_gate(get_settings().admin_password)
+    if not gate.required or st.session_state.get("_admin_ok"):
+        return True
+    st.info(f"This server is shared: to {what}, enter the admin password (`ADMIN_PASSWORD`).")
+    with st.form(f"admin_{what}", clear_on_submit=True):
+        guess = st.text_input("Admin password", type="password", key=f"admin_pw_{what}")
+        if st.form_submit_button("Unlock"):
+            try:
+                ok = gate.check(guess)
+            except PermissionError as exc:
+                st.error(str(exc))
+                return False
+            if ok:
+                st.session_state._admin_ok = True
+                st.rerun()
+            st.error("Wrong password.")
+    return False
+
+
+def running_job_note() -> bool:
+    """Shows the server's running training/tuning job, if any; True when one runs."""
+    state = job_slot().state()
+    if state is not None:
+        st.info(state.describe())
+    return state is not None
+
+
 @st.cache_resource(show_spinner="Starting Spark (first time only)…")
 def spark_session():
     from engine.spark import get_spark
     return get_spark(get_settings())
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
+# What md_escape escapes: anything that opens inline markdown (code, emphasis, links and images,
+# HTML and <autolinks>, math, strikethrough, tables, entities) and, at a line's start, a block
+# (heading, quote, list, rule); an underscore inside a word opens nothing and is kept.
+_ESCAPED = re.compile(r"[\\`*\[\]<$~|]|(?<![^\W_])_|_(?![^\W_])|&(?=[#A-Za-z])|^[ \t]*[#>+\-=]", re.M)
+_NUMBERED = re.compile(r"^([ \t]*\d+)([.)])", re.M)   # "1." or "1)" opening a numbered list
+# Links the markdown makes of plain text after unescaping it (http://, www., e-mail) and Streamlit's
+# :icon: and :directive[...] shortcodes: a word joiner (U+2060, invisible) after "://"'s colon, "www",
+# "@" or any colon before a non-space stops them; backslashes cannot.
+_JOINED = re.compile(r"(?i)(:(?=\S)|www(?=\.)|@(?=\w))")
+WORD_JOINER = "\u2060"
 
 
 def md_escape(text) -> str:
-    """Data strings (titles, tags are user-contributed) shown as literal text in markdown."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    """Any string a user or a dataset controls (a link's value, a file's name or cells, a profile name,
+    a title, a tag) as literal text in markdown: no link, image, HTML or formatting can come of it.
+
+    Every element that takes text renders markdown (st.markdown/error/warning/info/caption/toast,
+    labels), and its GFM links bare URLs, so every such string goes through here."""
+    text = _JOINED.sub(lambda m: m.group(1) + WORD_JOINER, str(text))
+    text = _ESCAPED.sub(lambda m: m.group(0)[:-1] + "\\" + m.group(0)[-1], text)
+    return _NUMBERED.sub(r"\1\\\2", text)
+
+
+def chart_text(data, column: str | None = None):
+    """Dataset strings (tags, genres) as Plotly draws them literally: Plotly reads ``<a href>``, ``<b>``
+    and entities in labels and legends, so they are HTML-escaped. ``data``: a list, or a frame whose
+    ``column`` is escaped (a copy)."""
+    if column is None:
+        return [html.escape(str(v), quote=False) for v in data]
+    return data.assign(**{column: chart_text(data[column])})
 
 
 def imdb_url(imdb_id) -> str | None:

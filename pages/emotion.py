@@ -4,14 +4,13 @@ import time
 
 import av
 import cv2
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from engine.emotion import EMOTIONS
-from engine.emotion.detector import EmotionInputError, EmotionRecognizer, draw_faces
+from engine.emotion.detector import EmotionInputError, EmotionRecognizer, decode_image, draw_faces
 from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
@@ -95,14 +94,14 @@ def show_movies(target, emotion: str) -> None:
 def analyse_photo(data: bytes, where) -> None:
     with friendly_errors("Reading the photo"):
         try:
-            faces = model.analyze(data)
+            img = decode_image(data)  # checked (size from the header first), once, upright
+            faces = model.analyze(img)
         except EmotionInputError as exc:
             where.error(str(exc))
             return
         if not faces:
             where.warning("No face found. Face the camera, with your face well lit and not too small.")
             return
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         where.image(cv2.cvtColor(draw_faces(img, faces), cv2.COLOR_BGR2RGB), width=420)
         face = faces[0]
         where.markdown(f"### {EMOJI[face.label]} {face.label} ({face.confidence:.0%})")

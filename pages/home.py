@@ -4,8 +4,8 @@ import streamlit as st
 from engine.model_store import ModelError, NoModelYet, current_model_dir, read_params
 from engine.settings import get_settings
 from engine.training import train_and_save
-from pages._common import (friendly_errors, load_data, model_metrics, progress_bar, spark_session,
-                           through_navigation)
+from pages._common import (admin_unlocked, friendly_errors, job_slot, load_data, model_metrics, progress_bar,
+                           running_job_note, spark_session, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -49,8 +49,9 @@ try:
 except NoModelYet:
     folder = None  # a first run: the section below says so
 except ModelError as exc:
-    folder = None  # e.g. CURRENT names a deleted model
+    folder = None  # e.g. CURRENT names a deleted model, or is not a name at all
     st.warning(f"{exc}")
+    st.page_link("pages/model.py", label="Pick a saved model (Model page, Saved models)", icon="⚙️")
 
 if folder is not None:
     with friendly_errors("Reading the model"):
@@ -76,11 +77,17 @@ else:
     st.subheader("First run")
     st.write(f"No model yet in `{settings.model_dir}`. Training the default bias-corrected ALS model "
              "takes about a minute (here, or `python -m engine train` in a terminal).")
-    if st.button("Train the default model", type="primary"):
+    busy = running_job_note()
+    if admin_unlocked("train the model") and st.button("Train the default model", type="primary",
+                                                       disabled=busy):
         report = progress_bar()
-        with friendly_errors("Training"):
+        with friendly_errors("Training"), job_slot().run("Training the default model", report) as progress:
             data = load_data(settings.movielens_data)
             path, metrics = train_and_save(spark_session(), data, settings.model_dir,
-                                           progress=report)
-            st.success(f"Model {path.name} ready: test RMSE {metrics['test_rmse']:.4f}.")
-            st.rerun()
+                                           progress=progress)
+            if metrics["current"]:
+                st.success(f"Model {path.name} ready: test RMSE {metrics['test_rmse']:.4f}.")
+                st.rerun()
+            # worse than the bias-only baseline: saved, not served
+            st.warning(f"Model {path.name} is saved but not served: {metrics['not_current']}. "
+                       "Tune it on the Model page.")

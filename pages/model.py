@@ -3,11 +3,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from engine.model_store import current_model_dir, delete_model, read_json, saved_models, set_current
+from engine.model_store import current_name, delete_model, read_json, saved_models, set_current
 from engine.settings import get_settings
 from engine.training import ALSConfig, train_and_save, tune
-from pages._common import (friendly_errors, load_data, model_dir, progress_bar, spark_session,
-                           through_navigation)
+from pages._common import (admin_unlocked, friendly_errors, job_slot, load_data, model_dir, progress_bar,
+                           running_job_note, spark_session, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -68,12 +68,14 @@ with tab_tune:
     folds = c[3].number_input("folds", 2, 10, 3, key="grid_folds", persist_state="session")
     fits = len(ranks) * len(iters) * len(regs) * folds + 1
     st.caption(f"{fits} fits. Roughly 3–10 s each on a laptop.")
-    if st.button("Run the grid search", type="primary", disabled=fits <= 1):
+    may_tune = admin_unlocked("tune and train models")
+    busy = running_job_note()
+    if may_tune and st.button("Run the grid search", type="primary", disabled=fits <= 1 or busy):
         report = progress_bar("Starting Spark…")
-        with friendly_errors("Tuning"):
+        with friendly_errors("Tuning"), job_slot().run("Tuning", report) as progress:
             result = tune(spark_session(), load_data(settings.movielens_data),
                           {"rank": ranks, "maxIter": iters, "regParam": regs}, int(folds),
-                          progress=report)
+                          progress=progress)
             st.session_state.cv_result = result
             report(1.0, f"Done: {result['fits']} fits in {result['seconds']} s")
     result = st.session_state.get("cv_result")
@@ -86,14 +88,18 @@ with tab_tune:
         st.plotly_chart(px.imshow(pivot, text_auto=".4f", color_continuous_scale="Viridis_r",
                                   labels={"color": "RMSE"}, title="CV RMSE over rank x regParam"),
                         width="stretch")
-        if st.button("Train the best model and make it current"):
+        if may_tune and st.button("Train the best model and make it current", disabled=busy):
             report = progress_bar()
-            with friendly_errors("Training"):
+            with friendly_errors("Training"), job_slot().run("Training", report) as progress:
                 best = result["best"]
                 cfg = ALSConfig(rank=best["rank"], max_iter=best["maxIter"], reg_param=best["regParam"])
                 path, m = train_and_save(spark_session(), load_data(settings.movielens_data),
-                                         settings.model_dir, cfg, cv=result, progress=report)
-                st.success(f"Saved {path.name}: test RMSE {m['test_rmse']:.4f}. It is now current.")
+                                         settings.model_dir, cfg, cv=result, progress=progress)
+                if m["current"]:
+                    st.success(f"Saved {path.name}: test RMSE {m['test_rmse']:.4f}. It is now current.")
+                else:
+                    st.warning(f"Saved {path.name} but did not make it current: {m['not_current']}. "
+                               "Make it current below if you want it served anyway.")
 
 
 @st.dialog("Delete a saved model")
@@ -102,7 +108,10 @@ def confirm_delete(name: str) -> None:
     if st.button("Delete", type="primary", key="delete_model"):
         with friendly_errors("Deleting the model"):
             freed = delete_model(settings.model_dir, name)
-            st.session_state.pick_model = current_model_dir(settings.model_dir).name   # the picker shows it
+            if current := current_name(settings.model_dir):   # the picker shows it (none: CURRENT is broken)
+                st.session_state.pick_model = current
+            else:
+                st.session_state.pop("pick_model", None)
             st.session_state.model_note = f"Deleted {name} ({freed / 2**20:.1f} MiB freed)."
             st.rerun()
 
@@ -131,6 +140,8 @@ with tab_models:
                 "size_mb": st.column_config.NumberColumn("Size", format="%.1f MiB")})
             current = next((r["model"] for r in rows if r["current"]), None)
             names = [r["model"] for r in rows]
+            if not admin_unlocked("switch or delete models"):
+                st.stop()
             pick, use, drop = st.columns([3, 1, 1], vertical_alignment="bottom")
             choice = pick.selectbox("Model", names, key="pick_model")
             if use.button("Make current", key="use_model", disabled=choice == current, width="stretch"):

@@ -76,7 +76,7 @@ def popular_to_rate(index, store: RatingStore, profile: str, rated: list[int]) -
             with cell.container(border=True, height="stretch"):  # a row of cards, one height
                 year = f"{int(movie['year'])} · " if pd.notna(movie["year"]) else ""
                 st.markdown(f"**{md_escape(movie['title'])}**")
-                st.caption(f"{year}{' · '.join(movie['genres'][:3]) or 'no genre listed'}")
+                st.caption(f"{year}{' · '.join(map(md_escape, movie['genres'][:3])) or 'no genre listed'}")
                 st.feedback("stars", key=f"quick_{movie_id}", on_change=save, args=(movie_id, title))
     st.button("Show other movies", key="quick_other", icon=":material/refresh:", on_click=other_movies,
               help=f"The next {POPULAR_TILES} most-watched movies you have not rated")
@@ -119,8 +119,9 @@ def rate_a_pick(store: RatingStore, profile: str, picks: list[int], hidden: list
                 row = st.columns([5, 1], vertical_alignment="center")
                 row[0].text(index.readable_titles.get(movie_id, f"movie {movie_id}"))
                 if row[1].button("Show again", key=f"unhide_{movie_id}"):
-                    store.unhide(profile, movie_id)
-                    st.rerun()
+                    with friendly_errors("Showing the movie again"):
+                        store.unhide(profile, movie_id)
+                        st.rerun()
 
 
 def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int, float]]) -> None:
@@ -159,7 +160,9 @@ def import_export(index, store: RatingStore, profile: str, mine: list[tuple[int,
 
 def movie_night() -> None:
     """Several people at once: MovieLens users and profiles, one list nobody minds (or the best on average)."""
-    profiles = saved_profiles()
+    profiles = {}
+    with friendly_errors("Reading the saved profiles"):   # MovieLens users can still be picked
+        profiles = saved_profiles()
     chosen = st.multiselect(
         "Who is watching? (two to six people)", [*(PROFILE + p for p in profiles), *map(int, index.user_ids)],
         key="group_members", max_selections=6, format_func=lambda c: person_label(c, profiles),
@@ -175,7 +178,7 @@ def movie_night() -> None:
     if len(chosen) < 2:
         st.info("Add at least two people: profiles rated under *Me (new user)*, or MovieLens users.")
         return
-    members, hidden = {}, hidden_movies(*(c.removeprefix(PROFILE) for c in chosen if isinstance(c, str)))
+    members = {}
     for c in chosen:
         if isinstance(c, str) and c.removeprefix(PROFILE) not in profiles:
             continue   # a profile emptied in another tab since it was picked
@@ -183,6 +186,7 @@ def movie_night() -> None:
         label = f"{label} (profile)" if label in members else label
         members[label] = profiles[c.removeprefix(PROFILE)] if isinstance(c, str) else c
     with friendly_errors("Recommending for the group"):
+        hidden = hidden_movies(*(c.removeprefix(PROFILE) for c in chosen if isinstance(c, str)))
         recs = index.recommend_group(members, n, min_ratings=min_ratings, genres=genres or None,
                                      strategy=strategy, hidden=hidden)
         st.subheader(f"Top {len(recs)} for " + ", ".join(md_escape(m) for m in members))
@@ -244,7 +248,7 @@ elif mode != "Me (new user)":
     with friendly_errors("Reading the history"):
         st.subheader(f"What user {user} rated highest")
         taste = index.user_profile(user)
-        genres_liked = ", ".join(f"{g} ({c})" for g, c in taste["top_genres"]) or "—"
+        genres_liked = ", ".join(f"{md_escape(g)} ({c})" for g, c in taste["top_genres"]) or "—"
         if taste["ratings"]:
             st.caption(f"{taste['ratings']:,} movies rated, {taste['mean_rating']:.2f} ⭐ on average; "
                        f"{'liked most' if taste['liked'] else 'rated most'}: {genres_liked}.")
@@ -252,22 +256,26 @@ elif mode != "Me (new user)":
                      width="stretch", column_config=MOVIE_COLUMNS)
 else:
     st.query_params.pop("user", None)
-    store = rating_store(str(get_settings().ratings_db))
     profile = st.text_input("Your profile name (ratings are saved under it)", "guest", key="profile",
                             persist_state="session",
                             on_change=lambda: st.session_state.pop("quick_offset", None)).strip()  # from the top
     if not profile:
         st.warning("Type a profile name to keep your ratings.")
         st.stop()
-    mine = store.ratings(profile)
-    hidden = store.hidden(profile)   # changed only by callbacks (before this run) or a button that reruns
+    mine = None
+    with friendly_errors("Reading your ratings"):   # e.g. RATINGS_DB is not a database: said, and stop
+        store = rating_store(str(get_settings().ratings_db))
+        # hidden: changed only by callbacks (before this run) or a button that reruns
+        mine, hidden = store.ratings(profile), store.hidden(profile)
+    if mine is None:
+        st.stop()
     st.subheader("Rate movies you know")
     rate, yours = st.columns([3, 2], gap="large")
     with rate:
         query = st.text_input("Find a movie by title", key="rate_query", placeholder="e.g. Toy Story")
         hits = index.search_titles(query, limit=30)
         if hits.empty:
-            st.info(f"No title contains “{query}”.")
+            st.info(f"No title contains “{md_escape(query)}”.")
         else:
             options = {int(m): f"{index.readable_titles[m]} ({r:,} ratings)"
                        for m, r in zip(hits["movieId"], hits["n_ratings"])}
@@ -298,10 +306,12 @@ else:
             new = row[1].select_slider("stars", [x / 2 for x in range(1, 11)], value=rating,
                                        key=f"edit_{movie_id}", label_visibility="collapsed")
             if new != rating:
-                store.set_rating(profile, movie_id, new)
+                with friendly_errors("Saving the rating"):
+                    store.set_rating(profile, movie_id, new)
             if row[2].button("", icon=":material/close:", key=f"del_{movie_id}", help="Remove this rating"):
-                store.remove_rating(profile, movie_id)
-                st.rerun()
+                with friendly_errors("Removing the rating"):
+                    store.remove_rating(profile, movie_id)
+                    st.rerun()
     st.subheader("Recommended for you")
     st.caption(ORDER_NOTES[order])
     if not mine:

@@ -53,7 +53,7 @@ def about_panel(movie_id: int, title: str) -> None:
         fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
         right.plotly_chart(fig, width="stretch")
         if len(p.tags):
-            st.markdown("Tags: " + " ".join(f":gray-badge[{md_escape(t).replace(']', ')')} · {c}]"
+            st.markdown("Tags: " + " ".join(f":gray-badge[{md_escape(t)} · {c}]"   # a badge keeps "\]"
                                             for t, c in p.tags.itertuples(index=False)))
 
 

@@ -8,8 +8,8 @@ import streamlit as st
 from engine.settings import get_settings
 from engine.stats import (EmptySlice, Slice, compute_stats, concentration, log_binned, parse_years,
                           slice_bounds, slice_data, summarize, top_movies)
-from pages._common import (MOVIE_COLUMNS, entered_page, for_display, friendly_errors, load_data,
-                           through_navigation)
+from pages._common import (MOVIE_COLUMNS, chart_text, entered_page, for_display, friendly_errors, load_data,
+                           md_escape, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -70,7 +70,8 @@ def slice_controls(bounds: dict) -> Slice:
         genres = [g.strip() for g in q.get("genres", "").split(",") if g.strip()]
         unknown = [g for g in genres if g not in bounds["genres"]]
         if unknown:
-            st.warning(f"The link names a genre this data does not have: {unknown[0]!r}; left out.")
+            st.warning(f"The link names a genre this data does not have: {md_escape(repr(unknown[0]))}; "
+                       "left out.")
         st.session_state["slice_genres"] = [g for g in genres if g in bounds["genres"]]
         for name in ("released", "rated"):
             if bounds[name] is None:
@@ -82,7 +83,7 @@ def slice_controls(bounds: dict) -> Slice:
                     a, b = parse_years(q[name], name)
                     span = (max(lo, a), min(hi, b)) if a <= hi and b >= lo else span
                 except ValueError as exc:
-                    st.warning(f"In the link: {exc} Showing every year.")
+                    st.warning(f"In the link: {md_escape(exc)} Showing every year.")
             st.session_state[f"slice_{name}"] = span
 
     st.sidebar.header("Slice the data")
@@ -119,16 +120,16 @@ with friendly_errors("Loading the dataset"):
     try:
         s = stats_for(location, part)
     except EmptySlice as exc:
-        st.caption(f"Source: {location}")
-        st.warning(str(exc))
+        st.caption(f"Source: {md_escape(location)}")
+        st.warning(md_escape(exc))
         st.stop()
     c = s.counts
     if part.everything:
-        st.caption(f"Source: {location} · To look at part of it (genres, release years, years rated), use "
-                   "*Slice the data* in the sidebar.")
+        st.caption(f"Source: {md_escape(location)} · To look at part of it (genres, release years, years rated), "
+                   "use *Slice the data* in the sidebar.")
     else:
         w = whole.counts
-        st.info(f"**Slice: {part.describe()}**: {c['ratings']:,} ratings ({c['ratings'] / w['ratings']:.1%} "
+        st.info(f"**Slice: {md_escape(part.describe())}**: {c['ratings']:,} ratings ({c['ratings'] / w['ratings']:.1%} "
                 f"of all), {c['movies']:,} of {w['movies']:,} movies, {c['users']:,} of {w['users']:,} users. "
                 "The address bar links to this slice.", icon="🔎")
     cols = st.columns(6)
@@ -176,7 +177,7 @@ with friendly_errors("Loading the dataset"):
         mean = lambda values: (values["rating"] * values["count"]).sum() / values["count"].sum()
         left.caption(f"Mean rating {mean(s.rating_values):.2f} in this slice, {mean(whole.rating_values):.2f} "
                      "over all ratings.")
-    fig = px.bar(s.genres.sort_values("movies"), x="movies", y="genre", orientation="h",
+    fig = px.bar(chart_text(s.genres.sort_values("movies"), "genre"), x="movies", y="genre", orientation="h",
                  color="mean_rating", color_continuous_scale="Viridis", height=height,
                  title="Movies per genre, coloured by mean rating",
                  hover_data={"ratings": ":,", "mean_rating": ":.2f"}, labels={"mean_rating": "mean rating"})
@@ -189,7 +190,7 @@ with friendly_errors("Loading the dataset"):
                   height=height, hover_data={"mean_rating": ":.2f"}, labels={"mean_rating": "mean rating"})
     left.plotly_chart(fig, width="stretch")
     if len(s.top_tags):
-        fig = px.bar(s.top_tags.sort_values("count"), x="count", y="tag", orientation="h",
+        fig = px.bar(chart_text(s.top_tags.sort_values("count"), "tag"), x="count", y="tag", orientation="h",
                      title="Top tags", height=height)
         fig.update_yaxes(dtick=1)
         right.plotly_chart(fig, width="stretch")
@@ -201,6 +202,7 @@ with friendly_errors("Loading the dataset"):
         trend = s.genre_years[s.genre_years["genre"].isin(top)].merge(
             s.ratings_per_year[["year", "ratings"]].rename(columns={"ratings": "of_year"}), on="year")
         trend["share"] = trend["ratings"] / trend["of_year"]
+        trend, top = chart_text(trend, "genre"), chart_text(top)
         fig = px.line(trend, x="year", y="share", color="genre", markers=True, height=420,
                       category_orders={"genre": top}, hover_data={"ratings": ":,"},
                       title="Genres over the years: share of each year's ratings (the six most rated genres)",

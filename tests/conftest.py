@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -20,37 +21,109 @@ SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"   # as scripts/ensure_chromium.sh finds it
+MISSING_MOVIELENS = ("real MovieLens data absent: put ml-latest-small.zip in ../shared/data "
+                     "or set MOVIELENS_DATA to it")
+MISSING_FER = "FER2013 absent: put fer2013.zip in ../shared/data or set FER2013_DATA"
+MISSING_CHROMIUM = "Chromium missing: `make test` installs Debian's (scripts/ensure_chromium.sh)"
+MISSING_JAVA = "Java 17+ missing: `make test` says how to install it (scripts/check_java.sh)"
+
+
 def real_movielens() -> Path | None:
+    """ml-latest-small: ``MOVIELENS_DATA`` when set (the real-data tests expect that release),
+    else ``../shared/data/ml-latest-small.zip``."""
     env = os.environ.get("MOVIELENS_DATA")
-    if env and Path(env).exists() and "ml-latest-small" in env:
-        return Path(env)
+    if env:
+        return Path(env) if Path(env).exists() else None
     path = SHARED / "ml-latest-small.zip"
     return path if path.exists() else None
 
 
 def real_fer() -> Path | None:
     env = os.environ.get("FER2013_DATA")
-    if env and Path(env).exists():
-        return Path(env)
+    if env:
+        return Path(env) if Path(env).exists() else None
     path = SHARED / "fer2013.zip"
     return path if path.exists() else None
 
 
+def has_chromium() -> bool:
+    return Path(CHROMIUM).exists()
+
+
+def has_java() -> bool:
+    from engine.spark import java_version
+    return (java_version() or 0) >= 17
+
+
+# ---------------------------------------------------------------- strict runs (CI) vs local runs
+def pytest_addoption(parser):
+    parser.addoption("--require-all", action="store_true",
+                     help="fail (never skip) when the real data, Chromium or Java is missing; "
+                          "on by default when CI=true")
+
+
+def strict(config=None) -> bool:
+    """CI=true or --require-all: what the suite needs missing is a failure, not a skip."""
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        return True
+    config = config or _CONFIG.get("config")
+    return bool(config and config.getoption("--require-all"))
+
+
+_CONFIG: dict = {}
+_NOT_RUN: dict[str, int] = {}
+
+
+def pytest_configure(config):
+    _CONFIG["config"] = config
+
+
+def pytest_sessionstart(session):
+    """Under CI, check everything up front: a run missing half its tests fails in its first minute."""
+    if not strict(session.config):
+        return
+    missing = [why for ok, why in ((real_movielens(), MISSING_MOVIELENS), (real_fer(), MISSING_FER),
+                                   (has_chromium(), MISSING_CHROMIUM), (has_java(), MISSING_JAVA)) if not ok]
+    if missing:
+        pytest.exit("CI run (CI=true or --require-all) without what the suite needs:\n  - "
+                    + "\n  - ".join(missing), returncode=3)
+
+
+def need(ok, reason: str):
+    """Skip with ``reason`` when ``ok`` is falsy, or fail under a strict run; returns ``ok``."""
+    if not ok:
+        if strict():
+            pytest.fail(f"required in a CI run: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return ok
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.when == "setup" and isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+        _NOT_RUN[reason] = _NOT_RUN.get(reason, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Locally, say loudly what did not run (CI fails instead of skipping)."""
+    if not _NOT_RUN:
+        return
+    total = sum(_NOT_RUN.values())
+    terminalreporter.section(f"NOT RUN: {total} tests skipped", sep="!", red=True, bold=True)
+    for reason, count in sorted(_NOT_RUN.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"  {count:3d} x {reason}", red=True)
+    terminalreporter.write_line("  A CI run (CI=true or --require-all) fails on these instead.", bold=True)
+
+
 @pytest.fixture(scope="session")
 def movielens_zip() -> Path:
-    path = real_movielens()
-    if path is None:
-        pytest.skip("real MovieLens data absent: put ml-latest-small.zip in ../shared/data "
-                    "or set MOVIELENS_DATA")
-    return path
+    return need(real_movielens(), MISSING_MOVIELENS)
 
 
 @pytest.fixture(scope="session")
 def fer_zip() -> Path:
-    path = real_fer()
-    if path is None:
-        pytest.skip("FER2013 absent: put fer2013.zip in ../shared/data or set FER2013_DATA")
-    return path
+    return need(real_fer(), MISSING_FER)
 
 
 @pytest.fixture(scope="session")

@@ -301,7 +301,7 @@ def test_titles_shown_as_people_write_them(app_env):
     """MovieLens's "Movie 5, The (1984)" reads "The Movie 5" (the year has its own column); genres are chips."""
     at = similar_page(5)
     no_exception(at)
-    assert any(h.value == "Most similar to The Movie 5 \\(1984\\)" for h in at.subheader), \
+    assert any(h.value == "Most similar to The Movie 5 (1984)" for h in at.subheader), \
         [h.value for h in at.subheader]
     df = at.dataframe[0].value
     assert df["genres"].map(lambda g: not isinstance(g, str) and all(isinstance(x, str) for x in g)).all()
@@ -419,17 +419,27 @@ def test_bad_data_is_a_message(app_env, monkeypatch, tmp_path):
 
 
 def test_unknown_user_error_is_clear(app_env):
-    at = open_page("pages/recommendations.py")
-    # a stale user id in the session (e.g. after switching to a smaller model)
-    at.session_state["rec_user"] = 5
+    # a stale user id in the session (e.g. after switching to a smaller model): 999 is not in it.
+    # Set before the page draws its picker (AppTest cannot hold a picker value outside its options).
+    at = open_page("pages/home.py")
+    at.session_state["rec_user"] = 999
+    at.switch_page("pages/recommendations.py")
     at.run()
     no_exception(at)
+    shown = [e.value for e in at.error] + [w.value for w in at.warning]
+    headings = [h.value for h in at.subheader]
+    assert any("999" in m for m in shown) or (
+        at.selectbox(key="rec_user").value != 999 and any(h.startswith("Top ") for h in headings)), (shown, headings)
+    assert not any(h.endswith("user 999") for h in headings)
 
 
 def test_model_page_tables(app_env):
     at = open_page("pages/model.py")
     no_exception(at)
-    assert at.dataframe  # ranking table and saved models
+    rankers = at.dataframe[0].value["ranker"].tolist()
+    assert rankers[0] == "Top picks (implicit ALS)" and "Most popular" in rankers
+    saved = at.dataframe[-1].value
+    assert saved["model"].tolist() == [app_env[1].name] and saved["current"].tolist() == [True]
 
 
 def test_saved_models_tab_switches_and_deletes(app_env, monkeypatch, tmp_path):

@@ -65,6 +65,12 @@ def test_train_and_evaluate(env):
         assert key in saved
     fresh = run_cli(env, "evaluate", "--json")
     assert fresh["test_rmse"] == pytest.approx(saved["test_rmse"], abs=1e-3)  # seeded protocol
+    assert fresh["settings"]["split_seed"] == saved["split_seed"] and fresh["settings"]["rank"] == 4
+    # every flag acts, and the JSON echoes what ran: another split seed is another test set
+    other = run_cli(env, "evaluate", "--split-seed", "7", "--rank", "3", "--json")
+    assert other["settings"]["split_seed"] == other["split_seed"] == 7 and other["settings"]["rank"] == 3
+    assert other["n_test"] != fresh["n_test"]       # the seeded split of this data: deterministic
+    assert "takes no --rank" in run_cli(env, "evaluate", "--saved", "--rank", "3", "--json", expect=2)["error"]
 
 
 def test_recommend_and_similar(env):
@@ -237,7 +243,11 @@ def test_stats_of_a_slice(env, small_data):
 
 def test_tune(env):
     out = run_cli(env, "tune", "--folds", "2", "--ranks", "2,4", "--iters", "5", "--regs", "0.1", "--json")
-    assert out["folds"] == 2 and len(out["table"]) == 2 and out["best"]["rank"] in (2, 4)
+    assert out["folds"] == 2 and len(out["table"]) == 2
+    assert {r["rank"] for r in out["table"]} == {2, 4} and all(r["rmse"] > 0 for r in out["table"])
+    lowest = min(out["table"], key=lambda r: r["rmse"])      # "best" is the lowest-RMSE grid point
+    assert out["best"] == {k: lowest[k] for k in ("rank", "maxIter", "regParam")}
+    assert out["best_rmse"] == lowest["rmse"]
 
 
 def test_mood(env):
@@ -271,7 +281,8 @@ def test_models_list_switch_and_delete(env):
     shutil.copytree(root / current, root / "als-copy")
     rows = run_cli(env, "models", "--json")["models"]
     assert {r["model"] for r in rows} == {current, "als-copy"} and sum(r["current"] for r in rows) == 1
-    assert run_cli(env, "models", "--use", "als-copy", "--json")["models"][0]["model"] in (current, "als-copy")
+    switched = run_cli(env, "models", "--use", "als-copy", "--json")["models"]
+    assert [r["model"] for r in switched if r["current"]] == ["als-copy"]
     assert (root / "CURRENT").read_text().strip() == "als-copy"
     run_cli(env, "models", "--use", current)
     refused = run_cli(env, "models", "--delete", current, "--json", expect=3)
@@ -281,3 +292,26 @@ def test_models_list_switch_and_delete(env):
     assert done.startswith("Deleted als-copy (") and f"* {current}" in table and "als-copy" not in table
     assert not (root / "als-copy").exists()
     assert "No model named 'als-copy'" in run_cli(env, "models", "--use", "als-copy", "--json", expect=3)["error"]
+
+
+def _cli_process(env, *args):
+    done = subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return done.returncode, (json.loads(lines[-1]) if "--json" in args and lines else done.stdout), done.stderr
+
+
+def test_exit_codes_of_the_cli_process_itself(env, tmp_path):
+    """`python -m engine` as a process, its own Spark start included: 0 ok, 2 bad input,
+    3 no model, 4 Spark unavailable (no Java)."""
+    code, out, _ = _cli_process(env, "stats", "--spark", "--json")      # starts its own JVM
+    assert code == 0 and out["counts"]["ratings"] > 0, out
+    code, out, _ = _cli_process(env, "stats", "--genres", "Noir", "--json")
+    assert code == 2 and "Unknown genre 'Noir'" in out["error"] and out["code"] == 2
+    code, out, _ = _cli_process(dict(env, MODEL_DIR=str(tmp_path / "none")), "recommend", "--user", "5", "--json")
+    assert code == 3 and out["code"] == 3 and "model" in out["error"].lower()
+    no_java = dict(env, JAVA_HOME=str(tmp_path / "no-jdk"), PATH="/usr/bin:/bin")
+    no_java.pop("SPARK_HOME", None)
+    code, out, stderr = _cli_process(no_java, "train", "--json")
+    assert code == 4 and out["code"] == 4 and "Java" in out["error"] and "openjdk-17" in out["error"], stderr
+    assert "Traceback" not in stderr

@@ -1,7 +1,6 @@
 """Command line for the emotion model: train, ensemble, evaluate, predict, prepare."""
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -15,7 +14,8 @@ from .model_file import STORAGES
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
-    parser = argparse.ArgumentParser(prog="python -m engine.emotion")
+    from ..cli import JsonArgumentParser   # usage errors under --json are one JSON object too
+    parser = JsonArgumentParser(prog="python -m engine.emotion")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train the CNN on FER2013")
     p.add_argument("--data", required=True, help="fer2013.zip, its folder, or fer2013.csv")
@@ -126,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .detector import EmotionInputError, EmotionRecognizer
     try:
+        if args.command == "predict":   # the image first: a wrong path is told before the model loads
+            path = Path(args.image)
+            if path.is_dir():
+                raise EmotionInputError(f"{path} is a folder: give one image file (JPEG, PNG, ...).")
+            if not path.is_file():
+                raise EmotionInputError(f"{path}: no such file.")
         started = time.perf_counter()
         recognizer = EmotionRecognizer.load(args.model)
         if args.command == "prepare":
@@ -140,8 +146,6 @@ def main(argv: list[str] | None = None) -> int:
                               for k, v in payload["per_class"].items()))
         else:
             path = Path(args.image)
-            if not path.exists():
-                raise EmotionInputError(f"{path}: no such file.")
             faces = recognizer.analyze(path.read_bytes())
             payload = {"image": str(path), "faces": [f.as_dict() for f in faces]}
             text = "\n".join(f"{f.label} {f.confidence:.0%} at {f.box}" for f in faces) or "no face found"
@@ -154,10 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(args, message: str, code: int) -> int:
-    if getattr(args, "json", False):
-        print(json.dumps({"error": message, "exit_code": code}))
-    sys.stderr.write(f"error: {message}\n")
-    return code
+    from ..cli import print_error
+    return print_error(message, code, getattr(args, "json", False))
 
 
 def evaluate(recognizer, data: str, batch: int = 512) -> dict:

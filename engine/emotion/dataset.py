@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +60,11 @@ def load_split(path: str | Path, split: str) -> FerSplit:
 
 
 def _decode_gray(data: bytes, where: str) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise FerDataError(f"{where}: not a readable image. Replace or delete the file.")
+    from .detector import EmotionInputError, decode_image  # checked decoding; detector imports us
+    try:
+        img = decode_image(data, cv2.IMREAD_GRAYSCALE)
+    except EmotionInputError as exc:
+        raise FerDataError(f"{where}: not a readable image ({exc}) Replace or delete the file.") from exc
     if img.shape != (IMAGE_SIZE, IMAGE_SIZE):
         img = cv2.resize(img, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
     return img
@@ -99,7 +102,7 @@ def _load_zip(path: Path, split: str) -> FerSplit:
                 continue
             try:
                 data = zf.read(info)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise FerDataError(f"{path}: member {info.filename} is damaged ({exc}); "
                                    "the zip is truncated or corrupt, download it again.") from exc
             images.append(_decode_gray(data, f"{path}:{info.filename}"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,11 @@ log = logging.getLogger(__name__)
 DETECT_WIDTH = 320
 MIN_FACE = 40            # pixels, in the original image
 MAX_PIXELS = 40_000_000  # 40 MP: larger inputs are refused, not decoded
+MAX_DECODES = 2          # images decoded at once: each may take MAX_PIXELS x 3 bytes and more
+DECODE_WAIT_S = 30.0     # how long a decode waits for a free slot before saying "busy"
 CASCADE = "haarcascade_frontalface_default.xml"
+
+_decode_slots = threading.BoundedSemaphore(MAX_DECODES)
 
 
 class EmotionInputError(ValueError):
@@ -64,18 +69,7 @@ def to_gray(image, color_order: str = "bgr") -> np.ndarray:
         color_order: 'bgr' (OpenCV, webcam frames) or 'rgb' (PIL, browsers).
     """
     if isinstance(image, (bytes, bytearray, memoryview)):
-        data = bytes(image)
-        if not data:
-            raise EmotionInputError("The image is empty (0 bytes). Upload a JPEG, PNG or WebP photo.")
-        header = np.frombuffer(data[:64], np.uint8)
-        if not _looks_like_image(data):
-            raise EmotionInputError("These bytes are not a JPEG, PNG or WebP image. Upload a photo "
-                                    "in one of those formats.")
-        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if decoded is None:
-            raise EmotionInputError(f"The image could not be decoded (corrupt or truncated "
-                                    f"{_format_name(header)} file). Try another photo.")
-        image, color_order = decoded, "bgr"
+        image, color_order = decode_image(image), "bgr"
     if not isinstance(image, np.ndarray):
         raise EmotionInputError(f"Expected an image array or image bytes, got {type(image).__name__}.")
     if image.size == 0 or image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
@@ -101,14 +95,109 @@ def to_gray(image, color_order: str = "bgr") -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
-def _looks_like_image(data: bytes) -> bool:
-    return (data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"
-            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"))
+def decode_image(data, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """The pixels of JPEG, PNG or WebP bytes, refused from the header alone when too large.
+
+    The size is read from the file's header (:func:`image_header`) before OpenCV sees the
+    bytes, so a small file declaring a huge image costs no memory; at most
+    :data:`MAX_DECODES` images decode at once. ``cv2.IMREAD_COLOR`` (the default) gives
+    BGR, turned upright as its EXIF orientation says.
+    """
+    data = bytes(data)
+    if not data:
+        raise EmotionInputError("The image is empty (0 bytes). Upload a JPEG, PNG or WebP photo.")
+    kind, width, height = image_header(data)
+    if width * height > MAX_PIXELS:
+        raise EmotionInputError(f"The image is too large ({width}x{height} pixels); the limit is "
+                                f"{MAX_PIXELS // 1_000_000} megapixels. Resize it first.")
+    if not _decode_slots.acquire(timeout=DECODE_WAIT_S):
+        raise EmotionInputError("Too many photos are being read at once. Try again in a moment.")
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:  # OpenCV's own checks; the header said otherwise
+        decoded = None
+    finally:
+        _decode_slots.release()
+    if decoded is None or decoded.size == 0:
+        raise _corrupt(kind)
+    return decoded
 
 
-def _format_name(header: np.ndarray) -> str:
-    raw = header.tobytes()
-    return "JPEG" if raw[:2] == b"\xff\xd8" else "PNG" if raw[:4] == b"\x89PNG" else "WebP"
+def image_header(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) of JPEG, PNG or WebP bytes, read from the header, nothing decoded.
+
+    Other formats, and headers that cannot be read, raise :class:`EmotionInputError`.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        kind, size = "PNG", _png_size(data)
+    elif data[:3] == b"\xff\xd8\xff":
+        kind, size = "JPEG", _jpeg_size(data)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        kind, size = "WebP", _webp_size(data)
+    else:
+        raise EmotionInputError("These bytes are not a JPEG, PNG or WebP image. Upload a photo "
+                                "in one of those formats.")
+    if size is None or min(size) <= 0:
+        raise _corrupt(kind)
+    return (kind, *size)
+
+
+def _corrupt(kind: str) -> EmotionInputError:
+    return EmotionInputError(f"The image could not be decoded (corrupt or truncated {kind} file). "
+                             "Try another photo.")
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """From IHDR, which must be the first chunk."""
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+_JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xD8)}   # TEM, RST0-7: markers without a segment
+_JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """From the first frame header (SOFn), walking the segments as libjpeg does."""
+    i, n = 2, len(data)
+    while True:
+        i = data.find(b"\xff", i)  # bytes between segments are skipped, as libjpeg does
+        if i < 0:
+            return None
+        while i < n and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i + 2 >= n:
+            return None
+        marker, i = data[i], i + 1
+        if marker == 0x00 or marker in _JPEG_NO_LENGTH:  # 0xFF00: a stuffed byte, not a marker
+            continue
+        if marker in (0xD8, 0xD9, 0xDA):  # SOI again, EOI or a scan before any frame header
+            return None
+        if marker in _JPEG_SOF:
+            if i + 7 > n:
+                return None
+            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 3:i + 5], "big")
+        length = int.from_bytes(data[i:i + 2], "big")
+        if length < 2:
+            return None
+        i += length
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """From the first chunk: VP8 (lossy), VP8L (lossless) or VP8X (the canvas of extended files)."""
+    if len(data) < 30:
+        return None
+    chunk, body = data[12:16], data[20:30]
+    if chunk == b"VP8 " and body[3:6] == b"\x9d\x01\x2a":
+        return (int.from_bytes(body[6:8], "little") & 0x3FFF,
+                int.from_bytes(body[8:10], "little") & 0x3FFF)
+    if chunk == b"VP8L" and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1
+    return None
 
 
 def crop_face(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
