@@ -40,9 +40,11 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Data: MOVIELENS_DATA, else ../shared/data/ml-latest-small.zip, else fetch (GroupLens or PyPI fallback).
+# Under CI=true a missing dataset stops the run at once (CI tests on the shared data, never a download).
 data: venv
 	@$(PY) -c "from engine.settings import get_settings; import os,sys; sys.exit(0 if '://' in get_settings().movielens_data or os.path.exists(get_settings().movielens_data) else 1)" \
-	  || $(PY) -m engine fetch
+	  || { case "$${CI:-}" in true|1|yes) echo "CI: no MovieLens data (put ml-latest-small.zip in ../shared/data or set MOVIELENS_DATA)"; exit 3;; esac; \
+	       $(PY) -m engine fetch; }
 
 model: venv
 	@test -f "$${MODEL_DIR:-models/als}/CURRENT" || { echo "No ALS model yet: training the default one (about a minute)..."; $(PY) -m engine train; }

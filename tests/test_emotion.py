@@ -103,6 +103,7 @@ def test_no_face_is_empty_not_error(recognizer):
     assert recognizer.analyze(np.full((480, 640, 3), 127, np.uint8)) == []
 
 
+@pytest.mark.integration  # a real FER2013 face (happy_frame)
 def test_detects_and_draws_a_face(recognizer, happy_frame):
     faces = recognizer.analyze(happy_frame)
     assert len(faces) == 1
@@ -426,6 +427,7 @@ def test_architectures():
         make_model("resnet")
 
 
+@pytest.mark.integration  # a real FER2013 face (happy_frame)
 def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, happy_frame):
     import keras
     from engine.emotion.ensemble import build_ensemble, members_of
@@ -734,6 +736,7 @@ def test_weight_average_and_batch_norm_recalibration(tmp_path, arch):
     assert all(l.rate > 0 for l in target.layers if isinstance(l, keras.layers.Dropout))
 
 
+@pytest.mark.integration  # a real FER2013 face (happy_frame)
 def test_cli_predict_and_errors(tmp_path, happy_frame):
     img = tmp_path / "face.png"
     cv2.imwrite(str(img), happy_frame)
