@@ -8,17 +8,21 @@ export PYTHONPATH := $(CURDIR)
 EMOTION_FILE  := $(or $(EMOTION_MODEL_DIR),models/emotion)/emotion.keras
 EMOTION_STAMP := $(VENV)/.emotion-ready-$(shell cat $(EMOTION_FILE) requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast bench java venv data model emotion chromium clean
+.PHONY: run test test-fast soak bench java venv data model emotion chromium clean
 
 run: java venv data model emotion
 	$(VENV)/bin/streamlit run streamlit_app.py
 
 # CI=true (set by .ci/run) makes pytest fail, not skip, when the data, Chromium or Java is missing.
 test: java venv data chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-fast: java venv
 	$(PY) -m pytest -q -m "not browser and not slow"
+
+# Releases: the live webcam soak for an hour per video (make test runs it for 3 minutes each).
+soak: java venv data chromium
+	SOAK_SECONDS=3600 $(PY) -m pytest -q -s tests/test_soak.py
 
 bench: java venv data model
 	$(PY) bench/bench_als.py

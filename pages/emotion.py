@@ -61,19 +61,25 @@ with st.sidebar:
                                                for k, v in settings.mood_genres.items()))
 
 
-def show_probabilities(target, probs: dict, title: str) -> None:
+def show_probabilities(target, probs: dict, title: str, key: str | None = None) -> None:
+    """The bar chart of ``probs``. The live loop redraws it many times in one script run: each
+    draw needs its own ``key``, or the second identical chart (a still face) is a duplicate element."""
     df = pd.DataFrame({"emotion": list(probs), "probability": list(probs.values())})
     fig = px.bar(df, x="probability", y="emotion", orientation="h", range_x=[0, 1], title=title)
     fig.update_layout(height=280, margin=dict(l=10, r=10, t=40, b=10))
-    target.plotly_chart(fig, width="stretch")
+    target.plotly_chart(fig, width="stretch", key=key)
 
+
+PHOTO_MB = 10   # the photo uploader's own limit, below the server's (.streamlit/config.toml)
 
 MOOD_COLUMNS = {**MOVIE_COLUMNS, "score": st.column_config.NumberColumn(
     "Score", format="%.2f ⭐", help="Mean rating pulled toward the overall mean when a movie has few ratings "
                                   "(a Bayesian average), so a handful of 5-star votes does not top the list.")}
 
 
-def show_movies(target, emotion: str) -> None:
+def show_movies(target, emotion: str, key: str | None = None) -> None:
+    """The movies for ``emotion``; ``key``: as for :func:`show_probabilities` (the live loop shows a
+    mood's list again whenever the mood comes back)."""
     if index is None:
         target.info("Train a recommender (home page) to see movies for your mood.")
         return
@@ -86,7 +92,7 @@ def show_movies(target, emotion: str) -> None:
             st.subheader(f"{EMOJI.get(emotion, '')} Feeling {emotion}? Try these")
             cols = ["title", "year", "genres"] + [c for c in ("predicted_rating", "score") if c in movies]
             shown = for_display(movies[["movieId"] + cols])[cols + ["similar"]]
-            st.dataframe(shown, hide_index=True, width="stretch", column_config=MOOD_COLUMNS)
+            st.dataframe(shown, hide_index=True, width="stretch", column_config=MOOD_COLUMNS, key=key)
             st.caption(f"Genres: {', '.join(settings.mood_genres[emotion])} · ranked by "
                        f"{movies['ranked_by'].iloc[0] if len(movies) else '—'} · {ms:.1f} ms")
 
@@ -146,8 +152,8 @@ with photo:
         analyse_photo(shot.getvalue(), photo)
 
 with upload:
-    file = st.file_uploader("A photo with a face (JPEG, PNG or WebP, up to 10 MB)",
-                            type=["jpg", "jpeg", "png", "webp"], key="mood_upload")
+    file = st.file_uploader(f"A photo with a face (JPEG, PNG or WebP, up to {PHOTO_MB} MB)",
+                            type=["jpg", "jpeg", "png", "webp"], key="mood_upload", max_upload_size=PHOTO_MB)
     if file is not None:
         analyse_photo(file.getvalue(), upload)
 
@@ -214,18 +220,21 @@ with about:
 # Last: while the camera plays this loop holds the script, so every other tab is drawn first.
 with live:
     if ctx is not None and ctx.state.playing:
-        shown = None
+        shown, drawn, draws = None, None, 0
         while ctx.state.playing:
             reading = processor.latest()
             if reading is not None:
                 stats_box.caption(f"{reading.fps:.1f} frames/s processed · faces in view: {reading.faces}")
                 if reading.label:
                     label_box.markdown(f"## {EMOJI[reading.label]} {reading.label}")
-                    show_probabilities(chart_box, reading.probabilities, "Smoothed over recent frames")
+                    probs = {e: round(p, 3) for e, p in reading.probabilities.items()}
+                    if probs != drawn:   # a still face: nothing new to send
+                        drawn, draws = probs, draws + 1
+                        show_probabilities(chart_box, probs, "Smoothed over recent frames", key=f"live_probs_{draws}")
                     if reading.label != shown:  # refresh the list only when the mood changes
-                        shown = reading.label
+                        shown, draws = reading.label, draws + 1
                         movies_box.empty()
-                        show_movies(movies_box, shown)
+                        show_movies(movies_box, shown, key=f"live_movies_{draws}")
                 else:
                     label_box.info("Looking for a face…")
             time.sleep(0.3)

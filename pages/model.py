@@ -81,13 +81,16 @@ with tab_tune:
     result = st.session_state.get("cv_result")
     if result:
         table = pd.DataFrame(result["table"])
-        st.subheader(f"{result['folds']}-fold CV: best RMSE {result['best_rmse']:.4f} at {result['best']}")
+        best = result["best"]
+        st.subheader(f"{result['folds']}-fold CV: best RMSE {result['best_rmse']:.4f} at rank {best['rank']}, "
+                     f"maxIter {best['maxIter']}, regParam {best['regParam']:g}")
         st.dataframe(table, hide_index=True, width="stretch")
         it = st.selectbox("Heatmap for maxIter", sorted(table["maxIter"].unique()), key="heat_iter")
         pivot = table[table["maxIter"] == it].pivot_table(index="rank", columns="regParam", values="rmse")
-        st.plotly_chart(px.imshow(pivot, text_auto=".4f", color_continuous_scale="Viridis_r",
-                                  labels={"color": "RMSE"}, title="CV RMSE over rank x regParam"),
-                        width="stretch")
+        heat = px.imshow(pivot, text_auto=".4f", color_continuous_scale="Viridis_r",
+                         labels={"color": "RMSE"}, title="CV RMSE over rank x regParam")
+        heat.update_xaxes(type="category").update_yaxes(type="category")   # ticks at the grid's values only
+        st.plotly_chart(heat, width="stretch")
         if may_tune and st.button("Train the best model and make it current", disabled=busy):
             report = progress_bar()
             with friendly_errors("Training"), job_slot().run("Training", report) as progress:

@@ -127,6 +127,17 @@ def assert_no_error(page) -> None:
     assert not found, found
 
 
+def _webcam_page(playwright, server: str, video, width: int = 1400, height: int = 1100):
+    """A fresh Chromium whose fake camera plays ``video`` (Y4M, looped), on the emotion page."""
+    browser = _browser(playwright, ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                                    f"--use-file-for-fake-video-capture={video}"])
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.grant_permissions(["camera"], origin=server)
+    page = context.new_page()
+    page.goto(f"{server}/emotion")
+    return browser, page
+
+
 def _step_slider(page, steps: int, nth: int = 0) -> None:
     """Move the nth slider by keyboard, as a user can."""
     page.get_by_role("slider").nth(nth).focus()
@@ -393,12 +404,7 @@ def test_live_webcam_reads_happy(server, playwright, fer_zip, tmp_path):
     from engine.emotion.frames import face_frame, write_y4m
     frame = face_frame(fer_zip, "happy", recognizer=EmotionRecognizer.load())
     video = write_y4m(tmp_path / "happy.y4m", [frame], fps=15, repeat=45)  # 3 s, looped by Chromium
-    browser = _browser(playwright, ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                                    f"--use-file-for-fake-video-capture={video}"])
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    context.grant_permissions(["camera"], origin=server)
-    page = context.new_page()
-    page.goto(f"{server}/emotion")
+    browser, page = _webcam_page(playwright, server, video)
     page.get_by_role("heading", name=re.compile("Mood from your face")).wait_for(timeout=90000)
     frame_el = page.frame_locator("iframe[title*='streamlit_webrtc']").first
     frame_el.get_by_role("button", name="START").click(timeout=60000)

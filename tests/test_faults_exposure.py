@@ -115,3 +115,23 @@ def test_a_running_job_is_shown_and_blocks_another(app_env):
         no_exception(at)
         assert any("Tuning is running" in i.value and "25% done: fit 3 of 12" in i.value for i in at.info)
         assert next(b for b in at.button if b.label == "Run the grid search").disabled
+
+
+def test_one_upload_limit_said_the_same_everywhere():
+    """The server's cap is the largest uploader's own limit: a file the ratings uploader accepts
+    never meets the server's raw 'Request failed with status code 413'."""
+    import re
+    import tomllib
+
+    from conftest import REPO
+    from engine.rating_files import MAX_BYTES
+    server_mb = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
+    limits = {}
+    for page in (REPO / "pages").glob("*.py"):
+        for call in re.findall(r"file_uploader\((.*?)\)\n", page.read_text(), re.S):
+            assert "max_upload_size=" in call, f"{page.name}: an uploader without its own limit"
+            limits[page.name] = call
+    assert set(limits) == {"emotion.py", "recommendations.py"}
+    assert server_mb * 2**20 == MAX_BYTES                 # the ratings import's limit is the server's
+    photo_mb = int(re.search(r"^PHOTO_MB = (\d+)", (REPO / "pages" / "emotion.py").read_text(), re.M).group(1))
+    assert 0 < photo_mb <= server_mb
