@@ -14,7 +14,7 @@ run: java venv data model emotion
 	$(VENV)/bin/streamlit run streamlit_app.py
 
 # CI=true (set by .ci/run) makes pytest fail, not skip, when the data, Chromium or Java is missing.
-test: java venv data chromium
+test: java venv data emotion chromium
 	$(PY) -m pytest -q --durations=20
 
 test-fast: java venv

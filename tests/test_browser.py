@@ -347,7 +347,11 @@ def test_new_user_ratings_survive_reload(server, playwright, real_model):
         box = page.get_by_label("Find a movie by title")
         box.fill(title)
         box.press("Enter")
-        page.locator(".st-key-rate_pick", has_text=found).wait_for(timeout=30000)   # the search drew
+        page.wait_for_function(   # the search drew its pick (shown as text, or as the value of its input)
+            "([found]) => { const pick = document.querySelector('.st-key-rate_pick');"
+            " return !!pick && (pick.innerText.includes(found) ||"
+            " [...pick.querySelectorAll('input')].some(i => i.value.includes(found))); }",
+            arg=[found], timeout=30000)
         _wait_idle(page)
         page.locator(".st-key-rate_stars").get_by_role("radio", name="5 out of 5 stars").click()
         _wait_idle(page)

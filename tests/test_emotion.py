@@ -593,7 +593,7 @@ def test_a_differently_ordered_copy_is_refused_for_its_other_validation_split(tm
     try:
         metrics = make_ensemble(runs, str(zpath), tmp_path / "out")
     except EnsembleNotBetter as exc:
-        scores = exc.args[0]
+        scores = exc.selection
         assert scores["ensemble"] <= max(scores["members"]) and not (tmp_path / "out" / "emotion.keras").exists()
     else:
         assert metrics["selection"]["ensemble"] > max(metrics["selection"]["members"])
