@@ -232,6 +232,7 @@ def test_home_try_links_open_their_example(server, playwright):
     page.goto(server)
     page.get_by_role("link", name="User 575's top picks").click()
     page.get_by_text("Top 10 for user 575").wait_for(timeout=60000)
+    assert_no_error(page)
     browser.close()
 
 
@@ -251,6 +252,7 @@ def test_choices_stay_across_pages_and_try_links_still_win(server, playwright):
     page.get_by_role("link", name="Film-Noir of the 1940s, in numbers").click()
     page.get_by_text("Slice: Film-Noir movies released 1940–1949").wait_for(timeout=60000)
     assert not page.get_by_text("Slice: Comedy movies").count()
+    assert_no_error(page)
     browser.close()
 
 

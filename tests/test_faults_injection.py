@@ -235,9 +235,9 @@ def test_movie_night_of_payload_profiles(payload_env):
 def test_payload_links_load_nothing_and_link_nowhere(payload_release, payload_model, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from test_browser import CHROMIUM, _browser, _streamlit, _wait_idle
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium missing: `make test` installs it (scripts/ensure_chromium.sh)")
+    from conftest import MISSING_CHROMIUM, has_chromium, need
+    from test_browser import _browser, _streamlit, _wait_idle
+    need(has_chromium(), MISSING_CHROMIUM)
     top = payload_release[1]
     q = lambda **params: urllib.parse.urlencode(params)
     paths = [f"statistics?{q(genres=f'Comedy,{PHISH}', released=IMAGE, rated=HTML)}",
