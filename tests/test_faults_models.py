@@ -196,21 +196,17 @@ def test_a_failed_save_leaves_no_folder(models, small_model):
 
 
 # ---------------------------------------------------------------------- the app
+from test_app import app_env  # noqa: E402,F401  (fixture)
+
 def shown(element) -> str:
     """A message's text as read on screen (without markdown escapes)."""
     return element.value.replace("\\", "")
 
 
 @pytest.fixture()
-def app_models(models, monkeypatch, small_release, tmp_path):
-    """The app's environment (as test_app's app_env) on the copied models folder."""
-    import streamlit as st
-    monkeypatch.setenv("MOVIELENS_DATA", str(small_release))
+def app_models(app_env, models, monkeypatch):
+    """test_app's app environment, on the copied models folder."""
     monkeypatch.setenv("MODEL_DIR", str(models[0]))
-    monkeypatch.setenv("RATINGS_DB", str(tmp_path / "ratings.sqlite"))
-    monkeypatch.chdir(REPO)
-    st.cache_data.clear()
-    st.cache_resource.clear()
     return models
 
 
