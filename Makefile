@@ -8,14 +8,16 @@ export PYTHONPATH := $(CURDIR)
 EMOTION_FILE  := $(or $(EMOTION_MODEL_DIR),models/emotion)/emotion.keras
 EMOTION_STAMP := $(VENV)/.emotion-ready-$(shell cat $(EMOTION_FILE) requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast soak bench java venv data model emotion chromium clean
+.PHONY: run test test-fast soak screenshots bench java venv data parquet model emotion chromium clean
 
-run: java venv data model emotion
+run: java venv data parquet model emotion
 	$(VENV)/bin/streamlit run streamlit_app.py
 
 # CI=true (set by .ci/run) makes pytest fail, not skip, when the data, Chromium or Java is missing.
+# The files run on $(TEST_WORKERS) parallel workers (pytest-xdist); TEST_WORKERS=1 runs them one by one.
+TEST_WORKERS ?= 2
 test: java venv data emotion chromium
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q --durations=20 $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 test-fast: java venv
 	$(PY) -m pytest -q -m "not browser and not slow"
@@ -23,6 +25,11 @@ test-fast: java venv
 # Releases: the live webcam soak for an hour per video (make test runs it for 3 minutes each).
 soak: java venv data chromium
 	SOAK_SECONDS=3600 $(PY) -m pytest -q -s tests/test_soak.py
+
+# The README's screenshots: every page at 1280x800, dark and light theme, into docs/screenshots/
+# (the browser test that make test runs as a check; look at them before committing).
+screenshots: java venv data emotion chromium
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_screenshots.py
 
 bench: java venv data model
 	$(PY) bench/bench_als.py
@@ -50,13 +57,18 @@ data: venv
 	  || { case "$${CI:-}" in true|1|yes) echo "CI: no MovieLens data (put ml-latest-small.zip in ../shared/data or set MOVIELENS_DATA)"; exit 3;; esac; \
 	       $(PY) -m engine fetch; }
 
+# The release as Parquet under data/parquet/ (once per release; returns at once when done; a URI is left to Spark).
+parquet: data
+	@$(PY) -c "from engine.settings import get_settings; import sys; sys.exit(0 if '://' in get_settings().movielens_data else 1)" \
+	  || $(PY) -m engine prepare-data
+
 model: venv
-	@test -f "$${MODEL_DIR:-models/als}/CURRENT" || { echo "No ALS model yet: training the default one (about a minute)..."; $(PY) -m engine train; }
+	@test -f "$${MODEL_DIR:-models/als}/CURRENT" || { echo "No ALS model yet: training the default one (the time left is printed as it goes)…"; $(PY) -m engine train; }
 
 # Not fatal: without it the emotion page converts on its first visit, or says what is wrong.
 emotion: $(EMOTION_STAMP)
 $(EMOTION_STAMP): $(STAMP)
-	@echo "Preparing the emotion model (its LiteRT conversion is cached: ~20 s the first time)..."
+	@echo "Preparing the emotion model (converting it to LiteRT, once; it says how long it took)..."
 	@TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m engine.emotion prepare 2>/dev/null \
 	  && rm -f $(VENV)/.emotion-ready-* && touch $@ \
 	  || echo "warning: the emotion model could not be prepared (run '$(PY) -m engine.emotion prepare' to see why); the app still runs."

@@ -24,8 +24,35 @@ st.session_state["_page"] = nav.url_path
 st.session_state["_page_entered"] = _previous != nav.url_path
 try:  # a bad environment variable (e.g. MOOD_GENRES, EMOTION_RUNTIME) is a message, not a stack trace
     from engine.settings import get_settings
-    get_settings()
+    settings = get_settings()
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
+
+
+def spark_status(starter) -> None:
+    """The sidebar's line on Spark (training, tuning and LSH need it): starting / ready / unavailable
+    and why. Exact recommendations and similar movies never wait for it."""
+    state = starter.state
+    if state == "starting" and starter.started is None:
+        st.caption("Spark: starts when a page needs it (training, tuning, Spark LSH).")
+    elif state == "starting":
+        st.caption(f"⏳ Spark: starting ({starter.seconds():.0f} s so far). Recommendations work meanwhile.")
+    elif state == "ready":
+        sc = starter.session.sparkContext
+        st.caption(f"✅ Spark: ready ({sc.master}, {sc.defaultParallelism} cores; "
+                   f"started in {starter.seconds():.0f} s).")
+    else:
+        st.caption("⚠️ Spark: unavailable. Training, tuning and Spark LSH need it; the rest works. Why: "
+                   + md_escape(starter.error))
+
+
+from pages._common import md_escape, spark_starter  # noqa: E402  (after the settings check)
+
+_starter = spark_starter()
+if settings.spark_start == "background":
+    _starter.start()          # once per server: the JVM starts while the visitor reads the page
+with st.sidebar:
+    # While Spark starts, the line redraws itself every 2 s (a fragment, not the whole page).
+    st.fragment(spark_status, run_every=2 if _starter.state == "starting" and _starter.started else None)(_starter)
 nav.run()

@@ -1,12 +1,18 @@
-"""Serving benchmark: in-process index vs Spark, a generated ml-32m-sized catalogue, LSH recall.
+"""Serving benchmark: in-process index vs Spark, a generated ml-32m-sized model, LSH recall.
 
-    python bench/bench_serving.py [--spark-queries 20] [--skip-large]
+    python bench/bench_serving.py [--spark-queries 20] [--skip-large] [--skip-small] [--large-ratings N]
+
+The large case saves (once, under data/bench/) a model folder with 32 M long-tailed ratings
+(bench/make_synthetic.py's shape) and random factors, then loads it in a fresh process through
+``RecommenderIndex.load``: load seconds, index memory (RSS and the arrays), query p50/p95.
 
 All figures from one run on one machine; compare them as ratios.
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine.lsh import LSHIndex, recall_at_k  # noqa: E402
 from engine.model_store import current_model_dir, read_serving_tables  # noqa: E402
@@ -111,64 +118,130 @@ def small(args) -> None:
               f"   {ms:7.1f} ms per query")
 
 
-def large() -> None:
-    n_users, n_items, rank = 200_000, 87_000, 50
-    rng = np.random.default_rng(1)
-    print(f"\n== generated catalogue the size of ml-32m: {n_users:,} users, {n_items:,} movies, rank {rank}")
+LARGE_DIR = Path(__file__).resolve().parent.parent / "data" / "bench" / "serving-32m"
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Path:
+    """A saved model folder the size of ml-32m: :func:`make_synthetic.generate`'s long-tailed ratings
+    (their movies spread over an ``n_items`` catalogue), random factors. Written once, reused."""
+    from make_synthetic import generate
+    from engine.model_store import current_model_dir, save_model
+    try:
+        return current_model_dir(root)
+    except Exception:   # none yet
+        pass
     t0 = time.perf_counter()
+    rng = np.random.default_rng(1)
+    made = generate(n_ratings)
+    spread = np.sort(rng.choice(np.arange(1, n_items + 1), len(made["movies"]), replace=False))
+    ratings = made["ratings"][["userId", "movieId", "rating"]]
+    ratings = ratings.assign(movieId=spread[ratings["movieId"].to_numpy() - 1].astype(np.int32))
+    del made
+    ratings = ratings.sample(frac=1.0, random_state=2, ignore_index=True)   # as Spark exports: any order
+    n_users = int(ratings["userId"].max())
     fcols = [f"f{i}" for i in range(rank)]
     users = pd.DataFrame(rng.normal(0, 0.3, (n_users, rank)).astype(np.float32), columns=fcols)
     users.insert(0, "userId", np.arange(1, n_users + 1))
     users.insert(1, "user_bias", rng.normal(0, 0.3, n_users))
+    counts = np.bincount(ratings["movieId"].to_numpy(), minlength=n_items + 1)[1:]
+    sums = np.bincount(ratings["movieId"].to_numpy(), ratings["rating"].to_numpy(), minlength=n_items + 1)[1:]
     items = pd.DataFrame(rng.normal(0, 0.3, (n_items, rank)).astype(np.float32), columns=fcols)
     items.insert(0, "movieId", np.arange(1, n_items + 1))
     items.insert(1, "item_bias", rng.normal(0, 0.3, n_items))
-    items.insert(2, "n_ratings", rng.zipf(1.6, n_items).clip(1, 100_000))
-    genres = np.array(["Drama", "Comedy", "Action", "Thriller", "Romance", "Horror", "Sci-Fi"])
-    movies = pd.DataFrame({"movieId": items.movieId, "title": [f"Movie {i}" for i in items.movieId],
-                           "genres": genres[rng.integers(0, 7, n_items)], "year": 2000})
-    per_user = 20
-    ratings = pd.DataFrame({"userId": np.repeat(users.userId.to_numpy(), per_user),
-                            "movieId": rng.integers(1, n_items + 1, n_users * per_user),
-                            "rating": rng.integers(1, 11, n_users * per_user) / 2})
-    ratings = ratings.drop_duplicates(["userId", "movieId"])
+    items.insert(2, "n_ratings", counts.astype(np.int64))
+    genres = np.array(["Drama", "Comedy", "Action", "Thriller", "Romance", "Horror", "Sci-Fi", "Drama|Romance",
+                       "Action|Sci-Fi|Thriller", "Comedy|Drama"])
+    years = rng.integers(1920, 2024, n_items)
+    movies = pd.DataFrame({"movieId": items.movieId, "title": [f"Movie {i} ({y})" for i, y in zip(items.movieId, years)],
+                           "genres": genres[rng.integers(0, len(genres), n_items)], "year": years.astype(float),
+                           "imdbId": [f"{9_000_000 + i:07d}" for i in items.movieId], "tmdbId": items.movieId + 900_000.0,
+                           "total_ratings": counts, "mean_rating": np.round(sums / np.maximum(counts, 1), 3)})
     pick_rank = 32  # engine.picks.PicksConfig's default
     pcols = [f"f{i}" for i in range(pick_rank)]
     pick_users = pd.DataFrame(rng.gamma(1.0, 0.1, (n_users, pick_rank)).astype(np.float32), columns=pcols)
     pick_users.insert(0, "userId", users.userId)
     pick_items = pd.DataFrame(rng.gamma(1.0, 0.1, (n_items, pick_rank)).astype(np.float32), columns=pcols)
     pick_items.insert(0, "movieId", items.movieId)
-    index = RecommenderIndex.from_frames(mu=3.5, reg_param=0.1, user_bias_reg=5, user_frame=users,
-                                         item_frame=items, movies=movies, ratings=ratings,
-                                         pick_user_frame=pick_users, pick_item_frame=pick_items,
-                                         pick_params={"alpha": 0.5, "reg_param": 0.1})
-    build = time.perf_counter() - t0
-    arrays = sum(a.nbytes for a in (index.user_factors, index.item_factors, index._unit_items,
-                                    index.user_bias, index.item_bias, index.item_support,
-                                    index.pick_user_factors, index.pick_item_factors))
-    frames = index.movies.memory_usage(deep=True).sum() + index.ratings.memory_usage(deep=True).sum()
-    print(f"  index built in {build:.1f} s; memory: factor arrays {arrays / 2**20:,.0f} MiB, "
-          f"tables {frames / 2**20:,.0f} MiB ({len(ratings):,} ratings)")
-    q_users = [(int(u),) for u in rng.integers(1, n_users + 1, 200)]
-    q_items = [(int(m),) for m in rng.integers(1, n_items + 1, 200)]
-    q_fold = [([(int(m), 4.0) for m in rng.choice(n_items, 20, replace=False) + 1],) for _ in range(50)]
+    params = {"rank": rank, "mu": 3.5, "reg_param": 0.1, "user_bias_reg": 5.0,
+              "picks": {"alpha": 0.5, "reg_param": 0.1}, "dataset": {"name": "bench-32m", "n_ratings": len(ratings)}}
+    folder = save_model(root, params=params, metrics={}, tables={
+        "user_factors": users, "item_factors": items, "movies": movies, "ratings": ratings,
+        "pick_user_factors": pick_users, "pick_item_factors": pick_items})
+    print(f"  (model folder written in {time.perf_counter() - t0:.0f} s: {folder})")
+    return folder
+
+
+def large(n_ratings: int) -> None:
+    """Generate (once) and save an ml-32m-sized model, then load and query it in a fresh process."""
+    n_items, rank = 87_000, 50
+    print(f"\n== a saved model the size of ml-32m: {n_ratings:,} ratings, {n_items:,} movies, rank {rank}")
+    folder = make_large_model(LARGE_DIR / f"{n_ratings // 1_000_000}m", n_ratings, n_items, rank)
+    sys.stdout.flush()
+    subprocess.run([sys.executable, __file__, "--serve", str(folder)], check=True)   # a clean heap to measure
+
+
+def serve_large(folder: Path) -> None:
+    """Load ``folder`` through :meth:`RecommenderIndex.load` (the app's path) and time its queries."""
+    import resource
+    before = rss_mib()
+    t0, c0 = time.perf_counter(), time.process_time()
+    index = RecommenderIndex.load(folder)
+    load, cpu = time.perf_counter() - t0, time.process_time() - c0
+    gc.collect()
+    after = rss_mib()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rated = index.rated
+    arrays = {"factors (explicit, unit, implicit)": sum(a.nbytes for a in (
+                  index.user_factors, index.item_factors, index._unit_items, index.user_bias, index.item_bias,
+                  index.item_support, index.pick_user_factors, index.pick_item_factors)),
+              "rated movies (CSR)": rated.nbytes,
+              "movies table": int(index.movies.memory_usage(deep=True).sum())}
+    frames = [k for k, v in vars(index).items() if isinstance(v, pd.DataFrame) and len(v) > 1_000_000]
+    n_users, n_ratings = len(index.user_ids), int(rated.indptr[-1])
+    print(f"  {n_users:,} users, {len(index.item_ids):,} movies, {n_ratings:,} ratings "
+          f"({np.diff(rated.indptr).max():,} by the most active user)")
+    print(f"  load {load:.1f} s ({cpu:.1f} s of CPU); index memory: RSS +{after - before:,.0f} MiB (peak during load "
+          f"{peak - before:,.0f} MiB over the start), arrays " +
+          ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in arrays.items()) +
+          f"; frames of > 1 M rows kept: {frames or 'none'}")
+    rng = np.random.default_rng(1)
+    q_users = [(int(u),) for u in rng.choice(index.user_ids, 200)]
+    popular = index.item_ids[index.item_support >= 10]
+    q_items = [(int(m),) for m in rng.choice(popular, 200)]
+    q_fold = [([(int(m), float(rng.integers(1, 11)) / 2) for m in rng.choice(popular, 20, replace=False)],)
+              for _ in range(100)]
     row("recommend (top 10, explanations)", *latency(lambda u: index.recommend(u, 10), q_users))
-    row("similar (top 10, exact cosine)", *latency(lambda m: index.similar(m, 10, min_ratings=0), q_items))
+    row("similar (top 10, exact cosine)", *latency(lambda m: index.similar(m, 10), q_items))
     row("fold-in new user (20 ratings) + top 10", *latency(lambda r: index.recommend_new_user(r, 10), q_fold))
-    row("top picks (top 10, explanations)",
-        *latency(lambda u: index.recommend(u, 10, order="picks"), q_users))
+    row("top picks (top 10, explanations)", *latency(lambda u: index.recommend(u, 10, order="picks"), q_users))
     row("top picks fold-in new user (20 ratings)",
         *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), q_fold))
+    row("history + profile (the Recommendations page)",
+        *latency(lambda u: (index.user_history(u, 15), index.user_profile(u)), q_users))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spark-queries", type=int, default=20)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--skip-small", action="store_true", help="only the ml-32m-sized model")
+    parser.add_argument("--large-ratings", type=int, default=32_000_000)
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)   # the child process of large()
     args = parser.parse_args()
-    small(args)
+    if args.serve:
+        return serve_large(args.serve)
+    if not args.skip_small:
+        small(args)
     if not args.skip_large:
-        large()
+        large(args.large_ratings)
 
 
 if __name__ == "__main__":

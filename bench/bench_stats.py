@@ -1,10 +1,13 @@
-"""Statistics benchmark: the whole dataset and slices, pandas (the app) vs Spark (large releases).
+"""Statistics benchmark: the whole dataset and slices, pandas vs Spark, and DuckDB over Parquet at scale.
 
     python bench/bench_stats.py [--repeat 5]
+    python bench/bench_stats.py --release data/synthetic/ml-synth-1m --release data/synthetic/ml-synth-25m
 
-The statistics page computes a slice with pandas on each change of the sidebar;
-Spark computes the same numbers for releases pandas cannot hold. All figures from
-one run on one machine; compare them as ratios.
+Without --release: the configured release, pandas (the page for small releases) vs Spark.
+With --release: prepare-data's time (a fresh conversion into a temporary folder), then each
+slice with DuckDB over the Parquet (the page once prepared) vs pandas on the same ratings
+(typed, from the Parquet: the CSV load is left out), and whether both give the same tables.
+All figures from one run on one machine; compare them as ratios.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.movielens import load_movielens  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
-from engine.stats import Slice, compute_stats, compute_stats_spark, movie_profile  # noqa: E402
+from engine.stats import EmptySlice, Slice, compute_stats, compute_stats_spark, movie_profile  # noqa: E402
 
 SLICES = {"everything": Slice(),
           "one genre (Comedy)": Slice(genres=("Comedy",)),
@@ -39,11 +42,79 @@ def timed(fn, repeat: int) -> float:
     return float(np.median(times))
 
 
+def columnar_vs_pandas(location: str, repeat: int, pandas_repeat: int) -> None:
+    """prepare-data, then every slice: DuckDB/arrays over the Parquet vs pandas, same answers."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    from engine.prepare import load_prepared, prepare_release
+    from engine.stats_columnar import ColumnarRelease
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-stats-", dir=get_settings().data_dir))
+    try:
+        settings = dataclasses.replace(get_settings(), movielens_data=location, data_dir=scratch)
+        t0 = time.perf_counter()
+        folder = prepare_release(settings)
+        prepare_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        release = ColumnarRelease(folder)
+        open_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        release._rating_arrays()
+        arrays_s = time.perf_counter() - t0
+        data = load_prepared(folder)
+        print(f"{release.name}: {len(data.ratings):,} ratings, {data.ratings['userId'].nunique():,} users, "
+              f"{len(data.movies):,} movies")
+        print(f"  prepare-data {prepare_s:.1f} s; open (summaries) {open_s:.1f} s; per-rating arrays "
+              f"(first slice by genre or release year) {arrays_s:.1f} s\n")
+        print(f"  {'slice':<28}{'ratings':>12}{'DuckDB':>12}{'pandas':>12}{'pandas/DuckDB':>15}  same tables")
+        for name, part in SLICES.items():
+            try:
+                ours = release.stats(part)
+            except EmptySlice:
+                print(f"  {name:<28}{'none':>12}   (no ratings in this release)")
+                continue
+            ms = timed(lambda: release.stats(part), repeat)
+            t0 = time.perf_counter()
+            for _ in range(pandas_repeat):
+                theirs = compute_stats(data, part=part)
+            pandas_ms = (time.perf_counter() - t0) * 1000 / pandas_repeat
+            tables = ("ratings_per_user", "ratings_per_movie", "rating_values", "genres", "ratings_per_year",
+                      "top_tags", "release_decades", "genre_years")
+            same = ours.counts == theirs.counts and all(
+                getattr(ours, t).reset_index(drop=True).equals(getattr(theirs, t).reset_index(drop=True))
+                for t in tables)
+            if not same:   # pandas sums float32 ratings in float32: past ~8 M stars a mean can move by 1e-4
+                counts_same = ours.counts == theirs.counts and all(
+                    getattr(ours, t).drop(columns="mean_rating", errors="ignore").reset_index(drop=True).equals(
+                        getattr(theirs, t).drop(columns="mean_rating", errors="ignore").reset_index(drop=True))
+                    for t in tables)
+                gap = max(float((getattr(ours, t)["mean_rating"].astype(float).reset_index(drop=True)
+                                 - getattr(theirs, t)["mean_rating"].astype(float).reset_index(drop=True))
+                                .abs().max()) for t in ("genres", "ratings_per_year", "release_decades"))
+                verdict = f"counts {'yes' if counts_same else 'NO'}, means within {gap:.0e}"
+            else:
+                verdict = "yes"
+            print(f"  {name:<28}{ours.counts['ratings']:>12,}{ms:>9.0f} ms{pandas_ms:>9.0f} ms"
+                  f"{pandas_ms / ms:>14.0f}x  {verdict}")
+        print()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument("--release", action="append", metavar="PATH",
+                        help="a GroupLens folder or zip: DuckDB over its Parquet vs pandas (repeatable)")
+    parser.add_argument("--pandas-repeat", type=int, default=1, help="pandas runs per slice with --release")
     args = parser.parse_args()
+    if args.release:
+        for location in args.release:
+            columnar_vs_pandas(location, args.repeat, args.pandas_repeat)
+        return
     location = get_settings().movielens_data
     data = load_movielens(location)
     print(f"{data.describe()}\n")

@@ -7,7 +7,10 @@ predictor) and factorising only what is left is what moves ml-latest-small from
 RMSE ~0.88 to ~0.85.
 
 :class:`BiasCorrectedALS` is a real Spark ML ``Estimator``, so ``CrossValidator``
-re-estimates the biases inside every fold (no leakage from the held-out fold).
+re-estimates the biases inside every fold (no leakage from the held-out fold). The biases
+depend on the fold only, not on rank, maxIter or regParam: ``fitMultiple`` (what
+``CrossValidator`` calls once per fold) estimates them once per fold and fits every grid
+point's ALS on the same cached residuals, each fit still a Spark job.
 
 Example:
     >>> est = BiasCorrectedALS(rank=10, maxIter=10, regParam=0.1)  # doctest: +SKIP
@@ -19,9 +22,11 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import threading
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
+from pyspark.ml.base import _FitMultipleIterator
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
@@ -41,7 +46,8 @@ _INT32, _INT64 = 2**31 - 1, 2**63 - 1
 #: ratings than the rank.
 _RULES = {"rank": (int, 1, True), "maxIter": (int, 1, True), "regParam": (float, 0.0, False),
           "userBiasReg": (float, 0.0, True), "itemBiasReg": (float, 0.0, True),
-          "alpha": (float, 0.0, False), "seed": (int, -_INT64 - 1, True)}
+          "alpha": (float, 0.0, False), "seed": (int, -_INT64 - 1, True),
+          "numBlocks": (int, 0, True)}
 
 
 def check_param(name: str, value, label: str | None = None) -> None:
@@ -76,11 +82,13 @@ class _BiasALSParams(Params):
     seed = Param(Params._dummy(), "seed", "random seed", TypeConverters.toInt)
     coldStartStrategy = Param(Params._dummy(), "coldStartStrategy", "'nan' or 'drop'",
                               TypeConverters.toString)
+    numBlocks = Param(Params._dummy(), "numBlocks", "ALS user and item blocks (0: the session's)",
+                      TypeConverters.toInt)
 
     def __init__(self):
         super().__init__()
         self._setDefault(rank=32, maxIter=20, regParam=0.1, userBiasReg=5.0, itemBiasReg=5.0,
-                         seed=42, coldStartStrategy="nan")
+                         seed=42, coldStartStrategy="nan", numBlocks=0)
 
 
 class BiasCorrectedALS(Estimator, _BiasALSParams):
@@ -88,27 +96,97 @@ class BiasCorrectedALS(Estimator, _BiasALSParams):
 
     @keyword_only
     def __init__(self, *, rank=None, maxIter=None, regParam=None, userBiasReg=None,
-                 itemBiasReg=None, seed=None, coldStartStrategy=None):
+                 itemBiasReg=None, seed=None, coldStartStrategy=None, numBlocks=None):
         super().__init__()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
 
     def _fit(self, dataset: DataFrame) -> "BiasCorrectedALSModel":
+        self._check()
+        baseline = _Baseline.fit(dataset, self.getOrDefault(self.userBiasReg),
+                                 self.getOrDefault(self.itemBiasReg))
+        try:
+            return self._fit_residuals(baseline)
+        finally:
+            baseline.release()
+
+    def fitMultiple(self, dataset: DataFrame, paramMaps):
+        """One model per param map (thread-safe, as ``CrossValidator(parallelism=...)`` needs), the
+        biases estimated once per (userBiasReg, itemBiasReg) and shared by every fit on ``dataset``."""
+        estimator = self.copy()
+        baselines: dict[tuple, _Baseline] = {}
+        lock, left = threading.Lock(), [len(paramMaps)]
+
+        def fit_one(index: int) -> "BiasCorrectedALSModel":
+            est = estimator.copy(paramMaps[index])
+            est._check()
+            key = (est.getOrDefault(est.userBiasReg), est.getOrDefault(est.itemBiasReg))
+            with lock:   # the first fit of a key estimates its biases; the others wait for them
+                if key not in baselines:
+                    baselines[key] = _Baseline.fit(dataset, *key)
+            try:
+                return est._fit_residuals(baselines[key])
+            finally:
+                with lock:
+                    left[0] -= 1
+                    if not left[0]:
+                        for baseline in baselines.values():
+                            baseline.release()
+
+        return _FitMultipleIterator(fit_one, len(paramMaps))
+
+    def _check(self) -> None:
+        for name in ("rank", "maxIter", "regParam", "userBiasReg", "itemBiasReg", "seed", "numBlocks"):
+            check_param(name, self.getOrDefault(getattr(self, name)))
+
+    def _fit_residuals(self, baseline: "_Baseline") -> "BiasCorrectedALSModel":
+        """ALS on the residuals of ``baseline``, and the model that adds the biases back."""
         g = self.getOrDefault
-        for name in ("rank", "maxIter", "regParam", "userBiasReg", "itemBiasReg", "seed"):
-            check_param(name, g(getattr(self, name)))
-        ratings = dataset.select(USER, ITEM, RATING).cache()
-        mu, item_bias, user_bias = fit_biases(ratings, g(self.userBiasReg), g(self.itemBiasReg))
-        residual = (ratings.join(item_bias, ITEM, "left").join(user_bias, USER, "left")
-                    .select(USER, ITEM, (F.col(RATING) - F.lit(mu) - F.coalesce("item_bias", F.lit(0.0))
-                                         - F.coalesce("user_bias", F.lit(0.0))).alias(_RESIDUAL)))
+        blocks = g(self.numBlocks) or als_blocks(baseline.residual.sparkSession)
         als = ALS(userCol=USER, itemCol=ITEM, ratingCol=_RESIDUAL, rank=g(self.rank),
                   maxIter=g(self.maxIter), regParam=g(self.regParam), seed=g(self.seed),
-                  coldStartStrategy="nan", checkpointInterval=5)
+                  numUserBlocks=blocks, numItemBlocks=blocks,
+                  coldStartStrategy="nan", checkpointInterval=CHECKPOINT_INTERVAL)
         als.setPredictionCol(_ALS_PRED)
-        als_model = als.fit(residual)
-        ratings.unpersist()
-        model = BiasCorrectedALSModel(mu, user_bias, item_bias, als_model)
+        als_model = als.fit(baseline.residual)
+        model = BiasCorrectedALSModel(baseline.mu, baseline.user_bias, baseline.item_bias, als_model)
         return self._copyValues(model)
+
+
+#: ALS checkpoints its factors every this many iterations: long lineages (>= 20 iterations)
+#: overflow the JVM stack without it; the checkpoint dir is set by :func:`engine.spark.get_spark`.
+CHECKPOINT_INTERVAL = 10
+
+
+def als_blocks(spark) -> int:
+    """ALS user/item blocks for this session: ``spark.recommender.alsBlocks`` when set (e.g. in
+    ``SPARK_CONF``), else the session's default parallelism (its cores). Spark's default of 10
+    suits a cluster; on 2 cores each block is a task whose overhead outweighs its arithmetic."""
+    configured = int(spark.conf.get("spark.recommender.alsBlocks", "0") or 0)
+    return configured if configured > 0 else max(1, spark.sparkContext.defaultParallelism)
+
+
+class _Baseline:
+    """mu and the shrunk biases of one ratings set, and its cached residuals for ALS."""
+
+    def __init__(self, mu, item_bias, user_bias, residual, ratings):
+        self.mu, self.item_bias, self.user_bias = mu, item_bias, user_bias
+        self.residual, self._ratings = residual, ratings
+
+    @classmethod
+    def fit(cls, dataset: DataFrame, user_reg: float, item_reg: float) -> "_Baseline":
+        ratings = dataset.select(USER, ITEM, RATING).cache()
+        mu, item_bias, user_bias = fit_biases(ratings, user_reg, item_reg)
+        residual = (ratings.join(F.broadcast(item_bias), ITEM, "left")
+                    .join(F.broadcast(user_bias), USER, "left")
+                    .select(USER, ITEM, (F.col(RATING) - F.lit(mu) - F.coalesce("item_bias", F.lit(0.0))
+                                         - F.coalesce("user_bias", F.lit(0.0))).alias(_RESIDUAL))
+                    .cache())
+        return cls(mu, item_bias, user_bias, residual, ratings)
+
+    def release(self) -> None:
+        """Drop the cached ratings and residuals (the biases stay: the models use them)."""
+        self.residual.unpersist()
+        self._ratings.unpersist()
 
 
 class BiasCorrectedALSModel(Model, _BiasALSParams):
@@ -121,7 +199,8 @@ class BiasCorrectedALSModel(Model, _BiasALSParams):
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         out = self.als_model.transform(dataset)
-        out = out.join(F.broadcast(self.item_bias), ITEM, "left").join(self.user_bias, USER, "left")
+        out = (out.join(F.broadcast(self.item_bias), ITEM, "left")
+               .join(F.broadcast(self.user_bias), USER, "left"))
         raw = (F.lit(self.mu) + F.coalesce("user_bias", F.lit(0.0))
                + F.coalesce("item_bias", F.lit(0.0)) + F.col(_ALS_PRED))
         out = out.withColumn(PREDICTION, clip_rating(raw))

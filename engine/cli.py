@@ -1,4 +1,4 @@
-"""``python -m engine fetch|stats|train|tune|evaluate|models|recommend|similar|about|rate|mood``.
+"""``python -m engine fetch|prepare-data|stats|train|tune|evaluate|models|recommend|similar|about|rate|mood``.
 
 Progress goes to stderr; with ``--json`` exactly one JSON object goes to stdout, a failure's
 too (``{"error": ..., "code": N}``, usage errors included).
@@ -144,8 +144,24 @@ def _slice(args):
                  rated=parse_years(args.rated, "--rated") if args.rated else None)
 
 
+def _prepared() -> Path:
+    """The configured release's Parquet folder, converted now if it is not yet (progress on stderr)."""
+    from .prepare import prepare_release
+    return prepare_release(get_settings(), progress=lambda message: print(message, file=sys.stderr, flush=True))
+
+
+def cmd_prepare_data(args) -> int:
+    from .prepare import read_manifest
+    folder = _prepared()
+    m = read_manifest(folder)
+    _emit(args, {"path": str(folder), **m},
+          f"{m['name']}: {m['ratings']:,} ratings, {m['users']:,} users, {m['movies']:,} movies as Parquet in "
+          f"{folder} (fingerprint {m['fingerprint']})")
+    return EXIT_OK
+
+
 def cmd_stats(args) -> int:
-    from .stats import compute_stats, compute_stats_spark, read_spark_tables
+    from .stats import compute_stats_spark, read_spark_tables
     location = get_settings().movielens_data
     part = _slice(args)
     if args.spark:
@@ -161,8 +177,9 @@ def cmd_stats(args) -> int:
             part.check_genres({g for row in tables[1].select("genres").distinct().collect()
                                for g in (row[0] or "").split("|")})
         stats = compute_stats_spark(spark, *tables, part=part)
-    else:
-        stats = compute_stats(_load_data(), part=part)
+    else:   # DuckDB over the release's Parquet (prepared here the first time)
+        from .stats_columnar import ColumnarRelease
+        stats = ColumnarRelease(_prepared()).stats(part)
     payload = {"dataset": location, "slice": part.describe(), **stats.as_dict()}
     c = stats.counts
     head = location if part.everything else f"{location}: {part.describe()}"
@@ -243,7 +260,8 @@ def cmd_tune(args) -> int:
     cfg = _config(args)
     data = _load_data()
     spark = _spark()
-    result = tune(spark, data, grid, args.folds, cfg, progress=_progress)
+    result = tune(spark, data, grid, args.folds, cfg, progress=_progress, parallelism=args.parallelism,
+                  blocks=args.blocks)
     payload = {"dataset": data.name, **result}
     saved = ""
     if args.train_best:
@@ -570,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("fetch", cmd_fetch, "download ml-latest-small (or the offline fallback)")
+    add("prepare-data", cmd_prepare_data, "convert the release to Parquet once (cached by the release)")
     p = add("stats", cmd_stats, "dataset statistics")
     p.add_argument("--spark", action="store_true", help="compute with Spark (large releases, URIs)")
     p.add_argument("--genres", help="only movies of any of these genres, comma-separated, e.g. Comedy,Drama")
@@ -597,6 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iters", help="e.g. 10,15,20")
     t.add_argument("--regs", help="e.g. 0.05,0.1,0.2")
     t.add_argument("--train-best", action="store_true", help="train and save the best model")
+    t.add_argument("--parallelism", type=_count, default=2,
+                   help="fits at once (default 2: on 2 cores they hide each other's job overhead)")
+    t.add_argument("--blocks", type=_at_least_zero, default=0,
+                   help="ALS blocks per fit (default 0: one per core; 10: Spark's default, slower)")
     sub.choices["evaluate"].add_argument("--saved", action="store_true",
                                          help="print the current model's stored metrics")
     p = add("models", cmd_models, "list the saved models; make one current or delete one")

@@ -76,6 +76,72 @@ class JobSlot:
             self._lock.release()
 
 
+def format_seconds(seconds: float) -> str:
+    """"45 s", "3 min 20 s", "1 h 5 min": how people say a duration."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s" if seconds % 60 else f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+class Pace:
+    """Time left from the pace measured so far: seconds per unit of work done, times the units left.
+
+    A unit weighs a step by its relative cost (tuning: ALS iterations plus a fixed cost per fit),
+    so the estimate holds from the first finished steps on, and it is redone at each step: no
+    constant "about a minute" that a busy machine makes wrong.
+
+    >>> pace = Pace(total=10, clock=iter([0.0, 4.0]).__next__)
+    >>> pace.advance(2); pace.left()
+    16.0
+    """
+
+    def __init__(self, total: float, clock=time.perf_counter):
+        self.total, self.done, self._clock = float(total), 0.0, clock
+        self.started = clock()
+
+    def advance(self, units: float) -> None:
+        self.done = min(self.total, self.done + units)
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    def left(self) -> float | None:
+        """Seconds left at the pace so far; None before any work is done."""
+        if self.done <= 0:
+            return None
+        return (self._clock() - self.started) / self.done * (self.total - self.done)
+
+    def describe(self) -> str:
+        """"about 2 min 10 s left" (or "" before the first step has finished)."""
+        left = self.left()
+        return "" if left is None else f"about {format_seconds(left)} left"
+
+
+def with_eta(progress, min_fraction: float = 0.05, clock=time.perf_counter):
+    """Wrap ``progress(fraction, message)`` so each message ends with the time left at the pace so
+    far (elapsed × (1 − f) / f), once ``min_fraction`` of the work is done. The fractions must
+    be proportional to the work (as :func:`engine.training.train_and_evaluate` sets them).
+
+    >>> seen = []
+    >>> report = with_eta(lambda f, m: seen.append(m), clock=iter([0.0, 10.0, 20.0]).__next__)
+    >>> report(0.01, "start"); report(0.5, "half"); seen
+    ['start', 'half · about 20 s left']
+    """
+    started = clock()
+
+    def report(fraction: float, message: str) -> None:
+        elapsed = clock() - started
+        if min_fraction <= fraction < 1:
+            message = f"{message} · about {format_seconds(elapsed * (1 - fraction) / fraction)} left"
+        progress(fraction, message)
+
+    return report
+
+
 class AdminGate:
     """Checks the admin password; after ``max_failures`` wrong guesses within ``window`` seconds
     every guess is refused for ``lockout`` seconds (server-wide: new sessions do not reset it)."""

@@ -8,6 +8,7 @@ The serving index (exact, numpy) stays the request path.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ DEFAULT_HASH_TABLES = 8
 
 
 class LSHIndex:
-    """A fitted LSH model over the normalised item factors of one saved model."""
+    """A fitted LSH model over the normalised item factors of one saved model, with the items'
+    hashes computed and cached once (build it once per model; each query then reuses them)."""
 
     def __init__(self, spark, item_frame: pd.DataFrame, movies: pd.DataFrame,
                  bucket_length: float = DEFAULT_BUCKET_LENGTH,
@@ -29,6 +31,7 @@ class LSHIndex:
         from pyspark.ml.feature import BucketedRandomProjectionLSH
         from pyspark.ml.linalg import Vectors
 
+        started = time.perf_counter()
         fcols = [c for c in item_frame.columns if c.startswith("f") and c[1:].isdigit()]
         mat = item_frame[fcols].to_numpy(np.float64)
         norms = np.linalg.norm(mat, axis=1, keepdims=True)
@@ -37,14 +40,22 @@ class LSHIndex:
         self.movies = movies.set_index(ITEM)
         rows = [(int(m), int(s), Vectors.dense(v)) for m, s, v in
                 zip(item_frame[ITEM], item_frame["n_ratings"], mat)]
-        self.items = spark.createDataFrame(rows, [ITEM, "n_ratings", "features"]).cache()
-        self.items.count()
+        items = spark.createDataFrame(rows, [ITEM, "n_ratings", "features"])
         self.vectors = {int(m): v for m, v in zip(item_frame[ITEM], mat)}
         self.model = BucketedRandomProjectionLSH(
             inputCol="features", outputCol="hashes", bucketLength=bucket_length,
-            numHashTables=num_hash_tables, seed=seed).fit(self.items)
+            numHashTables=num_hash_tables, seed=seed).fit(items)
+        # Hashed once here, not at every query: a query only hashes its key and compares.
+        self.items = self.model.transform(items).cache()
+        self.items.count()
+        self.build_seconds = time.perf_counter() - started
+
+    def release(self) -> None:
+        """Drop the cached hashes (when the model is no longer served)."""
+        self.items.unpersist()
 
     def similar(self, movie_id: int, n: int = 10, min_ratings: int = 10) -> pd.DataFrame:
+        """The ``n`` approximate nearest movies (cosine ``score``) with at least ``min_ratings``."""
         from pyspark.ml.linalg import Vectors
         from .serving import UnknownIdError
 
@@ -63,7 +74,7 @@ class LSHIndex:
 
 def load_lsh_index(spark, model_dir: str | Path, **kwargs) -> LSHIndex:
     from .model_store import read_serving_tables
-    tables = read_serving_tables(model_dir)
+    tables = read_serving_tables(model_dir, with_ratings=False)   # factors and catalogue only
     return LSHIndex(spark, tables["item_frame"], tables["movies"], **kwargs)
 
 

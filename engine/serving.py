@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import picks
 from .movielens import (GENRES, ITEM, MAX_RATING, MIN_RATING, NO_GENRES, RATING, TITLE, USER, fold_for_search,
@@ -30,6 +31,12 @@ from .movielens import (GENRES, ITEM, MAX_RATING, MIN_RATING, NO_GENRES, RATING,
 log = logging.getLogger(__name__)
 
 LIKED_RATING = 4.0  # history ratings that count as "you liked" in explanations
+DISLIKED_BELOW = 3.0  # a rating under this is a dislike, whatever the person's mean
+#: Top picks leave out movies the explicit model predicts below this many stars: a list called
+#: "top picks" should not offer a film the person would probably dislike (user 232 got
+#: Wild Wild West at 2.37). The result's ``attrs["held_back"]`` lists what was left out.
+PICK_MIN_PREDICTED = 3.0
+EXPLAIN_REFERENCE = 20  # the picks an explanation is measured against: the top 20 (measured best of 20-300)
 DEFAULT_SIMILAR_MIN_RATINGS = 10
 ORDERS = {"rating": "highest predicted rating", "picks": "top picks (implicit ALS)"}
 GROUP_STRATEGIES = {"misery": "the lowest predicted rating in the group", "average": "the mean predicted rating"}
@@ -44,6 +51,75 @@ class UnknownIdError(KeyError):
 
 class RatingInputError(ValueError):
     """Ratings given for fold-in that cannot be used."""
+
+
+def id_positions(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Position of each of ``query`` in the sorted, unique ``ids`` (int32; -1 where absent).
+
+    Ids that lie close together (MovieLens's) go through a lookup table, one memory read per id
+    (32 M ids in a fraction of a second); sparse ids through a binary search."""
+    query = np.asarray(query)
+    if len(ids) == 0 or query.size == 0:
+        return np.full(query.shape, -1, dtype=np.int32)
+    lo, hi = int(ids[0]), int(ids[-1])
+    if hi - lo < 4 * len(ids) + 1_000_000:   # -1 on both ends of the table catches ids outside [lo, hi]
+        table = np.full(hi - lo + 3, -1, dtype=np.int32)
+        table[ids - lo + 1] = np.arange(len(ids), dtype=np.int32)
+        return table[np.clip(np.subtract(query, lo - 1, dtype=np.int64), 0, len(table) - 1)]
+    hits = np.minimum(np.searchsorted(ids, query), len(ids) - 1)
+    return np.where(ids[hits] == query, hits, -1).astype(np.int32)
+
+
+@dataclass
+class RatedMovies:
+    """Every known rating in compact arrays: each user's rated movies as compressed sparse rows.
+
+    The ratings of the user at position ``p`` (of the index's ``user_ids``) of movies the model has
+    factors for are ``items[indptr[p]:indptr[p + 1]]`` (movie positions, int32) and the same slice
+    of ``values`` (float32: half stars are exact), in the order the ratings table gave them. That is
+    about 8 bytes a rating (256 MiB for ml-32m), where a pandas frame took 24 and a lookup per call.
+    ``not_in_model`` counts each user's other ratings (of movies without factors); ``others`` keeps
+    those rows, and the ratings of users the model lacks (few: what fell outside its training split).
+    """
+
+    indptr: np.ndarray        # (n_users + 1,) int64
+    items: np.ndarray         # (n,) int32 positions in item_ids
+    values: np.ndarray        # (n,) float32, float64 when a rating is not exact in float32
+    not_in_model: np.ndarray  # (n_users,) int32
+    others: pd.DataFrame      # (userId, movieId, rating) of the ratings outside the rows above
+
+    @classmethod
+    def build(cls, ratings: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> "RatedMovies":
+        """From a (userId, movieId, rating) frame in any order; without a sort when it comes sorted
+        by user (as :func:`engine.model_store.save_model` writes it)."""
+        users = id_positions(user_ids, ratings[USER].to_numpy())
+        items = id_positions(item_ids, ratings[ITEM].to_numpy())
+        values = ratings[RATING].to_numpy()
+        compact = values.astype(np.float32)
+        if not np.array_equal(compact, values):
+            compact = values.astype(np.float64)
+        served = (users >= 0) & (items >= 0)
+        not_in_model = np.bincount(users[(users >= 0) & (items < 0)], minlength=len(user_ids)).astype(np.int32)
+        others = ratings.iloc[:0][[USER, ITEM, RATING]]
+        if not served.all():
+            others = ratings.loc[~served, [USER, ITEM, RATING]].reset_index(drop=True)
+            users, items, compact = users[served], items[served], compact[served]
+        if users.size > 1 and (users[1:] < users[:-1]).any():
+            order = np.argsort(users, kind="stable")   # stable: each user's ratings keep their order
+            users, items, compact = users[order], items[order], compact[order]
+        indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(users, minlength=len(user_ids)), out=indptr[1:])
+        return cls(indptr, items, compact, not_in_model, others)
+
+    @property
+    def nbytes(self) -> int:
+        return (self.indptr.nbytes + self.items.nbytes + self.values.nbytes + self.not_in_model.nbytes
+                + int(self.others.memory_usage(deep=True).sum()))
+
+    def row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """(movie positions as int64, ratings as stored) of the user at position ``user``: copies."""
+        start, stop = self.indptr[user], self.indptr[user + 1]
+        return self.items[start:stop].astype(np.int64), self.values[start:stop].copy()
 
 
 @dataclass
@@ -61,7 +137,7 @@ class RecommenderIndex:
     item_bias: np.ndarray        # (n_items,)
     item_support: np.ndarray     # (n_items,) training ratings per movie
     movies: pd.DataFrame         # metadata aligned with item_ids (title, genres, year, links)
-    ratings: pd.DataFrame        # every known rating (userId, movieId, rating), for history/exclusion
+    rated: RatedMovies           # every known rating, per user position (history, exclusion, profile)
     pick_user_factors: np.ndarray | None = None  # (n_users, k) implicit ALS, aligned with user_ids
     pick_item_factors: np.ndarray | None = None  # (n_items, k) aligned with item_ids
     pick_alpha: float = 0.0
@@ -71,7 +147,7 @@ class RecommenderIndex:
     _item_pos: dict = field(default_factory=dict, repr=False)
     _unit_items: np.ndarray | None = field(default=None, repr=False)
     _genre_masks: dict = field(default_factory=dict, repr=False)
-    _user_rows: dict = field(default_factory=dict, repr=False)
+    _ratings: pd.DataFrame | None = field(default=None, repr=False)
     _title_keys: pd.Series | None = field(default=None, repr=False)
     #: movieId -> the title as people write it ("The Matrix (1999)"), made once at load
     readable_titles: pd.Series | None = field(default=None, init=False, repr=False)
@@ -83,13 +159,12 @@ class RecommenderIndex:
         self._unit_items = self.item_factors / np.where(norms == 0, 1, norms)
         if self.pick_item_factors is not None:
             self._pick_gram = self.pick_item_factors.T @ self.pick_item_factors
-        genres = self.movies[GENRES].str.split("|")
-        for name in sorted({g for gs in genres for g in gs}):
-            self._genre_masks[name] = genres.map(lambda gs, n=name: n in gs).to_numpy()
-        known = self.ratings[self.ratings[ITEM].isin(self._item_pos)]
-        pos = known[ITEM].map(self._item_pos).to_numpy()
-        for user, idx in known.groupby(USER).indices.items():
-            self._user_rows[int(user)] = (pos[idx], known[RATING].to_numpy()[idx])
+        genres = self.movies[GENRES].str.split("|").to_numpy()
+        if len(genres):   # one boolean row per genre name, sorted: which movies have it
+            names, codes = np.unique(np.concatenate(genres), return_inverse=True)
+            masks = np.zeros((len(names), len(genres)), bool)
+            masks[codes, np.repeat(np.arange(len(genres)), [len(gs) for gs in genres])] = True
+            self._genre_masks = {str(name): mask for name, mask in zip(names, masks)}
         readable = [readable_title(t) for t in self.movies[TITLE]]
         self.readable_titles = pd.Series(readable, index=self.movies[ITEM].astype(int).to_numpy(), name=TITLE)
         self._title_keys = pd.Series([title_search_key(t, r) for t, r in zip(self.movies[TITLE], readable)])
@@ -107,6 +182,17 @@ class RecommenderIndex:
     @property
     def genres(self) -> list[str]:
         return list(self._genre_masks)
+
+    @property
+    def ratings(self) -> pd.DataFrame:
+        """Every known rating as a (userId, movieId, rating) frame, grouped by user. Built on first use
+        from :attr:`rated` (serving never needs it: at ml-32m it is 0.7 GiB, the arrays 0.25)."""
+        if self._ratings is None:
+            r = self.rated
+            served = pd.DataFrame({USER: np.repeat(self.user_ids, np.diff(r.indptr)),
+                                   ITEM: self.item_ids[r.items], RATING: r.values})
+            self._ratings = pd.concat([served, r.others], ignore_index=True) if len(r.others) else served
+        return self._ratings
 
     def has_user(self, user_id: int) -> bool:
         return int(user_id) in self._user_pos
@@ -132,8 +218,7 @@ class RecommenderIndex:
 
     def user_history(self, user_id: int, n: int | None = None) -> pd.DataFrame:
         """The user's rated movies, best first (movieId, title, genres, rating)."""
-        self._user(user_id)
-        pos, ratings = self._user_rows.get(int(user_id), (np.array([], int), np.array([])))
+        pos, ratings = self.rated.row(self._user(user_id))
         order = np.lexsort((-self.item_support[pos], -ratings))
         pos, ratings = pos[order], ratings[order]
         if n is not None:
@@ -144,14 +229,18 @@ class RecommenderIndex:
 
     def user_profile(self, user_id: int, top: int = 3) -> dict:
         """A user's taste in numbers: how many movies they rated, their mean rating, and the
-        genres of the movies they liked (4 stars or more; all they rated when none) most often."""
-        self._user(user_id)
-        pos, ratings = self._user_rows.get(int(user_id), (np.array([], int), np.array([])))
+        genres of the movies they liked (4 stars or more; all they rated when none) most often.
+
+        ``ratings`` counts the movies the model knows; ``not_in_model`` the user's other ratings (of
+        movies the model has no factors for: none of their ratings fell in its training split)."""
+        u = self._user(user_id)
+        pos, ratings = self.rated.row(u)
         liked = pos[ratings >= LIKED_RATING] if (ratings >= LIKED_RATING).any() else pos
         counts = {g: int(mask[liked].sum()) for g, mask in self._genre_masks.items() if g != NO_GENRES}
         ranked = sorted(((g, c) for g, c in counts.items() if c > 0), key=lambda gc: (-gc[1], gc[0]))
         return {"ratings": int(len(pos)), "mean_rating": float(ratings.mean()) if len(pos) else None,
-                "liked": int((ratings >= LIKED_RATING).sum()), "top_genres": ranked[:top]}
+                "liked": int((ratings >= LIKED_RATING).sum()), "top_genres": ranked[:top],
+                "not_in_model": int(self.rated.not_in_model[u])}
 
     # ------------------------------------------------------------------ scoring
     def raw_scores(self, user_vector: np.ndarray, user_bias: float) -> np.ndarray:
@@ -192,16 +281,28 @@ class RecommenderIndex:
             raise ValueError("This model was saved without the top-picks model: retrain it "
                              "(`python -m engine train` or the home page) or order by rating.")
 
-    def _result(self, top: np.ndarray, scores: np.ndarray, liked: tuple | None,
-                explain: bool, order_scores: np.ndarray | None = None,
-                order: str = "rating") -> pd.DataFrame:
+    def _ranked(self, ranked: np.ndarray, scores: np.ndarray, mask: np.ndarray, n: int, liked: tuple | None,
+                explain: bool, order: str, min_predicted: float | None) -> pd.DataFrame:
+        """The top ``n`` of ``ranked`` among ``mask``, as a table; top picks without the movies predicted
+        below ``min_predicted`` stars (those that would have made the list are in ``attrs["held_back"]``:
+        (movieId, title, predicted rating))."""
+        held, reference = np.array([], int), None
+        wide = self._top(ranked, mask, max(n, EXPLAIN_REFERENCE) if order == "picks" and explain else n)
+        if order == "picks" and min_predicted is not None:
+            held = wide[:n][scores[wide[:n]] < min_predicted]
+            if held.size:   # sorted, so the first n of a longer list are the top n
+                wide = self._top(ranked, mask & (scores >= min_predicted), len(wide))
+        top, reference = wide[:n], (wide if order == "picks" else None)
         out = self.movies.iloc[top].reset_index(drop=True).copy()
         out["predicted_rating"] = np.clip(scores[top], MIN_RATING, MAX_RATING).round(3)
-        out["score"] = (scores if order_scores is None else order_scores)[top]
+        out["score"] = ranked[top]
         out["n_ratings"] = self.item_support[top]
         if explain:
-            out["because"] = (self._explain_picks(top, liked) if order == "picks"
+            out["because"] = (self._explain_picks(top, liked, reference) if order == "picks"
                               else self._explain(top, liked))
+        titles = self.movies[TITLE].to_numpy()
+        out.attrs["held_back"] = [(int(self.item_ids[i]), str(titles[i]),
+                                   round(float(np.clip(scores[i], MIN_RATING, MAX_RATING)), 3)) for i in held]
         return out
 
     def pick_contributions(self, top: np.ndarray, liked: tuple) -> np.ndarray:
@@ -210,25 +311,48 @@ class RecommenderIndex:
         return picks.contributions(self.pick_item_factors, self._pick_gram, pos, values,
                                    self.pick_alpha, self.pick_reg, top)
 
-    def _explain_picks(self, top: np.ndarray, liked: tuple | None,
+    @staticmethod
+    def liked_mask(ratings: np.ndarray) -> np.ndarray:
+        """The ratings an explanation may cite: 3 stars or more, and at least the person's own mean
+        (4 stars always counts as liked). A 2-star movie never explains a pick."""
+        if len(ratings) == 0:
+            return np.zeros(0, bool)
+        return ratings >= max(DISLIKED_BELOW, min(LIKED_RATING, float(ratings.mean())))
+
+    def _explain_picks(self, top: np.ndarray, liked: tuple | None, reference: np.ndarray | None = None,
                        per_item: int = 3) -> list[list[str]]:
-        """For each top pick, the rated movies that add the most to its score (exact split)."""
-        if liked is None or len(liked[0]) == 0:
+        """For each top pick, the liked movies whose part of its score is specific to it.
+
+        A pick's score splits exactly into one term per rated movie (:func:`engine.picks.contributions`).
+        The biggest terms are the same few widely-seen favourites for every pick (user 575: Pulp Fiction,
+        The Matrix and Stand by Me on all five rows), so each movie's term is measured against its terms
+        for ``reference`` (the picks around it: the list's top 20), in their standard deviations. Cited
+        are liked movies (:meth:`liked_mask`) that add to this pick, and more than to the usual pick,
+        the most unusual first; a title already cited on half the rows gives way to the next one.
+        """
+        if liked is None or len(liked[0]) == 0 or len(top) == 0:
             return [[] for _ in top]
-        share = self.pick_contributions(top, liked)
+        reference = top if reference is None or len(reference) == 0 else reference
+        both = self.pick_contributions(np.concatenate([top, reference]), liked)
+        share, usual = both[:len(top)], both[len(top):]
+        specific = (share - usual.mean(axis=0)) / (usual.std(axis=0) + 1e-12)
+        specific = np.where(self.liked_mask(liked[1]) & (share > 0), specific, -np.inf)
         titles = self.movies[TITLE].to_numpy()
-        reasons = []
+        cap = max(2, (len(top) + 1) // 2)   # one title on at most about half the rows, when others qualify
+        cited, reasons = np.zeros(len(liked[0]), int), []
         for j in range(len(top)):
-            best = np.argsort(-share[j], kind="stable")[:per_item]
-            reasons.append([titles[liked[0][b]] for b in best if share[j, b] > 0])
+            ranked = [b for b in np.argsort(-specific[j], kind="stable") if specific[j, b] > 0]
+            best = [b for b in ranked if cited[b] < cap][:per_item] or ranked[:1]
+            cited[best] += 1
+            reasons.append([titles[liked[0][b]] for b in best])
         return reasons
 
     def _explain(self, top: np.ndarray, liked: tuple | None, per_item: int = 3) -> list[list[str]]:
-        """For each recommended movie, the liked movies whose factors point the same way."""
+        """For each recommended movie, the liked movies (:meth:`liked_mask`) whose factors point the same way."""
         if liked is None or len(liked[0]) == 0:
             return [[] for _ in top]
         pos, ratings = liked
-        good = pos[ratings >= min(LIKED_RATING, ratings.max())]
+        good = pos[self.liked_mask(ratings)]
         sims = self._unit_items[good] @ self._unit_items[top].T  # (n_liked, n_top)
         titles = self.movies[TITLE].to_numpy()
         reasons = []
@@ -240,18 +364,22 @@ class RecommenderIndex:
     # ------------------------------------------------------------------ public API
     def recommend(self, user_id: int, n: int = 10, exclude_rated: bool = True,
                   min_ratings: int = 0, genres: list[str] | None = None,
-                  explain: bool = True, order: str = "rating") -> pd.DataFrame:
+                  explain: bool = True, order: str = "rating",
+                  min_predicted: float | None = PICK_MIN_PREDICTED) -> pd.DataFrame:
         """Top-``n`` movies for a known user, ranked by predicted rating or as top picks.
+
+        Top picks leave out movies predicted below ``min_predicted`` stars (None keeps them: the
+        implicit model's own ranking); ``attrs["held_back"]`` says which would have been listed.
 
         >>> index.recommend(575, n=3)[["movieId", "predicted_rating"]]  # doctest: +SKIP
         """
         self._check_order(order)
         u = self._user(user_id)
-        rated = self._user_rows.get(int(user_id))
+        rated = self.rated.row(u)
         scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
         ranked = scores if order == "rating" else self.pick_item_factors @ self.pick_user_factors[u]
-        mask = self._candidates(rated[0] if (rated and exclude_rated) else None, min_ratings, genres)
-        return self._result(self._top(ranked, mask, n), scores, rated, explain, ranked, order)
+        mask = self._candidates(rated[0] if exclude_rated else None, min_ratings, genres)
+        return self._ranked(ranked, scores, mask, n, rated, explain, order, min_predicted)
 
     def fold_in(self, ratings: list[tuple[int, float]]) -> tuple[np.ndarray, float]:
         """User vector and bias for someone not in the model, from (movieId, rating) pairs.
@@ -281,18 +409,22 @@ class RecommenderIndex:
 
     def recommend_new_user(self, ratings: list[tuple[int, float]], n: int = 10,
                            min_ratings: int = 0, genres: list[str] | None = None,
-                           explain: bool = True, order: str = "rating", hidden=()) -> pd.DataFrame:
+                           explain: bool = True, order: str = "rating", hidden=(), skip=(),
+                           min_predicted: float | None = PICK_MIN_PREDICTED) -> pd.DataFrame:
         """Recommendations for a person's own ratings, without retraining.
 
         ``hidden``: movie ids the person marked "not interested" (left out; unknown ids ignored).
+        ``skip``: more movie ids to leave out this time (the app's quick-start grid, on screen already).
+        ``min_predicted``: as for :meth:`recommend`.
         """
         self._check_order(order)
         pos, values = self._check_ratings(ratings)
         x, bias = self._solve_user(pos, values)
         scores = self.raw_scores(x, bias)
         ranked = scores if order == "rating" else self.pick_item_factors @ self._solve_pick_user(pos, values)
-        mask = self._candidates(np.concatenate([pos, self._positions(hidden)]).astype(int), min_ratings, genres)
-        return self._result(self._top(ranked, mask, n), scores, (pos, values), explain, ranked, order)
+        mask = self._candidates(np.concatenate([pos, self._positions(hidden), self._positions(skip)]).astype(int),
+                                min_ratings, genres)
+        return self._ranked(ranked, scores, mask, n, (pos, values), explain, order, min_predicted)
 
     def recommend_group(self, members: dict, n: int = 10, min_ratings: int = 0,
                         genres: list[str] | None = None, strategy: str = "misery", hidden=(),
@@ -319,8 +451,8 @@ class RecommenderIndex:
             if isinstance(who, (int, np.integer)):
                 u = self._user(who)
                 scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
-                liked[str(label)] = self._user_rows.get(int(who))
-                seen.append(liked[str(label)][0] if liked[str(label)] else np.array([], int))
+                liked[str(label)] = self.rated.row(u)
+                seen.append(liked[str(label)][0])
             else:
                 pos, values = self._check_ratings(who)
                 scores = self.raw_scores(*self._solve_user(pos, values))
@@ -464,7 +596,8 @@ class RecommenderIndex:
                     pick_item_frame: pd.DataFrame | None = None,
                     pick_params: dict | None = None) -> "RecommenderIndex":
         """From the saved tables: ``user_frame`` [userId, user_bias, f0..], ``item_frame``
-        [movieId, item_bias, n_ratings, f0..], catalogue ``movies`` and all ``ratings``;
+        [movieId, item_bias, n_ratings, f0..], catalogue ``movies`` and all ``ratings``
+        [userId, movieId, rating] (kept as :class:`RatedMovies`, not as the frame);
         optionally the top-picks factors [userId|movieId, f0..] and ``pick_params``
         {alpha, reg_param}."""
         fcols = [c for c in item_frame.columns if c.startswith("f") and c[1:].isdigit()]
@@ -473,16 +606,17 @@ class RecommenderIndex:
         meta = movies.set_index(ITEM).reindex(item_frame[ITEM]).reset_index()
         meta[TITLE] = meta[TITLE].fillna("(unknown title)")
         meta[GENRES] = meta[GENRES].fillna("(no genres listed)")
+        user_ids, item_ids = user_frame[USER].to_numpy(np.int64), item_frame[ITEM].to_numpy(np.int64)
         return cls(
             mu=float(mu), reg_param=float(reg_param), user_bias_reg=float(user_bias_reg),
-            user_ids=user_frame[USER].to_numpy(np.int64),
+            user_ids=user_ids,
             user_factors=user_frame[fcols].to_numpy(np.float64),
             user_bias=user_frame["user_bias"].to_numpy(np.float64),
-            item_ids=item_frame[ITEM].to_numpy(np.int64),
+            item_ids=item_ids,
             item_factors=item_frame[fcols].to_numpy(np.float64),
             item_bias=item_frame["item_bias"].to_numpy(np.float64),
             item_support=item_frame["n_ratings"].to_numpy(np.int64),
-            movies=meta, ratings=ratings[[USER, ITEM, RATING]].reset_index(drop=True),
+            movies=meta, rated=RatedMovies.build(ratings, user_ids, item_ids),
             **cls._pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, pick_params))
 
     @staticmethod
@@ -500,7 +634,10 @@ class RecommenderIndex:
         from .model_store import ModelError, read_serving_tables
         tables = read_serving_tables(model_dir)
         try:
-            return cls.from_frames(**tables)
+            index = cls.from_frames(**tables)
+            del tables   # the ratings frame: kept as arrays now; give its memory back (Arrow keeps a pool)
+            pa.default_memory_pool().release_unused()
+            return index
         except (KeyError, ValueError, TypeError, IndexError) as exc:   # what the checks did not foresee
             log.exception("loading %s", model_dir)
             raise ModelError(f"{model_dir} cannot be served ({type(exc).__name__}: {exc}). Retrain it, or "

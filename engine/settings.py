@@ -68,6 +68,7 @@ class Settings:
     max_member_bytes: int = 2 << 30     # largest data file read (inflated); ml-32m ratings.csv is 0.9 GB
     spark_ui: bool = False               # Spark's web UI (no authentication; kill enabled): off unless asked
     admin_password: str = ""             # set: tuning, training and model switching/deletion need it in the app
+    spark_start: str = "background"      # the app starts Spark at its first page view; "on-demand": when a page needs it
 
 
 def get_settings() -> Settings:
@@ -92,6 +93,7 @@ def get_settings() -> Settings:
         max_member_bytes=int(os.environ.get("MAX_MEMBER_MB", "2048")) << 20,
         spark_ui=_choice_env("SPARK_UI", ("0", "1")) == "1",
         admin_password=os.environ.get("ADMIN_PASSWORD", ""),
+        spark_start=_choice_env("SPARK_START", ("background", "on-demand")),
     )
 
 

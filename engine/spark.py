@@ -146,3 +146,76 @@ def _alive(name: str) -> bool:
     except PermissionError:   # another user's live process
         return True
     return True
+
+
+class SparkStarter:
+    """Starts the session in a background thread and says how far it got, so a page never blocks
+    for the JVM's start (20-60 s on a busy machine) unless it needs Spark now.
+
+    ``state`` is "starting", "ready" or "unavailable" (``error`` then says why, with what to do).
+    The app holds one per server process and starts it at the first page view.
+
+    >>> starter = SparkStarter(start=lambda: "session")   # doctest: +SKIP
+    >>> starter.start().wait(timeout=60)                   # doctest: +SKIP
+    'session'
+    """
+
+    def __init__(self, settings: Settings | None = None, start=None):
+        import threading
+        self._settings = settings
+        self._start = start or (lambda: get_spark(self._settings or get_settings()))
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = None
+        self.session, self.error = None, None
+        self.started = self.finished = None
+
+    def start(self, retry: bool = False) -> "SparkStarter":
+        """Begin starting Spark (once; later calls return at once). ``retry``: start again when
+        the last start failed (Java installed meanwhile, a master back up)."""
+        import threading
+        import time
+        with self._lock:
+            if self._thread is None or (retry and self.state == "unavailable"):
+                self._done.clear()
+                self.session, self.error, self.finished = None, None, None
+                self.started = time.time()
+                self._thread = threading.Thread(target=self._run, name="spark-starter", daemon=True)
+                self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import time
+        try:
+            self.session = self._start()
+        except SparkUnavailable as exc:
+            self.error = str(exc)
+        except Exception as exc:   # a JVM or py4j failure has no common base class
+            log.exception("Spark did not start")
+            self.error = f"Spark did not start: {type(exc).__name__}: {exc}"
+        finally:
+            self.finished = time.time()
+            self._done.set()
+
+    @property
+    def state(self) -> str:
+        if self._thread is None or not self._done.is_set():
+            return "starting"
+        return "ready" if self.session is not None else "unavailable"
+
+    def seconds(self, now: float | None = None) -> float:
+        """Seconds the start took (or has taken so far)."""
+        import time
+        if self.started is None:
+            return 0.0
+        return (self.finished or now or time.time()) - self.started
+
+    def wait(self, timeout: float | None = None):
+        """The session, once started; raises :class:`SparkUnavailable` when it could not start
+        (or ``TimeoutError`` after ``timeout`` seconds)."""
+        self.start()
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"Spark has not started after {timeout:g} s.")
+        if self.session is None:
+            raise SparkUnavailable(self.error)
+        return self.session

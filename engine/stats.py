@@ -178,6 +178,34 @@ class Slice:
             raise ValueError(f"Unknown genre {unknown[0]!r}. Genres in this data: {', '.join(sorted(known))}.")
 
 
+def slice_figures(part: DatasetStats, whole: DatasetStats) -> str:
+    """What a slice holds against the whole data, in one sentence for the statistics page.
+
+    A slice's movies are those with at least one rating in it: a slice by the years
+    ratings were given keeps every movie in ``movies``, and counting those would say
+    "9,742 of 9,742 movies" for years in which most of them were never rated.
+
+    >>> slice_figures(part, whole)  # doctest: +SKIP
+    '181 ratings (0.2 % of all) of 32 of 9,742 movies (those rated in the slice), by 69 of 610 users'
+    """
+    c, w = part.counts, whole.counts
+    return (f"{c['ratings']:,} ratings ({c['ratings'] / w['ratings']:.1%} of all) of {c['rated_movies']:,} "
+            f"of {w['movies']:,} movies (those rated in the slice), by {c['users']:,} of {w['users']:,} users")
+
+
+def dataset_label(location: str) -> str:
+    """A dataset's name as people read it, from its location, without the server's folders.
+
+    >>> dataset_label("/srv/data/ml-latest-small.zip")
+    'MovieLens latest-small (ml-latest-small.zip)'
+    >>> dataset_label("s3a://bucket/releases/ml-25m/")
+    'MovieLens 25m (ml-25m)'
+    """
+    base = str(location).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or str(location)
+    stem = base[:-4] if base.lower().endswith(".zip") else base
+    return f"MovieLens {stem[3:]} ({base})" if stem.lower().startswith("ml-") and len(stem) > 3 else base
+
+
 def _utc_years(seconds: pd.Series) -> pd.Series:
     return pd.to_datetime(seconds, unit="s", utc=True).dt.year
 
@@ -284,6 +312,25 @@ def _decades(rated_movies: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _genre_table(genres: pd.DataFrame, movie_sums: pd.DataFrame) -> pd.DataFrame:
+    """``genre, movies, ratings, mean_rating`` from (movieId, genre) rows and per-movie ``n, total``."""
+    genre_ratings = genres.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0})
+    table = (genre_ratings.groupby("genre")
+             .agg(movies=(ITEM, "count"), ratings=("n", "sum"), total=("total", "sum")).reset_index()
+             .astype({"ratings": np.int64})
+             .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
+    table["mean_rating"] = (table.pop("total") / table["ratings"].replace(0, np.nan)).round(4)
+    return table
+
+
+def _movie_decades(movies: pd.DataFrame, movie_sums: pd.DataFrame, years: pd.Series | None = None) -> pd.DataFrame:
+    """The release decades of ``movies`` (year from the title, or ``years`` when already read) with their
+    per-movie ``n, total``."""
+    with_year = (movies[[ITEM]].assign(year=release_years(movies[TITLE]) if years is None else years).dropna()
+                 .astype({"year": np.int64}))
+    return _decades(with_year.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0}))
+
+
 def compute_stats(data: MovieLens, top_tags: int = 20, part: Slice | None = None) -> DatasetStats:
     """All statistics with pandas (fine up to a few tens of millions of ratings), of ``part`` if given."""
     if part is not None:
@@ -295,12 +342,7 @@ def compute_stats(data: MovieLens, top_tags: int = 20, part: Slice | None = None
     movie_sums = r.groupby(ITEM)[RATING].agg(n="size", total="sum").reset_index()
     per_movie = movie_sums.set_index(ITEM)["n"]
     genres = explode_genres(movies)
-    genre_ratings = genres.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0})
-    genre_table = (genre_ratings.groupby("genre")
-                   .agg(movies=(ITEM, "count"), ratings=("n", "sum"), total=("total", "sum")).reset_index()
-                   .astype({"ratings": np.int64})
-                   .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
-    genre_table["mean_rating"] = (genre_table.pop("total") / genre_table["ratings"].replace(0, np.nan)).round(4)
+    genre_table = _genre_table(genres, movie_sums)
     years = _utc_years(r[TIME])
     genre_years = (r[[ITEM]].assign(year=years).merge(genres, on=ITEM).groupby(["year", "genre"]).size()
                    .reset_index(name="ratings").astype({"year": np.int64, "ratings": np.int64})
@@ -310,9 +352,7 @@ def compute_stats(data: MovieLens, top_tags: int = 20, part: Slice | None = None
     per_year["mean_rating"] = per_year["mean_rating"].round(4)
     tags = (data.tags[TAG].str.lower().value_counts().rename_axis("tag").reset_index(name="count")
             .sort_values(["count", "tag"], ascending=[False, True]).head(top_tags).reset_index(drop=True))
-    with_year = (movies[[ITEM]].assign(year=release_years(movies[TITLE])).dropna()
-                 .astype({"year": np.int64}))
-    decades = _decades(with_year.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0}))
+    decades = _movie_decades(movies, movie_sums)
     rated = set(per_movie.index)
     return DatasetStats(
         counts=_counts(len(per_user), len(movies), len(per_movie), len(r), len(data.tags),
@@ -413,7 +453,13 @@ def read_spark_tables(spark, uri: str):
 def top_movies(data: MovieLens, by: str = "count", min_ratings: int = 50, n: int = 20) -> pd.DataFrame:
     """Most-rated (``by='count'``) or best-rated (``by='mean'``, at least ``min_ratings``) movies."""
     agg = data.ratings.groupby(ITEM)[RATING].agg(ratings="count", mean_rating="mean").reset_index()
-    agg = agg.merge(data.movies[[ITEM, TITLE, GENRES]], on=ITEM)
+    return rank_movies(agg, data.movies, by, min_ratings, n)
+
+
+def rank_movies(agg: pd.DataFrame, movies: pd.DataFrame, by: str = "count", min_ratings: int = 50,
+                n: int = 20) -> pd.DataFrame:
+    """:func:`top_movies` from per-movie ``movieId, ratings, mean_rating`` (movieId ascending)."""
+    agg = agg.merge(movies[[ITEM, TITLE, GENRES]], on=ITEM)
     agg["mean_rating"] = agg["mean_rating"].astype(float).round(3)
     if by == "mean":
         agg = agg[agg["ratings"] >= min_ratings].sort_values(["mean_rating", "ratings"], ascending=False)
@@ -473,4 +519,5 @@ def movie_profile(data: MovieLens, movie_id: int, top_tags: int = 12) -> MoviePr
 
 
 __all__ = ["DatasetStats", "EmptySlice", "MovieProfile", "Slice", "compute_stats", "concentration", "movie_profile", "compute_stats_spark", "parse_years",
-           "read_spark_tables", "slice_bounds", "slice_data", "slice_spark", "top_movies", "NO_GENRES"]
+           "dataset_label", "read_spark_tables", "slice_bounds", "slice_data", "slice_figures", "slice_spark",
+           "top_movies", "NO_GENRES"]

@@ -12,6 +12,7 @@ the app draws a progress bar.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -22,6 +23,7 @@ import pandas as pd
 from .als import BiasCorrectedALS, bias_baseline_predictions, check_param, plain_als
 from . import picks
 from .evaluation import ranking_metrics, relevant_items, rmse
+from .jobs import Pace, with_eta
 from .model_store import save_model
 from .movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
 from .serving import RecommenderIndex
@@ -51,6 +53,10 @@ class ALSConfig:
     #: Top-N lists leave out movies with fewer training ratings than this: a
     #: predicted 4.9 from three ratings is noise, and users agree (see README).
     min_ratings: int = 20
+    #: ALS user/item blocks: Spark's 10, with which the figures in the README were measured (the
+    #: factors' random start depends on the blocks); 0: one per core, faster on a small machine,
+    #: test RMSE within ~0.002 of it.
+    num_blocks: int = 10
 
     def check(self) -> "ALSConfig":
         """Refuse values Spark would refuse or misuse, before any Spark job (``ValueError``)."""
@@ -61,6 +67,7 @@ class ALSConfig:
             check_param(name, value, label)
         if not (isinstance(self.test_fraction, (int, float)) and 0 < self.test_fraction < 1):
             raise ValueError(f"test_fraction must be between 0 and 1 (got {self.test_fraction!r}).")
+        check_param("numBlocks", self.num_blocks, "num_blocks")
         for name in ("ranking_k", "min_ratings"):
             value, low = getattr(self, name), 1 if name == "ranking_k" else 0
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
@@ -192,36 +199,40 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
     cfg = (cfg or ALSConfig()).check()
     picks_cfg = picks_cfg or picks.PicksConfig()
     check_picks_config(picks_cfg)
-    progress(0.02, "splitting ratings 80/20 (seed %d)" % cfg.split_seed)
+    # The fractions below are each stage's share of the time (measured on ml-latest-small: the first
+    # fit includes the split's jobs, the two ALS comparisons and the top picks ~20 % each, ranking
+    # ~10 %), so the time left extrapolated from the pace so far holds on a quiet or busy machine.
+    progress = with_eta(progress)
+    progress(0.0, "splitting ratings 80/20 (seed %d)" % cfg.split_seed)
     train, test = split(ratings_frame(spark, data, extra_ratings), cfg)
-    n_train, n_test = train.count(), test.count()
 
-    progress(0.10, f"fitting bias-corrected ALS (rank {cfg.rank}, {cfg.max_iter} iterations)")
+    progress(0.01, f"fitting bias-corrected ALS (rank {cfg.rank}, {cfg.max_iter} iterations)")
     t0 = time.perf_counter()
     model = BiasCorrectedALS(rank=cfg.rank, maxIter=cfg.max_iter, regParam=cfg.reg_param,
                              userBiasReg=cfg.user_bias_reg, itemBiasReg=cfg.item_bias_reg,
-                             seed=cfg.seed).fit(train)
+                             seed=cfg.seed, numBlocks=cfg.num_blocks).fit(train)
     fit_seconds = time.perf_counter() - t0
-    progress(0.45, "scoring the test set")
+    progress(0.44, "scoring the test set")
     metrics = {"test_rmse": round(rmse(model.transform(test)), 5), "split_seed": cfg.split_seed,
-               "n_train": n_train, "n_test": n_test, "fit_seconds": round(fit_seconds, 2)}
+               "fit_seconds": round(fit_seconds, 2)}
     if compare_baselines:
-        progress(0.50, "bias-only baseline")
+        progress(0.48, "bias-only baseline")
         metrics["bias_baseline_rmse"] = round(rmse(bias_baseline_predictions(
             model.mu, model.item_bias, model.user_bias, test)), 5)
-        progress(0.55, "plain Spark ALS for comparison")
+        progress(0.51, "plain Spark ALS for comparison")
         plain = plain_als(cfg.rank, cfg.max_iter, cfg.reg_param, cfg.seed).fit(train)
         metrics["plain_als_rmse"] = round(rmse(plain.transform(test)), 5)
 
-    progress(0.65, f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
+    progress(0.70, f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
     t0 = time.perf_counter()
     picks_model = picks.fit(train, picks_cfg)
     pick_users, pick_items = picks.export_factors(picks_model)
     metrics["picks_fit_seconds"] = round(time.perf_counter() - t0, 2)
 
-    progress(0.75, "exporting factors")
+    progress(0.89, "exporting factors")
     train_pdf = train.toPandas()
     test_pdf = test.toPandas()
+    metrics.update(n_train=len(train_pdf), n_test=len(test_pdf))   # here: no count() job of their own
     train_counts = train_pdf.groupby(ITEM).size().rename("n_ratings").reset_index()
     users, items = export_tables(model, train_counts)
     catalogue = movie_catalogue(data)
@@ -233,7 +244,7 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
                   pick_user_frame=pick_users, pick_item_frame=pick_items,
                   pick_params=picks.params_of(picks_cfg))
 
-    progress(0.85, "ranking metrics against popularity")
+    progress(0.90, "ranking metrics against popularity")
     eval_index = RecommenderIndex.from_frames(**common, ratings=train_pdf)
     ranking = evaluate_ranking(eval_index, train_pdf, test_pdf, cfg.ranking_k, cfg.min_ratings)
     metrics["ranking"] = ranking
@@ -243,7 +254,7 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
         metrics[f"picks_{key}_at_{cfg.ranking_k}"] = ranking["picks"][f"{key}_at_k"]
     train.unpersist()
     test.unpersist()
-    progress(0.95, "done evaluating")
+    progress(0.99, "done evaluating")
     params = {**asdict(cfg), "mu": model.mu, "picks": picks.params_of(picks_cfg),
               "dataset": {"name": data.name, "source": data.source, "fingerprint": data.fingerprint,
                           "n_ratings": int(len(all_ratings))}}
@@ -280,8 +291,16 @@ def train_and_save(spark, data: MovieLens, root, cfg: ALSConfig | None = None,
 
 def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
          cfg: ALSConfig | None = None, progress: Progress = log_progress,
-         parallelism: int = 1) -> dict:
+         parallelism: int = 2, blocks: int = 0) -> dict:
     """k-fold ``CrossValidator`` over ``grid`` on the train split; RMSE per grid point.
+
+    Every fit is a Spark job, so the same code tunes on a cluster. Per fold, the biases are
+    estimated once and shared by the grid's fits (:meth:`BiasCorrectedALS.fitMultiple`);
+    ``parallelism`` fits run at once (on 2 cores, 2 hide each other's job overhead). ``blocks``:
+    ALS blocks per fit, 0 for one per core (:func:`engine.als.als_blocks`; Spark's 10 cost a
+    task each per stage); it moves CV RMSEs by about 0.001 (the factors' random start), not
+    which point is best.
+    ``progress`` hears of each fit with the time left at the pace measured so far.
 
     Returns ``{"table": [{rank, maxIter, regParam, rmse}, ...], "best": {...},
     "folds": k, "seconds": ...}`` with plain numbers, sorted best first.
@@ -292,15 +311,18 @@ def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
     cfg = (cfg or ALSConfig()).check()
     grid = grid or DEFAULT_GRID
     check_grid(grid, folds)
+    if not isinstance(parallelism, (int, np.integer)) or isinstance(parallelism, bool) or parallelism < 1:
+        raise ValueError(f"parallelism={parallelism!r}: give a whole number of fits at once, 1 or more.")
     train, _ = split(ratings_frame(spark, data), cfg)
-    # CrossValidator fits every grid point on every fold, then the best one on all of train.
-    estimator = _ProgressBiasALS(progress, total=folds * int(np.prod([len(v) for v in grid.values()])) + 1,
-                                 userBiasReg=cfg.user_bias_reg, itemBiasReg=cfg.item_bias_reg,
-                                 seed=cfg.seed, coldStartStrategy="drop")
     builder = ParamGridBuilder()
+    check_param("numBlocks", blocks, "blocks")
+    estimator = _ProgressBiasALS(userBiasReg=cfg.user_bias_reg, itemBiasReg=cfg.item_bias_reg,
+                                 seed=cfg.seed, coldStartStrategy="drop", numBlocks=blocks)
     for name, values in grid.items():
         builder = builder.addGrid(estimator.getParam(name), list(values))
     maps = builder.build()
+    # CrossValidator fits every grid point on every fold, then the best one on all of train.
+    estimator.track(progress, Pace(grid_units(grid, folds, cfg.max_iter)), total=len(maps) * folds + 1)
     cv = CrossValidator(estimator=estimator, estimatorParamMaps=maps, numFolds=folds, seed=cfg.seed,
                         evaluator=RegressionEvaluator(metricName="rmse", labelCol=RATING),
                         parallelism=parallelism)
@@ -314,26 +336,54 @@ def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
         table.append(row)
     table.sort(key=lambda r: r["rmse"])
     train.unpersist()
+    fits = len(maps) * folds + 1
     return {"table": table, "best": {k: v for k, v in table[0].items() if k != "rmse"},
             "best_rmse": table[0]["rmse"], "folds": folds, "grid": grid,
-            "fits": len(maps) * folds + 1, "seconds": round(seconds, 1)}
+            "fits": fits, "seconds": round(seconds, 1), "seconds_per_fit": round(seconds / fits, 2),
+            "parallelism": parallelism, "blocks": blocks}
+
+
+#: The cost of one fit apart from its iterations (jobs to set up, factors to store, the fold's
+#: RMSE), in ALS iterations: measured on ml-latest-small (bench/bench_tune.py); it only weighs
+#: fits against one another for the time-left estimate, whose pace is measured as it runs.
+FIT_OVERHEAD_ITERATIONS = 4
+
+
+def fit_units(max_iter: int) -> float:
+    """Relative cost of one tuning fit (its share of the work in the time-left estimate)."""
+    return max_iter + FIT_OVERHEAD_ITERATIONS
+
+
+def grid_units(grid: dict, folds: int, default_iter: int = 20) -> float:
+    """The work of a k-fold grid search in :func:`fit_units`: every point on every fold, then the
+    best on all of train (counted at the grid's largest maxIter)."""
+    iters = grid.get("maxIter") or [default_iter]
+    points = int(np.prod([len(v) for k, v in grid.items() if k != "maxIter"]))
+    return folds * points * sum(map(fit_units, iters)) + fit_units(max(iters))
 
 
 class _ProgressBiasALS(BiasCorrectedALS):
-    """BiasCorrectedALS that reports each fit to a progress callback (for tuning)."""
+    """BiasCorrectedALS that reports each fit, and the time left at the measured pace (for tuning)."""
 
-    def __init__(self, progress: Progress = log_progress, total: int = 1, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        # Params.copy() is shallow, so every per-fold copy shares this counter.
-        self._progress, self._total, self._done = progress, total, [0]
+        # Params.copy() is shallow, so every per-fold copy shares this state (a dict).
+        self._tracking = {"progress": None}
 
-    def _fit(self, dataset):
-        model = super()._fit(dataset)
-        self._done[0] += 1
+    def track(self, progress: Progress, pace: Pace, total: int) -> None:
+        self._tracking.update(progress=progress, pace=pace, total=total, done=0, lock=threading.Lock())
+
+    def _fit_residuals(self, baseline):
+        model = super()._fit_residuals(baseline)
+        t = self._tracking
+        if t["progress"] is None:
+            return model
         g = self.getOrDefault
-        self._progress(self._done[0] / self._total,
-                       f"fit {self._done[0]}/{self._total}: rank {g(self.rank)}, maxIter "
-                       f"{g(self.maxIter)}, regParam {g(self.regParam)}")
+        with t["lock"]:   # CrossValidator may run several fits at once, each in its own thread
+            t["done"] += 1
+            t["pace"].advance(fit_units(g(self.maxIter)))
+            left = t["pace"].describe()
+            t["progress"](t["pace"].fraction,
+                          f"fit {t['done']}/{t['total']}: rank {g(self.rank)}, maxIter {g(self.maxIter)}, "
+                          f"regParam {g(self.regParam)}" + (f" · {left}" if left else ""))
         return model
-
-

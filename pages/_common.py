@@ -227,10 +227,24 @@ def running_job_note() -> bool:
     return state is not None
 
 
-@st.cache_resource(show_spinner="Starting Spark (first time only)…")
+@st.cache_resource
+def spark_starter():
+    """The server's one Spark session, started in a background thread (``streamlit_app.py`` starts
+    it at the first page view unless ``SPARK_START=on-demand``): no page waits for the JVM unless
+    it needs Spark before the start is over."""
+    from engine.spark import SparkStarter
+    return SparkStarter(get_settings())
+
+
 def spark_session():
-    from engine.spark import get_spark
-    return get_spark(get_settings())
+    """The Spark session; while it is still starting, waits under a spinner that says so.
+    Raises ``SparkUnavailable`` (shown by ``friendly_errors``) when Spark cannot start here."""
+    starter = spark_starter().start(retry=True)
+    if starter.state == "starting":
+        with st.spinner(f"Waiting for Spark to finish starting (started {starter.seconds():.0f} s ago; "
+                        "it starts once per server)…", show_time=True):
+            return starter.wait()
+    return starter.wait()
 
 
 # What md_escape escapes: anything that opens inline markdown (code, emphasis, links and images,

@@ -15,6 +15,7 @@ from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
 from engine.settings import get_settings
+from pages._charts import SERIES
 from pages._common import (MOVIE_COLUMNS, PROFILE, for_display, friendly_errors, load_index, person_label,
                            hidden_movies, saved_profiles, through_navigation)
 
@@ -207,6 +208,7 @@ with about:
         per_class = report.per_class.melt(id_vars=["emotion", "support"],
                                           value_vars=["precision", "recall"], var_name="measure")
         left.plotly_chart(px.bar(per_class, x="emotion", y="value", color="measure", barmode="group",
+                                 color_discrete_sequence=SERIES,
                                  range_y=[0, 1], title="Per emotion (test)",
                                  hover_data=["support"]), width="stretch")
         right.plotly_chart(px.imshow(report.confusion, text_auto=".0%", color_continuous_scale="Blues",
@@ -214,6 +216,7 @@ with about:
                            width="stretch")
         if not report.curve.empty:
             st.plotly_chart(px.line(report.curve, x="epoch", y="accuracy", color="split",
+                                    color_discrete_sequence=SERIES,
                                     line_dash="run", title="Training curve (all runs)"),
                             width="stretch")
 

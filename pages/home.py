@@ -3,9 +3,9 @@ import streamlit as st
 
 from engine.model_store import ModelError, NoModelYet, current_model_dir, read_params
 from engine.settings import get_settings
-from engine.training import train_and_save
-from pages._common import (admin_unlocked, friendly_errors, job_slot, load_data, model_metrics, progress_bar,
-                           running_job_note, spark_session, through_navigation)
+from engine.stats import dataset_label
+from pages._common import (admin_unlocked, friendly_errors, job_slot, load_data, md_escape, model_metrics,
+                           progress_bar, running_job_note, spark_session, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -42,7 +42,12 @@ tries[2].page_link("pages/statistics.py", label="Film-Noir of the 1940s, in numb
                    query_params={"genres": "Film-Noir", "released": "1940-1949"})
 
 st.subheader("Dataset")
-st.caption(f"`MOVIELENS_DATA` = {settings.movielens_data}")
+st.write(f"**{md_escape(dataset_label(settings.movielens_data))}**")   # the server's paths: in the expander
+with st.expander("Where the data and the models are on the server"):
+    st.caption("The ratings (`MOVIELENS_DATA`):")
+    st.text(settings.movielens_data)
+    st.caption("Saved models (`MODEL_DIR`):")
+    st.text(settings.model_dir)
 
 try:
     folder = current_model_dir(settings.model_dir)
@@ -54,7 +59,7 @@ except ModelError as exc:
     st.page_link("pages/model.py", label="Pick a saved model (Model page, Saved models)", icon="⚙️")
 
 if folder is not None:
-    with friendly_errors("Reading the model"):
+    with friendly_errors("Reading the model"), st.spinner(f"Reading model {folder.name}…", show_time=True):
         params = read_params(folder)
         metrics = model_metrics(str(folder), (folder / "params.json").stat().st_mtime)
         ds = params.get("dataset", {})
@@ -76,10 +81,12 @@ if folder is not None:
 else:
     st.subheader("First run")
     st.write(f"No model yet in `{settings.model_dir}`. Training the default bias-corrected ALS model "
-             "takes about a minute (here, or `python -m engine train` in a terminal).")
+             "(here, or `python -m engine train` in a terminal) shows its time left as it goes, "
+             "estimated from the pace of the steps already done.")
     busy = running_job_note()
     if admin_unlocked("train the model") and st.button("Train the default model", type="primary",
                                                        disabled=busy):
+        from engine.training import train_and_save   # Spark's and the trainer's imports: only to train
         report = progress_bar()
         with friendly_errors("Training"), job_slot().run("Training the default model", report) as progress:
             data = load_data(settings.movielens_data)

@@ -5,7 +5,9 @@ import streamlit as st
 
 from engine.model_store import current_name, delete_model, read_json, saved_models, set_current
 from engine.settings import get_settings
-from engine.training import ALSConfig, train_and_save, tune
+from engine.jobs import format_seconds
+from engine.training import ALSConfig, grid_units, train_and_save, tune
+from pages._charts import RMSE_FORMAT, SCALE, SERIES
 from pages._common import (admin_unlocked, friendly_errors, job_slot, load_data, model_dir, progress_bar,
                            running_job_note, spark_session, through_navigation)
 
@@ -28,10 +30,16 @@ with tab_eval:
                                            "Bias-only baseline"],
                                  "test RMSE": [metrics["test_rmse"], metrics["plain_als_rmse"],
                                                metrics["bias_baseline_rmse"]]})
-            fig = px.bar(rmse, x="test RMSE", y="model", orientation="h", text="test RMSE",
-                         title="Test RMSE (lower is better)")
-            low, high = rmse["test RMSE"].min(), rmse["test RMSE"].max()
-            fig.update_xaxes(range=[low - 0.05, high + 0.01])  # the differences are a few hundredths
+            # Bars from 0 (a cut axis made a few hundredths look like a factor of three); the small
+            # differences are written out against the baseline instead.
+            base = metrics["bias_baseline_rmse"]
+            rmse["label"] = [f"{v:{RMSE_FORMAT}}" + (f" ({v - base:+{RMSE_FORMAT}} vs bias-only)" if i < 2 else "")
+                             for i, v in enumerate(rmse["test RMSE"])]
+            fig = px.bar(rmse, x="test RMSE", y="model", orientation="h", text="label", color="model",
+                         color_discrete_sequence=SERIES, title="Test RMSE (lower is better)")
+            fig.update_traces(textposition="outside", hovertemplate=f"%{{y}}: %{{x:{RMSE_FORMAT}}}<extra></extra>")
+            fig.update_xaxes(range=[0, rmse["test RMSE"].max() * 1.45], tickformat=".1f")   # room for the labels
+            fig.update_layout(showlegend=False)
             st.plotly_chart(fig, width="stretch")
             ranking = metrics.get("ranking", {})
             rows = []
@@ -67,11 +75,19 @@ with tab_tune:
                             persist_state="session")
     folds = c[3].number_input("folds", 2, 10, 3, key="grid_folds", persist_state="session")
     fits = len(ranks) * len(iters) * len(regs) * folds + 1
-    st.caption(f"{fits} fits. Roughly 3–10 s each on a laptop.")
+    last = st.session_state.get("cv_result") or {}
+    if last.get("seconds") and last.get("grid") and last.get("folds"):   # the pace of the last grid run here
+        per_unit = last["seconds"] / grid_units(last["grid"], last["folds"])
+        grid_now = {"rank": ranks, "maxIter": iters, "regParam": regs}
+        st.caption(f"{fits} fits: about {format_seconds(per_unit * grid_units(grid_now, int(folds)))} at the "
+                   f"pace of the last grid search ({last['fits']} fits in {last['seconds']:g} s); the bar "
+                   "updates the time left as the fits finish.")
+    else:
+        st.caption(f"{fits} fits. The bar shows the time left once the first fits have set the pace.")
     may_tune = admin_unlocked("tune and train models")
     busy = running_job_note()
     if may_tune and st.button("Run the grid search", type="primary", disabled=fits <= 1 or busy):
-        report = progress_bar("Starting Spark…")
+        report = progress_bar("Splitting the ratings; the time left shows once the first fits are done…")
         with friendly_errors("Tuning"), job_slot().run("Tuning", report) as progress:
             result = tune(spark_session(), load_data(settings.movielens_data),
                           {"rank": ranks, "maxIter": iters, "regParam": regs}, int(folds),
@@ -87,7 +103,7 @@ with tab_tune:
         st.dataframe(table, hide_index=True, width="stretch")
         it = st.selectbox("Heatmap for maxIter", sorted(table["maxIter"].unique()), key="heat_iter")
         pivot = table[table["maxIter"] == it].pivot_table(index="rank", columns="regParam", values="rmse")
-        heat = px.imshow(pivot, text_auto=".4f", color_continuous_scale="Viridis_r",
+        heat = px.imshow(pivot, text_auto=RMSE_FORMAT, color_continuous_scale=SCALE[::-1],
                          labels={"color": "RMSE"}, title="CV RMSE over rank x regParam")
         heat.update_xaxes(type="category").update_yaxes(type="category")   # ticks at the grid's values only
         st.plotly_chart(heat, width="stretch")
@@ -125,22 +141,28 @@ with tab_models:
         if not rows:
             st.info("No saved models yet.")
         else:
-            st.caption(f"In `{settings.model_dir}`, newest first. The current model is the one every page serves.")
+            st.caption("Newest first. The current model is the one every page serves.")
+            with st.expander("Where they are on the server"):
+                st.text(settings.model_dir)
             table = pd.DataFrame(rows)[["current", "model", "trained", "dataset", "rank", "max_iter", "reg_param",
                                         "test_rmse", "picks_ndcg_at_10", "tuned", "size_mb"]]
+            # One column for the ALS settings, fixed widths (790 px): every column in view at 1280 px with the
+            # sidebar open (eleven auto-sized columns hid Size at 1400 px).
+            table["settings"] = [f"rank {r.rank} · {r.max_iter} it. · λ {r.reg_param}" + (" · tuned" if r.tuned else "")
+                                 for r in table.itertuples()]
             st.dataframe(table, hide_index=True, width="stretch", column_config={
-                "current": st.column_config.CheckboxColumn("Current", width="small"),
-                "model": st.column_config.TextColumn("Model"),
-                "trained": st.column_config.TextColumn("Trained (UTC)"),
-                "dataset": st.column_config.TextColumn("Dataset"),
-                "rank": st.column_config.NumberColumn("rank"),
-                "max_iter": st.column_config.NumberColumn("maxIter"),
-                "reg_param": st.column_config.NumberColumn("regParam"),
-                "test_rmse": st.column_config.NumberColumn("Test RMSE", format="%.4f"),
+                "current": st.column_config.CheckboxColumn("Current", width=55),
+                "model": st.column_config.TextColumn("Model", width=170),
+                "trained": st.column_config.TextColumn("Trained (UTC)", width=115),
+                "dataset": st.column_config.TextColumn("Dataset", width=100),
+                "settings": st.column_config.TextColumn(
+                    "Settings", width=145, help="rank, maxIter (it.), regParam (λ); tuned: has a cross-validation table"),
+                "test_rmse": st.column_config.NumberColumn("Test RMSE", format="%.4f", width=75),
                 "picks_ndcg_at_10": st.column_config.NumberColumn(
-                    "Top picks NDCG@10", format="%.3f", help="Empty: saved before top picks existed"),
-                "tuned": st.column_config.CheckboxColumn("From tuning", help="Has a cross-validation table"),
-                "size_mb": st.column_config.NumberColumn("Size", format="%.1f MiB")})
+                    "NDCG@10", format="%.3f", width=65, help="Top picks' NDCG@10. Empty: saved before top picks existed"),
+                "size_mb": st.column_config.NumberColumn("Size", format="%.1f MiB", width=65)},
+                column_order=["current", "model", "trained", "dataset", "settings", "test_rmse", "picks_ndcg_at_10",
+                              "size_mb"])
             current = next((r["model"] for r in rows if r["current"]), None)
             names = [r["model"] for r in rows]
             if not admin_unlocked("switch or delete models"):

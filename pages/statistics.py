@@ -5,24 +5,52 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from engine.prepare import parquet_release, prepare_release, release_bytes
 from engine.settings import get_settings
-from engine.stats import (EmptySlice, Slice, compute_stats, concentration, log_binned, parse_years,
-                          slice_bounds, slice_data, summarize, top_movies)
+from engine.stats import (EmptySlice, Slice, compute_stats, concentration, dataset_label, log_binned, parse_years,
+                          slice_bounds, slice_data, slice_figures, summarize, top_movies)
+from engine.stats_columnar import ColumnarRelease
+from pages._charts import SCALE, SERIES
 from pages._common import (MOVIE_COLUMNS, chart_text, entered_page, for_display, friendly_errors, load_data,
                            md_escape, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
 
-@st.cache_data(show_spinner="Computing statistics…")
-def stats_for(location: str, part: Slice = Slice()):
+# A release bigger than this (CSV, uncompressed) is converted to Parquet on the first visit when
+# `make run` / `python -m engine prepare-data` has not done it yet; a smaller one is read with pandas.
+PANDAS_UP_TO = 64 << 20
+
+
+@st.cache_resource(show_spinner=False)
+def columnar_for(folder: str) -> ColumnarRelease:
+    """DuckDB over the release's Parquet: shared by the sessions (each query has its own cursor)."""
+    return ColumnarRelease(folder)
+
+
+@st.cache_data(show_spinner=False)   # the page says what it is doing (a cold load takes seconds)
+def stats_for(location: str, part: Slice = Slice(), folder: str = ""):
+    if folder:
+        return columnar_for(folder).stats(part)
     return compute_stats(load_data(location), part=part)
 
 
 @st.cache_data(show_spinner=False)
-def bounds_for(location: str) -> dict:
+def bounds_for(location: str, folder: str = "") -> dict:
     """What the slice controls offer: genres, release years and rating years present in the data."""
-    return slice_bounds(load_data(location))
+    return columnar_for(folder).bounds() if folder else slice_bounds(load_data(location))
+
+
+def parquet_for(location: str) -> str:
+    """The release's Parquet folder ("" for pandas): converted here, visibly, when big and not yet done."""
+    settings = get_settings()
+    folder = parquet_release(settings)
+    if folder is None and release_bytes(location) > PANDAS_UP_TO:
+        with st.status("Converting the release to Parquet (once; minutes for tens of millions of ratings)…",
+                       expanded=True) as status:
+            folder = prepare_release(settings, progress=status.text)
+            status.update(label="Converted to Parquet.", state="complete", expanded=False)
+    return str(folder or "")
 
 
 TOP_COLUMNS = {**MOVIE_COLUMNS, "movieId": None,
@@ -32,7 +60,9 @@ TOP_ORDER = ["title", "ratings", "mean_rating", "genres", "similar"]   # the fig
 
 
 @st.cache_data(show_spinner=False)
-def top_for(location: str, part: Slice, by: str, min_ratings: int):
+def top_for(location: str, part: Slice, by: str, min_ratings: int, folder: str = ""):
+    if folder:
+        return columnar_for(folder).top_movies(part, by=by, min_ratings=min_ratings, n=20)
     return top_movies(slice_data(load_data(location), part), by=by, min_ratings=min_ratings, n=20)
 
 
@@ -46,23 +76,26 @@ def _span(years: tuple[int, int]) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def _year_range(label: str, bounds: tuple[int, int] | None, key: str, help_text: str) -> tuple[int, int] | None:
-    """A range slider over ``bounds``; a single year has nothing to choose, so it is just said."""
+def _year_range(where, label: str, bounds: tuple[int, int] | None, key: str,
+                help_text: str) -> tuple[int, int] | None:
+    """A range slider over ``bounds`` in ``where``; a single year has nothing to choose, so it is just said."""
     if bounds is None:
         return None
     if bounds[0] == bounds[1]:
-        st.sidebar.caption(f"{label}: {bounds[0]} only")
+        where.caption(f"{label}: {bounds[0]} only")
         return bounds
-    return st.sidebar.slider(label, *bounds, key=key, help=help_text, persist_state="session")
+    return where.slider(label, *bounds, key=key, help=help_text, persist_state="session")
 
 
 def slice_controls(bounds: dict) -> Slice:
     """The sidebar's slice (genres, release years, years rated), seeded from a shared link.
 
-    A link's ``?genres=Comedy,Drama&released=1990-1999&rated=2000-2010`` sets the
-    controls when it is followed; every change writes the address bar back, so it always
-    links to what is shown. Coming back to the page without a link keeps the last slice.
-    A bad value in a link is named and ignored.
+    The controls are a form: moving a slider (by mouse or one key press at a time) costs
+    nothing until *Apply*, which recomputes the page once (a full rerun per key press took
+    44 s for one slider move). A link's ``?genres=Comedy,Drama&released=1990-1999&rated=2000-2010``
+    sets the controls when it is followed; every applied change writes the address bar back, so
+    it always links to what is shown. Coming back to the page without a link keeps the last
+    slice. A bad value in a link is named and ignored.
     """
     q = st.query_params
     link = any(q.get(name) for name in ("genres", "released", "rated"))
@@ -87,12 +120,15 @@ def slice_controls(bounds: dict) -> Slice:
             st.session_state[f"slice_{name}"] = span
 
     st.sidebar.header("Slice the data")
-    genres = st.sidebar.multiselect("Genres (any of)", bounds["genres"], key="slice_genres",
-                                    placeholder="All genres", persist_state="session")
-    released = _year_range("Released", bounds["released"], "slice_released",
-                           "The year in the movie's title. With a limit, movies without one are left out.")
-    rated = _year_range("Ratings given", bounds["rated"], "slice_rated",
-                        "Calendar year (UTC) each rating and tag was given.")
+    with st.sidebar.form("slice_form", border=False, enter_to_submit=False):
+        genres = st.multiselect("Genres (any of)", bounds["genres"], key="slice_genres",
+                                placeholder="All genres", persist_state="session")
+        released = _year_range(st, "Released", bounds["released"], "slice_released",
+                               "The year in the movie's title. With a limit, movies without one are left out.")
+        rated = _year_range(st, "Ratings given", bounds["rated"], "slice_rated",
+                            "Calendar year (UTC) each rating and tag was given.")
+        st.form_submit_button("Apply", key="slice_apply", icon=":material/filter_alt:",
+                              help="Recompute the page for these genres and years (once, not per move).")
     part = Slice(genres=tuple(genres),   # a full range is no limit (and keeps movies without a year)
                  released=None if released is None or tuple(released) == bounds["released"] else tuple(released),
                  rated=None if rated is None or tuple(rated) == bounds["rated"] else tuple(rated))
@@ -103,7 +139,8 @@ def slice_controls(bounds: dict) -> Slice:
             q[name] = value
         else:
             q.pop(name, None)
-    if not part.everything and st.sidebar.button("Show everything", icon=":material/filter_alt_off:"):
+    if not part.everything and st.sidebar.button("Show everything", key="slice_reset",
+                                                  icon=":material/filter_alt_off:"):
         for key in ("slice_genres", "slice_released", "slice_rated"):
             st.session_state.pop(key, None)
         for name in ("genres", "released", "rated"):
@@ -114,36 +151,45 @@ def slice_controls(bounds: dict) -> Slice:
 
 st.title("📊 Dataset statistics")
 location = get_settings().movielens_data
+name = dataset_label(location)   # the dataset's name; the server's path only in the expander at the end
 with friendly_errors("Loading the dataset"):
-    whole = stats_for(location)
-    part = slice_controls(bounds_for(location))
+    # A cold load reads and checks the release, then counts everything: seconds, so it is said.
+    with st.spinner(f"Reading {md_escape(name)} and computing its statistics (the first visit takes a few "
+                    "seconds)…", show_time=True):
+        folder = parquet_for(location)
+        whole = stats_for(location, folder=folder)
+        bounds = bounds_for(location, folder)
+    part = slice_controls(bounds)
     try:
-        s = stats_for(location, part)
+        with st.spinner(f"Computing the statistics of {md_escape(part.describe())}…", show_time=True):
+            s = stats_for(location, part, folder)
     except EmptySlice as exc:
-        st.caption(f"Source: {md_escape(location)}")
+        st.caption(f"Data: {md_escape(name)}")
         st.warning(md_escape(exc))
         st.stop()
     c = s.counts
     if part.everything:
-        st.caption(f"Source: {md_escape(location)} · To look at part of it (genres, release years, years rated), "
+        st.caption(f"Data: {md_escape(name)} · To look at part of it (genres, release years, years rated), "
                    "use *Slice the data* in the sidebar.")
     else:
-        w = whole.counts
-        st.info(f"**Slice: {md_escape(part.describe())}**: {c['ratings']:,} ratings ({c['ratings'] / w['ratings']:.1%} "
-                f"of all), {c['movies']:,} of {w['movies']:,} movies, {c['users']:,} of {w['users']:,} users. "
+        st.info(f"**Slice: {md_escape(part.describe())}**: {md_escape(slice_figures(s, whole))}. "
                 "The address bar links to this slice.", icon="🔎")
+    # In a slice, a movie counts when it has a rating there (a slice by years rated keeps every movie).
+    movies = ("Movies", c["movies"], "Never rated", c["movies_never_rated"]) if part.everything else \
+        ("Movies rated", c["rated_movies"], "Not rated here", c["movies_never_rated"])
     cols = st.columns(6)
-    for col, (label, value) in zip(cols, [("Users", c["users"]), ("Movies", c["movies"]),
+    for col, (label, value) in zip(cols, [("Users", c["users"]), movies[:2],
                                           ("Ratings", c["ratings"]), ("Tags", c["tags"]),
-                                          ("Never rated", c["movies_never_rated"]),
-                                          ("Rated once", c["movies_rated_once"])]):
+                                          movies[2:], ("Rated once", c["movies_rated_once"])]):
         col.metric(label, f"{value:,}")
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     left.metric("Sparsity of the user x movie matrix", f"{c['sparsity']:.2%}")
-    payload = {"dataset": location, "slice": part.describe(), **s.as_dict()}   # as `engine stats --json`
-    right.download_button("Download these statistics (JSON)", json.dumps(payload, indent=1, default=_plain),
+    payload = {"dataset": name, "slice": part.describe(), **s.as_dict()}   # as `engine stats --json`
+    right.download_button("Download as JSON", json.dumps(payload, indent=1, default=_plain),
                           file_name="movielens-stats.json" if part.everything else "movielens-stats-slice.json",
-                          mime="application/json", icon=":material/download:", on_click="ignore")
+                          mime="application/json", icon=":material/download:", on_click="ignore",
+                          help="These statistics (of the slice shown), as `python -m engine stats --json` "
+                               "prints them.")
 
     left, right = st.columns(2)
     for column, dist, per, who, axis in ((left, s.ratings_per_user, "user", "users", "ratings by a user"),
@@ -167,6 +213,7 @@ with friendly_errors("Loading the dataset"):
         both = pd.concat([s.rating_values.assign(of="this slice"), whole.rating_values.assign(of="all ratings")])
         both["share"] = both["count"] / both.groupby("of")["count"].transform("sum")
         fig = px.bar(both, x="rating", y="share", color="of", barmode="group", height=height,
+                     color_discrete_sequence=SERIES,
                      title="Rating values: this slice against all ratings", hover_data={"count": ":,"},
                      labels={"share": "share of ratings", "of": ""})
         fig.update_yaxes(tickformat=".0%")
@@ -178,7 +225,7 @@ with friendly_errors("Loading the dataset"):
         left.caption(f"Mean rating {mean(s.rating_values):.2f} in this slice, {mean(whole.rating_values):.2f} "
                      "over all ratings.")
     fig = px.bar(chart_text(s.genres.sort_values("movies"), "genre"), x="movies", y="genre", orientation="h",
-                 color="mean_rating", color_continuous_scale="Viridis", height=height,
+                 color="mean_rating", color_continuous_scale=SCALE, height=height,
                  title="Movies per genre, coloured by mean rating",
                  hover_data={"ratings": ":,", "mean_rating": ":.2f"}, labels={"mean_rating": "mean rating"})
     fig.update_yaxes(dtick=1)  # every genre named, not every other one
@@ -204,6 +251,7 @@ with friendly_errors("Loading the dataset"):
         trend["share"] = trend["ratings"] / trend["of_year"]
         trend, top = chart_text(trend, "genre"), chart_text(top)
         fig = px.line(trend, x="year", y="share", color="genre", markers=True, height=420,
+                      color_discrete_sequence=SERIES,
                       category_orders={"genre": top}, hover_data={"ratings": ":,"},
                       title="Genres over the years: share of each year's ratings (the six most rated genres)",
                       labels={"share": "share of the year's ratings"})
@@ -214,7 +262,7 @@ with friendly_errors("Loading the dataset"):
     left, right = st.columns(2)
     if len(s.release_decades):
         decades = s.release_decades.assign(label=s.release_decades["decade"].astype(str) + "s")
-        fig = px.bar(decades, x="label", y="movies", color="mean_rating", color_continuous_scale="Viridis",
+        fig = px.bar(decades, x="label", y="movies", color="mean_rating", color_continuous_scale=SCALE,
                      title="Movies per release decade, coloured by mean rating", height=440,
                      hover_data={"ratings": ":,", "mean_rating": ":.2f", "label": False},
                      labels={"label": "released", "mean_rating": "mean rating"})
@@ -242,16 +290,20 @@ with friendly_errors("Loading the dataset"):
                   "why the recommendations page offers a minimum number of ratings.")
 
     st.subheader("Most-rated and best-rated movies")
-    min_ratings = st.slider("Best-rated: minimum number of ratings", 1, 300, 50, step=5, key="stats_min",
-                            persist_state="session")
-    left, right = st.columns(2)
-    left.caption("Most rated")
-    left.dataframe(for_display(top_for(location, part, "count", 1)), hide_index=True, width="stretch",
-                   column_config=TOP_COLUMNS, column_order=TOP_ORDER)
-    right.caption(f"Best rated (at least {min_ratings} ratings)")
-    best = top_for(location, part, "mean", min_ratings)
+    # Tabs, each table the page's full width: side by side at 1280 px, Genres and the links were cut off.
+    most_tab, best_tab = st.tabs(["Most rated", "Best rated"])
+    most_tab.dataframe(for_display(top_for(location, part, "count", 1, folder)), hide_index=True, width="stretch",
+                       column_config=TOP_COLUMNS, column_order=TOP_ORDER)
+    min_ratings = best_tab.slider("Best-rated: minimum number of ratings", 1, 300, 50, step=5, key="stats_min",
+                                  persist_state="session")
+    best_tab.caption(f"Best rated (at least {min_ratings} ratings)")
+    best = top_for(location, part, "mean", min_ratings, folder)
     if best.empty:
-        right.info(f"No movie in this slice has {min_ratings} ratings. Lower the minimum above.")
+        best_tab.info(f"No movie in this slice has {min_ratings} ratings. Lower the minimum above.")
     else:
-        right.dataframe(for_display(best), hide_index=True, width="stretch",
-                        column_config=TOP_COLUMNS, column_order=TOP_ORDER)
+        best_tab.dataframe(for_display(best), hide_index=True, width="stretch",
+                           column_config=TOP_COLUMNS, column_order=TOP_ORDER)
+
+with st.expander("Where the data comes from"):
+    st.caption("The server reads the release from `MOVIELENS_DATA`:")
+    st.text(location)

@@ -79,6 +79,18 @@ def pytest_configure(config):
     _CONFIG["config"] = config
 
 
+# `make test` runs the files on parallel workers (pytest-xdist, --dist loadfile: a file's tests share a
+# worker and its module fixtures). Workers take files in collection order, so the longest files go first
+# and the short ones fill the gaps at the end (the soak mostly waits on the browser: it overlaps the rest).
+LONGEST_FIRST = ("test_soak.py", "test_emotion.py", "test_browser.py", "test_cli.py", "test_app.py",
+                 "test_training.py", "test_faults_injection.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: order within a file kept
+
+
 def pytest_sessionstart(session):
     """Under CI, check everything up front: a run missing half its tests fails in its first minute."""
     if not strict(session.config):

@@ -341,8 +341,9 @@ def test_statistics_of_a_slice(app_env):
     from engine.stats import Slice
     data = load_movielens(os.environ["MOVIELENS_DATA"])
     at = open_page("pages/statistics.py")
-    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy", "Drama"]).run()
-    at.sidebar.slider(key="slice_released").set_value((1990, 2004)).run()
+    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy", "Drama"])
+    at.sidebar.slider(key="slice_released").set_value((1990, 2004))
+    at.sidebar.button(key="slice_apply").click().run()   # the slice controls are a form
     no_exception(at)
     want = compute_stats(data, part=Slice(genres=("Comedy", "Drama"), released=(1990, 2004))).counts
     assert _metrics(at)["Ratings"] == f"{want['ratings']:,}" and _metrics(at)["Users"] == f"{want['users']:,}"
@@ -358,11 +359,12 @@ def test_statistics_of_a_slice(app_env):
     year = 1980   # a genre without a movie from that year: a slice with no ratings at all
     genre = next(g for g in ("Horror", "Thriller", "Sci-Fi", "Romance", "Action", "Comedy", "Drama")
                  if data.movies[data.movies["genres"].str.contains(g) & (data.movies["year"] == year)].empty)
-    at.sidebar.multiselect(key="slice_genres").set_value([genre]).run()
-    at.sidebar.slider(key="slice_released").set_value((year, year)).run()
+    at.sidebar.multiselect(key="slice_genres").set_value([genre])
+    at.sidebar.slider(key="slice_released").set_value((year, year))
+    at.sidebar.button(key="slice_apply").click().run()
     no_exception(at)
     assert any(f"No ratings for {genre} movies released {year}" in w.value for w in at.warning)
-    at.sidebar.button[0].click().run()   # Show everything
+    at.sidebar.button(key="slice_reset").click().run()   # Show everything
     no_exception(at)
     assert _metrics(at)["Ratings"] == f"{len(data.ratings):,}" and "genres" not in at.query_params
 
@@ -377,7 +379,8 @@ def test_statistics_of_titles_without_years(app_env, monkeypatch, tmp_path):
     no_exception(at)
     assert not at.error and not any(s.label == "Released" for s in at.sidebar.slider)
     assert any("No movie in this slice has a year in its title." in i.value for i in at.info)
-    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy"]).run()
+    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy"])
+    at.sidebar.button(key="slice_apply").click().run()
     no_exception(at)
     assert any("Slice: Comedy movies" in i.value for i in at.info)
 
@@ -651,7 +654,8 @@ def test_choices_stay_when_you_come_back_and_a_followed_link_still_wins(app_env)
     at.selectbox(key="sim_movie").set_value(3).run()
     at.multiselect(key="sim_also").set_value([5]).run()
     _go(at, "pages/statistics.py")
-    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy"]).run()
+    at.sidebar.multiselect(key="slice_genres").set_value(["Comedy"])
+    at.sidebar.button(key="slice_apply").click().run()
 
     _go(at, "pages/recommendations.py")   # back: user 5's three best by rating, as left
     no_exception(at)
@@ -680,6 +684,7 @@ def test_choices_stay_when_you_come_back_and_a_followed_link_still_wins(app_env)
     _go(at, "pages/statistics.py", genres="Drama", released="1990-1999")
     assert at.sidebar.multiselect(key="slice_genres").value == ["Drama"]
     assert any("Slice: Drama movies released 1990–1999" in i.value for i in at.info)
-    at.sidebar.multiselect(key="slice_genres").set_value(["Drama", "Horror"]).run()  # a change on the page
+    at.sidebar.multiselect(key="slice_genres").set_value(["Drama", "Horror"])  # a change on the page
+    at.sidebar.button(key="slice_apply").click().run()
     assert any("Slice: Drama or Horror movies released 1990–1999" in i.value for i in at.info)   # is kept
     no_exception(at)

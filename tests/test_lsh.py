@@ -15,6 +15,8 @@ def test_lsh_recall_at_5(spark, real_model):
     tables = read_serving_tables(real_model[1])
     index = RecommenderIndex.from_frames(**tables)
     lsh = LSHIndex(spark, tables["item_frame"], tables["movies"])
+    # hashed once when built (cached), so a query only hashes its key: the app answers in < 1 s
+    assert "hashes" in lsh.items.columns and lsh.items.is_cached and lsh.build_seconds > 0
     pool = index.item_ids[index.item_support >= 10]
     movies = [471, 454] + [int(m) for m in np.random.default_rng(3).choice(pool, 18, replace=False)]
     exact = {m: index.similar(m, 5)["movieId"].tolist() for m in movies}

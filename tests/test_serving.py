@@ -62,7 +62,8 @@ def test_recommend_excludes_rated_and_filters(small_index):
 def test_explanations_name_liked_movies(small_index):
     user = int(small_index.user_ids[3])
     history = small_index.user_history(user)
-    liked = set(history[history["rating"] >= 4.0]["title"]) or set(history["title"])
+    # liked: 3 stars or more and at least the user's own mean (4 stars always); never a dislike
+    liked = set(history[history["rating"] >= max(3.0, min(4.0, history["rating"].mean()))]["title"])
     recs = small_index.recommend(user, 5)
     assert any(recs["because"].map(len))
     for reasons in recs["because"]:
@@ -248,3 +249,13 @@ def test_user_profile_counts_what_they_rated_and_liked(small_index):
         assert counts == sorted(counts, reverse=True)
     with pytest.raises(UnknownIdError):
         small_index.user_profile(424242)
+
+
+def test_new_user_list_skips_the_quick_start_grid(small_index):
+    """The app's quick-start grid (most-watched movies, on screen already) is left out of the list."""
+    mine = [(1, 5.0), (2, 4.5), (3, 1.0)]
+    grid = small_index.popular_to_rate([1, 2, 3], 9)["movieId"].tolist()
+    before = small_index.recommend_new_user(mine, 10, explain=False, order="picks")["movieId"].tolist()
+    after = small_index.recommend_new_user(mine, 10, explain=False, order="picks", skip=grid)["movieId"].tolist()
+    assert set(before) & set(grid) and not set(after) & set(grid) and len(after) == 10
+    assert [m for m in after if m in before] == [m for m in before if m not in grid]

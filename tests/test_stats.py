@@ -263,3 +263,78 @@ def test_concentration_matches_the_textbook_gini(seed):
     assert (np.diff(curve["share_of_ratings"]) >= 0).all()
     even, g0 = concentration(pd.DataFrame({"n_ratings": [7], "movies": [50]}))
     assert g0 == 0 and np.allclose(even["share_of_ratings"], even["share_of_items"])
+
+
+def test_a_slice_by_years_rated_counts_only_the_movies_rated_in_it(small_data):
+    """Issue 24, item 10: "ratings given 2007-2018 ... 9,742 of 9,742 movies" counted every movie,
+    rated in those years or not."""
+    from engine.stats import slice_figures
+    data = _spread_over_years(small_data)
+    part = Slice(rated=(2001, 2004))
+    years = pd.to_datetime(data.ratings["timestamp"], unit="s", utc=True).dt.year
+    rated = data.ratings.loc[years.between(2001, 2004), "movieId"].nunique()
+    assert 0 < rated < len(data.movies)
+    line = slice_figures(compute_stats(data, part=part), compute_stats(data))
+    assert f"of {rated:,} of {len(data.movies):,} movies (those rated in the slice)" in line, line
+
+
+@pytest.mark.parametrize("location, label", [
+    ("/srv/data/ml-latest-small.zip", "MovieLens latest-small (ml-latest-small.zip)"),
+    ("https://files.grouplens.org/datasets/movielens/ml-25m.zip", "MovieLens 25m (ml-25m.zip)"),
+    ("s3a://bucket/releases/ml-1m/", "MovieLens 1m (ml-1m)"),
+    ("/home/sam/my-ratings", "my-ratings")])
+def test_dataset_label_names_the_release_without_the_servers_folders(location, label):
+    from engine.stats import dataset_label
+    assert dataset_label(location) == label
+
+
+# ---------------------------------------------------------------------- DuckDB over the prepared Parquet
+def _columnar(data, tmp_path):
+    """``data`` written as a GroupLens folder, prepared to Parquet, opened with DuckDB."""
+    from engine.prepare import prepare_release
+    from engine.settings import get_settings
+    from engine.stats_columnar import ColumnarRelease
+    folder = tmp_path / "release"
+    folder.mkdir()
+    data.ratings.to_csv(folder / "ratings.csv", index=False)
+    data.movies[["movieId", "title", "genres"]].to_csv(folder / "movies.csv", index=False)
+    data.tags.to_csv(folder / "tags.csv", index=False)
+    settings = dataclasses.replace(get_settings(), movielens_data=str(folder), data_dir=tmp_path / "data")
+    return ColumnarRelease(prepare_release(settings))
+
+
+def _assert_identical(a, b):
+    """Every number and table the same, to the last bit and dtype (no tolerance, unlike the Spark check)."""
+    assert a.counts == b.counts
+    for name in ("ratings_per_user", "ratings_per_movie", "rating_values", "genres",
+                 "ratings_per_year", "top_tags", "release_decades", "genre_years"):
+        pd.testing.assert_frame_equal(getattr(a, name).reset_index(drop=True), getattr(b, name).reset_index(drop=True),
+                                      check_exact=True, obj=name)
+    assert a.as_dict() == b.as_dict()
+
+
+@pytest.mark.parametrize("part", [Slice(), *SLICES, Slice(genres=("Film-Noir",)), Slice(rated=(2001, 2001))],
+                         ids=lambda p: p.describe())
+def test_duckdb_path_matches_pandas_exactly(small_data, tmp_path, part):
+    from engine.stats import slice_bounds, slice_figures
+    data = _spread_over_years(small_data)
+    data = dataclasses.replace(data, movies=pd.concat([data.movies, pd.DataFrame(   # a genre nobody rated
+        {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir|Drama"]})], ignore_index=True),
+        tags=pd.concat([data.tags, pd.DataFrame({"userId": [4], "movieId": [999_002], "tag": ["Lost"],
+                                                 "timestamp": [1_400_000_000]})], ignore_index=True))
+    release = _columnar(data, tmp_path)
+    if part.genres == ("Film-Noir",):
+        with pytest.raises(EmptySlice, match="No ratings for Film-Noir movies"):
+            compute_stats(data, part=part)
+        with pytest.raises(EmptySlice, match="No ratings for Film-Noir movies"):
+            release.stats(part)
+        return
+    a, b = compute_stats(data, part=part), release.stats(part)
+    _assert_identical(a, b)
+    assert slice_figures(a, compute_stats(data)) == slice_figures(b, release.stats())
+    for by, least in (("count", 1), ("mean", 3), ("mean", 40)):
+        pd.testing.assert_frame_equal(top_movies(slice_data(data, part), by=by, min_ratings=least),
+                                      release.top_movies(part, by=by, min_ratings=least), check_exact=True)
+    assert release.bounds() == slice_bounds(data)
+    with pytest.raises(ValueError, match="Unknown genre 'Noir'"):
+        release.stats(Slice(genres=("Noir",)))

@@ -128,3 +128,32 @@ def test_training_includes_app_ratings(spark, small_data, tmp_path):
                                 progress=lambda f, m: None, extra_ratings=extra, compare_baselines=False)
     assert fan in set(result["tables"]["user_factors"]["userId"])
     assert (result["tables"]["ratings"]["userId"] == fan).sum() == 29
+
+
+def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_data):
+    """CrossValidator's fitMultiple estimates the biases once per fold; each model still equals the
+    model a fit of its own gives (same biases, same ALS), and its ALS is a Spark model of its own."""
+    from engine.als import BiasCorrectedALS
+    from engine.training import ALSConfig, ratings_frame, split
+    train, test = split(ratings_frame(spark, small_data), ALSConfig())
+    est = BiasCorrectedALS(seed=3, numBlocks=2)
+    maps = [{est.rank: r, est.maxIter: 3, est.regParam: 0.1} for r in (2, 4)]
+    shared = dict(est.fitMultiple(train, maps))
+    assert shared[0].user_bias is shared[1].user_bias            # estimated once for the fold
+    assert shared[0].als_model.rank == 2 and shared[1].als_model.rank == 4
+    for i, pmap in enumerate(maps):
+        alone = est.fit(train, pmap)
+        got = shared[i].transform(test).select("userId", "movieId", "prediction").toPandas()
+        want = alone.transform(test).select("userId", "movieId", "prediction").toPandas()
+        merged = got.merge(want, on=["userId", "movieId"])
+        assert len(merged) == len(got) > 0
+        np.testing.assert_allclose(merged["prediction_x"], merged["prediction_y"], atol=1e-6)
+
+
+def test_tuning_progress_says_the_time_left(spark, small_data):
+    from engine.training import ALSConfig, tune
+    seen = []
+    tune(spark, small_data, {"rank": [2], "maxIter": [3, 6], "regParam": [0.1]}, folds=2, cfg=ALSConfig(),
+         progress=lambda f, m: seen.append((f, m)))
+    assert len(seen) == 5 and all(" left" in m for _, m in seen)   # from the first fit on, measured
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == pytest.approx(1.0)
