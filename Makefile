@@ -22,7 +22,7 @@ test: java venv data emotion chromium
 test-fast: java venv
 	$(PY) -m pytest -q -m "not browser and not slow"
 
-# Releases: the live webcam soak for an hour per video (make test runs it for 2 minutes each: SOAK_SECONDS).
+# Releases: the live webcam soak for an hour (make test runs it for 3 minutes; both videos at once).
 soak: java venv data chromium
 	SOAK_SECONDS=3600 $(PY) -m pytest -q -s tests/test_soak.py
 

@@ -6,6 +6,7 @@ app, test fixture) call :func:`get_spark`.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import logging
 import os
 import re
@@ -164,6 +165,7 @@ class SparkStarter:
         import threading
         self._settings = settings
         self._start = start or (lambda: get_spark(self._settings or get_settings()))
+        self._imports_pyspark = start is None
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._thread = None
@@ -180,6 +182,12 @@ class SparkStarter:
                 self._done.clear()
                 self.session, self.error, self.finished = None, None, None
                 self.started = time.time()
+                if self._imports_pyspark and importlib.util.find_spec("pyspark") is not None:
+                    # pyspark's modules are imported here, in the caller's thread (~0.4 s), not in the
+                    # starter beside the page's own first imports (TensorFlow, aiortc): one fresh server
+                    # opened straight on the webcam page stopped answering while both ran at once.
+                    # (Without pyspark, get_spark in the thread says what is missing.)
+                    importlib.import_module("pyspark.sql")
                 self._thread = threading.Thread(target=self._run, name="spark-starter", daemon=True)
                 self._thread.start()
         return self

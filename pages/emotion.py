@@ -16,6 +16,7 @@ from engine.emotion.report import ReportError, load_report
 from engine.mood import mood_recommendations
 from engine.settings import get_settings
 from pages._charts import SERIES
+from pages._webrtc_theme import LABELS, style_webrtc_buttons
 from pages._common import (MOVIE_COLUMNS, PROFILE, for_display, friendly_errors, load_index, person_label,
                            hidden_movies, saved_profiles, through_navigation)
 
@@ -28,7 +29,8 @@ st.title("🙂 Mood from your face")
 st.caption("Your face is analysed in memory, frame by frame; no image is stored or logged.")
 
 
-@st.cache_resource(show_spinner="Loading the emotion model…")
+@st.cache_resource(show_spinner="Loading the emotion model (on a machine's first start it is also converted "
+                               "to LiteRT for fast inference; later starts read that conversion back)…")
 def recognizer() -> EmotionRecognizer:
     return EmotionRecognizer.load()
 
@@ -42,8 +44,14 @@ except (FileNotFoundError, RuntimeError) as exc:
 
 settings = get_settings()
 with st.sidebar:
-    n = st.slider("Movies", 3, 20, 8, key="mood_n", persist_state="session")
-    min_ratings = st.slider("Minimum ratings", 1, 200, 20, key="mood_min", persist_state="session")
+    st.subheader("Movies for your mood")
+    st.caption("These settings shape the list shown under any mood read on this page (live, photo, "
+               "upload or by hand).")
+    n = st.slider("Movies", 3, 20, 8, key="mood_n", persist_state="session",
+                  help="How many movies the mood's list shows.")
+    min_ratings = st.slider("Minimum ratings", 1, 200, 20, key="mood_min", persist_state="session",
+                            help="Only movies rated at least this many times in the dataset: fewer "
+                                 "ratings let in obscure movies whose average rests on a handful of people.")
     user, mine, profiles, hidden = None, None, {}, []
     if index is not None:
         with friendly_errors("Reading the saved profiles"):
@@ -98,7 +106,10 @@ def show_movies(target, emotion: str, key: str | None = None) -> None:
                        f"{movies['ranked_by'].iloc[0] if len(movies) else '—'} · {ms:.1f} ms")
 
 
-def analyse_photo(data: bytes, where) -> None:
+def analyse_photo(data: bytes, where, key: str, show_image: bool = True) -> None:
+    """The photo's faces, their mood and the movies for it. ``key``: this source's own (a photo
+    taken and the same one uploaded draw identical charts). ``show_image=False`` for the camera,
+    whose own preview already shows the photo (shown twice otherwise, issue 24)."""
     with friendly_errors("Reading the photo"):
         try:
             img = decode_image(data)  # checked (size from the header first), once, upright
@@ -109,11 +120,14 @@ def analyse_photo(data: bytes, where) -> None:
         if not faces:
             where.warning("No face found. Face the camera, with your face well lit and not too small.")
             return
-        where.image(cv2.cvtColor(draw_faces(img, faces), cv2.COLOR_BGR2RGB), width=420)
+        if show_image:
+            where.image(cv2.cvtColor(draw_faces(img, faces), cv2.COLOR_BGR2RGB), width=420)
+        elif len(faces) > 1:
+            where.caption(f"{len(faces)} faces in the photo: the biggest one is read.")
         face = faces[0]
         where.markdown(f"### {EMOJI[face.label]} {face.label} ({face.confidence:.0%})")
-        show_probabilities(where, face.probabilities, "Probabilities (biggest face)")
-        show_movies(where, face.label)
+        show_probabilities(where, face.probabilities, "Probabilities (biggest face)", key=f"{key}_probs")
+        show_movies(where, face.label, key=f"{key}_movies")
 
 
 live, photo, upload, manual, about = st.tabs(["Live webcam", "Take a photo", "Upload a photo",
@@ -136,27 +150,28 @@ with live:
                                   video_frame_callback=on_frame,
                                   media_stream_constraints={"video": True, "audio": False},
                                   rtc_configuration={"iceServers": settings.rtc_ice_servers},
-                                  async_processing=True)
+                                  async_processing=True, translations=LABELS)
         except Exception as exc:  # WebRTC needs a live server session (not a bare script run)
             logging.getLogger("app").warning("live video unavailable: %r", exc)
             st.warning("Live video cannot start in this session. Use the photo, upload or "
                        "by-hand tabs.")
             ctx = None
-        st.caption("Press START and allow camera access. No camera, or access denied? "
+        st.caption("Press Start and allow camera access. No camera, or access denied? "
                    "Use the photo, upload or by-hand tabs.")
+        style_webrtc_buttons()
     label_box, chart_box, stats_box = info_col.empty(), info_col.empty(), info_col.empty()
     movies_box = st.empty()
 
 with photo:
     shot = st.camera_input("Take a photo", key="mood_camera")
     if shot is not None:
-        analyse_photo(shot.getvalue(), photo)
+        analyse_photo(shot.getvalue(), photo, "camera", show_image=False)
 
 with upload:
     file = st.file_uploader(f"A photo with a face (JPEG, PNG or WebP, up to {PHOTO_MB} MB)",
                             type=["jpg", "jpeg", "png", "webp"], key="mood_upload", max_upload_size=PHOTO_MB)
     if file is not None:
-        analyse_photo(file.getvalue(), upload)
+        analyse_photo(file.getvalue(), upload, "upload")
 
 with manual:
     emotion = st.radio("How do you feel?", list(EMOTIONS), horizontal=True, index=None,

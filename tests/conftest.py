@@ -82,8 +82,10 @@ def pytest_configure(config):
 # `make test` runs the files on parallel workers (pytest-xdist, --dist loadfile: a file's tests share a
 # worker and its module fixtures). Workers take files in collection order, so the longest files go first
 # and the short ones fill the gaps at the end (the soak mostly waits on the browser: it overlaps the rest).
-LONGEST_FIRST = ("test_soak.py", "test_emotion.py", "test_browser.py", "test_cli.py", "test_app.py",
-                 "test_training.py", "test_faults_injection.py")
+LONGEST_FIRST = ("test_emotion_training.py", "test_soak.py", "test_cluster.py", "test_emotion.py",
+                 "test_app.py", "test_browser.py", "test_emotion_gpu_script.py", "test_speed_parity.py",
+                 "test_cli.py", "test_training.py", "test_faults_injection.py", "test_stats.py",
+                 "test_screenshots.py")
 
 
 def pytest_collection_modifyitems(config, items):

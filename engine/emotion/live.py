@@ -6,6 +6,7 @@ small thread-safe queue that the page drains. Frames are never stored or logged.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import EMOTIONS
-from .detector import EmotionRecognizer, draw_faces
+from .detector import EmotionRecognizer, FaceTracker, draw_faces
+
+log = logging.getLogger(__name__)
 
 
 class EmotionSmoother:
@@ -63,6 +66,8 @@ class FrameProcessor:
         self._lock = threading.Lock()
         self._times: list[float] = []
         self.frames = 0
+        self.errors = 0   # frames whose analysis raised (logged; the stream goes on)
+        self.tracker = FaceTracker()   # one video: its boxes stay steady from frame to frame
 
     def process(self, frame_bgr: np.ndarray) -> np.ndarray:
         # One pass of one network per face: no mirror averaging, and an ensemble's networks
@@ -70,8 +75,14 @@ class FrameProcessor:
         with self._lock:
             turn = self.frames
             self.frames += 1
-        faces = self.recognizer.analyze(frame_bgr, color_order="bgr", max_faces=5, flip_average=False,
-                                        member=turn)
+        try:
+            faces = self.recognizer.analyze(frame_bgr, color_order="bgr", max_faces=5, flip_average=False,
+                                            member=turn, tracker=self.tracker)
+        except Exception:   # one bad frame must not end the stream (its worker thread would die)
+            self.errors += 1
+            if self.errors == 1 or self.errors % 100 == 0:
+                log.exception("live frame %d could not be read (%d such frames so far)", turn, self.errors)
+            faces = []
         with self._lock:
             now = time.perf_counter()
             self._times = [t for t in self._times if now - t < 3.0] + [now]
