@@ -23,9 +23,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine.lsh import LSHIndex, recall_at_k  # noqa: E402
-from engine.model_store import current_model_dir, read_serving_tables  # noqa: E402
-from engine.serving import RecommenderIndex  # noqa: E402
+from engine.recommender.lsh import LSHIndex, recall_at_k  # noqa: E402
+from engine.recommender.model_store import current_model_dir, read_serving_tables  # noqa: E402
+from engine.recommender.serving import RecommenderIndex  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 
 
@@ -73,7 +73,7 @@ def small(args) -> None:
         lambda k: index.similar(movies[k], 10, also=movies[k + 1:k + 3]), [(k,) for k in range(0, 150, 3)]))
     row("most-watched to rate (9, 20 rated left out)", *latency(
         lambda r: index.popular_to_rate([m for m, _ in r], 9), folds))
-    from engine.rating_files import read_ratings_file
+    from engine.people.rating_files import read_ratings_file
     movies_meta = index.movies
     imdb = "Const,Your Rating\n" + "".join(f"tt{i},8\n" for i in movies_meta["imdbId"].dropna()[:1000])
     named = "Date,Name,Year,Letterboxd URI,Rating\n" + "".join(
@@ -83,7 +83,7 @@ def small(args) -> None:
                                                            [(imdb,)] * 10))
     row("import a Letterboxd export, 1,000 ratings", *latency(
         lambda t: read_ratings_file(t, "ratings.csv", movies_meta), [(named,)] * 10), "(title + year matching)")
-    from engine.mood import mood_recommendations
+    from engine.recommender.mood import mood_recommendations
     emotions = [("happy",), ("sad",), ("fear",), ("surprise",)] * 25
     row("mood list (Bayesian average)", *latency(
         lambda e: mood_recommendations(e, index.movies, 10), emotions))
@@ -133,7 +133,7 @@ def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Pat
     """A saved model folder the size of ml-32m: :func:`make_synthetic.generate`'s long-tailed ratings
     (their movies spread over an ``n_items`` catalogue), random factors. Written once, reused."""
     from make_synthetic import generate
-    from engine.model_store import current_model_dir, save_model
+    from engine.recommender.model_store import current_model_dir, save_model
     try:
         return current_model_dir(root)
     except Exception:   # none yet
@@ -164,7 +164,7 @@ def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Pat
                            "genres": genres[rng.integers(0, len(genres), n_items)], "year": years.astype(float),
                            "imdbId": [f"{9_000_000 + i:07d}" for i in items.movieId], "tmdbId": items.movieId + 900_000.0,
                            "total_ratings": counts, "mean_rating": np.round(sums / np.maximum(counts, 1), 3)})
-    pick_rank = 32  # engine.picks.PicksConfig's default
+    pick_rank = 32  # engine.recommender.picks.PicksConfig's default
     pcols = [f"f{i}" for i in range(pick_rank)]
     pick_users = pd.DataFrame(rng.gamma(1.0, 0.1, (n_users, pick_rank)).astype(np.float32), columns=pcols)
     pick_users.insert(0, "userId", users.userId)

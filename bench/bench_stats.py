@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.movielens import load_movielens  # noqa: E402
+from engine.data.movielens import load_movielens  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
-from engine.stats import EmptySlice, Slice, compute_stats, compute_stats_spark, movie_profile  # noqa: E402
+from engine.data.stats import EmptySlice, Slice, compute_stats, compute_stats_spark, movie_profile  # noqa: E402
 
 SLICES = {"everything": Slice(),
           "one genre (Comedy)": Slice(genres=("Comedy",)),
@@ -48,8 +48,8 @@ def columnar_vs_pandas(location: str, repeat: int, pandas_repeat: int) -> None:
     import shutil
     import tempfile
 
-    from engine.prepare import load_prepared, prepare_release
-    from engine.stats_columnar import ColumnarRelease
+    from engine.data.prepare import load_prepared, prepare_release
+    from engine.data.stats_columnar import ColumnarRelease
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-stats-", dir=get_settings().data_dir))
     try:

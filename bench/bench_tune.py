@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 #: What each child process runs (with PYTHONPATH at the tree under test): one JSON line out.
 CHILD = r"""
 import json, os, sys, time
-from engine.movielens import load_movielens
+from engine.data.movielens import load_movielens
 from engine.settings import get_settings
 from engine.spark import get_spark
-from engine.training import ALSConfig, train_and_evaluate, tune
+from engine.recommender.training import ALSConfig, train_and_evaluate, tune
 args = json.loads(sys.argv[1])
 settings = get_settings()
 data = load_movielens(settings.movielens_data)

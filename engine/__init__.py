@@ -1,21 +1,18 @@
 """The product's brain: MovieLens data, Spark ALS, serving, statistics, emotion, mood.
 
-No Streamlit here, and nothing happens at import time. Modules, one concern each:
+No Streamlit here, and nothing happens at import time. One package per area:
 
-* ``settings``    every setting, overridable by environment variables
-* ``movielens``   load + validate GroupLens releases; ``fetch`` downloads them; ``prepare`` converts
-  a release once to typed Parquet (+ small summaries) under the data dir
-* ``spark``       the Spark session from settings
-* ``stats``       dataset statistics (pandas and Spark); ``stats_columnar`` the same from the Parquet
-  (DuckDB + numpy over the summaries: any slice of 25 M ratings in well under a second)
-* ``als``         bias-corrected ALS as a Spark ML estimator
-* ``training``    split, fit, evaluate, tune, export; ``evaluation`` holds the metrics
-* ``model_store`` saved model folders and the CURRENT pointer
-* ``serving``     the in-memory index (recommend, similar, fold-in); ``lsh`` the Spark ANN path
-* ``user_ratings`` SQLite store of ratings people enter
-* ``jobs``        one training/tuning job at a time per server; the admin password
-* ``mood``        emotion -> movies; ``emotion/`` the CNN, training and inference
+* ``data/``         MovieLens: load + validate, fetch, prepare (Parquet), statistics
+* ``recommender/``  ALS and top picks, training + evaluation, saved models, the serving index, LSH, mood
+* ``people/``       ratings people enter (SQLite profiles) and rating files (import, export)
+* ``emotion/``      the emotion CNN: FER2013 data, training, face + emotion inference
+* ``cli/``          ``python -m engine ...``, one module per area
+
+and, at the top, what every area shares:
+
+* ``settings``      every setting, overridable by environment variables
+* ``spark``         the Spark session from settings
+* ``jobs``          one training/tuning job at a time per server; the admin password
 """
 
-__all__ = ["settings", "movielens", "fetch", "prepare", "spark", "stats", "stats_columnar", "als", "training", "evaluation",
-           "model_store", "serving", "lsh", "user_ratings", "jobs", "mood", "emotion"]
+__all__ = ["settings", "spark", "jobs", "data", "recommender", "people", "emotion", "cli"]

@@ -1,4 +1,4 @@
-"""``python -m engine ...`` (see engine/cli.py)."""
+"""``python -m engine ...`` (see engine/cli/)."""
 from .cli import exit_process
 from .cli import main
 

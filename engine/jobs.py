@@ -124,7 +124,7 @@ class Pace:
 def with_eta(progress, min_fraction: float = 0.05, clock=time.perf_counter):
     """Wrap ``progress(fraction, message)`` so each message ends with the time left at the pace so
     far (elapsed × (1 − f) / f), once ``min_fraction`` of the work is done. The fractions must
-    be proportional to the work (as :func:`engine.training.train_and_evaluate` sets them).
+    be proportional to the work (as :func:`engine.recommender.training.train_and_evaluate` sets them).
 
     >>> seen = []
     >>> report = with_eta(lambda f, m: seen.append(m), clock=iter([0.0, 10.0, 20.0]).__next__)

@@ -34,7 +34,7 @@ def _default_movielens() -> str:
     if shared.exists():
         return str(shared)
     fetched = REPO_ROOT / "data" / "ml-latest-small.zip"
-    fallback = REPO_ROOT / "data" / "ml-100k-from-recbole.zip"  # see engine/fetch.py
+    fallback = REPO_ROOT / "data" / "ml-100k-from-recbole.zip"  # see engine/data/fetch.py
     return str(fallback if fallback.exists() and not fetched.exists() else fetched)
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import streamlit as st
 
 from engine.jobs import AdminGate, JobBusy, JobSlot
-from engine.model_store import ModelError, NoModelYet, current_model_dir, read_json
-from engine.movielens import NO_GENRES, DataError, load_movielens, readable_title
-from engine.serving import RatingInputError, RecommenderIndex, UnknownIdError
+from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_json
+from engine.data.movielens import NO_GENRES, DataError, load_movielens, readable_title
+from engine.recommender.serving import RatingInputError, RecommenderIndex, UnknownIdError
 from engine.settings import get_settings
 from engine.spark import SparkUnavailable
-from engine.user_ratings import RatingStore
+from engine.people.user_ratings import RatingStore
 
 log = logging.getLogger("app")
 
@@ -151,7 +151,7 @@ def rating_store(path: str) -> RatingStore:
     """The SQLite store of the ratings people enter, shared by the sessions: it opens one connection
     per thread (a session's script run) and makes each write one short transaction.
 
-    Raises :class:`~engine.user_ratings.RatingStoreError` (a ``ValueError``, so ``friendly_errors``
+    Raises :class:`~engine.people.user_ratings.RatingStoreError` (a ``ValueError``, so ``friendly_errors``
     shows it) when the file is locked, not a database or unwritable; that is not cached, so the
     next run tries again.
     """

@@ -13,7 +13,7 @@ from engine.emotion import EMOTIONS
 from engine.emotion.detector import EmotionInputError, EmotionRecognizer, decode_image, draw_faces
 from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
-from engine.mood import mood_recommendations
+from engine.recommender.mood import mood_recommendations
 from engine.settings import get_settings
 from pages._charts import SERIES
 from pages._webrtc_theme import LABELS, style_webrtc_buttons

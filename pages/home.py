@@ -1,9 +1,9 @@
 """Home: what the app does, which dataset and model are loaded, and first-run training."""
 import streamlit as st
 
-from engine.model_store import ModelError, NoModelYet, current_model_dir, read_params
+from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_params
 from engine.settings import get_settings
-from engine.stats import dataset_label
+from engine.data.stats import dataset_label
 from pages._common import (admin_unlocked, friendly_errors, job_slot, load_data, md_escape, model_metrics,
                            progress_bar, running_job_note, spark_session, through_navigation)
 
@@ -86,7 +86,7 @@ else:
     busy = running_job_note()
     if admin_unlocked("train the model") and st.button("Train the default model", type="primary",
                                                        disabled=busy):
-        from engine.training import train_and_save   # Spark's and the trainer's imports: only to train
+        from engine.recommender.training import train_and_save   # Spark's and the trainer's imports: only to train
         report = progress_bar()
         with friendly_errors("Training"), job_slot().run("Training the default model", report) as progress:
             data = load_data(settings.movielens_data)

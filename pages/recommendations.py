@@ -8,11 +8,11 @@ import unicodedata
 import pandas as pd
 import streamlit as st
 
-from engine.movielens import readable_title
-from engine.rating_files import MAX_BYTES, export_ratings, read_ratings_file
-from engine.serving import GROUP_STRATEGIES, PICK_MIN_PREDICTED
+from engine.data.movielens import readable_title
+from engine.people.rating_files import MAX_BYTES, export_ratings, read_ratings_file
+from engine.recommender.serving import GROUP_STRATEGIES, PICK_MIN_PREDICTED
 from engine.settings import get_settings
-from engine.user_ratings import RatingStore
+from engine.people.user_ratings import RatingStore
 from pages._common import (MOVIE_COLUMNS, PROFILE, entered_page, for_display, friendly_errors, hidden_movies,
                            load_index, md_escape, person_label, rating_store, saved_profiles,
                            through_navigation)

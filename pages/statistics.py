@@ -5,11 +5,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from engine.prepare import parquet_release, prepare_release, release_bytes
+from engine.data.prepare import parquet_release, prepare_release, release_bytes
 from engine.settings import get_settings
-from engine.stats import (EmptySlice, Slice, compute_stats, concentration, dataset_label, log_binned, parse_years,
+from engine.data.stats import (EmptySlice, Slice, compute_stats, concentration, dataset_label, log_binned, parse_years,
                           slice_bounds, slice_data, slice_figures, summarize, top_movies)
-from engine.stats_columnar import ColumnarRelease
+from engine.data.stats_columnar import ColumnarRelease
 from pages._charts import SCALE, SERIES
 from pages._common import (MOVIE_COLUMNS, chart_text, entered_page, for_display, friendly_errors, load_data,
                            md_escape, through_navigation)

@@ -208,21 +208,21 @@ def small_release(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_data(small_release):
-    from engine.movielens import load_movielens
+    from engine.data.movielens import load_movielens
     return load_movielens(small_release)
 
 
 @pytest.fixture(scope="session")
 def small_model(spark, small_data, tmp_path_factory):
     """A model trained (and saved) on the generated release."""
-    from engine.training import ALSConfig
+    from engine.recommender.training import ALSConfig
     cfg = ALSConfig(rank=4, max_iter=10, reg_param=0.1, min_ratings=1)
     return _train_and_save(spark, small_data, cfg, tmp_path_factory.mktemp("models-small"))
 
 
 def _train_and_save(spark, data, cfg, root):
-    from engine.model_store import save_model
-    from engine.training import train_and_evaluate
+    from engine.recommender.model_store import save_model
+    from engine.recommender.training import train_and_evaluate
     result = train_and_evaluate(spark, data, cfg, progress=lambda f, m: None)
     path = save_model(root, params=result["params"], metrics=result["metrics"],
                       tables=result["tables"], spark_model=result["model"].als_model)
@@ -231,14 +231,14 @@ def _train_and_save(spark, data, cfg, root):
 
 @pytest.fixture(scope="session")
 def real_data(movielens_zip):
-    from engine.movielens import load_movielens
+    from engine.data.movielens import load_movielens
     return load_movielens(movielens_zip)
 
 
 @pytest.fixture(scope="session")
 def real_model(spark, real_data, tmp_path_factory):
     """The default model trained on ml-latest-small (once per test run)."""
-    from engine.training import ALSConfig
+    from engine.recommender.training import ALSConfig
     return _train_and_save(spark, real_data, ALSConfig(), tmp_path_factory.mktemp("models-real"))
 
 

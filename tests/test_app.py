@@ -8,9 +8,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from engine.movielens import load_movielens, readable_title
-from engine.serving import RecommenderIndex
-from engine.stats import compute_stats, summarize
+from engine.data.movielens import load_movielens, readable_title
+from engine.recommender.serving import RecommenderIndex
+from engine.data.stats import compute_stats, summarize
 
 APP = str(REPO / "streamlit_app.py")
 PAGES = ["pages/home.py", "pages/statistics.py", "pages/recommendations.py", "pages/similar.py",
@@ -105,7 +105,7 @@ def test_new_user_mode_persists(app_env):
         at.feedback(key="rate_stars").set_value(4).run()
         at.button(key="rate_save").click().run()
         no_exception(at)
-    from engine.user_ratings import RatingStore
+    from engine.people.user_ratings import RatingStore
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         assert len(store.ratings("guest")) == 3
     # a new session (a reload) sees the saved ratings and gets recommendations
@@ -117,7 +117,7 @@ def test_new_user_mode_persists(app_env):
 
 def test_new_user_rates_the_most_watched_movies_in_one_click(app_env):
     """The quick-start grid: the most-rated unrated movies; one click saves, the next movie moves up."""
-    from engine.user_ratings import RatingStore
+    from engine.people.user_ratings import RatingStore
     index = RecommenderIndex.load(app_env[1])
     at = open_page("pages/recommendations.py")
     at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
@@ -146,7 +146,7 @@ def test_new_user_rates_the_most_watched_movies_in_one_click(app_env):
 def test_new_user_rates_a_recommendation_in_place_and_sees_newest_ratings_first(app_env):
     """"Seen it": a movie picked from the list is rated there and leaves it; a long list of ratings
     shows the newest eight until asked for all."""
-    from engine.user_ratings import RatingStore
+    from engine.people.user_ratings import RatingStore
     index = RecommenderIndex.load(app_env[1])
     ten = [int(m) for m in index.popular_to_rate([], 10)["movieId"]]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
@@ -190,7 +190,7 @@ def test_new_user_rates_a_recommendation_in_place_and_sees_newest_ratings_first(
 def test_new_user_imports_and_exports_a_ratings_file(app_env):
     """An uploaded IMDb export joins the profile's ratings (those given before stay); a bad file is
     named with its line and changes nothing; the download gives the ratings back."""
-    from engine.user_ratings import RatingStore
+    from engine.people.user_ratings import RatingStore
     at = open_page("pages/recommendations.py")
     at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
     at.feedback(key="quick_" + next(f.key for f in at.get("feedback") if f.key.startswith("quick_"))
@@ -234,7 +234,7 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
 
 def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
     """The group list is the index's: each person's predicted rating and the lowest of them (or the mean)."""
-    from engine.user_ratings import RatingStore
+    from engine.people.user_ratings import RatingStore
     mine = [(1, 5.0), (2, 4.5), (3, 1.0)]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         for movie, rating in mine:
@@ -265,7 +265,7 @@ def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
 def test_similar_exact(app_env):
     at = similar_page(3)
     no_exception(at)
-    from engine.stats import movie_profile
+    from engine.data.stats import movie_profile
     p = movie_profile(load_movielens(os.environ["MOVIELENS_DATA"]), 3)
     about = [e for e in at.expander if e.label.startswith("About ")]
     assert len(about) == 1 and about[0].label.endswith(f": {p.ratings:,} ratings, mean {p.mean_rating:.2f} ⭐")
@@ -323,7 +323,7 @@ def test_statistics_tables(app_env):
         m = summarize(dist)
         assert (f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, min {m['min']:,}, "
                 f"max {m['max']:,} ratings.") in captions, captions
-    from engine.stats import concentration
+    from engine.data.stats import concentration
     curve, gini = concentration(stats.ratings_per_movie)
     top10 = curve.loc[10, "share_of_ratings"]
     assert any(c.startswith(f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini "
@@ -338,7 +338,7 @@ def _metrics(at) -> dict:
 
 
 def test_statistics_of_a_slice(app_env):
-    from engine.stats import Slice
+    from engine.data.stats import Slice
     data = load_movielens(os.environ["MOVIELENS_DATA"])
     at = open_page("pages/statistics.py")
     at.sidebar.multiselect(key="slice_genres").set_value(["Comedy", "Drama"])
@@ -348,7 +348,7 @@ def test_statistics_of_a_slice(app_env):
     want = compute_stats(data, part=Slice(genres=("Comedy", "Drama"), released=(1990, 2004))).counts
     assert _metrics(at)["Ratings"] == f"{want['ratings']:,}" and _metrics(at)["Users"] == f"{want['users']:,}"
     assert any("Slice: Comedy or Drama movies released 1990–2004" in i.value for i in at.info)
-    from engine.stats import slice_data
+    from engine.data.stats import slice_data
     sliced = slice_data(data, Slice(genres=("Comedy", "Drama"), released=(1990, 2004))).ratings["rating"]
     assert (f"Mean rating {sliced.mean():.2f} in this slice, {data.ratings['rating'].mean():.2f} over all "
             "ratings.") in [c.value for c in at.caption]
@@ -494,8 +494,8 @@ def test_emotion_manual_choice(app_env):
 
 def test_emotion_list_for_your_own_profile(app_env):
     """A profile rated on the Recommendations page can be picked here: the mood list is its top picks."""
-    from engine.mood import mood_recommendations
-    from engine.user_ratings import RatingStore
+    from engine.recommender.mood import mood_recommendations
+    from engine.people.user_ratings import RatingStore
     mine = [(1, 5.0), (2, 4.5), (3, 1.0), (8, 4.0)]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         for movie, rating in mine:

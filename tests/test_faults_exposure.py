@@ -124,7 +124,7 @@ def test_one_upload_limit_said_the_same_everywhere():
     import tomllib
 
     from conftest import REPO
-    from engine.rating_files import MAX_BYTES
+    from engine.people.rating_files import MAX_BYTES
     server_mb = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
     limits = {}
     for page in (REPO / "pages").glob("*.py"):

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, cli_env, generate_movielens, write_release
 from engine.emotion import detector
 from engine.emotion.detector import EmotionInputError, decode_image, image_header, to_gray
-from engine.movielens import DataError, load_movielens
+from engine.data.movielens import DataError, load_movielens
 
 
 # ---------------------------------------------------------------------- images
@@ -252,7 +252,7 @@ def test_out_of_memory_is_a_data_error(tmp_path):
         zf.writestr("ml-big/movies.csv", movies)
     script = f"""
 import json, resource
-from engine.movielens import DataError, load_movielens
+from engine.data.movielens import DataError, load_movielens
 size = int(next(line for line in open("/proc/self/status") if line.startswith("VmSize")).split()[1]) << 10
 resource.setrlimit(resource.RLIMIT_AS, (size + (100 << 20), resource.RLIM_INFINITY))
 try:

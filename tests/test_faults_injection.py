@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, _train_and_save, cli_env, generate_movielens, write_release
-from engine.rating_files import MOVIELENS, export_ratings, read_ratings_file, spreadsheet_safe
+from engine.people.rating_files import MOVIELENS, export_ratings, read_ratings_file, spreadsheet_safe
 from pages._common import WORD_JOINER, chart_text, md_escape
 
 APP = str(REPO / "streamlit_app.py")
@@ -117,8 +117,8 @@ def payload_release(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def payload_model(spark, payload_release, tmp_path_factory):
-    from engine.movielens import load_movielens
-    from engine.training import ALSConfig
+    from engine.data.movielens import load_movielens
+    from engine.recommender.training import ALSConfig
     cfg = ALSConfig(rank=4, max_iter=5, reg_param=0.1, min_ratings=1)
     return _train_and_save(spark, load_movielens(payload_release[0]), cfg, tmp_path_factory.mktemp("models-payload"))
 
@@ -170,7 +170,7 @@ def test_statistics_links_naming_payloads(payload_env):
 
 @pytest.mark.spark
 def test_similar_movies_of_payload_titles_tags_and_links(payload_env, payload_model):
-    from engine.serving import RecommenderIndex
+    from engine.recommender.serving import RecommenderIndex
     top = payload_env
     at = _open("pages/similar.py", movie=NO_MATCH)
     assert_as_text(at, f"The link asks for movie “{NO_MATCH}”")
@@ -216,7 +216,7 @@ def test_imported_file_names_and_cells_are_text(payload_env):
 
 @pytest.mark.spark
 def test_movie_night_of_payload_profiles(payload_env):
-    from engine.user_ratings import RatingStore
+    from engine.people.user_ratings import RatingStore
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         store.set_rating(PHISH, 1, 4.0)
     at = _open("pages/recommendations.py")

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, cli_env
-from engine.model_store import (CURRENT, ModelError, clean_leftovers, current_model_dir, list_models,
+from engine.recommender.model_store import (CURRENT, ModelError, clean_leftovers, current_model_dir, list_models,
                                 save_model, saved_models, set_current)
-from engine.serving import RecommenderIndex
+from engine.recommender.serving import RecommenderIndex
 
 pytestmark = pytest.mark.spark   # the small model is trained once per run, on the shared session
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from engine.user_ratings import RatingStore, RatingStoreError
+from engine.people.user_ratings import RatingStore, RatingStoreError
 from test_app import app_env, no_exception, open_page  # noqa: F401 - app_env is a fixture
 
 THREADS, OPS = 3, 1200   # each op is one to five committed ratings or hides: ~9,000 writes in all

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.lsh import LSHIndex, recall_at_k
-from engine.model_store import read_serving_tables
-from engine.serving import RecommenderIndex
+from engine.recommender.lsh import LSHIndex, recall_at_k
+from engine.recommender.model_store import read_serving_tables
+from engine.recommender.serving import RecommenderIndex
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 

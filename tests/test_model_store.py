@@ -1,11 +1,11 @@
-"""Saved models: listing, switching and deleting (engine/model_store.py)."""
+"""Saved models: listing, switching and deleting (engine/recommender/model_store.py)."""
 from __future__ import annotations
 
 import shutil
 
 import pytest
 
-from engine.model_store import (ModelError, current_model_dir, delete_model, list_models, saved_models,
+from engine.recommender.model_store import (ModelError, current_model_dir, delete_model, list_models, saved_models,
                                 set_current)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from engine.emotion.live import EmotionSmoother
-from engine.mood import (UnknownEmotionError, bayesian_average, genres_for, matches_any_genre,
+from engine.recommender.mood import (UnknownEmotionError, bayesian_average, genres_for, matches_any_genre,
                          mood_recommendations)
 from engine.settings import DEFAULT_MOOD_GENRES
 
@@ -57,7 +57,7 @@ def test_bayesian_ranking_beats_one_vote_wonders():
 
 
 def test_user_ranking_uses_predictions(small_model):
-    from engine.serving import RecommenderIndex
+    from engine.recommender.serving import RecommenderIndex
     index = RecommenderIndex.load(small_model[1])
     user = int(index.user_ids[0])
     out = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, user_id=user,
@@ -75,7 +75,7 @@ def test_user_ranking_uses_predictions(small_model):
 
 def test_new_user_ranking_from_their_own_ratings(small_model):
     """Someone new (a profile's ratings) gets their fold-in top picks in the mood's genres."""
-    from engine.serving import RecommenderIndex
+    from engine.recommender.serving import RecommenderIndex
     index = RecommenderIndex.load(small_model[1])
     mine = [(1, 5.0), (2, 4.5), (3, 1.0), (8, 4.0)]
     out = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, ratings=mine)

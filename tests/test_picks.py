@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.model_store import ModelError, read_serving_tables
-from engine.serving import RecommenderIndex
+from engine.recommender.model_store import ModelError, read_serving_tables
+from engine.recommender.serving import RecommenderIndex
 from spark_reference import assert_same_ranking, spark_pick_top_n
 
 
@@ -149,7 +149,7 @@ def test_picks_beat_popularity_on_real_data(real_model):
 def test_top_picks_hold_back_what_the_user_would_dislike(small_model, small_index):
     """Top picks leave out movies predicted below 3 stars (user 232 got Wild Wild West at 2.37) and
     say which they were; the same for someone new, folded in from their ratings."""
-    from engine.serving import PICK_MIN_PREDICTED
+    from engine.recommender.serving import PICK_MIN_PREDICTED
     checked = 0
     train = small_model[2]["train_ratings"]
     for user in small_index.user_ids:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import generate_movielens, write_release
-from engine.movielens import DataError, load_movielens
+from engine.data.movielens import DataError, load_movielens
 from engine.settings import get_settings
 
 
@@ -19,7 +19,7 @@ def _settings(release, data_dir):
 
 @pytest.mark.parametrize("as_zip", [True, False], ids=["zip", "folder"])
 def test_prepare_writes_typed_sorted_parquet_once(tmp_path, as_zip):
-    from engine.prepare import load_prepared, parquet_release, prepare_release, read_manifest
+    from engine.data.prepare import load_prepared, parquet_release, prepare_release, read_manifest
     release = write_release(tmp_path / "release", generate_movielens(seed=4), as_zip=as_zip)
     settings = _settings(release, tmp_path / "data")
     assert parquet_release(settings) is None
@@ -58,7 +58,7 @@ def _bad(files, name, line, text):
     (("movies.csv", 3, "1,Again (1999),Drama"), r"movies.csv, line 3: movieId 1 appears twice"),
 ])
 def test_bad_data_is_named_by_file_and_line(tmp_path, change, message):
-    from engine.prepare import parquet_release, prepare_release
+    from engine.data.prepare import parquet_release, prepare_release
     release = write_release(tmp_path / "release", _bad(generate_movielens(), *change))
     settings = _settings(release, tmp_path / "data")
     with pytest.raises(DataError, match=message):
@@ -67,7 +67,7 @@ def test_bad_data_is_named_by_file_and_line(tmp_path, change, message):
 
 
 def test_a_duplicate_rating_names_both_lines(tmp_path):
-    from engine.prepare import prepare_release
+    from engine.data.prepare import prepare_release
     files = generate_movielens()
     first = files["ratings.csv"].split("\r\n")[1]
     release = write_release(tmp_path / "release", _bad(files, "ratings.csv", 9, first))
@@ -77,7 +77,7 @@ def test_a_duplicate_rating_names_both_lines(tmp_path):
 
 def test_spaces_around_values_are_read_as_load_movielens_reads_them(tmp_path):
     """What the typed reader refuses but the line checks accept is converted the slow way, not refused."""
-    from engine.prepare import load_prepared, prepare_release, read_manifest
+    from engine.data.prepare import load_prepared, prepare_release, read_manifest
     files = generate_movielens()
     first = files["ratings.csv"].split("\r\n")[1].split(",")
     release = write_release(tmp_path / "release",
@@ -89,7 +89,7 @@ def test_spaces_around_values_are_read_as_load_movielens_reads_them(tmp_path):
 
 
 def test_a_missing_release_and_a_uri_say_what_to_do(tmp_path):
-    from engine.prepare import parquet_release, prepare_release
+    from engine.data.prepare import parquet_release, prepare_release
     with pytest.raises(DataError, match="not found"):
         prepare_release(_settings(tmp_path / "nope.zip", tmp_path / "data"))
     uri = _settings("s3a://bucket/ml-25m", tmp_path / "data")
@@ -101,8 +101,8 @@ def test_a_missing_release_and_a_uri_say_what_to_do(tmp_path):
 @pytest.mark.spark
 def test_spark_reads_the_parquet_as_the_csv(spark, tmp_path):
     """read_spark_parquet gives Spark the CSV path's columns: the Spark statistics agree with pandas."""
-    from engine.prepare import prepare_release, read_spark_parquet
-    from engine.stats import compute_stats, compute_stats_spark
+    from engine.data.prepare import prepare_release, read_spark_parquet
+    from engine.data.stats import compute_stats, compute_stats_spark
     release = write_release(tmp_path / "release", generate_movielens(seed=2))
     tables = read_spark_parquet(spark, prepare_release(_settings(release, tmp_path / "data")))
     assert [t.columns for t in tables] == [["userId", "movieId", "rating", "timestamp"],
@@ -137,9 +137,9 @@ def test_the_statistics_page_reads_the_parquet_once_prepared(monkeypatch, tmp_pa
     from streamlit.testing.v1 import AppTest
 
     from conftest import REPO
-    from engine.prepare import prepare_release
-    from engine.stats import Slice, compute_stats
-    from engine.stats_columnar import ColumnarRelease
+    from engine.data.prepare import prepare_release
+    from engine.data.stats import Slice, compute_stats
+    from engine.data.stats_columnar import ColumnarRelease
     release = write_release(tmp_path / "release", generate_movielens(seed=5))
     for name, value in (("MOVIELENS_DATA", release), ("ENGINE_DATA_DIR", tmp_path / "data"),
                         ("MODEL_DIR", tmp_path / "models"), ("RATINGS_DB", tmp_path / "ratings.sqlite"),

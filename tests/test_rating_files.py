@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from engine.rating_files import (IMDB, LETTERBOXD, MOVIELENS, RatingsFileError, export_ratings,
+from engine.people.rating_files import (IMDB, LETTERBOXD, MOVIELENS, RatingsFileError, export_ratings,
                                  read_ratings_file)
-from engine.user_ratings import RatingStore
+from engine.people.user_ratings import RatingStore
 
 MOVIES = pd.DataFrame({
     "movieId": [1, 2, 47, 318, 4973, 10, 11, 12],
@@ -132,7 +132,7 @@ def test_every_real_title_as_letterboxd_writes_it_finds_its_movie(real_data):
     movies share that title and year, nothing: never a wrong movie."""
     import re
 
-    from engine.movielens import readable_title
+    from engine.data.movielens import readable_title
     movies = real_data.movies.merge(real_data.links, on="movieId", how="left")
     dated = movies[movies["year"].notna()]
     lines = ["Date,Name,Year,Letterboxd URI,Rating"]

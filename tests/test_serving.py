@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.serving import RatingInputError, RecommenderIndex, UnknownIdError
+from engine.recommender.serving import RatingInputError, RecommenderIndex, UnknownIdError
 from spark_reference import assert_same_ranking, spark_top_n
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.model_store import current_model_dir, save_model
-from engine.serving import RecommenderIndex
+from engine.recommender.model_store import current_model_dir, save_model
+from engine.recommender.serving import RecommenderIndex
 
 RANK = 4
 
@@ -131,7 +131,7 @@ def test_the_index_keeps_no_frame_of_all_ratings(tmp_path):
 @pytest.mark.parametrize("ids", [np.array([5, 9, 10, 11, 400]), np.array([5, 9, 2**40, 2**41])])
 def test_id_positions_dense_and_sparse_ids(ids):
     """Positions by lookup table (ids close together) or binary search (far apart) agree."""
-    from engine.serving import id_positions
+    from engine.recommender.serving import id_positions
     query = np.array([9, 5, 6, -1, 2**41, 400, 11, 2**40, 0])
     expected = [list(ids).index(q) if q in ids else -1 for q in query]
     assert id_positions(ids, query).tolist() == expected

@@ -22,7 +22,7 @@ BEFORE_TEST = {"test_rmse": 0.84817, "bias_baseline_rmse": 0.85656, "plain_als_r
 
 
 def test_tuning_finds_the_same_best_point_and_rmse(spark, real_data):
-    from engine.training import tune
+    from engine.recommender.training import tune
     messages = []
     result = tune(spark, real_data, GRID, FOLDS, progress=lambda f, m: messages.append(m))
     assert result["best"] == BEFORE_BEST

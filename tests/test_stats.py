@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.stats import (EmptySlice, Slice, compute_stats, compute_stats_spark, log_binned, parse_years,
+from engine.data.stats import (EmptySlice, Slice, compute_stats, compute_stats_spark, log_binned, parse_years,
                           slice_data, summarize, top_movies)
 
 
@@ -65,8 +65,8 @@ def test_spark_reads_a_release_folder_as_pandas_does(spark, tmp_path):
     """The Spark job's own reader (any URI: hdfs://, s3a://, file://) gives the same statistics
     as load_movielens, a movie with an empty genres field under "(no genres listed)" in both."""
     from conftest import generate_movielens, write_release
-    from engine.movielens import load_movielens
-    from engine.stats import read_spark_tables
+    from engine.data.movielens import load_movielens
+    from engine.data.stats import read_spark_tables
     files = generate_movielens(n_users=30, n_movies=40, seed=3)
     head, first, rest = files["movies.csv"].split("\r\n", 2)
     files["movies.csv"] = "\r\n".join([head, first.rsplit(",", 1)[0] + ",", rest])   # movie 1: no genres
@@ -203,7 +203,7 @@ def test_an_empty_slice_and_bad_slices_say_what_to_change(small_data):
     with pytest.raises(ValueError, match="ends before it starts"):
         Slice(released=(2000, 1990))
     assert slice_data(data, Slice()) is data and Slice().describe() == "all movies and ratings"
-    from engine.stats import slice_bounds
+    from engine.data.stats import slice_bounds
     bounds = slice_bounds(data)
     assert bounds["released"] == (1980, 2019) and bounds["rated"][0] >= 1996 and "Comedy" in bounds["genres"]
 
@@ -223,7 +223,7 @@ def test_parse_years_rejects_with_the_fix(text, message):
 
 
 def test_movie_profile_counts_what_people_did(small_data):
-    from engine.stats import movie_profile
+    from engine.data.stats import movie_profile
     r = small_data.ratings[small_data.ratings["movieId"] == 1]
     p = movie_profile(small_data, 1)
     assert p.ratings == len(r) and abs(p.mean_rating - r["rating"].mean()) < 1e-4
@@ -247,7 +247,7 @@ def test_movie_profile_counts_what_people_did(small_data):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_concentration_matches_the_textbook_gini(seed):
-    from engine.stats import concentration
+    from engine.data.stats import concentration
     rng = np.random.default_rng(seed)
     sizes = np.round(rng.pareto(1.1, 300) * 5 + 1).astype(int)
     dist = pd.Series(sizes).value_counts().sort_index().rename_axis("n_ratings").reset_index(name="movies")
@@ -268,7 +268,7 @@ def test_concentration_matches_the_textbook_gini(seed):
 def test_a_slice_by_years_rated_counts_only_the_movies_rated_in_it(small_data):
     """Issue 24, item 10: "ratings given 2007-2018 ... 9,742 of 9,742 movies" counted every movie,
     rated in those years or not."""
-    from engine.stats import slice_figures
+    from engine.data.stats import slice_figures
     data = _spread_over_years(small_data)
     part = Slice(rated=(2001, 2004))
     years = pd.to_datetime(data.ratings["timestamp"], unit="s", utc=True).dt.year
@@ -284,16 +284,16 @@ def test_a_slice_by_years_rated_counts_only_the_movies_rated_in_it(small_data):
     ("s3a://bucket/releases/ml-1m/", "MovieLens 1m (ml-1m)"),
     ("/home/sam/my-ratings", "my-ratings")])
 def test_dataset_label_names_the_release_without_the_servers_folders(location, label):
-    from engine.stats import dataset_label
+    from engine.data.stats import dataset_label
     assert dataset_label(location) == label
 
 
 # ---------------------------------------------------------------------- DuckDB over the prepared Parquet
 def _columnar(data, tmp_path):
     """``data`` written as a GroupLens folder, prepared to Parquet, opened with DuckDB."""
-    from engine.prepare import prepare_release
+    from engine.data.prepare import prepare_release
     from engine.settings import get_settings
-    from engine.stats_columnar import ColumnarRelease
+    from engine.data.stats_columnar import ColumnarRelease
     folder = tmp_path / "release"
     folder.mkdir()
     data.ratings.to_csv(folder / "ratings.csv", index=False)
@@ -316,7 +316,7 @@ def _assert_identical(a, b):
 @pytest.mark.parametrize("part", [Slice(), *SLICES, Slice(genres=("Film-Noir",)), Slice(rated=(2001, 2001))],
                          ids=lambda p: p.describe())
 def test_duckdb_path_matches_pandas_exactly(small_data, tmp_path, part):
-    from engine.stats import slice_bounds, slice_figures
+    from engine.data.stats import slice_bounds, slice_figures
     data = _spread_over_years(small_data)
     data = dataclasses.replace(data, movies=pd.concat([data.movies, pd.DataFrame(   # a genre nobody rated
         {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir|Drama"]})], ignore_index=True),

@@ -12,7 +12,7 @@ import make_synthetic  # noqa: E402
 
 
 def test_synthetic_release_loads_and_has_ml25m_shape(tmp_path):
-    from engine.movielens import load_movielens
+    from engine.data.movielens import load_movielens
     assert make_synthetic.main(["--ratings", "60000", "--out", str(tmp_path / "ml-synth")]) == 0
     data = load_movielens(tmp_path / "ml-synth")          # the loader's every check passes
     r = data.ratings

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.model_store import (ModelError, check_dataset, current_model_dir, list_models,
+from engine.recommender.model_store import (ModelError, check_dataset, current_model_dir, list_models,
                                 read_serving_tables, set_current)
-from engine.serving import RecommenderIndex
+from engine.recommender.serving import RecommenderIndex
 
 pytestmark = pytest.mark.spark
 
@@ -27,7 +27,7 @@ def test_training_reports_every_metric(small_model):
 
 
 def test_split_is_seeded(spark, small_data):
-    from engine.training import ALSConfig, ratings_frame, split
+    from engine.recommender.training import ALSConfig, ratings_frame, split
     df = ratings_frame(spark, small_data)
     a = split(df, ALSConfig(split_seed=7))[1].toPandas().sort_values(["userId", "movieId"])
     b = split(df, ALSConfig(split_seed=7))[1].toPandas().sort_values(["userId", "movieId"])
@@ -90,7 +90,7 @@ def test_no_temp_folders_left(small_model):
 
 
 def test_cross_validation_table(spark, small_data):
-    from engine.training import ALSConfig, tune
+    from engine.recommender.training import ALSConfig, tune
     seen = []
     result = tune(spark, small_data, {"rank": [2, 4], "maxIter": [5], "regParam": [0.05, 0.5]},
                   folds=2, cfg=ALSConfig(), progress=lambda f, m: seen.append((f, m)))
@@ -117,8 +117,8 @@ def test_real_data_rmse_target(real_model):
 
 
 def test_training_includes_app_ratings(spark, small_data, tmp_path):
-    from engine.training import ALSConfig, train_and_evaluate
-    from engine.user_ratings import RatingStore
+    from engine.recommender.training import ALSConfig, train_and_evaluate
+    from engine.people.user_ratings import RatingStore
     with RatingStore(tmp_path / "r.sqlite") as store:
         for movie in range(1, 30):
             store.set_rating("fan", movie, 4.5 if movie % 2 else 2.0)
@@ -133,8 +133,8 @@ def test_training_includes_app_ratings(spark, small_data, tmp_path):
 def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_data):
     """CrossValidator's fitMultiple estimates the biases once per fold; each model still equals the
     model a fit of its own gives (same biases, same ALS), and its ALS is a Spark model of its own."""
-    from engine.als import BiasCorrectedALS
-    from engine.training import ALSConfig, ratings_frame, split
+    from engine.recommender.als import BiasCorrectedALS
+    from engine.recommender.training import ALSConfig, ratings_frame, split
     train, test = split(ratings_frame(spark, small_data), ALSConfig())
     est = BiasCorrectedALS(seed=3, numBlocks=2)
     maps = [{est.rank: r, est.maxIter: 3, est.regParam: 0.1} for r in (2, 4)]
@@ -151,7 +151,7 @@ def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_dat
 
 
 def test_tuning_progress_says_the_time_left(spark, small_data):
-    from engine.training import ALSConfig, tune
+    from engine.recommender.training import ALSConfig, tune
     seen = []
     tune(spark, small_data, {"rank": [2], "maxIter": [3, 6], "regParam": [0.1]}, folds=2, cfg=ALSConfig(),
          progress=lambda f, m: seen.append((f, m)))

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from engine.user_ratings import USER_ID_OFFSET, RatingStore
+from engine.people.user_ratings import USER_ID_OFFSET, RatingStore
 
 
 def test_round_trip_and_edit(tmp_path):
@@ -41,7 +41,7 @@ def test_rejects_off_scale(tmp_path, bad):
 WRITER = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from engine.user_ratings import RatingStore
+from engine.people.user_ratings import RatingStore
 store = RatingStore({db!r})
 for i in range(1, 100000):
     store.set_rating("writer", i, 0.5 + (i % 10) / 2)

@@ -48,7 +48,7 @@ def _slice_line(at: AppTest) -> str:
 def test_a_slice_by_years_rated_counts_the_movies_rated_then(spread_release):
     """Item 10: "ratings given 2007-2018 ... 9,742 of 9,742 movies" counted movies never rated in
     those years; the line counts the movies with a rating in the slice, and says so."""
-    from engine.movielens import load_movielens
+    from engine.data.movielens import load_movielens
     data = load_movielens(spread_release)
     years = pd.to_datetime(data.ratings["timestamp"], unit="s", utc=True).dt.year
     rated = data.ratings.loc[years.between(2001, 2004), "movieId"].nunique()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.serving import PICK_MIN_PREDICTED, RecommenderIndex
+from engine.recommender.serving import PICK_MIN_PREDICTED, RecommenderIndex
 from test_app import APP, app_env, no_exception, open_page  # noqa: F401 (app_env is a fixture)
 
 PAGE = "pages/recommendations.py"
@@ -109,7 +109,7 @@ def test_new_user_list_leaves_out_the_quick_start_grid(app_env):
     grid = [int(f.key.removeprefix("quick_")) for f in at.get("feedback") if f.key.startswith("quick_")]
     shown = set(at.dataframe[0].value["title"])
     titles = dict(zip(index.movies["movieId"].astype(int), index.movies["title"]))
-    from engine.movielens import readable_title
+    from engine.data.movielens import readable_title
     assert len(shown) == 10 and not shown & {readable_title(titles[m], with_year=False) for m in grid}
     assert any("left out of this list" in c.value for c in at.caption)
 

@@ -32,7 +32,7 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .movielens import ITEM, MAX_RATING, MIN_RATING, RATING, USER
+from ..data.movielens import ITEM, MAX_RATING, MIN_RATING, RATING, USER
 
 log = logging.getLogger(__name__)
 

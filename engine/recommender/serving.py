@@ -7,7 +7,7 @@ Scores are ``mu + b_user + b_movie + u.v`` as in the Spark model. Lists are
 ranked by that raw score; the *predicted rating* shown is the score clipped to
 0.5-5.0 (clipping first would tie every score above 5.0).
 
-``order="picks"`` ranks by the implicit-ALS model instead (:mod:`engine.picks`):
+``order="picks"`` ranks by the implicit-ALS model instead (:mod:`engine.recommender.picks`):
 movies the user is most likely to watch and like next. The list still shows the
 explicit model's predicted rating; ``score`` is then the implicit score ``u.v``.
 
@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import picks
-from .movielens import (GENRES, ITEM, MAX_RATING, MIN_RATING, NO_GENRES, RATING, TITLE, USER, fold_for_search,
+from ..data.movielens import (GENRES, ITEM, MAX_RATING, MIN_RATING, NO_GENRES, RATING, TITLE, USER, fold_for_search,
                         readable_title, title_search_key)
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class RatedMovies:
     @classmethod
     def build(cls, ratings: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> "RatedMovies":
         """From a (userId, movieId, rating) frame in any order; without a sort when it comes sorted
-        by user (as :func:`engine.model_store.save_model` writes it)."""
+        by user (as :func:`engine.recommender.model_store.save_model` writes it)."""
         users = id_positions(user_ids, ratings[USER].to_numpy())
         items = id_positions(item_ids, ratings[ITEM].to_numpy())
         values = ratings[RATING].to_numpy()
@@ -323,7 +323,7 @@ class RecommenderIndex:
                        per_item: int = 3) -> list[list[str]]:
         """For each top pick, the liked movies whose part of its score is specific to it.
 
-        A pick's score splits exactly into one term per rated movie (:func:`engine.picks.contributions`).
+        A pick's score splits exactly into one term per rated movie (:func:`engine.recommender.picks.contributions`).
         The biggest terms are the same few widely-seen favourites for every pick (user 575: Pulp Fiction,
         The Matrix and Stand by Me on all five rows), so each movie's term is measured against its terms
         for ``reference`` (the picks around it: the list's top 20), in their standard deviations. Cited
@@ -399,7 +399,7 @@ class RecommenderIndex:
         return x, bias
 
     def pick_fold_in(self, ratings: list[tuple[int, float]]) -> np.ndarray:
-        """Implicit-ALS user vector for someone not in the model (see :func:`engine.picks.fold_in`)."""
+        """Implicit-ALS user vector for someone not in the model (see :func:`engine.recommender.picks.fold_in`)."""
         self._check_order("picks")
         return self._solve_pick_user(*self._check_ratings(ratings))
 
@@ -629,8 +629,8 @@ class RecommenderIndex:
 
     @classmethod
     def load(cls, model_dir) -> "RecommenderIndex":
-        """Load from a saved model folder (see :mod:`engine.model_store`, which checks every
-        table it reads); :class:`~engine.model_store.ModelError` names what is wrong."""
+        """Load from a saved model folder (see :mod:`engine.recommender.model_store`, which checks every
+        table it reads); :class:`~engine.recommender.model_store.ModelError` names what is wrong."""
         from .model_store import ModelError, read_serving_tables
         tables = read_serving_tables(model_dir)
         try:

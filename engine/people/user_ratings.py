@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .movielens import ITEM, MAX_RATING, MIN_RATING, RATING, USER
+from ..data.movielens import ITEM, MAX_RATING, MIN_RATING, RATING, USER
 
 USER_ID_OFFSET = 1_000_000
 

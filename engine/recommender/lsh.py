@@ -2,7 +2,7 @@
 
 For batch jobs and catalogues too big for one machine's memory. Item factors are
 L2-normalised first, so Euclidean distance ``d`` maps to cosine ``1 - d**2 / 2``
-and the ranking equals the exact cosine ranking of :mod:`engine.serving` whenever
+and the ranking equals the exact cosine ranking of :mod:`engine.recommender.serving` whenever
 LSH finds the true neighbours (recall is measured in tests and ``bench/``).
 The serving index (exact, numpy) stays the request path.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .movielens import GENRES, ITEM, TITLE
+from ..data.movielens import GENRES, ITEM, TITLE
 
 #: Tuned on ml-latest-small (rank 16, unit vectors): recall@5 vs exact >= 0.9; see bench/.
 DEFAULT_BUCKET_LENGTH = 1.0

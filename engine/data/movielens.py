@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .settings import get_settings
+from ..settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``python -m engine prepare-data`` (also run by ``make run`` when missing) reads the
 configured release (``MOVIELENS_DATA``: a GroupLens folder or zip), checks it with the
-same rules and messages as :func:`~engine.movielens.load_movielens`, and writes::
+same rules and messages as :func:`~engine.data.movielens.load_movielens`, and writes::
 
     <data_dir>/parquet/<release>-<key>/
         manifest.json      source, name, content fingerprint (as load_movielens gives), counts
@@ -14,7 +14,7 @@ same rules and messages as :func:`~engine.movielens.load_movielens`, and writes:
         user_years.parquet   userId, year rated (UTC), n: ratings
 
 The last two are small summaries from which every slice of the statistics page is
-counted without touching the 25 M rows (see :mod:`engine.stats_columnar`). ``<key>`` is
+counted without touching the 25 M rows (see :mod:`engine.data.stats_columnar`). ``<key>`` is
 cheap to compute (names, sizes and modification times of the release's files), so a
 second run finds the folder at once; the folder is built under a temporary name and
 renamed, so a reader never sees half of it.
@@ -42,7 +42,7 @@ import pandas as pd
 
 from .movielens import (GENRES, ITEM, RATING, TAG, TIME, TITLE, USER, DataError, MovieLens, _read_csv, _Source,
                         _validate_movies, load_movielens)
-from .settings import Settings
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def parquet_release(settings: Settings) -> Path | None:
     """The prepared Parquet folder of the configured release, or None when it is not prepared (yet).
 
     Spark reads it with :func:`read_spark_parquet`; the statistics with
-    :class:`engine.stats_columnar.ColumnarRelease`.
+    :class:`engine.data.stats_columnar.ColumnarRelease`.
     """
     folder = parquet_folder(settings)
     return folder if folder is not None and (folder / "manifest.json").exists() else None
@@ -103,7 +103,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 def read_spark_parquet(spark, folder: str | Path):
     """(ratings, movies, tags) Spark DataFrames of a prepared folder, with the columns of the CSV path
-    (:func:`engine.stats.read_spark_tables`): ratings userId, movieId, rating, timestamp; movies
+    (:func:`engine.data.stats.read_spark_tables`): ratings userId, movieId, rating, timestamp; movies
     movieId, title, genres; tags userId, movieId, tag, timestamp."""
     base = str(folder).rstrip("/")
     if "://" not in base:
@@ -117,8 +117,8 @@ def read_spark_parquet(spark, folder: str | Path):
 def prepare_release(settings: Settings, progress=None) -> Path:
     """Convert the configured release to Parquet unless already done; returns the folder.
 
-    Raises :class:`~engine.movielens.DataError` (file, line, what to do) for bad data, as
-    :func:`~engine.movielens.load_movielens` does.
+    Raises :class:`~engine.data.movielens.DataError` (file, line, what to do) for bad data, as
+    :func:`~engine.data.movielens.load_movielens` does.
     """
     say = progress or (lambda message: log.info("%s", message))
     location = settings.movielens_data
@@ -337,7 +337,7 @@ def _write(ratings: pd.DataFrame, movies: pd.DataFrame, tags: pd.DataFrame, link
 
 
 def load_prepared(folder: str | Path) -> MovieLens:
-    """A prepared folder as a pandas :class:`~engine.movielens.MovieLens` (for tests and small releases)."""
+    """A prepared folder as a pandas :class:`~engine.data.movielens.MovieLens` (for tests and small releases)."""
     folder = Path(folder)
     m = read_manifest(folder)
     ratings = pd.read_parquet(folder / "ratings.parquet")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .movielens import ITEM, MAX_RATING, MIN_RATING, TITLE, fold_for_search, readable_title
+from ..data.movielens import ITEM, MAX_RATING, MIN_RATING, TITLE, fold_for_search, readable_title
 
 MOVIELENS, IMDB, LETTERBOXD = "movieId,rating", "IMDb ratings export", "Letterboxd ratings export"
 EXPORT_COLUMNS = ["movieId", "imdbId", "title", "year", "rating"]

@@ -12,7 +12,7 @@ A model folder holds::
                           rating, sorted by user (int32/float32 where exact; older models'
                           unsorted int64/float64 tables still load)
     pick_user_factors.parquet, pick_item_factors.parquet
-                          implicit-ALS factors that order top picks (engine.picks);
+                          implicit-ALS factors that order top picks (engine.recommender.picks);
                           models saved before them still load, without top picks
     spark_model/          Spark's own ALSModel (for Spark jobs such as LSH)
 
@@ -449,7 +449,7 @@ def _finite_param(model_dir: Path, params: dict, *keys: str) -> float:
 
 
 def read_serving_tables(model_dir: str | Path, with_ratings: bool = True) -> dict:
-    """What :meth:`engine.serving.RecommenderIndex.from_frames` needs, checked (:func:`check_tables`).
+    """What :meth:`engine.recommender.serving.RecommenderIndex.from_frames` needs, checked (:func:`check_tables`).
 
     ``with_ratings=False`` skips the ratings table (32 M rows at ml-32m), for readers of the
     factors and catalogue only (Spark LSH); the result then has no ``ratings``."""

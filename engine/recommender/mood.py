@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .movielens import GENRES, ITEM, TITLE
-from .settings import get_settings
+from ..data.movielens import GENRES, ITEM, TITLE
+from ..settings import get_settings
 
 DEFAULT_MIN_RATINGS = 20
 PRIOR_WEIGHT = 20  # C: how many "average" ratings every movie starts with
@@ -52,7 +52,7 @@ def mood_recommendations(emotion: str, catalogue: pd.DataFrame, n: int = 10,
 
     Args:
         catalogue: movieId, title, genres, total_ratings, mean_rating (a model's
-            ``movies.parquet`` or :func:`engine.training.movie_catalogue`).
+            ``movies.parquet`` or :func:`engine.recommender.training.movie_catalogue`).
         index, user_id: when both are given, rank the user's unseen movies (top
             picks, or ``order="rating"``: predicted rating) instead of the Bayesian average.
         index, ratings: the same for someone new, from their own (movieId, rating) pairs

@@ -434,7 +434,7 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
 
 def read_spark_tables(spark, uri: str):
     """(ratings, movies, tags) Spark DataFrames from a GroupLens folder at any URI Spark reads,
-    with the genres as :func:`~engine.movielens.load_movielens` gives them."""
+    with the genres as :func:`~engine.data.movielens.load_movielens` gives them."""
     from pyspark.sql import functions as F
 
     base = uri.rstrip("/")

@@ -1,7 +1,7 @@
 """Train, evaluate and tune the ALS recommender on Spark; export what serving needs.
 
 Stages: ratings -> seeded split -> fit (bias-corrected ALS for predicted
-ratings, implicit ALS for the order of top picks, :mod:`engine.picks`) ->
+ratings, implicit ALS for the order of top picks, :mod:`engine.recommender.picks`) ->
 evaluate (RMSE against plain ALS and the bias-only baseline; ranking of both
 orders against popularity) -> export factors -> save. :func:`tune` runs Spark's
 ``CrossValidator`` over a grid.
@@ -23,9 +23,9 @@ import pandas as pd
 from .als import BiasCorrectedALS, bias_baseline_predictions, check_param, plain_als
 from . import picks
 from .evaluation import ranking_metrics, relevant_items, rmse
-from .jobs import Pace, with_eta
+from ..jobs import Pace, with_eta
 from .model_store import save_model
-from .movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
+from ..data.movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
 from .serving import RecommenderIndex
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
     Every fit is a Spark job, so the same code tunes on a cluster. Per fold, the biases are
     estimated once and shared by the grid's fits (:meth:`BiasCorrectedALS.fitMultiple`);
     ``parallelism`` fits run at once (on 2 cores, 2 hide each other's job overhead). ``blocks``:
-    ALS blocks per fit, 0 for one per core (:func:`engine.als.als_blocks`; Spark's 10 cost a
+    ALS blocks per fit, 0 for one per core (:func:`engine.recommender.als.als_blocks`; Spark's 10 cost a
     task each per stage); it moves CV RMSEs by about 0.001 (the factors' random start), not
     which point is best.
     ``progress`` hears of each fit with the time left at the pace measured so far.

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .serving import ORDERS
-from .settings import get_settings
+from ..recommender.serving import ORDERS
+from ..settings import get_settings
 
 log = logging.getLogger("engine.cli")
 
@@ -68,7 +68,7 @@ def _at_least_zero(text: str) -> int:
 
 
 def _whole(text: str) -> int:
-    from .rating_files import parse_whole
+    from ..people.rating_files import parse_whole
     try:
         return parse_whole(text, "the value")
     except ValueError as exc:
@@ -77,7 +77,7 @@ def _whole(text: str) -> int:
 
 def _id_of(text: str, what: str = "movie id") -> int | None:
     """Digits typed for an id, as that id (a ValueError when not one); None for anything else (a title)."""
-    from .rating_files import parse_whole
+    from ..people.rating_files import parse_whole
     text = text.strip()
     return parse_whole(text, f"the {what}") if text.isdigit() else None
 
@@ -109,18 +109,18 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def _load_data():
-    from .movielens import load_movielens
+    from ..data.movielens import load_movielens
     return load_movielens(get_settings().movielens_data)
 
 
 def _spark():
-    from .spark import get_spark
+    from ..spark import get_spark
     return get_spark(get_settings())
 
 
 def _index(model: str | None = None):
-    from .model_store import current_model_dir
-    from .serving import RecommenderIndex
+    from ..recommender.model_store import current_model_dir
+    from ..recommender.serving import RecommenderIndex
     root = get_settings().model_dir
     folder = Path(model) if model else current_model_dir(root)
     return RecommenderIndex.load(folder), folder
@@ -128,7 +128,7 @@ def _index(model: str | None = None):
 
 # ---------------------------------------------------------------------- commands
 def cmd_fetch(args) -> int:
-    from .fetch import fetch
+    from ..data.fetch import fetch
     path, what = fetch(get_settings().data_dir)
     _emit(args, {"path": str(path), "dataset": what}, f"{what}: {path}\n"
           f"Use it with: export MOVIELENS_DATA={path}")
@@ -137,7 +137,7 @@ def cmd_fetch(args) -> int:
 
 def _slice(args):
     """The --genres/--released/--rated slice of `stats` (a ValueError says which option is wrong)."""
-    from .stats import Slice, parse_years
+    from ..data.stats import Slice, parse_years
     genres = tuple(g.strip() for g in (args.genres or "").split(",") if g.strip())
     return Slice(genres=genres,
                  released=parse_years(args.released, "--released") if args.released else None,
@@ -146,12 +146,12 @@ def _slice(args):
 
 def _prepared() -> Path:
     """The configured release's Parquet folder, converted now if it is not yet (progress on stderr)."""
-    from .prepare import prepare_release
+    from ..data.prepare import prepare_release
     return prepare_release(get_settings(), progress=lambda message: print(message, file=sys.stderr, flush=True))
 
 
 def cmd_prepare_data(args) -> int:
-    from .prepare import read_manifest
+    from ..data.prepare import read_manifest
     folder = _prepared()
     m = read_manifest(folder)
     _emit(args, {"path": str(folder), **m},
@@ -161,7 +161,7 @@ def cmd_prepare_data(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .stats import compute_stats_spark, read_spark_tables
+    from ..data.stats import compute_stats_spark, read_spark_tables
     location = get_settings().movielens_data
     part = _slice(args)
     if args.spark:
@@ -178,7 +178,7 @@ def cmd_stats(args) -> int:
                                for g in (row[0] or "").split("|")})
         stats = compute_stats_spark(spark, *tables, part=part)
     else:   # DuckDB over the release's Parquet (prepared here the first time)
-        from .stats_columnar import ColumnarRelease
+        from ..data.stats_columnar import ColumnarRelease
         stats = ColumnarRelease(_prepared()).stats(part)
     payload = {"dataset": location, "slice": part.describe(), **stats.as_dict()}
     c = stats.counts
@@ -190,7 +190,7 @@ def cmd_stats(args) -> int:
 
 def _config(args):
     """The ALSConfig of --rank, --max-iter, ...; checked here, before Spark starts (ValueError naming the option)."""
-    from .training import ALSConfig
+    from ..recommender.training import ALSConfig
     cfg = ALSConfig()
     for name in ("rank", "max_iter", "reg_param", "split_seed", "seed"):
         value = getattr(args, name, None)
@@ -214,13 +214,13 @@ def _saved_text(path: Path, metrics: dict) -> str:
 def _extra_ratings(args):
     if not getattr(args, "include_user_ratings", False):
         return None
-    from .user_ratings import RatingStore
+    from ..people.user_ratings import RatingStore
     with RatingStore(get_settings().ratings_db) as store:
         return store.all_ratings()
 
 
 def cmd_train(args) -> int:
-    from .training import train_and_save
+    from ..recommender.training import train_and_save
     cfg = _config(args)
     data = _load_data()
     _progress(0.0, f"dataset: {data.describe()}")
@@ -245,7 +245,7 @@ def _parse_list(text: str, kind):
 
 
 def cmd_tune(args) -> int:
-    from .training import DEFAULT_GRID, check_grid, train_and_save, tune
+    from ..recommender.training import DEFAULT_GRID, check_grid, train_and_save, tune
     grid = dict(DEFAULT_GRID)
     check_grid({}, args.folds)
     for option, name, kind in (("ranks", "rank", int), ("iters", "maxIter", int), ("regs", "regParam", float)):
@@ -282,8 +282,8 @@ def cmd_tune(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .model_store import check_dataset, current_model_dir, read_json, read_params
-    from .training import ALSConfig, train_and_evaluate
+    from ..recommender.model_store import check_dataset, current_model_dir, read_json, read_params
+    from ..recommender.training import ALSConfig, train_and_evaluate
     folder = current_model_dir(get_settings().model_dir)
     flags = {name: getattr(args, name) for name in ("rank", "max_iter", "reg_param", "split_seed", "seed")
              if getattr(args, name, None) is not None}
@@ -322,7 +322,7 @@ def _movie_rows(df: pd.DataFrame, cols: list[str]) -> str:
 
 def _read_ratings_file(path: str, index) -> list[tuple[int, float]]:
     """The ratings of a file (movieId,rating, an IMDb or a Letterboxd export); skips on stderr."""
-    from .rating_files import read_ratings_file
+    from ..people.rating_files import read_ratings_file
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{path}: no such file. Give a CSV of movieId,rating lines, an IMDb ratings "
@@ -336,7 +336,7 @@ def _read_ratings_file(path: str, index) -> list[tuple[int, float]]:
 
 def _group_members(text: str) -> tuple[dict, list[int]]:
     """"575,232,sam" -> ({"user 575": 575, "user 232": 232, "sam": sam's stored ratings}, sam's hidden movies)."""
-    from .user_ratings import RatingStore
+    from ..people.user_ratings import RatingStore
     members, hidden = {}, set()
     with RatingStore(get_settings().ratings_db) as store:
         for token in (t.strip() for t in text.split(",")):
@@ -353,7 +353,7 @@ def _group_members(text: str) -> tuple[dict, list[int]]:
 
 
 def cmd_models(args) -> int:
-    from .model_store import ModelError, NoModelYet, current_model_dir, delete_model, saved_models, set_current
+    from ..recommender.model_store import ModelError, NoModelYet, current_model_dir, delete_model, saved_models, set_current
     root = get_settings().model_dir
     done = ""
     if args.use is not None:   # "" too: a name it refuses, not "no --use"
@@ -406,7 +406,7 @@ def cmd_recommend(args) -> int:
         if args.new_user:
             pairs = _read_ratings_file(args.new_user, index)
         else:
-            from .user_ratings import RatingStore
+            from ..people.user_ratings import RatingStore
             with RatingStore(get_settings().ratings_db) as store:
                 pairs, hidden = store.ratings(args.profile), store.hidden(args.profile)
         recs = index.recommend_new_user(pairs, args.n, min_ratings=args.min_ratings, genres=genres,
@@ -431,8 +431,8 @@ def cmd_similar(args) -> int:
     if args.method == "lsh":
         if args.also:
             raise ValueError("--method lsh searches around one movie: leave out --also, or use --method exact.")
-        from .lsh import lsh_similar
-        from .model_store import current_model_dir
+        from ..recommender.lsh import lsh_similar
+        from ..recommender.model_store import current_model_dir
         folder = Path(args.model) if args.model else current_model_dir(get_settings().model_dir)
         movie = _id_of(args.movie)
         args.movie = _index(args.model)[0].find_movie(args.movie) if movie is None else movie
@@ -453,8 +453,8 @@ def cmd_similar(args) -> int:
 
 
 def cmd_about(args) -> int:
-    from .movielens import readable_title
-    from .stats import movie_profile
+    from ..data.movielens import readable_title
+    from ..data.stats import movie_profile
     text = args.movie.strip()
     movie = _id_of(text)
     movie = _index(args.model)[0].find_movie(text) if movie is None else movie   # titles need the model
@@ -472,10 +472,10 @@ def cmd_about(args) -> int:
 
 
 def cmd_rate(args) -> int:
-    from .user_ratings import RatingStore
+    from ..people.user_ratings import RatingStore
     index, _ = _index(args.model)
     if args.export:
-        from .rating_files import export_ratings
+        from ..people.rating_files import export_ratings
         with RatingStore(get_settings().ratings_db) as store:
             pairs = store.ratings(args.profile)
         text = export_ratings(pairs, index.movies)
@@ -550,12 +550,12 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def cmd_mood(args) -> int:
-    from .mood import mood_recommendations
+    from ..recommender.mood import mood_recommendations
     index, folder = _index(args.model)
     t0 = time.perf_counter()
     ratings, hidden = None, []
     if args.profile:
-        from .user_ratings import RatingStore
+        from ..people.user_ratings import RatingStore
         with RatingStore(get_settings().ratings_db) as store:
             ratings, hidden = store.ratings(args.profile), store.hidden(args.profile)
         if not ratings:
@@ -699,10 +699,10 @@ def exit_process(code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .model_store import ModelError
-    from .movielens import DataError
-    from .serving import RatingInputError, UnknownIdError
-    from .spark import SparkUnavailable
+    from ..recommender.model_store import ModelError
+    from ..data.movielens import DataError
+    from ..recommender.serving import RatingInputError, UnknownIdError
+    from ..spark import SparkUnavailable
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -1,13 +1,13 @@
 """The statistics page's numbers from the prepared Parquet with DuckDB: any slice in well under a second at 25 M.
 
-Same :class:`~engine.stats.DatasetStats` as :func:`engine.stats.compute_stats` (tested equal,
+Same :class:`~engine.data.stats.DatasetStats` as :func:`engine.data.stats.compute_stats` (tested equal,
 table by table), without loading the ratings: every slice narrows movies (genres, release
 years) and ratings (years given), so the movie-level figures are sums over the prepared
 ``movie_years`` summary (movie x year rated x star; ~1 M rows at 25 M ratings, held as
 arrays), and the user-level ones over ``user_years`` (user x year) or, when movies are
 narrowed, one pass over compact per-rating arrays (movie row, year rated) read once from the
 ratings' Parquet. DuckDB reads the Parquet (and parses the CSV in ``prepare-data``). The
-movie table stays in pandas, so the slice's movies are chosen as :func:`engine.stats.slice_data`
+movie table stays in pandas, so the slice's movies are chosen as :func:`engine.data.stats.slice_data`
 chooses them, and the final tables are built by the same helpers as the pandas path.
 
 Why DuckDB (not Polars): on the 25 M Parquet both group by user in ~0.5-0.9 s and by movie in
@@ -44,7 +44,7 @@ def _epoch(year: int) -> int:
 
 
 class ColumnarRelease:
-    """One prepared release (see :mod:`engine.prepare`), queried with DuckDB.
+    """One prepared release (see :mod:`engine.data.prepare`), queried with DuckDB.
 
     Holds the movie table and the two summaries as arrays (tens of MB at 25 M ratings) and
     one DuckDB connection for the ratings and tags; each query runs on its own cursor, so
@@ -110,7 +110,7 @@ class ColumnarRelease:
 
     # ------------------------------------------------------------------ slices
     def movies_of(self, part: Slice) -> pd.DataFrame:
-        """The slice's movies, chosen as :func:`engine.stats.slice_data` chooses them."""
+        """The slice's movies, chosen as :func:`engine.data.stats.slice_data` chooses them."""
         keep = np.ones(len(self.movies), bool)
         if part.genres:
             part.check_genres(self.genre_names)
@@ -120,7 +120,7 @@ class ColumnarRelease:
         return self.movies[keep]
 
     def bounds(self) -> dict:
-        """As :func:`engine.stats.slice_bounds`: genres, release years and years rated to choose from."""
+        """As :func:`engine.data.stats.slice_bounds`: genres, release years and years rated to choose from."""
         years = self.movies["year"].dropna()
         return {"genres": list(self.genre_names),
                 "released": (int(years.min()), int(years.max())) if len(years) else None,
@@ -148,7 +148,7 @@ class ColumnarRelease:
 
     # ------------------------------------------------------------------ statistics
     def stats(self, part: Slice | None = None, top_tags: int = 20) -> DatasetStats:
-        """:func:`engine.stats.compute_stats` of ``part`` (everything when None), from the Parquet."""
+        """:func:`engine.data.stats.compute_stats` of ``part`` (everything when None), from the Parquet."""
         part = part or Slice()
         movies = self.movies_of(part)
         rows = self._rows(part, movies)
@@ -259,7 +259,7 @@ class ColumnarRelease:
 
     def top_movies(self, part: Slice | None = None, by: str = "count", min_ratings: int = 50,
                    n: int = 20) -> pd.DataFrame:
-        """:func:`engine.stats.top_movies` of the slice."""
+        """:func:`engine.data.stats.top_movies` of the slice."""
         part = part or Slice()
         movies = self.movies_of(part)
         sums = self._movie_sums(self._rows(part, movies))

@@ -1,6 +1,6 @@
 """Top picks: implicit-feedback ALS that orders recommendation lists.
 
-The explicit model (:mod:`engine.als`) predicts *how many stars* a user would
+The explicit model (:mod:`engine.recommender.als`) predicts *how many stars* a user would
 give a movie, and it does that well (test RMSE 0.85). Ranked by that prediction,
 though, a top-10 fills with little-known films predicted at 4.6 stars that the
 user would never pick: on the held-out ratings it loses to a plain "most
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .movielens import ITEM, RATING, USER
+from ..data.movielens import ITEM, RATING, USER
 
 
 @dataclass
