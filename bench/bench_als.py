@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.data.movielens import load_movielens  # noqa: E402
+from engine.recommender.training import DEFAULT_GRID, ALSConfig, train_and_evaluate, tune  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 from engine.spark import get_spark  # noqa: E402
-from engine.recommender.training import DEFAULT_GRID, ALSConfig, train_and_evaluate, tune  # noqa: E402
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.emotion.dataset import EMOTIONS, load_split  # noqa: E402
-from engine.emotion.detector import FaceDetector, FaceTracker  # noqa: E402
+from engine.emotion.faces import FaceDetector, FaceTracker  # noqa: E402
 from engine.emotion.frames import blank_frame, noisy_frames, paste_face, through_vp8  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fer2013.zip"

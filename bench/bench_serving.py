@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine.recommender.lsh import LSHIndex, recall_at_k  # noqa: E402
-from engine.recommender.model_store import current_model_dir, read_serving_tables  # noqa: E402
+from engine.recommender.model_store import current_model_dir  # noqa: E402
+from engine.recommender.model_tables import read_serving_tables  # noqa: E402
 from engine.recommender.serving import RecommenderIndex  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 
@@ -90,8 +91,9 @@ def small(args) -> None:
     row("mood list for user 575 (top picks)", *latency(
         lambda e: mood_recommendations(e, index.movies, 10, index=index, user_id=575), emotions))
 
-    from engine.spark import get_spark
     from pyspark.ml.recommendation import ALSModel
+
+    from engine.spark import get_spark
     spark = get_spark()
     als = ALSModel.load(str(folder / "spark_model"))
     q = args.spark_queries
@@ -133,6 +135,7 @@ def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Pat
     """A saved model folder the size of ml-32m: :func:`make_synthetic.generate`'s long-tailed ratings
     (their movies spread over an ``n_items`` catalogue), random factors. Written once, reused."""
     from make_synthetic import generate
+
     from engine.recommender.model_store import current_model_dir, save_model
     try:
         return current_model_dir(root)

@@ -20,9 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.data.movie_profile import movie_profile  # noqa: E402
 from engine.data.movielens import load_movielens  # noqa: E402
+from engine.data.stats import EmptySlice, Slice, compute_stats  # noqa: E402
+from engine.data.stats_spark import compute_stats_spark  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
-from engine.data.stats import EmptySlice, Slice, compute_stats, compute_stats_spark, movie_profile  # noqa: E402
 
 SLICES = {"everything": Slice(),
           "one genre (Comedy)": Slice(genres=("Comedy",)),

@@ -1,5 +1,5 @@
 """``python -m engine ...`` (see engine/cli/)."""
-from .cli import exit_process
 from .cli import main
+from .cli.common import exit_process
 
 exit_process(main())

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-
 from dataclasses import replace
 
 from .settings import Settings, get_settings

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.jobs import AdminGate, JobBusy, JobSlot
-from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_json
 from engine.data.movielens import NO_GENRES, DataError, load_movielens, readable_title
+from engine.jobs import AdminGate, JobBusy, JobSlot
+from engine.people.user_ratings import RatingStore
+from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_json
 from engine.recommender.serving import RatingInputError, RecommenderIndex, UnknownIdError
 from engine.settings import get_settings
 from engine.spark import SparkUnavailable
-from engine.people.user_ratings import RatingStore
 
 log = logging.getLogger("app")
 

@@ -10,15 +10,25 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from engine.emotion import EMOTIONS
-from engine.emotion.detector import EmotionInputError, EmotionRecognizer, decode_image, draw_faces
+from engine.emotion.detector import EmotionRecognizer, draw_faces
+from engine.emotion.images import EmotionInputError, decode_image
 from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
 from engine.recommender.mood import mood_recommendations
 from engine.settings import get_settings
 from pages._charts import SERIES
+from pages._common import (
+    MOVIE_COLUMNS,
+    PROFILE,
+    for_display,
+    friendly_errors,
+    hidden_movies,
+    load_index,
+    person_label,
+    saved_profiles,
+    through_navigation,
+)
 from pages._webrtc_theme import LABELS, style_webrtc_buttons
-from pages._common import (MOVIE_COLUMNS, PROFILE, for_display, friendly_errors, load_index, person_label,
-                           hidden_movies, saved_profiles, through_navigation)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 

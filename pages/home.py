@@ -1,11 +1,21 @@
 """Home: what the app does, which dataset and model are loaded, and first-run training."""
 import streamlit as st
 
+from engine.data.stats import dataset_label
 from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_params
 from engine.settings import get_settings
-from engine.data.stats import dataset_label
-from pages._common import (admin_unlocked, friendly_errors, job_slot, load_data, md_escape, model_metrics,
-                           progress_bar, running_job_note, spark_session, through_navigation)
+from pages._common import (
+    admin_unlocked,
+    friendly_errors,
+    job_slot,
+    load_data,
+    md_escape,
+    model_metrics,
+    progress_bar,
+    running_job_note,
+    spark_session,
+    through_navigation,
+)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -86,7 +96,7 @@ else:
     busy = running_job_note()
     if admin_unlocked("train the model") and st.button("Train the default model", type="primary",
                                                        disabled=busy):
-        from engine.recommender.training import train_and_save   # Spark's and the trainer's imports: only to train
+        from engine.recommender.training import train_and_save  # Spark's and the trainer's imports: only to train
         report = progress_bar()
         with friendly_errors("Training"), job_slot().run("Training the default model", report) as progress:
             data = load_data(settings.movielens_data)

@@ -3,13 +3,22 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from engine.recommender.model_store import current_name, delete_model, read_json, saved_models, set_current
-from engine.settings import get_settings
 from engine.jobs import format_seconds
+from engine.recommender.model_store import current_name, delete_model, read_json, saved_models, set_current
 from engine.recommender.training import ALSConfig, grid_units, train_and_save, tune
+from engine.settings import get_settings
 from pages._charts import RMSE_FORMAT, SCALE, SERIES
-from pages._common import (admin_unlocked, friendly_errors, job_slot, load_data, model_dir, progress_bar,
-                           running_job_note, spark_session, through_navigation)
+from pages._common import (
+    admin_unlocked,
+    friendly_errors,
+    job_slot,
+    load_data,
+    model_dir,
+    progress_bar,
+    running_job_note,
+    spark_session,
+    through_navigation,
+)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 

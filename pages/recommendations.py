@@ -10,12 +10,23 @@ import streamlit as st
 
 from engine.data.movielens import readable_title
 from engine.people.rating_files import MAX_BYTES, export_ratings, read_ratings_file
+from engine.people.user_ratings import RatingStore
 from engine.recommender.serving import GROUP_STRATEGIES, PICK_MIN_PREDICTED
 from engine.settings import get_settings
-from engine.people.user_ratings import RatingStore
-from pages._common import (MOVIE_COLUMNS, PROFILE, entered_page, for_display, friendly_errors, hidden_movies,
-                           load_index, md_escape, person_label, rating_store, saved_profiles,
-                           through_navigation)
+from pages._common import (
+    MOVIE_COLUMNS,
+    PROFILE,
+    entered_page,
+    for_display,
+    friendly_errors,
+    hidden_movies,
+    load_index,
+    md_escape,
+    person_label,
+    rating_store,
+    saved_profiles,
+    through_navigation,
+)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 

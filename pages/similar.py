@@ -4,12 +4,22 @@ import time
 import plotly.express as px
 import streamlit as st
 
+from engine.data.movie_profile import movie_profile
 from engine.recommender.lsh import LSHIndex, recall_at_k
 from engine.recommender.serving import UnknownIdError
 from engine.settings import get_settings
-from engine.data.stats import movie_profile
-from pages._common import (MOVIE_COLUMNS, entered_page, for_display, friendly_errors, load_data, load_index,
-                           md_escape, model_dir, spark_session, through_navigation)
+from pages._common import (
+    MOVIE_COLUMNS,
+    entered_page,
+    for_display,
+    friendly_errors,
+    load_data,
+    load_index,
+    md_escape,
+    model_dir,
+    spark_session,
+    through_navigation,
+)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -22,7 +32,7 @@ if index is None:
 @st.cache_resource(show_spinner="Building the Spark LSH index (once per model: the movies are hashed now, "
                                 "not at each query)…", max_entries=2)
 def lsh_index(folder: str, _spark) -> LSHIndex:
-    from engine.recommender.model_store import read_serving_tables
+    from engine.recommender.model_tables import read_serving_tables
     tables = read_serving_tables(folder, with_ratings=False)   # factors and catalogue only
     return LSHIndex(_spark, tables["item_frame"], tables["movies"])
 

@@ -6,13 +6,33 @@ import plotly.express as px
 import streamlit as st
 
 from engine.data.prepare import parquet_release, prepare_release, release_bytes
-from engine.settings import get_settings
-from engine.data.stats import (EmptySlice, Slice, compute_stats, concentration, dataset_label, log_binned, parse_years,
-                          slice_bounds, slice_data, slice_figures, summarize, top_movies)
+from engine.data.stats import (
+    EmptySlice,
+    Slice,
+    compute_stats,
+    concentration,
+    dataset_label,
+    log_binned,
+    parse_years,
+    slice_bounds,
+    slice_data,
+    slice_figures,
+    summarize,
+    top_movies,
+)
 from engine.data.stats_columnar import ColumnarRelease
+from engine.settings import get_settings
 from pages._charts import SCALE, SERIES
-from pages._common import (MOVIE_COLUMNS, chart_text, entered_page, for_display, friendly_errors, load_data,
-                           md_escape, through_navigation)
+from pages._common import (
+    MOVIE_COLUMNS,
+    chart_text,
+    entered_page,
+    for_display,
+    friendly_errors,
+    load_data,
+    md_escape,
+    through_navigation,
+)
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 

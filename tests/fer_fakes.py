@@ -24,6 +24,7 @@ def fake_fer(tmp_path, n_per_class=6):
 def two_nets(tmp_path):
     """Two untrained networks of the two architectures, from different random starts."""
     import keras
+
     from engine.emotion.model import make_model
     nets = []
     for seed, arch in ((1, "vgg"), (2, "res")):

@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
 from engine.data.movielens import load_movielens, readable_title
-from engine.recommender.serving import RecommenderIndex
 from engine.data.stats import compute_stats, summarize
+from engine.recommender.serving import RecommenderIndex
 
 APP = str(REPO / "streamlit_app.py")
 PAGES = ["pages/home.py", "pages/statistics.py", "pages/recommendations.py", "pages/similar.py",
@@ -265,7 +265,7 @@ def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
 def test_similar_exact(app_env):
     at = similar_page(3)
     no_exception(at)
-    from engine.data.stats import movie_profile
+    from engine.data.movie_profile import movie_profile
     p = movie_profile(load_movielens(os.environ["MOVIELENS_DATA"]), 3)
     about = [e for e in at.expander if e.label.startswith("About ")]
     assert len(about) == 1 and about[0].label.endswith(f": {p.ratings:,} ratings, mean {p.mean_rating:.2f} ⭐")
@@ -371,6 +371,7 @@ def test_statistics_of_a_slice(app_env):
 
 def test_statistics_of_titles_without_years(app_env, monkeypatch, tmp_path):
     import re
+
     from conftest import generate_movielens, write_release
     files = generate_movielens(n_users=20, n_movies=30)
     files["movies.csv"] = re.sub(r" \(\d{4}\)", "", files["movies.csv"])   # no title has a year
@@ -475,6 +476,7 @@ def test_saved_models_tab_switches_and_deletes(app_env, monkeypatch, tmp_path):
 # ---------------------------------------------------------------------- emotion page
 def _face_image(fer_zip, ext: str) -> bytes:
     import cv2
+
     from engine.emotion.detector import EmotionRecognizer
     from engine.emotion.frames import face_frame
     frame = face_frame(fer_zip, "happy", recognizer=EmotionRecognizer.load())
@@ -494,8 +496,8 @@ def test_emotion_manual_choice(app_env):
 
 def test_emotion_list_for_your_own_profile(app_env):
     """A profile rated on the Recommendations page can be picked here: the mood list is its top picks."""
-    from engine.recommender.mood import mood_recommendations
     from engine.people.user_ratings import RatingStore
+    from engine.recommender.mood import mood_recommendations
     mine = [(1, 5.0), (2, 4.5), (3, 1.0), (8, 4.0)]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         for movie, rating in mine:

@@ -164,7 +164,7 @@ def _grid_rows(page, nth=0, expect=None, timeout_s=30) -> int:
                 "'[data-testid=stDataFrame] [role=grid]')].at(n);"
                 " return g && Number(g.getAttribute('aria-rowcount')) - 1 === rows; }",
                 arg=[nth, expect], timeout=timeout_s * 1000)
-        except Exception:   # noqa: BLE001: the caller's assertion reports the count it got
+        except Exception:   # noqa: BLE001 - the caller's assertion reports the count it got
             pass
     return int(grid.get_attribute("aria-rowcount")) - 1  # minus the header row
 

@@ -212,7 +212,7 @@ def test_stats_both_paths(env):
 
 
 def test_about_a_movie(env, small_data):
-    from engine.data.stats import movie_profile
+    from engine.data.movie_profile import movie_profile
     out = run_cli(env, "about", "--movie", "1", "--json")
     assert out == json.loads(json.dumps(movie_profile(small_data, 1).as_dict()))
     title = small_data.movies.set_index("movieId").loc[7, "title"]

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.emotion.detector import FaceDetector, FaceTracker
 from conftest import REPO, cli_env
+from engine.emotion.faces import FaceDetector, FaceTracker
 from engine.emotion.frames import blank_frame, noisy_frames, paste_face, through_vp8
 
 FACES = (1, 2156)   # FER2013 test images (a happy and an angry face) that the old detector counted twice
@@ -59,7 +59,7 @@ def test_tracker_hides_one_frame_flickers_and_holds_a_face():
 _THREADS = """
 import sys, threading
 import numpy as np
-from engine.emotion.detector import FaceDetector
+from engine.emotion.faces import FaceDetector
 from engine.emotion.frames import blank_frame, noisy_frames
 rng = np.random.default_rng(0)
 frames = [f[:h, :w, 0] for f, (h, w) in zip(noisy_frames(blank_frame(), 6, sigma=60),

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
-from fer_fakes import fake_fer as _fake_fer, two_nets as _two_nets
 from engine.emotion import cli as emotion_cli
 from engine.emotion.averaging import snapshots
 from engine.emotion.dataset import EMOTIONS, FerDataError, load_split
-from engine.emotion.detector import (EmotionInputError, EmotionRecognizer, crop_face, draw_faces,
-                                     to_gray)
+from engine.emotion.detector import EmotionRecognizer, draw_faces
+from engine.emotion.images import EmotionInputError, crop_face, to_gray
+from fer_fakes import fake_fer as _fake_fer
+from fer_fakes import two_nets as _two_nets
 
 MODEL_DIR = REPO / "models" / "emotion"
 
@@ -136,7 +137,7 @@ def test_shipped_model_files(recognizer):
 def test_shipped_ensemble_choice_reproduces(recognizer, fer_zip):
     """The validation figures that made the ensemble ship are what its networks score now."""
     from engine.emotion.evaluation import predict_probabilities
-    from engine.emotion.train import stratified_split, validation_fingerprint
+    from engine.emotion.runs import stratified_split, validation_fingerprint
     metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
     if recognizer.n_members == 1:
         pytest.skip("the shipped model is a single network")
@@ -220,6 +221,7 @@ def test_architectures():
 @pytest.mark.integration  # a real FER2013 face (happy_frame)
 def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, happy_frame):
     import keras
+
     from engine.emotion.ensemble import build_ensemble, members_of
     from engine.emotion.live import FrameProcessor
     a, b = _two_nets(tmp_path)
@@ -302,7 +304,7 @@ def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys)
 
 def test_ensemble_refuses_members_it_cannot_check(tmp_path):
     from engine.emotion.ensemble import EnsembleNotBetter, make_ensemble
-    from engine.emotion.train import WarmStartError
+    from engine.emotion.runs import WarmStartError
     root = _fake_fer(tmp_path)
     fingerprint = load_split(root, "train").fingerprint
     a, _ = _two_nets(tmp_path)
@@ -338,7 +340,8 @@ def test_ensemble_refuses_members_it_cannot_check(tmp_path):
     with pytest.raises(WarmStartError, match="trained on other images"):
         make_ensemble(runs[:2], str(other), out)
     # An ensemble is not one network: a new training cycle cannot start from it.
-    from engine.emotion.train import TrainConfig, _warm_start
+    from engine.emotion.runs import _warm_start
+    from engine.emotion.train import TrainConfig
     (tmp_path / "a" / "metrics.json").write_text(json.dumps({"members": [{}, {}], "config": {}}))
     with pytest.raises(WarmStartError, match="an ensemble of 2 networks, not one network"):
         _warm_start(a, runs[0], load_split(root, "train"), TrainConfig(data=str(root), out_dir="o"))
@@ -346,8 +349,14 @@ def test_ensemble_refuses_members_it_cannot_check(tmp_path):
 
 def test_a_differently_ordered_copy_is_refused_for_its_other_validation_split(tmp_path):
     from engine.emotion.ensemble import EnsembleNotBetter, make_ensemble
-    from engine.emotion.train import (TrainConfig, WarmStartError, _check_run_data, _warm_start,
-                                      stratified_split, validation_fingerprint)
+    from engine.emotion.runs import (
+        WarmStartError,
+        _check_run_data,
+        _warm_start,
+        stratified_split,
+        validation_fingerprint,
+    )
+    from engine.emotion.train import TrainConfig
     root = _fake_fer(tmp_path, n_per_class=10)
     zpath = tmp_path / "fer.zip"
     with zipfile.ZipFile(zpath, "w") as zf:  # the zip lists the images in reverse order
@@ -489,7 +498,8 @@ def test_float16_model_file_halves_the_size_and_loads_back_as_float32(tmp_path):
 
 
 def test_split_seed_defaults_to_the_seed_for_older_runs():
-    from engine.emotion.train import TrainConfig, split_seed_of
+    from engine.emotion.runs import split_seed_of
+    from engine.emotion.train import TrainConfig
     assert split_seed_of({"seed": 42}) == 42  # metrics.json of runs made before split_seed
     assert split_seed_of({"seed": 7, "split_seed": 42}) == 42
     assert split_seed_of(TrainConfig(data="d", out_dir="o", seed=3)) == 3
@@ -561,6 +571,7 @@ def test_litert_runs_the_same_networks():
     import threading
 
     import keras
+
     from engine.emotion.lite import LiteNetwork, compile_networks
     from engine.emotion.model import ARCHITECTURES, make_model
     keras.utils.set_random_seed(11)
@@ -589,6 +600,7 @@ def test_litert_runs_the_same_networks():
 
 def test_runtime_setting_and_fallback_to_tensorflow(monkeypatch, caplog):
     import keras
+
     from engine.emotion import lite
     from engine.emotion.model import make_model
     keras.utils.set_random_seed(12)

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
-from fer_fakes import fake_fer as _fake_fer
-from test_emotion import no_network  # noqa: F401 (autouse fixture: nothing here may use the network)
-
 from engine.emotion import cli as emotion_cli
 from engine.emotion.averaging import snapshots
 from engine.emotion.dataset import load_split
 from engine.emotion.detector import EmotionRecognizer
+from fer_fakes import fake_fer as _fake_fer
+from test_emotion import no_network  # noqa: F401 (autouse fixture: nothing here may use the network)
 
 
 @pytest.mark.slow
@@ -58,7 +57,7 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
     better = picked["weight_average"]["val_accuracy"] > picked["best_epoch"]["val_accuracy"]
     assert picked["chosen"] == ("weight_average" if better else "best_epoch")   # the better one ships
     # The run records which faces its validation split held out (checked on resume, cycles, ensembles).
-    from engine.emotion.train import stratified_split, validation_fingerprint
+    from engine.emotion.runs import stratified_split, validation_fingerprint
     split = load_split(root, "train")
     held_out = validation_fingerprint(split, stratified_split(split.labels, 0.1, 42)[1])
     assert metrics["data_fingerprint"]["validation"] == state["val_fingerprint"] == held_out
@@ -155,6 +154,7 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
     # Its decision is checked against one computed here: ship iff the average beats both on
     # validation (flip-averaged).
     import keras
+
     from engine.emotion.evaluation import predict_probabilities
     members = [out / "emotion.keras", tmp_path / "x" / "emotion.keras", tmp_path / "r" / "emotion.keras"]
     split = load_split(root, "train")

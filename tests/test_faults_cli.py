@@ -20,8 +20,8 @@ from unittest import mock
 import pytest
 
 from conftest import REPO, cli_env
-from engine.recommender.model_store import CURRENT
 from engine.people.rating_files import RatingsFileError, read_ratings_file
+from engine.recommender.model_store import CURRENT
 from engine.recommender.training import ALSConfig, train_and_save, tune, worse_than_baseline
 
 #: Reliably worse than the bias-only baseline on the generated release (seeded): a high rank,
@@ -188,7 +188,7 @@ def test_a_model_worse_than_the_baseline_is_saved_but_not_current_unless_forced(
     shutil.copytree(env["MODEL_DIR"], root)
     before = (root / CURRENT).read_text()
     out, err = io.StringIO(), io.StringIO()
-    from engine.cli import main   # in this process, on the test run's Spark session
+    from engine.cli import main  # in this process, on the test run's Spark session
     with mock.patch.dict(os.environ, dict(env, MODEL_DIR=str(root)), clear=True), \
             redirect_stdout(out), redirect_stderr(err):
         code = main(["train", "--rank", str(WORSE["rank"]), "--max-iter", str(WORSE["max_iter"]),

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env, generate_movielens, write_release
-from engine.emotion import detector
-from engine.emotion.detector import EmotionInputError, decode_image, image_header, to_gray
 from engine.data.movielens import DataError, load_movielens
+from engine.emotion import images
+from engine.emotion.images import EmotionInputError, decode_image, image_header, to_gray
 
 
 # ---------------------------------------------------------------------- images
@@ -77,7 +77,7 @@ def test_png_bomb_costs_no_memory():
     the process's peak memory does not grow (it grew by about 600 MB when decoded first)."""
     script = inspect.getsource(bomb_png) + """
 import json, resource
-from engine.emotion.detector import EmotionInputError, to_gray
+from engine.emotion.images import EmotionInputError, to_gray
 png = bomb_png(20000, 20000)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
@@ -121,15 +121,15 @@ def test_header_sizes_agree_with_opencv():
 def test_decodes_at_once_are_bounded(monkeypatch):
     """At most MAX_DECODES images decode at once; one more waits, then says the server is busy."""
     data = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    monkeypatch.setattr(detector, "DECODE_WAIT_S", 0.05)
-    held = [detector._decode_slots.acquire(blocking=False) for _ in range(detector.MAX_DECODES)]
+    monkeypatch.setattr(images, "DECODE_WAIT_S", 0.05)
+    held = [images._decode_slots.acquire(blocking=False) for _ in range(images.MAX_DECODES)]
     try:
-        assert all(held) and not detector._decode_slots.acquire(blocking=False)
+        assert all(held) and not images._decode_slots.acquire(blocking=False)
         with pytest.raises(EmotionInputError, match="Too many photos are being read at once"):
             to_gray(data)
     finally:
         for _ in held:
-            detector._decode_slots.release()
+            images._decode_slots.release()
     results = []
     threads = [threading.Thread(target=lambda: results.append(to_gray(data).shape)) for _ in range(6)]
     for t in threads:

@@ -19,8 +19,16 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, cli_env
-from engine.recommender.model_store import (CURRENT, ModelError, clean_leftovers, current_model_dir, list_models,
-                                save_model, saved_models, set_current)
+from engine.recommender.model_store import (
+    CURRENT,
+    ModelError,
+    clean_leftovers,
+    current_model_dir,
+    list_models,
+    save_model,
+    saved_models,
+    set_current,
+)
 from engine.recommender.serving import RecommenderIndex
 
 pytestmark = pytest.mark.spark   # the small model is trained once per run, on the shared session
@@ -197,6 +205,7 @@ def test_a_failed_save_leaves_no_folder(models, small_model):
 
 # ---------------------------------------------------------------------- the app
 from test_app import app_env  # noqa: E402,F401  (fixture)
+
 
 def shown(element) -> str:
     """A message's text as read on screen (without markdown escapes)."""

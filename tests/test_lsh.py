@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.recommender.lsh import LSHIndex, recall_at_k
-from engine.recommender.model_store import read_serving_tables
+from engine.recommender.model_tables import read_serving_tables
 from engine.recommender.serving import RecommenderIndex
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]

@@ -5,8 +5,14 @@ import shutil
 
 import pytest
 
-from engine.recommender.model_store import (ModelError, current_model_dir, delete_model, list_models, saved_models,
-                                set_current)
+from engine.recommender.model_store import (
+    ModelError,
+    current_model_dir,
+    delete_model,
+    list_models,
+    saved_models,
+    set_current,
+)
 
 
 @pytest.fixture()

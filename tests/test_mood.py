@@ -8,8 +8,13 @@ import pandas as pd
 import pytest
 
 from engine.emotion.live import EmotionSmoother
-from engine.recommender.mood import (UnknownEmotionError, bayesian_average, genres_for, matches_any_genre,
-                         mood_recommendations)
+from engine.recommender.mood import (
+    UnknownEmotionError,
+    bayesian_average,
+    genres_for,
+    matches_any_genre,
+    mood_recommendations,
+)
 from engine.settings import DEFAULT_MOOD_GENRES
 
 

@@ -7,7 +7,14 @@ import zipfile
 import pytest
 
 from conftest import generate_movielens, write_release
-from engine.data.movielens import DataError, explode_genres, fold_for_search, load_movielens, readable_title, title_search_key
+from engine.data.movielens import (
+    DataError,
+    explode_genres,
+    fold_for_search,
+    load_movielens,
+    readable_title,
+    title_search_key,
+)
 
 
 def _release(tmp_path, **overrides):

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.recommender.model_store import ModelError, read_serving_tables
+from engine.recommender.model_store import ModelError
+from engine.recommender.model_tables import read_serving_tables
 from engine.recommender.serving import RecommenderIndex
 from spark_reference import assert_same_ranking, spark_pick_top_n
 

@@ -102,7 +102,8 @@ def test_a_missing_release_and_a_uri_say_what_to_do(tmp_path):
 def test_spark_reads_the_parquet_as_the_csv(spark, tmp_path):
     """read_spark_parquet gives Spark the CSV path's columns: the Spark statistics agree with pandas."""
     from engine.data.prepare import prepare_release, read_spark_parquet
-    from engine.data.stats import compute_stats, compute_stats_spark
+    from engine.data.stats import compute_stats
+    from engine.data.stats_spark import compute_stats_spark
     release = write_release(tmp_path / "release", generate_movielens(seed=2))
     tables = read_spark_parquet(spark, prepare_release(_settings(release, tmp_path / "data")))
     assert [t.columns for t in tables] == [["userId", "movieId", "rating", "timestamp"],
@@ -117,6 +118,7 @@ def test_the_cli_prepares_once(tmp_path):
     import json
     import subprocess
     import sys
+
     from conftest import REPO, cli_env
     release = write_release(tmp_path / "release", generate_movielens())
     env = cli_env(MOVIELENS_DATA=release, ENGINE_DATA_DIR=tmp_path / "data")

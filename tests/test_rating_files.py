@@ -4,8 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from engine.people.rating_files import (IMDB, LETTERBOXD, MOVIELENS, RatingsFileError, export_ratings,
-                                 read_ratings_file)
+from engine.people.rating_files import IMDB, LETTERBOXD, MOVIELENS, RatingsFileError, export_ratings, read_ratings_file
 from engine.people.user_ratings import RatingStore
 
 MOVIES = pd.DataFrame({

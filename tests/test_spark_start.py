@@ -63,9 +63,9 @@ def test_time_left_comes_from_the_measured_pace():
 @pytest.mark.spark
 def test_sidebar_shows_spark_state(spark, monkeypatch, tmp_path):
     """The entry script starts Spark in the background and the sidebar says how far it got."""
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    import streamlit as st
     from tests.conftest import REPO
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))

@@ -8,8 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.data.stats import (EmptySlice, Slice, compute_stats, compute_stats_spark, log_binned, parse_years,
-                          slice_data, summarize, top_movies)
+from engine.data.stats import (
+    EmptySlice,
+    Slice,
+    compute_stats,
+    log_binned,
+    parse_years,
+    slice_data,
+    summarize,
+    top_movies,
+)
+from engine.data.stats_spark import compute_stats_spark
 
 
 def _spark_stats(spark, data, part=None):
@@ -66,7 +75,7 @@ def test_spark_reads_a_release_folder_as_pandas_does(spark, tmp_path):
     as load_movielens, a movie with an empty genres field under "(no genres listed)" in both."""
     from conftest import generate_movielens, write_release
     from engine.data.movielens import load_movielens
-    from engine.data.stats import read_spark_tables
+    from engine.data.stats_spark import read_spark_tables
     files = generate_movielens(n_users=30, n_movies=40, seed=3)
     head, first, rest = files["movies.csv"].split("\r\n", 2)
     files["movies.csv"] = "\r\n".join([head, first.rsplit(",", 1)[0] + ",", rest])   # movie 1: no genres
@@ -223,7 +232,7 @@ def test_parse_years_rejects_with_the_fix(text, message):
 
 
 def test_movie_profile_counts_what_people_did(small_data):
-    from engine.data.stats import movie_profile
+    from engine.data.movie_profile import movie_profile
     r = small_data.ratings[small_data.ratings["movieId"] == 1]
     p = movie_profile(small_data, 1)
     assert p.ratings == len(r) and abs(p.mean_rating - r["rating"].mean()) < 1e-4
@@ -292,8 +301,8 @@ def test_dataset_label_names_the_release_without_the_servers_folders(location, l
 def _columnar(data, tmp_path):
     """``data`` written as a GroupLens folder, prepared to Parquet, opened with DuckDB."""
     from engine.data.prepare import prepare_release
-    from engine.settings import get_settings
     from engine.data.stats_columnar import ColumnarRelease
+    from engine.settings import get_settings
     folder = tmp_path / "release"
     folder.mkdir()
     data.ratings.to_csv(folder / "ratings.csv", index=False)

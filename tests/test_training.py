@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.recommender.model_store import (ModelError, check_dataset, current_model_dir, list_models,
-                                read_serving_tables, set_current)
+from engine.recommender.model_store import ModelError, check_dataset, current_model_dir, list_models, set_current
+from engine.recommender.model_tables import read_serving_tables
 from engine.recommender.serving import RecommenderIndex
 
 pytestmark = pytest.mark.spark
@@ -117,8 +117,8 @@ def test_real_data_rmse_target(real_model):
 
 
 def test_training_includes_app_ratings(spark, small_data, tmp_path):
-    from engine.recommender.training import ALSConfig, train_and_evaluate
     from engine.people.user_ratings import RatingStore
+    from engine.recommender.training import ALSConfig, train_and_evaluate
     with RatingStore(tmp_path / "r.sqlite") as store:
         for movie in range(1, 30):
             store.set_rating("fan", movie, 4.5 if movie % 2 else 2.0)

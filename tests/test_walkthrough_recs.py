@@ -4,7 +4,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
 
 import numpy as np
 import pytest

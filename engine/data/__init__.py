@@ -1,8 +1,9 @@
-"""MovieLens data: loading and checking a GroupLens release (``movielens``), fetching one
-(``fetch``), converting it once to typed Parquet (``prepare``) and describing it: statistics with
-pandas or Spark (``stats``) or DuckDB over the Parquet (``stats_columnar``).
+"""MovieLens data: loading and checking a GroupLens release (``movielens``), fetching one (``fetch``),
+converting it once to typed Parquet (``prepare``) and describing it: dataset statistics with pandas
+(``stats``, where the definitions live), as Spark jobs (``stats_spark``) or with DuckDB over the Parquet
+(``stats_columnar``), and one movie's profile (``movie_profile``).
 
-Importing this package imports nothing else: no Spark, no TensorFlow.
+Importing this package imports none of its modules: no Spark, no TensorFlow.
 """
 
-__all__ = ["movielens", "fetch", "prepare", "stats", "stats_columnar"]
+__all__ = ["movielens", "fetch", "prepare", "stats", "stats_spark", "stats_columnar", "movie_profile"]

@@ -40,9 +40,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .movielens import (GENRES, ITEM, RATING, TAG, TIME, TITLE, USER, DataError, MovieLens, _read_csv, _Source,
-                        _validate_movies, load_movielens)
 from ..settings import Settings
+from .movielens import (
+    GENRES,
+    ITEM,
+    RATING,
+    TAG,
+    TIME,
+    TITLE,
+    USER,
+    DataError,
+    MovieLens,
+    _read_csv,
+    _Source,
+    _validate_movies,
+    load_movielens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +116,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 def read_spark_parquet(spark, folder: str | Path):
     """(ratings, movies, tags) Spark DataFrames of a prepared folder, with the columns of the CSV path
-    (:func:`engine.data.stats.read_spark_tables`): ratings userId, movieId, rating, timestamp; movies
+    (:func:`engine.data.stats_spark.read_spark_tables`): ratings userId, movieId, rating, timestamp; movies
     movieId, title, genres; tags userId, movieId, tag, timestamp."""
     base = str(folder).rstrip("/")
     if "://" not in base:

@@ -1,7 +1,8 @@
-"""Dataset statistics for the EDA page: pandas for data that fits, Spark for large releases.
+"""Dataset statistics for the EDA page, with pandas (data that fits in memory).
 
-Both paths return the same :class:`DatasetStats` (tested to agree), built from
-the same definitions:
+Spark (:mod:`engine.data.stats_spark`, large releases) and DuckDB over the prepared Parquet
+(:mod:`engine.data.stats_columnar`) return the same :class:`DatasetStats` (tested to agree), built
+from the same definitions, kept here:
 
 * distributions are tables of ``value -> count`` (ratings per user, per movie,
   rating values), so charts can put them on log scales;
@@ -12,7 +13,7 @@ the same definitions:
   without one are left out of that chart only.
 
 A :class:`Slice` narrows the data first (genres, release years, years rated), with
-:func:`slice_data` (pandas) or :func:`slice_spark` (Spark): the same statistics then
+:func:`slice_data` (pandas) or :func:`~engine.data.stats_spark.slice_spark` (Spark): the same statistics then
 describe that part of the catalogue.
 """
 from __future__ import annotations
@@ -24,8 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .movielens import (GENRES, ITEM, NO_GENRES, RATING, TAG, TIME, TITLE, USER, YEAR_PATTERN, MovieLens,
-                        explode_genres, release_years)
+from .movielens import GENRES, ITEM, NO_GENRES, RATING, TAG, TIME, TITLE, USER, MovieLens, explode_genres, release_years
 
 
 @dataclass
@@ -245,28 +245,6 @@ def slice_data(data: MovieLens, part: Slice) -> MovieLens:
                                tags=tags.reset_index(drop=True), name=f"{data.name}: {part.describe()}")
 
 
-def slice_spark(ratings_df, movies_df, tags_df, part: Slice):
-    """:func:`slice_data` as Spark transformations: (ratings, movies, tags) DataFrames of ``part``.
-
-    Lazy: an empty slice shows as zero ratings when the statistics run (see :func:`compute_stats_spark`).
-    """
-    from pyspark.sql import functions as F
-
-    if part.genres:
-        wanted = F.array(*[F.lit(g) for g in part.genres])
-        movies_df = movies_df.filter(F.arrays_overlap(F.split(F.trim(F.col(GENRES)), r"\|"), wanted))
-    if part.released:
-        year = F.regexp_extract(F.col(TITLE), YEAR_PATTERN, 1)
-        movies_df = movies_df.filter(year.try_cast("int").between(*part.released))  # no year: NULL, out
-    if part.genres or part.released:
-        ratings_df = ratings_df.join(movies_df.select(ITEM), ITEM, "left_semi")
-        tags_df = tags_df.join(movies_df.select(ITEM), ITEM, "left_semi")
-    if part.rated:
-        ratings_df = ratings_df.filter(F.year(F.from_unixtime(F.col(TIME))).between(*part.rated))
-        tags_df = tags_df.filter(F.year(F.from_unixtime(F.col(TIME))).between(*part.rated))
-    return ratings_df, movies_df, tags_df
-
-
 def concentration(dist: pd.DataFrame, points: int = 101) -> tuple[pd.DataFrame, float]:
     """How unevenly ratings spread: the Lorenz curve from the most-rated down, and the Gini coefficient.
 
@@ -369,87 +347,6 @@ def _distribution(sizes: pd.Series, name: str) -> pd.DataFrame:
     return sizes.value_counts().sort_index().rename_axis("n_ratings").reset_index(name=name)
 
 
-def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 20,
-                        part: Slice | None = None) -> DatasetStats:
-    """The same statistics as Spark jobs, for releases too big for pandas.
-
-    Args:
-        ratings_df, movies_df, tags_df: Spark DataFrames with GroupLens columns
-            (see :func:`read_spark_tables` to read them from any URI Spark reads).
-        part: describe only this slice (:func:`slice_spark`).
-    """
-    from pyspark.sql import functions as F
-
-    if part is not None and not part.everything:
-        ratings_df, movies_df, tags_df = slice_spark(ratings_df, movies_df, tags_df, part)
-    per_user = ratings_df.groupBy(USER).count()
-    per_movie = ratings_df.groupBy(ITEM).agg(F.count("*").alias("count"),
-                                             F.sum(RATING).alias("total")).cache()
-    n_ratings = ratings_df.count()
-    if n_ratings == 0:
-        per_movie.unpersist()
-        what = part.describe() if part is not None else "this data"
-        raise EmptySlice(f"No ratings for {what}. Choose more genres or widen the years.")
-    n_users = per_user.count()
-    n_rated = per_movie.count()
-    n_movies = movies_df.count()
-    never = movies_df.join(per_movie, ITEM, "left_anti").count()
-    once = per_movie.filter("count = 1").count()
-    n_tags = tags_df.count()
-
-    def dist(df, name):
-        return (df.groupBy(F.col("count").alias("n_ratings")).agg(F.count("*").alias(name))
-                .orderBy("n_ratings").toPandas().astype({"n_ratings": np.int64, name: np.int64}))
-
-    genres = movies_df.select(ITEM, F.explode(F.split(F.col(GENRES), r"\|")).alias("genre"))
-    genre_table = (genres.join(per_movie, ITEM, "left").groupBy("genre")
-                   .agg(F.count("*").alias("movies"), F.coalesce(F.sum("count"), F.lit(0)).alias("ratings"),
-                        (F.sum("total") / F.sum("count")).alias("mean_rating"))
-                   .toPandas().astype({"movies": np.int64, "ratings": np.int64, "mean_rating": float})
-                   .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
-    genre_table["mean_rating"] = genre_table["mean_rating"].round(4)
-    genre_years = (ratings_df.select(ITEM, F.year(F.from_unixtime(F.col(TIME))).alias("year"))
-                   .join(genres, ITEM).groupBy("year", "genre").agg(F.count("*").alias("ratings"))
-                   .orderBy("year", "genre").toPandas().astype({"year": np.int64, "ratings": np.int64}))
-    per_year = (ratings_df.groupBy(F.year(F.from_unixtime(F.col(TIME))).alias("year"))
-                .agg(F.count("*").alias("ratings"), F.avg(RATING).alias("mean_rating"))
-                .orderBy("year").toPandas().astype({"year": np.int32, "ratings": np.int64}))
-    per_year["mean_rating"] = per_year["mean_rating"].round(4)
-    values = (ratings_df.groupBy(RATING).count().orderBy(RATING).toPandas()
-              .astype({RATING: float, "count": np.int64}))
-    tags = (tags_df.groupBy(F.lower(F.col(TAG)).alias("tag")).count()
-            .orderBy(F.desc("count"), "tag").limit(top_tags).toPandas().astype({"count": np.int64}))
-    year = F.regexp_extract(F.col(TITLE), YEAR_PATTERN, 1)
-    decades = _decades(movies_df.filter(year != "").select(ITEM, year.try_cast("long").alias("year"))
-                       .join(per_movie, ITEM, "left").select("year", F.coalesce("count", F.lit(0)).alias("n"),
-                                                             F.coalesce("total", F.lit(0.0)).alias("total"))
-                       .toPandas().astype({"year": np.int64, "n": np.int64, "total": float}))
-    per_movie.unpersist()
-    return DatasetStats(
-        counts=_counts(n_users, n_movies, n_rated, n_ratings, n_tags, never, once),
-        ratings_per_user=dist(per_user, "users"), ratings_per_movie=dist(per_movie, "movies"),
-        rating_values=values, genres=genre_table, ratings_per_year=per_year, top_tags=tags,
-        release_decades=decades, genre_years=genre_years)
-
-
-def read_spark_tables(spark, uri: str):
-    """(ratings, movies, tags) Spark DataFrames from a GroupLens folder at any URI Spark reads,
-    with the genres as :func:`~engine.data.movielens.load_movielens` gives them."""
-    from pyspark.sql import functions as F
-
-    base = uri.rstrip("/")
-    opts = {"header": "true", "multiLine": "false", "escape": '"'}
-    ratings = spark.read.options(**opts).schema(
-        f"{USER} INT, {ITEM} INT, {RATING} FLOAT, {TIME} LONG").csv(f"{base}/ratings.csv")
-    movies = spark.read.options(**opts).schema(f"{ITEM} INT, {TITLE} STRING, {GENRES} STRING").csv(
-        f"{base}/movies.csv")
-    # as load_movielens: an empty genres field is NO_GENRES, the label GroupLens itself uses
-    movies = movies.withColumn(GENRES, F.coalesce(F.nullif(F.trim(F.col(GENRES)), F.lit("")), F.lit(NO_GENRES)))
-    tags = spark.read.options(**opts).schema(
-        f"{USER} INT, {ITEM} INT, {TAG} STRING, {TIME} LONG").csv(f"{base}/tags.csv")
-    return ratings, movies, tags
-
-
 def top_movies(data: MovieLens, by: str = "count", min_ratings: int = 50, n: int = 20) -> pd.DataFrame:
     """Most-rated (``by='count'``) or best-rated (``by='mean'``, at least ``min_ratings``) movies."""
     agg = data.ratings.groupby(ITEM)[RATING].agg(ratings="count", mean_rating="mean").reset_index()
@@ -468,56 +365,6 @@ def rank_movies(agg: pd.DataFrame, movies: pd.DataFrame, by: str = "count", min_
     return agg.head(n).reset_index(drop=True)[[ITEM, TITLE, GENRES, "ratings", "mean_rating"]]
 
 
-@dataclass
-class MovieProfile:
-    """One movie as the ratings describe it (the similar-movies page's *About* panel)."""
-    movie_id: int
-    title: str
-    genres: list[str]
-    ratings: int
-    mean_rating: float | None          # None: nobody rated it
-    popularity_rank: int | None        # 1 = the most-rated movie (ties share the better rank)
-    users_share: float                 # the fraction of all users who rated it
-    years_rated: tuple[int, int] | None  # first and last calendar year (UTC) it was rated
-    rating_values: pd.DataFrame        # rating (every half star 0.5-5.0), count
-    tags: pd.DataFrame                 # tag (case-folded), count: most used first
-
-    def as_dict(self) -> dict:
-        return {**{k: getattr(self, k) for k in ("movie_id", "title", "genres", "ratings", "mean_rating",
-                                                  "popularity_rank", "users_share")},
-                "years_rated": list(self.years_rated) if self.years_rated else None,
-                "rating_values": _records(self.rating_values), "tags": _records(self.tags)}
-
-
-def movie_profile(data: MovieLens, movie_id: int, top_tags: int = 12) -> MovieProfile:
-    """Count, mean, popularity rank, rating histogram, years rated and top tags of one movie.
-
-    Raises:
-        ValueError: the movie is not in the data's movies.csv.
-    """
-    row = data.movies[data.movies[ITEM] == int(movie_id)]
-    if row.empty:
-        raise ValueError(f"Movie id {movie_id} is not in {data.name}'s movies.csv.")
-    mine = data.ratings[data.ratings[ITEM] == int(movie_id)]
-    counts = data.ratings[ITEM].value_counts()
-    halves = np.arange(1, 11) / 2
-    values = (mine[RATING].astype(float).value_counts().reindex(halves, fill_value=0)
-              .rename_axis(RATING).reset_index(name="count").astype({"count": np.int64}))
-    years = _utc_years(mine[TIME])
-    tags = (data.tags.loc[data.tags[ITEM] == int(movie_id), TAG].str.lower().value_counts()
-            .rename_axis("tag").reset_index(name="count").sort_values(["count", "tag"], ascending=[False, True])
-            .head(top_tags).reset_index(drop=True))
-    n_users = data.ratings[USER].nunique()
-    return MovieProfile(
-        movie_id=int(movie_id), title=str(row[TITLE].iloc[0]),
-        genres=[g for g in str(row[GENRES].iloc[0]).split("|") if g != NO_GENRES],
-        ratings=len(mine), mean_rating=round(float(mine[RATING].mean()), 4) if len(mine) else None,
-        popularity_rank=int((counts > len(mine)).sum()) + 1 if len(mine) else None,
-        users_share=round(mine[USER].nunique() / n_users, 6) if n_users else 0.0,
-        years_rated=(int(years.min()), int(years.max())) if len(mine) else None,
-        rating_values=values, tags=tags)
-
-
-__all__ = ["DatasetStats", "EmptySlice", "MovieProfile", "Slice", "compute_stats", "concentration", "movie_profile", "compute_stats_spark", "parse_years",
-           "dataset_label", "read_spark_tables", "slice_bounds", "slice_data", "slice_figures", "slice_spark",
-           "top_movies", "NO_GENRES"]
+__all__ = ["DatasetStats", "EmptySlice", "Slice", "compute_stats", "concentration", "parse_years", "dataset_label",
+           "log_binned", "summarize", "slice_bounds", "slice_data", "slice_figures", "top_movies", "rank_movies",
+           "NO_GENRES"]

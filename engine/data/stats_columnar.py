@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from .movielens import GENRES, ITEM, TITLE, USER, explode_genres
 from .prepare import STARS, read_manifest
-from .stats import (DatasetStats, EmptySlice, Slice, _counts, _genre_table, _movie_decades, rank_movies)
+from .stats import DatasetStats, EmptySlice, Slice, _counts, _genre_table, _movie_decades, rank_movies
 
 _STAR_COLS = [f"r{k}" for k in range(1, 11)]
 

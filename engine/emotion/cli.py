@@ -14,7 +14,7 @@ from .model_file import STORAGES
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
-    from ..cli import JsonArgumentParser   # usage errors under --json are one JSON object too
+    from ..cli.common import JsonArgumentParser  # usage errors under --json are one JSON object too
     parser = JsonArgumentParser(prog="python -m engine.emotion")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train the CNN on FER2013")
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .dataset import FerDataError
     if args.command == "average":
-        from .train import WarmStartError, average_run
+        from .runs import WarmStartError
+        from .train import average_run
         try:
             metrics = average_run(args.out, args.last, args.data)
         except (FerDataError, WarmStartError) as exc:
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: metrics[k] for k in ("accuracy", "n_images", "selection")}))
         return 0
     if args.command == "finish":
-        from .train import WarmStartError, finish_run
+        from .runs import WarmStartError, finish_run
         try:
             metrics = finish_run(args.out, args.data)
         except (FerDataError, WarmStartError) as exc:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "ensemble":
         from .ensemble import EnsembleNotBetter, make_ensemble
-        from .train import WarmStartError
+        from .runs import WarmStartError
         try:
             metrics = make_ensemble(args.members, args.data, args.out, args.storage)
         except (FerDataError, WarmStartError) as exc:
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                         "selection")}}))
         return 0
     if args.command == "train":
-        from .train import TrainConfig, WarmStartError, train
+        from .runs import WarmStartError
+        from .train import TrainConfig, train
         try:
             metrics = train(TrainConfig(data=args.data, out_dir=args.out, epochs=args.epochs,
                                         batch_size=args.batch_size, seed=args.seed, split_seed=args.split_seed,
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(args, str(exc), 2)
         print(json.dumps({k: metrics.get(k) for k in ("accuracy", "n_images", "per_class")}))
         return 0
-    from .detector import EmotionInputError, EmotionRecognizer
+    from .detector import EmotionRecognizer
+    from .images import EmotionInputError
     try:
         if args.command == "predict":   # the image first: a wrong path is told before the model loads
             path = Path(args.image)
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(args, message: str, code: int) -> int:
-    from ..cli import print_error
+    from ..cli.common import print_error
     return print_error(message, code, getattr(args, "json", False))
 
 

@@ -60,7 +60,7 @@ def load_split(path: str | Path, split: str) -> FerSplit:
 
 
 def _decode_gray(data: bytes, where: str) -> np.ndarray:
-    from .detector import EmotionInputError, decode_image  # checked decoding; detector imports us
+    from .images import EmotionInputError, decode_image  # checked decoding; images imports us
     try:
         img = decode_image(data, cv2.IMREAD_GRAYSCALE)
     except EmotionInputError as exc:

@@ -28,8 +28,17 @@ from pathlib import Path
 from .dataset import IMAGE_SIZE, load_split
 from .evaluation import evaluate_arrays, predict_probabilities
 from .model_file import load_model, rounded, save_model
-from .train import (METRICS_FILE, MODEL_FILE, WarmStartError, _atomic_json, _versions,
-                    check_run_validation_split, split_seed_of, stratified_split, validation_fingerprint)
+from .runs import (
+    METRICS_FILE,
+    MODEL_FILE,
+    WarmStartError,
+    _atomic_json,
+    _versions,
+    check_run_validation_split,
+    split_seed_of,
+    stratified_split,
+    validation_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .dataset import EMOTIONS, load_split
-from .detector import FaceDetector
+from .faces import FaceDetector
 
 FRAME_W, FRAME_H = 640, 480
 
@@ -52,7 +52,7 @@ def through_vp8(frames: list[np.ndarray], bitrate: int = 300_000, fps: int = 15,
     played ``loops`` times in a row as the fake camera loops its file."""
     import fractions
 
-    import av   # PyAV, installed with streamlit-webrtc; only tests and benchmarks come here
+    import av  # PyAV, installed with streamlit-webrtc; only tests and benchmarks come here
 
     encoder = av.CodecContext.create("libvpx", "w")
     encoder.width, encoder.height = frames[0].shape[1], frames[0].shape[0]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import EMOTIONS
-from .detector import EmotionRecognizer, FaceTracker, draw_faces
+from .detector import EmotionRecognizer, draw_faces
+from .faces import FaceTracker
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """How good is the shipped emotion model? Tables for people, from its ``metrics.json``.
 
-``metrics.json`` is written by training (see :mod:`engine.emotion.train`); this
+``metrics.json`` is written by training (see :mod:`engine.emotion.runs`); this
 module only reshapes it: headline figures, per-class precision/recall, the
 row-normalised confusion matrix and the training curve over every run of the
 model's lineage (a model continued with ``--init-from`` shows both cycles; an
@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..settings import get_settings
 from .dataset import EMOTIONS
-from .train import METRICS_FILE, arch_of, lineage
+from .runs import METRICS_FILE, arch_of, lineage
 
 ARCH_NAMES = {"vgg": "VGG (4 conv blocks + dense)", "res": "residual (3 blocks + global pooling)"}
 

@@ -1,10 +1,11 @@
-"""The movie recommender: bias-corrected ALS on Spark (``als``) and implicit ALS for top picks
-(``picks``); training, tuning and export (``training``) with its metrics (``evaluation``); saved
-model folders (``model_store``); the in-memory index that
-serves them without Spark (``serving``);
-similar movies with Spark LSH (``lsh``); movies for a mood (``mood``).
+"""The movie recommender: bias-corrected ALS on Spark (``als``) and implicit ALS for top picks (``picks``);
+training, tuning and export (``training``) with its metrics (``evaluation``); saved model folders
+(``model_store``), their tables read back checked (``model_tables``); the in-memory index that serves
+them without Spark (``serving``, made of ``catalogue``, ``scoring`` and ``fold_in``); similar movies with
+Spark LSH (``lsh``); movies for a mood (``mood``).
 
 Importing this package imports none of its modules (``als`` and ``training`` need pyspark).
 """
 
-__all__ = ["als", "picks", "training", "evaluation", "model_store", "serving", "lsh", "mood"]
+__all__ = ["als", "picks", "training", "evaluation", "model_store", "model_tables", "serving", "catalogue",
+           "scoring", "fold_in", "lsh", "mood"]

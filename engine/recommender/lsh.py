@@ -57,6 +57,7 @@ class LSHIndex:
     def similar(self, movie_id: int, n: int = 10, min_ratings: int = 10) -> pd.DataFrame:
         """The ``n`` approximate nearest movies (cosine ``score``) with at least ``min_ratings``."""
         from pyspark.ml.linalg import Vectors
+
         from .serving import UnknownIdError
 
         if int(movie_id) not in self.vectors:
@@ -73,7 +74,7 @@ class LSHIndex:
 
 
 def load_lsh_index(spark, model_dir: str | Path, **kwargs) -> LSHIndex:
-    from .model_store import read_serving_tables
+    from .model_tables import read_serving_tables
     tables = read_serving_tables(model_dir, with_ratings=False)   # factors and catalogue only
     return LSHIndex(spark, tables["item_frame"], tables["movies"], **kwargs)
 

@@ -20,12 +20,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .als import BiasCorrectedALS, bias_baseline_predictions, check_param, plain_als
-from . import picks
-from .evaluation import ranking_metrics, relevant_items, rmse
-from ..jobs import Pace, with_eta
-from .model_store import save_model
 from ..data.movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
+from ..jobs import Pace, with_eta
+from . import picks
+from .als import BiasCorrectedALS, bias_baseline_predictions, check_param, plain_als
+from .evaluation import ranking_metrics, relevant_items, rmse
+from .model_store import save_model
 from .serving import RecommenderIndex
 
 log = logging.getLogger(__name__)

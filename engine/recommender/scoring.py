@@ -1,0 +1,192 @@
+"""Scores for people the model knows, and similar movies: ranked lists with their explanations.
+
+Scores are ``mu + b_user + b_movie + u.v`` as in the Spark model. Lists are ranked by that raw score;
+the *predicted rating* shown is the score clipped to 0.5-5.0 (clipping first would tie every score above
+5.0). ``order="picks"`` ranks by the implicit-ALS model instead (:mod:`engine.recommender.picks`): movies
+the user is most likely to watch and like next. The list still shows the explicit model's predicted
+rating; ``score`` is then the implicit score ``u.v``.
+
+:class:`Scoring` is a part of :class:`~engine.recommender.serving.RecommenderIndex` (its factors,
+biases and :class:`~engine.recommender.catalogue.Catalogue`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..data.movielens import GENRES, ITEM, MAX_RATING, MIN_RATING, TITLE
+from . import picks
+
+LIKED_RATING = 4.0  # history ratings that count as "you liked" in explanations
+DISLIKED_BELOW = 3.0  # a rating under this is a dislike, whatever the person's mean
+#: Top picks leave out movies the explicit model predicts below this many stars: a list called
+#: "top picks" should not offer a film the person would probably dislike (user 232 got
+#: Wild Wild West at 2.37). The result's ``attrs["held_back"]`` lists what was left out.
+PICK_MIN_PREDICTED = 3.0
+EXPLAIN_REFERENCE = 20  # the picks an explanation is measured against: the top 20 (measured best of 20-300)
+DEFAULT_SIMILAR_MIN_RATINGS = 10
+ORDERS = {"rating": "highest predicted rating", "picks": "top picks (implicit ALS)"}
+
+
+class Scoring:
+    """Recommendations for a known user, similar movies, and why each movie is on a list.
+
+    Reads the index's factors and biases (``mu``, ``user_*``, ``item_*``, ``pick_*``), its ``rated``
+    movies per user and the catalogue's genre masks and positions."""
+
+    def raw_scores(self, user_vector: np.ndarray, user_bias: float) -> np.ndarray:
+        """Unclipped ``mu + b_u + b_i + u.v`` for every movie."""
+        return self.mu + user_bias + self.item_bias + self.item_factors @ user_vector
+
+    def _candidates(self, exclude: np.ndarray | None, min_ratings: int,
+                    genres: list[str] | None) -> np.ndarray:
+        mask = self.item_support >= min_ratings
+        if genres:
+            unknown = [g for g in genres if g not in self._genre_masks]
+            if unknown:
+                raise ValueError(f"Unknown genre(s) {', '.join(unknown)}; known genres: "
+                                 f"{', '.join(self.genres)}.")
+            mask &= np.logical_or.reduce([self._genre_masks[g] for g in genres])
+        if exclude is not None and len(exclude):
+            mask[exclude] = False
+        return mask
+
+    def _top(self, scores: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        if n <= 0 or idx.size == 0:
+            return idx[:0]
+        if idx.size > n:
+            idx = idx[np.argpartition(-scores[idx], n - 1)[:n]]
+        # Stable order: score descending, then movieId ascending for exact ties.
+        return idx[np.lexsort((self.item_ids[idx], -scores[idx]))]
+
+    def _check_order(self, order: str) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"Unknown order {order!r}: use " +
+                             " or ".join(f"{k!r} ({v})" for k, v in ORDERS.items()) + ".")
+        if order == "picks" and not self.has_picks:
+            raise ValueError("This model was saved without the top-picks model: retrain it "
+                             "(`python -m engine train` or the home page) or order by rating.")
+
+    def recommend(self, user_id: int, n: int = 10, exclude_rated: bool = True,
+                  min_ratings: int = 0, genres: list[str] | None = None,
+                  explain: bool = True, order: str = "rating",
+                  min_predicted: float | None = PICK_MIN_PREDICTED) -> pd.DataFrame:
+        """Top-``n`` movies for a known user, ranked by predicted rating or as top picks.
+
+        Top picks leave out movies predicted below ``min_predicted`` stars (None keeps them: the
+        implicit model's own ranking); ``attrs["held_back"]`` says which would have been listed.
+
+        >>> index.recommend(575, n=3)[["movieId", "predicted_rating"]]  # doctest: +SKIP
+        """
+        self._check_order(order)
+        u = self._user(user_id)
+        rated = self.rated.row(u)
+        scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
+        ranked = scores if order == "rating" else self.pick_item_factors @ self.pick_user_factors[u]
+        mask = self._candidates(rated[0] if exclude_rated else None, min_ratings, genres)
+        return self._ranked(ranked, scores, mask, n, rated, explain, order, min_predicted)
+
+    def similar(self, movie_id: int, n: int = 10,
+                min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS, also=()) -> pd.DataFrame:
+        """The ``n`` movies whose factors have the highest cosine similarity.
+
+        Movies with fewer than ``min_ratings`` training ratings are left out: their
+        factors are mostly noise and fill the list with obscure titles.
+        ``also``: more movies to be like at once ("like The Godfather and Heat"): the
+        query is then the direction of the mean of their unit factor vectors, each of
+        them counting the same, and all of them are left out of the list.
+        """
+        seeds = list(dict.fromkeys([self._item(movie_id), *(self._item(m) for m in also)]))
+        query = self._unit_items[seeds[0]]
+        if len(seeds) > 1:
+            query = self._unit_items[seeds].mean(axis=0)
+            norm = np.linalg.norm(query)
+            query = query / norm if norm else query
+        scores = self._unit_items @ query
+        mask = self._candidates(np.array(seeds), min_ratings, None)
+        top = self._top(scores, mask, n)
+        out = self.movies.iloc[top][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
+        out["score"] = scores[top].round(4)
+        out["n_ratings"] = self.item_support[top]
+        return out
+
+    def _ranked(self, ranked: np.ndarray, scores: np.ndarray, mask: np.ndarray, n: int, liked: tuple | None,
+                explain: bool, order: str, min_predicted: float | None) -> pd.DataFrame:
+        """The top ``n`` of ``ranked`` among ``mask``, as a table; top picks without the movies predicted
+        below ``min_predicted`` stars (those that would have made the list are in ``attrs["held_back"]``:
+        (movieId, title, predicted rating))."""
+        held, reference = np.array([], int), None
+        wide = self._top(ranked, mask, max(n, EXPLAIN_REFERENCE) if order == "picks" and explain else n)
+        if order == "picks" and min_predicted is not None:
+            held = wide[:n][scores[wide[:n]] < min_predicted]
+            if held.size:   # sorted, so the first n of a longer list are the top n
+                wide = self._top(ranked, mask & (scores >= min_predicted), len(wide))
+        top, reference = wide[:n], (wide if order == "picks" else None)
+        out = self.movies.iloc[top].reset_index(drop=True).copy()
+        out["predicted_rating"] = np.clip(scores[top], MIN_RATING, MAX_RATING).round(3)
+        out["score"] = ranked[top]
+        out["n_ratings"] = self.item_support[top]
+        if explain:
+            out["because"] = (self._explain_picks(top, liked, reference) if order == "picks"
+                              else self._explain(top, liked))
+        titles = self.movies[TITLE].to_numpy()
+        out.attrs["held_back"] = [(int(self.item_ids[i]), str(titles[i]),
+                                   round(float(np.clip(scores[i], MIN_RATING, MAX_RATING)), 3)) for i in held]
+        return out
+
+    def pick_contributions(self, top: np.ndarray, liked: tuple) -> np.ndarray:
+        """(len(top), len(rated)) share of each rated movie in each top pick's score."""
+        pos, values = liked
+        return picks.contributions(self.pick_item_factors, self._pick_gram, pos, values,
+                                   self.pick_alpha, self.pick_reg, top)
+
+    @staticmethod
+    def liked_mask(ratings: np.ndarray) -> np.ndarray:
+        """The ratings an explanation may cite: 3 stars or more, and at least the person's own mean
+        (4 stars always counts as liked). A 2-star movie never explains a pick."""
+        if len(ratings) == 0:
+            return np.zeros(0, bool)
+        return ratings >= max(DISLIKED_BELOW, min(LIKED_RATING, float(ratings.mean())))
+
+    def _explain_picks(self, top: np.ndarray, liked: tuple | None, reference: np.ndarray | None = None,
+                       per_item: int = 3) -> list[list[str]]:
+        """For each top pick, the liked movies whose part of its score is specific to it.
+
+        A pick's score splits exactly into one term per rated movie (:func:`engine.recommender.picks.contributions`).
+        The biggest terms are the same few widely-seen favourites for every pick (user 575: Pulp Fiction,
+        The Matrix and Stand by Me on all five rows), so each movie's term is measured against its terms
+        for ``reference`` (the picks around it: the list's top 20), in their standard deviations. Cited
+        are liked movies (:meth:`liked_mask`) that add to this pick, and more than to the usual pick,
+        the most unusual first; a title already cited on half the rows gives way to the next one.
+        """
+        if liked is None or len(liked[0]) == 0 or len(top) == 0:
+            return [[] for _ in top]
+        reference = top if reference is None or len(reference) == 0 else reference
+        both = self.pick_contributions(np.concatenate([top, reference]), liked)
+        share, usual = both[:len(top)], both[len(top):]
+        specific = (share - usual.mean(axis=0)) / (usual.std(axis=0) + 1e-12)
+        specific = np.where(self.liked_mask(liked[1]) & (share > 0), specific, -np.inf)
+        titles = self.movies[TITLE].to_numpy()
+        cap = max(2, (len(top) + 1) // 2)   # one title on at most about half the rows, when others qualify
+        cited, reasons = np.zeros(len(liked[0]), int), []
+        for j in range(len(top)):
+            ranked = [b for b in np.argsort(-specific[j], kind="stable") if specific[j, b] > 0]
+            best = [b for b in ranked if cited[b] < cap][:per_item] or ranked[:1]
+            cited[best] += 1
+            reasons.append([titles[liked[0][b]] for b in best])
+        return reasons
+
+    def _explain(self, top: np.ndarray, liked: tuple | None, per_item: int = 3) -> list[list[str]]:
+        """For each recommended movie, the liked movies (:meth:`liked_mask`) whose factors point the same way."""
+        if liked is None or len(liked[0]) == 0:
+            return [[] for _ in top]
+        pos, ratings = liked
+        good = pos[self.liked_mask(ratings)]
+        sims = self._unit_items[good] @ self._unit_items[top].T  # (n_liked, n_top)
+        titles = self.movies[TITLE].to_numpy()
+        reasons = []
+        for j in range(len(top)):
+            best = np.argsort(-sims[:, j])[:per_item]
+            reasons.append([titles[good[b]] for b in best if sims[b, j] > 0])
+        return reasons
