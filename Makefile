@@ -17,18 +17,23 @@ run: java venv data parquet model emotion  ## set everything up, then serve the 
 
 # CI=true (set by .ci/run) makes pytest fail, not skip, when the data, Chromium or Java is missing.
 # The files run on $(TEST_WORKERS) parallel workers (pytest-xdist); TEST_WORKERS=1 runs them one by one.
-TEST_WORKERS ?= 2
+# 4 on a 2-core machine: a full run keeps about one core busy (browsers, servers and subprocesses are
+# mostly waited for), so more workers than cores shorten it.
+TEST_WORKERS ?= 4
 test: java venv data emotion chromium  ## lint, then every test, as CI runs them (TEST_WORKERS=1: one by one)
 	$(RUFF) check .
-	$(PY) -m pytest -q --durations=20 $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	$(RUFF) format --check .
+	$(PY) -m pytest -q --durations=25 $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 test-fast: java venv  ## lint, then the tests that are neither browser nor slow
 	$(RUFF) check .
+	$(RUFF) format --check .
 	$(PY) -m pytest -q -m "not browser and not slow"
 
-# Lint only: pyflakes and import order (rules in pyproject.toml). Formatting is not checked yet.
-lint: venv  ## ruff check . (pyflakes, import order; settings in pyproject.toml)
+# Lint only: pyflakes, import order and the formatting (settings in pyproject.toml; `ruff format .` fixes it).
+lint: venv  ## ruff check . and ruff format --check . (settings in pyproject.toml)
 	$(RUFF) check .
+	$(RUFF) format --check .
 
 # Releases: the live webcam soak for an hour (make test runs it for 3 minutes; both videos at once).
 soak: java venv data chromium  ## the live webcam soak for an hour (releases)

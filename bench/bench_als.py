@@ -6,6 +6,7 @@ Prints test RMSE (default model, plain Spark ALS, bias-only baseline), ranking
 metrics against popularity, the time of one default fit, and the time of the full
 k-fold grid (27 points by default).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.data.movielens import load_movielens  # noqa: E402
-from engine.recommender.training import DEFAULT_GRID, ALSConfig, train_and_evaluate, tune  # noqa: E402
+from engine.recommender.training import ALSConfig, train_and_evaluate  # noqa: E402
+from engine.recommender.tuning import DEFAULT_GRID, tune
 from engine.settings import get_settings  # noqa: E402
 from engine.spark import get_spark  # noqa: E402
 
@@ -51,8 +53,10 @@ def main() -> None:
         cv = tune(spark, data, DEFAULT_GRID, args.folds, progress=each_fit)
         print(f"  {cv['fits']} fits in {cv['seconds']:.0f} s ({cv['seconds'] / cv['fits']:.1f} s per fit)")
         for row in cv["table"][:5]:
-            print(f"  rank {row['rank']:>3} maxIter {row['maxIter']:>3} regParam {row['regParam']:<5} "
-                  f"CV RMSE {row['rmse']:.4f}")
+            print(
+                f"  rank {row['rank']:>3} maxIter {row['maxIter']:>3} regParam {row['regParam']:<5} "
+                f"CV RMSE {row['rmse']:.4f}"
+            )
         figures["cv"] = cv
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=2))
@@ -71,13 +75,18 @@ def report_model(spark, data, quiet) -> dict:
     print(f"  bias-only baseline           {m['bias_baseline_rmse']:.4f}")
     print(f"\n== top-10 ranking ({r['model']['users']} test users; relevant = rated >= 4)")
     print(f"  {'ranker':<34}{'P@10':>8}{'R@10':>8}{'NDCG@10':>9}{'MAP@10':>8}")
-    for key, label in (("picks", "top picks (implicit ALS)"),
-                       ("picks_filtered", f"top picks, >= {r['min_ratings']} ratings"),
-                       ("model", f"predicted rating, >= {r['min_ratings']} ratings"),
-                       ("model_unfiltered", "predicted rating, no filter"), ("popularity", "most popular")):
+    for key, label in (
+        ("picks", "top picks (implicit ALS)"),
+        ("picks_filtered", f"top picks, >= {r['min_ratings']} ratings"),
+        ("model", f"predicted rating, >= {r['min_ratings']} ratings"),
+        ("model_unfiltered", "predicted rating, no filter"),
+        ("popularity", "most popular"),
+    ):
         x = r[key]
-        print(f"  {label:<34}{x['precision_at_k']:>8.4f}{x['recall_at_k']:>8.4f}"
-              f"{x['ndcg_at_k']:>9.4f}{x['map_at_k']:>8.4f}")
+        print(
+            f"  {label:<34}{x['precision_at_k']:>8.4f}{x['recall_at_k']:>8.4f}"
+            f"{x['ndcg_at_k']:>9.4f}{x['map_at_k']:>8.4f}"
+        )
     print(f"\n== time\n  one default fit (rank 16, 20 iterations): {m['fit_seconds']:.1f} s")
     print(f"  top-picks fit (implicit ALS, rank 32):     {m['picks_fit_seconds']:.1f} s")
     print(f"  train + full evaluation incl. baselines:  {total:.1f} s")

@@ -1,7 +1,8 @@
 """Browser timings: runs the Playwright tests against `streamlit run`, prints what they measured.
 
-    python bench/bench_browser.py
+python bench/bench_browser.py
 """
+
 from __future__ import annotations
 
 import json

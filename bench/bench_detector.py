@@ -15,6 +15,7 @@ face-free videos, and CPU milliseconds per 640x480 frame (process time on one th
 shared machine's waiting is not counted) with the ratio to the old detector's. Then the
 per-video figures of the old and the shipped detectors.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,12 @@ DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HAAR = Path(cv2.data.haarcascades)
 
 
-def haar(cascade: str = "haarcascade_frontalface_default.xml", neighbours: int = 5,
-         min_fraction: float = 0.0, weight: float = 0.0):
+def haar(
+    cascade: str = "haarcascade_frontalface_default.xml",
+    neighbours: int = 5,
+    min_fraction: float = 0.0,
+    weight: float = 0.0,
+):
     """One cascade at 320 px wide, as the old detector ran it (``min_fraction``: smallest face as a
     share of the frame's height; ``weight``: keep boxes scoring at least this share of the best)."""
     model = cv2.CascadeClassifier(str(HAAR / cascade))
@@ -45,26 +50,30 @@ def haar(cascade: str = "haarcascade_frontalface_default.xml", neighbours: int =
         scale = 320 / gray.shape[1]
         small = cv2.equalizeHist(cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
         side = max(20, int(40 * scale), int(min_fraction * small.shape[0]))
-        boxes, _, scores = model.detectMultiScale3(small, scaleFactor=1.1, minNeighbors=neighbours,
-                                                   minSize=(side, side), outputRejectLevels=True)
+        boxes, _, scores = model.detectMultiScale3(
+            small, scaleFactor=1.1, minNeighbors=neighbours, minSize=(side, side), outputRejectLevels=True
+        )
         scores = np.ravel(scores)
         keep = scores >= weight * scores.max() if len(scores) else []
         return [tuple(b) for b, k in zip(boxes, keep) if k]
+
     return detect
 
 
 def tracked(detector):
     """``detector`` followed by a :class:`FaceTracker` (a new one for each video)."""
+
     class Run:
         def __init__(self):
             self.tracker = FaceTracker()
 
         def __call__(self, gray):
             return self.tracker.update(detector(gray))
+
     return Run
 
 
-CANDIDATES = {   # name: a detector, or a class whose instances run one video in order
+CANDIDATES = {  # name: a detector, or a class whose instances run one video in order
     "old: default cascade, minNeighbors 5": haar(),
     "default, minNeighbors 8": haar(neighbours=8),
     "default, minNeighbors 12": haar(neighbours=12),
@@ -93,11 +102,15 @@ def videos(data: Path, per_emotion: int, bitrate: int) -> dict[str, list[np.ndar
             found += 1
             if found == per_emotion:
                 break
-    clips = {name: [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in through_vp8(noisy_frames(frame), bitrate, loops=2)]
-             for name, frame in out.items()}
+    clips = {
+        name: [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in through_vp8(noisy_frames(frame), bitrate, loops=2)]
+        for name, frame in out.items()
+    }
     for seed in (0, 1):
-        clips[f"no face, seed {seed}"] = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in
-                                          through_vp8(noisy_frames(blank_frame(), seed=seed), bitrate, loops=2)]
+        clips[f"no face, seed {seed}"] = [
+            cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+            for f in through_vp8(noisy_frames(blank_frame(), seed=seed), bitrate, loops=2)
+        ]
     return clips
 
 
@@ -107,14 +120,19 @@ def main() -> None:
     parser.add_argument("--per-emotion", type=int, default=2)
     parser.add_argument("--bitrate", type=int, default=300_000)
     args = parser.parse_args()
-    cv2.setNumThreads(1)   # one core per frame, as the live worker thread shares the machine
+    cv2.setNumThreads(1)  # one core per frame, as the live worker thread shares the machine
     t0 = time.perf_counter()
     clips = videos(Path(args.data), args.per_emotion, args.bitrate)
     faces = [c for c in clips if not c.startswith("no face")]
-    print(f"{len(faces)} one-face and {len(clips) - len(faces)} face-free videos, {len(clips[faces[0]])} frames "
-          f"each (VP8 at {args.bitrate // 1000} kbit/s), built in {time.perf_counter() - t0:.0f} s\n", flush=True)
-    print("| candidate | frames with exactly 1 face (one-face videos) | videos at 1 face on >= 95 % of frames "
-          "| frames with 0 faces (face-free) | CPU ms/frame | x old |")
+    print(
+        f"{len(faces)} one-face and {len(clips) - len(faces)} face-free videos, {len(clips[faces[0]])} frames "
+        f"each (VP8 at {args.bitrate // 1000} kbit/s), built in {time.perf_counter() - t0:.0f} s\n",
+        flush=True,
+    )
+    print(
+        "| candidate | frames with exactly 1 face (one-face videos) | videos at 1 face on >= 95 % of frames "
+        "| frames with 0 faces (face-free) | CPU ms/frame | x old |"
+    )
     print("|---|---|---|---|---|---|")
     base_ms, detail = None, {}
     for name, candidate in CANDIDATES.items():
@@ -130,8 +148,11 @@ def main() -> None:
         base_ms = base_ms or ms
         ones = [right[c] for c in faces]
         zeros = np.mean([v for c, v in right.items() if c.startswith("no face")])
-        print(f"| {name} | {np.mean(ones):.1%} | {sum(v >= 0.95 for v in ones)} of {len(ones)} | {zeros:.1%} "
-              f"| {ms:.1f} | {ms / base_ms:.2f} |", flush=True)
+        print(
+            f"| {name} | {np.mean(ones):.1%} | {sum(v >= 0.95 for v in ones)} of {len(ones)} | {zeros:.1%} "
+            f"| {ms:.1f} | {ms / base_ms:.2f} |",
+            flush=True,
+        )
         detail[name] = right
     old, shipped = list(CANDIDATES)[0], list(CANDIDATES)[-1]
     print(f"\n| video | {old} | {shipped} |\n|---|---|---|")

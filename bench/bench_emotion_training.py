@@ -9,6 +9,7 @@ included); an epoch of FER2013 is ~202 such steps. Each backend runs in its own 
 the interpreter lacks are reported, not failed: the project's venv has TensorFlow only;
 pass ``--python`` a venv with torch or jax (and keras, numpy, opencv) to time those too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,7 @@ print("RESULT " + json.dumps({"backend": keras.backend.backend(), "keras": keras
 
 def measure(python: str, backend: str, archs: list[str]) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([python, "-c", STEP, *archs], env=env, capture_output=True, text=True,
-                          cwd=REPO, timeout=900)
+    done = subprocess.run([python, "-c", STEP, *archs], env=env, capture_output=True, text=True, cwd=REPO, timeout=900)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -63,8 +63,9 @@ def measure(python: str, backend: str, archs: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["vgg"], choices=["vgg", "res", "small", "wide"])
-    parser.add_argument("--python", nargs="+", default=[sys.executable],
-                        help="interpreters to time (each tries every backend)")
+    parser.add_argument(
+        "--python", nargs="+", default=[sys.executable], help="interpreters to time (each tries every backend)"
+    )
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; seconds per training step (median of 12), batch as train.py's default")
     rows = []
@@ -77,14 +78,19 @@ def main() -> None:
                 continue
             for arch in args.arch:
                 r = result[arch]
-                print(f"  {backend:<10} {arch:<5} {r['step_s']:.3f} s/step  ({r['parameters'] / 1e6:.2f} M "
-                      f"parameters; ~{r['step_s'] * 202:.0f} s per FER2013 epoch before augmentation)")
+                print(
+                    f"  {backend:<10} {arch:<5} {r['step_s']:.3f} s/step  ({r['parameters'] / 1e6:.2f} M "
+                    f"parameters; ~{r['step_s'] * 202:.0f} s per FER2013 epoch before augmentation)"
+                )
     timed = [r for r in rows if "error" not in r]
     for arch in args.arch:
         if len(timed) > 1:
             base = timed[0][arch]["step_s"]
-            print(f"  {arch}: " + ", ".join(f"{r['backend']} {r[arch]['step_s'] / base:.2f}x" for r in timed)
-                  + f" the time of {timed[0]['backend']}")
+            print(
+                f"  {arch}: "
+                + ", ".join(f"{r['backend']} {r[arch]['step_s'] / base:.2f}x" for r in timed)
+                + f" the time of {timed[0]['backend']}"
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ The large case saves (once, under data/bench/) a model folder with 32 M long-tai
 
 All figures from one run on one machine; compare them as ratios.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,10 @@ def small(args) -> None:
     movies = [int(m) for m in rng.choice(index.item_ids[index.item_support >= 10], 200)]
     history = {u: index.user_history(u) for u in users[:50]}
     folds = [([(int(m), float(r)) for m, r in zip(h.movieId[:20], h.rating[:20])],) for h in history.values()]
-    print(f"== ml-latest-small, model {folder.name}: {len(index.user_ids)} users, "
-          f"{len(index.item_ids)} movies, rank {index.rank}")
+    print(
+        f"== ml-latest-small, model {folder.name}: {len(index.user_ids)} users, "
+        f"{len(index.item_ids)} movies, rank {index.rank}"
+    )
     rec = latency(lambda u: index.recommend(u, 10), [(u,) for u in users])
     sim = latency(lambda m: index.similar(m, 10), [(m,) for m in movies])
     fold = latency(lambda r: index.recommend_new_user(r, 10), folds)
@@ -63,42 +66,65 @@ def small(args) -> None:
     row("similar (top 10, exact cosine)", *sim)
     row("fold-in new user (20 ratings) + top 10", *fold)
     if index.has_picks:
-        row("top picks (implicit ALS, top 10, explanations)",
-            *latency(lambda u: index.recommend(u, 10, order="picks"), [(u,) for u in users]))
-        row("top picks fold-in new user (20 ratings)",
-            *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), folds))
-    groups = [({"a": users[k], "b": users[k + 1], "c": users[k + 2], "me": folds[k % len(folds)][0]},)
-              for k in range(0, 150, 3)]
+        row(
+            "top picks (implicit ALS, top 10, explanations)",
+            *latency(lambda u: index.recommend(u, 10, order="picks"), [(u,) for u in users]),
+        )
+        row(
+            "top picks fold-in new user (20 ratings)",
+            *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), folds),
+        )
+    groups = [
+        ({"a": users[k], "b": users[k + 1], "c": users[k + 2], "me": folds[k % len(folds)][0]},)
+        for k in range(0, 150, 3)
+    ]
     row("movie night (3 users + 1 folded in, top 10)", *latency(lambda g: index.recommend_group(g, 10), groups))
-    row("similar to 3 movies at once (top 10)", *latency(
-        lambda k: index.similar(movies[k], 10, also=movies[k + 1:k + 3]), [(k,) for k in range(0, 150, 3)]))
-    row("most-watched to rate (9, 20 rated left out)", *latency(
-        lambda r: index.popular_to_rate([m for m, _ in r], 9), folds))
+    row(
+        "similar to 3 movies at once (top 10)",
+        *latency(lambda k: index.similar(movies[k], 10, also=movies[k + 1 : k + 3]), [(k,) for k in range(0, 150, 3)]),
+    )
+    row(
+        "most-watched to rate (9, 20 rated left out)",
+        *latency(lambda r: index.popular_to_rate([m for m, _ in r], 9), folds),
+    )
     from engine.people.rating_files import read_ratings_file
+
     movies_meta = index.movies
     imdb = "Const,Your Rating\n" + "".join(f"tt{i},8\n" for i in movies_meta["imdbId"].dropna()[:1000])
     named = "Date,Name,Year,Letterboxd URI,Rating\n" + "".join(
         f'd,"{t.rsplit(" (", 1)[0].replace(chr(34), chr(34) * 2)}",{y},u,4\n'
-        for t, y in zip(index.readable_titles.iloc[:1000], movies_meta["year"].iloc[:1000]) if pd.notna(y))
-    row("import an IMDb export, 1,000 ratings", *latency(lambda t: read_ratings_file(t, "imdb.csv", movies_meta),
-                                                           [(imdb,)] * 10))
-    row("import a Letterboxd export, 1,000 ratings", *latency(
-        lambda t: read_ratings_file(t, "ratings.csv", movies_meta), [(named,)] * 10), "(title + year matching)")
+        for t, y in zip(index.readable_titles.iloc[:1000], movies_meta["year"].iloc[:1000])
+        if pd.notna(y)
+    )
+    row(
+        "import an IMDb export, 1,000 ratings",
+        *latency(lambda t: read_ratings_file(t, "imdb.csv", movies_meta), [(imdb,)] * 10),
+    )
+    row(
+        "import a Letterboxd export, 1,000 ratings",
+        *latency(lambda t: read_ratings_file(t, "ratings.csv", movies_meta), [(named,)] * 10),
+        "(title + year matching)",
+    )
     from engine.recommender.mood import mood_recommendations
+
     emotions = [("happy",), ("sad",), ("fear",), ("surprise",)] * 25
-    row("mood list (Bayesian average)", *latency(
-        lambda e: mood_recommendations(e, index.movies, 10), emotions))
-    row("mood list for user 575 (top picks)", *latency(
-        lambda e: mood_recommendations(e, index.movies, 10, index=index, user_id=575), emotions))
+    row("mood list (Bayesian average)", *latency(lambda e: mood_recommendations(e, index.movies, 10), emotions))
+    row(
+        "mood list for user 575 (top picks)",
+        *latency(lambda e: mood_recommendations(e, index.movies, 10, index=index, user_id=575), emotions),
+    )
 
     from pyspark.ml.recommendation import ALSModel
 
     from engine.spark import get_spark
+
     spark = get_spark()
     als = ALSModel.load(str(folder / "spark_model"))
     q = args.spark_queries
-    sp_rec = latency(lambda u: als.recommendForUserSubset(
-        spark.createDataFrame([(u,)], ["userId"]), 10).collect(), [(u,) for u in users[:q]])
+    sp_rec = latency(
+        lambda u: als.recommendForUserSubset(spark.createDataFrame([(u,)], ["userId"]), 10).collect(),
+        [(u,) for u in users[:q]],
+    )
     row(f"Spark recommendForUserSubset ({q} users)", *sp_rec, f"= {sp_rec[1] / rec[1]:,.0f} x index p95")
     t0 = time.perf_counter()
     lsh = LSHIndex(spark, tables["item_frame"], tables["movies"])
@@ -111,13 +137,14 @@ def small(args) -> None:
     probe = movies[:50]
     exact = {m: index.similar(m, 5)["movieId"].tolist() for m in probe}
     for bucket, tables_n in ((0.5, 2), (0.5, 4), (1.0, 4), (1.0, 8), (2.0, 8)):
-        l = LSHIndex(spark, tables["item_frame"], tables["movies"], bucket_length=bucket,
-                     num_hash_tables=tables_n)
+        l = LSHIndex(spark, tables["item_frame"], tables["movies"], bucket_length=bucket, num_hash_tables=tables_n)
         t0 = time.perf_counter()
         approx = {m: l.similar(m, 5)["movieId"].tolist() for m in probe}
         ms = (time.perf_counter() - t0) / len(probe) * 1000
-        print(f"  bucketLength {bucket:<4} numHashTables {tables_n:<2}  recall@5 {recall_at_k(exact, approx):.3f}"
-              f"   {ms:7.1f} ms per query")
+        print(
+            f"  bucketLength {bucket:<4} numHashTables {tables_n:<2}  recall@5 {recall_at_k(exact, approx):.3f}"
+            f"   {ms:7.1f} ms per query"
+        )
 
 
 LARGE_DIR = Path(__file__).resolve().parent.parent / "data" / "bench" / "serving-32m"
@@ -137,9 +164,10 @@ def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Pat
     from make_synthetic import generate
 
     from engine.recommender.model_store import current_model_dir, save_model
+
     try:
         return current_model_dir(root)
-    except Exception:   # none yet
+    except Exception:  # none yet
         pass
     t0 = time.perf_counter()
     rng = np.random.default_rng(1)
@@ -148,7 +176,7 @@ def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Pat
     ratings = made["ratings"][["userId", "movieId", "rating"]]
     ratings = ratings.assign(movieId=spread[ratings["movieId"].to_numpy() - 1].astype(np.int32))
     del made
-    ratings = ratings.sample(frac=1.0, random_state=2, ignore_index=True)   # as Spark exports: any order
+    ratings = ratings.sample(frac=1.0, random_state=2, ignore_index=True)  # as Spark exports: any order
     n_users = int(ratings["userId"].max())
     fcols = [f"f{i}" for i in range(rank)]
     users = pd.DataFrame(rng.normal(0, 0.3, (n_users, rank)).astype(np.float32), columns=fcols)
@@ -160,24 +188,60 @@ def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Pat
     items.insert(0, "movieId", np.arange(1, n_items + 1))
     items.insert(1, "item_bias", rng.normal(0, 0.3, n_items))
     items.insert(2, "n_ratings", counts.astype(np.int64))
-    genres = np.array(["Drama", "Comedy", "Action", "Thriller", "Romance", "Horror", "Sci-Fi", "Drama|Romance",
-                       "Action|Sci-Fi|Thriller", "Comedy|Drama"])
+    genres = np.array(
+        [
+            "Drama",
+            "Comedy",
+            "Action",
+            "Thriller",
+            "Romance",
+            "Horror",
+            "Sci-Fi",
+            "Drama|Romance",
+            "Action|Sci-Fi|Thriller",
+            "Comedy|Drama",
+        ]
+    )
     years = rng.integers(1920, 2024, n_items)
-    movies = pd.DataFrame({"movieId": items.movieId, "title": [f"Movie {i} ({y})" for i, y in zip(items.movieId, years)],
-                           "genres": genres[rng.integers(0, len(genres), n_items)], "year": years.astype(float),
-                           "imdbId": [f"{9_000_000 + i:07d}" for i in items.movieId], "tmdbId": items.movieId + 900_000.0,
-                           "total_ratings": counts, "mean_rating": np.round(sums / np.maximum(counts, 1), 3)})
+    movies = pd.DataFrame(
+        {
+            "movieId": items.movieId,
+            "title": [f"Movie {i} ({y})" for i, y in zip(items.movieId, years)],
+            "genres": genres[rng.integers(0, len(genres), n_items)],
+            "year": years.astype(float),
+            "imdbId": [f"{9_000_000 + i:07d}" for i in items.movieId],
+            "tmdbId": items.movieId + 900_000.0,
+            "total_ratings": counts,
+            "mean_rating": np.round(sums / np.maximum(counts, 1), 3),
+        }
+    )
     pick_rank = 32  # engine.recommender.picks.PicksConfig's default
     pcols = [f"f{i}" for i in range(pick_rank)]
     pick_users = pd.DataFrame(rng.gamma(1.0, 0.1, (n_users, pick_rank)).astype(np.float32), columns=pcols)
     pick_users.insert(0, "userId", users.userId)
     pick_items = pd.DataFrame(rng.gamma(1.0, 0.1, (n_items, pick_rank)).astype(np.float32), columns=pcols)
     pick_items.insert(0, "movieId", items.movieId)
-    params = {"rank": rank, "mu": 3.5, "reg_param": 0.1, "user_bias_reg": 5.0,
-              "picks": {"alpha": 0.5, "reg_param": 0.1}, "dataset": {"name": "bench-32m", "n_ratings": len(ratings)}}
-    folder = save_model(root, params=params, metrics={}, tables={
-        "user_factors": users, "item_factors": items, "movies": movies, "ratings": ratings,
-        "pick_user_factors": pick_users, "pick_item_factors": pick_items})
+    params = {
+        "rank": rank,
+        "mu": 3.5,
+        "reg_param": 0.1,
+        "user_bias_reg": 5.0,
+        "picks": {"alpha": 0.5, "reg_param": 0.1},
+        "dataset": {"name": "bench-32m", "n_ratings": len(ratings)},
+    }
+    folder = save_model(
+        root,
+        params=params,
+        metrics={},
+        tables={
+            "user_factors": users,
+            "item_factors": items,
+            "movies": movies,
+            "ratings": ratings,
+            "pick_user_factors": pick_users,
+            "pick_item_factors": pick_items,
+        },
+    )
     print(f"  (model folder written in {time.perf_counter() - t0:.0f} s: {folder})")
     return folder
 
@@ -188,12 +252,13 @@ def large(n_ratings: int) -> None:
     print(f"\n== a saved model the size of ml-32m: {n_ratings:,} ratings, {n_items:,} movies, rank {rank}")
     folder = make_large_model(LARGE_DIR / f"{n_ratings // 1_000_000}m", n_ratings, n_items, rank)
     sys.stdout.flush()
-    subprocess.run([sys.executable, __file__, "--serve", str(folder)], check=True)   # a clean heap to measure
+    subprocess.run([sys.executable, __file__, "--serve", str(folder)], check=True)  # a clean heap to measure
 
 
 def serve_large(folder: Path) -> None:
     """Load ``folder`` through :meth:`RecommenderIndex.load` (the app's path) and time its queries."""
     import resource
+
     before = rss_mib()
     t0, c0 = time.perf_counter(), time.process_time()
     index = RecommenderIndex.load(folder)
@@ -202,33 +267,55 @@ def serve_large(folder: Path) -> None:
     after = rss_mib()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rated = index.rated
-    arrays = {"factors (explicit, unit, implicit)": sum(a.nbytes for a in (
-                  index.user_factors, index.item_factors, index._unit_items, index.user_bias, index.item_bias,
-                  index.item_support, index.pick_user_factors, index.pick_item_factors)),
-              "rated movies (CSR)": rated.nbytes,
-              "movies table": int(index.movies.memory_usage(deep=True).sum())}
+    arrays = {
+        "factors (explicit, unit, implicit)": sum(
+            a.nbytes
+            for a in (
+                index.user_factors,
+                index.item_factors,
+                index._unit_items,
+                index.user_bias,
+                index.item_bias,
+                index.item_support,
+                index.pick_user_factors,
+                index.pick_item_factors,
+            )
+        ),
+        "rated movies (CSR)": rated.nbytes,
+        "movies table": int(index.movies.memory_usage(deep=True).sum()),
+    }
     frames = [k for k, v in vars(index).items() if isinstance(v, pd.DataFrame) and len(v) > 1_000_000]
     n_users, n_ratings = len(index.user_ids), int(rated.indptr[-1])
-    print(f"  {n_users:,} users, {len(index.item_ids):,} movies, {n_ratings:,} ratings "
-          f"({np.diff(rated.indptr).max():,} by the most active user)")
-    print(f"  load {load:.1f} s ({cpu:.1f} s of CPU); index memory: RSS +{after - before:,.0f} MiB (peak during load "
-          f"{peak - before:,.0f} MiB over the start), arrays " +
-          ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in arrays.items()) +
-          f"; frames of > 1 M rows kept: {frames or 'none'}")
+    print(
+        f"  {n_users:,} users, {len(index.item_ids):,} movies, {n_ratings:,} ratings "
+        f"({np.diff(rated.indptr).max():,} by the most active user)"
+    )
+    print(
+        f"  load {load:.1f} s ({cpu:.1f} s of CPU); index memory: RSS +{after - before:,.0f} MiB (peak during load "
+        f"{peak - before:,.0f} MiB over the start), arrays "
+        + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in arrays.items())
+        + f"; frames of > 1 M rows kept: {frames or 'none'}"
+    )
     rng = np.random.default_rng(1)
     q_users = [(int(u),) for u in rng.choice(index.user_ids, 200)]
     popular = index.item_ids[index.item_support >= 10]
     q_items = [(int(m),) for m in rng.choice(popular, 200)]
-    q_fold = [([(int(m), float(rng.integers(1, 11)) / 2) for m in rng.choice(popular, 20, replace=False)],)
-              for _ in range(100)]
+    q_fold = [
+        ([(int(m), float(rng.integers(1, 11)) / 2) for m in rng.choice(popular, 20, replace=False)],)
+        for _ in range(100)
+    ]
     row("recommend (top 10, explanations)", *latency(lambda u: index.recommend(u, 10), q_users))
     row("similar (top 10, exact cosine)", *latency(lambda m: index.similar(m, 10), q_items))
     row("fold-in new user (20 ratings) + top 10", *latency(lambda r: index.recommend_new_user(r, 10), q_fold))
     row("top picks (top 10, explanations)", *latency(lambda u: index.recommend(u, 10, order="picks"), q_users))
-    row("top picks fold-in new user (20 ratings)",
-        *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), q_fold))
-    row("history + profile (the Recommendations page)",
-        *latency(lambda u: (index.user_history(u, 15), index.user_profile(u)), q_users))
+    row(
+        "top picks fold-in new user (20 ratings)",
+        *latency(lambda r: index.recommend_new_user(r, 10, order="picks"), q_fold),
+    )
+    row(
+        "history + profile (the Recommendations page)",
+        *latency(lambda u: (index.user_history(u, 15), index.user_profile(u)), q_users),
+    )
 
 
 def main() -> None:
@@ -237,7 +324,7 @@ def main() -> None:
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-small", action="store_true", help="only the ml-32m-sized model")
     parser.add_argument("--large-ratings", type=int, default=32_000_000)
-    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)   # the child process of large()
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the child process of large()
     args = parser.parse_args()
     if args.serve:
         return serve_large(args.serve)

@@ -9,6 +9,7 @@ Prints, per tree: fits, seconds, seconds per fit, the best grid point and its CV
 default model's test RMSE and seconds with ``--train``), then before/after ratios. ``--before``
 is any checkout of this project (e.g. ``git worktree add /tmp/before <commit>``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,8 @@ import json, os, sys, time
 from engine.data.movielens import load_movielens
 from engine.settings import get_settings
 from engine.spark import get_spark
-from engine.recommender.training import ALSConfig, train_and_evaluate, tune
+from engine.recommender.training import ALSConfig, train_and_evaluate
+from engine.recommender.tuning import tune
 args = json.loads(sys.argv[1])
 settings = get_settings()
 data = load_movielens(settings.movielens_data)
@@ -61,12 +63,13 @@ print("RESULT " + json.dumps(out))
 def run_tree(tree: Path, args: dict) -> dict:
     """Run the child in a fresh Python (and JVM) with ``tree`` first on the path."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], cwd=tree, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(args)], cwd=tree, env=env, capture_output=True, text=True
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
         sys.exit(f"{tree}: the run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main() -> None:
@@ -80,9 +83,15 @@ def main() -> None:
     parser.add_argument("--no-tune", action="store_true", help="skip the grid search")
     parser.add_argument("--out", help="also write the figures as JSON here")
     a = parser.parse_args()
-    grid = None if a.no_tune else {"rank": [int(x) for x in a.ranks.split(",")],
-                                   "maxIter": [int(x) for x in a.iters.split(",")],
-                                   "regParam": [float(x) for x in a.regs.split(",")]}
+    grid = (
+        None
+        if a.no_tune
+        else {
+            "rank": [int(x) for x in a.ranks.split(",")],
+            "maxIter": [int(x) for x in a.iters.split(",")],
+            "regParam": [float(x) for x in a.regs.split(",")],
+        }
+    )
     job = {"grid": grid, "folds": a.folds, "train": a.train}
     trees = {"after": REPO} if a.before is None else {"before": a.before.resolve(), "after": REPO}
     results = {}
@@ -91,27 +100,41 @@ def main() -> None:
         results[name] = run_tree(tree, job)
     print(f"\nspark {results['after']['cores']} cores; grid {grid}, {a.folds} folds")
     print("(CPU s: of the Python and its JVM, the figure that other users' load barely moves)")
-    print(f"{'tree':<8}{'fits':>6}{'seconds':>9}{'s/fit':>7}{'CPU s':>8}  best point (CV RMSE)"
-          f"{'':>28}{'train+eval s':>13}{'CPU s':>7}{'test RMSE':>10}")
+    print(
+        f"{'tree':<8}{'fits':>6}{'seconds':>9}{'s/fit':>7}{'CPU s':>8}  best point (CV RMSE)"
+        f"{'':>28}{'train+eval s':>13}{'CPU s':>7}{'test RMSE':>10}"
+    )
     for name, r in results.items():
-        tune_cols = (f"{r['fits']:>6}{r['tune_s']:>9.1f}{r['tune_s'] / r['fits']:>7.2f}{r['tune_cpu_s']:>8.1f}  "
-                     f"{json.dumps(r['best']):<48}({r['best_rmse']:.4f})" if grid else f"{'':>80}")
+        tune_cols = (
+            f"{r['fits']:>6}{r['tune_s']:>9.1f}{r['tune_s'] / r['fits']:>7.2f}{r['tune_cpu_s']:>8.1f}  "
+            f"{json.dumps(r['best']):<48}({r['best_rmse']:.4f})"
+            if grid
+            else f"{'':>80}"
+        )
         train_cols = f"{r['train_s']:>13.1f}{r['train_cpu_s']:>7.1f}{r['test_rmse']:>10.5f}" if a.train else ""
         print(f"{name:<8}{tune_cols}{train_cols}")
     if "before" in results:
         b, n = results["before"], results["after"]
         if grid:
-            diff = max(abs(x["rmse"] - y["rmse"]) for x, y in zip(
-                sorted(b["table"], key=lambda r: (r["rank"], r["maxIter"], r["regParam"])),
-                sorted(n["table"], key=lambda r: (r["rank"], r["maxIter"], r["regParam"]))))
-            print(f"tuning: {b['tune_s'] / n['tune_s']:.1f}x faster (s/fit {b['tune_s'] / b['fits']:.2f} -> "
-                  f"{n['tune_s'] / n['fits']:.2f}; CPU {b['tune_cpu_s'] / n['tune_cpu_s']:.1f}x less); "
-                  f"same best point: {b['best'] == n['best']}; "
-                  f"largest CV RMSE change over the grid {diff:.5f}")
+            diff = max(
+                abs(x["rmse"] - y["rmse"])
+                for x, y in zip(
+                    sorted(b["table"], key=lambda r: (r["rank"], r["maxIter"], r["regParam"])),
+                    sorted(n["table"], key=lambda r: (r["rank"], r["maxIter"], r["regParam"])),
+                )
+            )
+            print(
+                f"tuning: {b['tune_s'] / n['tune_s']:.1f}x faster (s/fit {b['tune_s'] / b['fits']:.2f} -> "
+                f"{n['tune_s'] / n['fits']:.2f}; CPU {b['tune_cpu_s'] / n['tune_cpu_s']:.1f}x less); "
+                f"same best point: {b['best'] == n['best']}; "
+                f"largest CV RMSE change over the grid {diff:.5f}"
+            )
         if a.train:
-            print(f"train + evaluate: {b['train_s'] / n['train_s']:.1f}x faster "
-                  f"(CPU {b['train_cpu_s'] / n['train_cpu_s']:.1f}x less); test RMSE change "
-                  f"{n['test_rmse'] - b['test_rmse']:+.5f}")
+            print(
+                f"train + evaluate: {b['train_s'] / n['train_s']:.1f}x faster "
+                f"(CPU {b['train_cpu_s'] / n['train_cpu_s']:.1f}x less); test RMSE change "
+                f"{n['test_rmse'] - b['test_rmse']:+.5f}"
+            )
     if a.out:
         Path(a.out).write_text(json.dumps({"grid": grid, "folds": a.folds, **results}, indent=1))
 

@@ -14,6 +14,7 @@ Shape (ml-25m: 162,541 users, 59,047 rated movies, 25,000,095 ratings):
 - movies have titles with release years (1902-2019, skewed to recent), 1-3 of the 19 GroupLens genres,
   and each rating's time falls after its movie's release, between 1995 and 2019.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,30 @@ ML25M = {"users": 162_541, "movies": 59_047, "ratings": 25_000_095}
 # ml-25m's share of each star value, 0.5 ... 5.0
 STARS = np.arange(1, 11) / 2
 STAR_SHARE = np.array([1.57, 3.12, 1.59, 6.57, 5.04, 19.61, 12.55, 26.63, 8.84, 14.48]) / 100
-GENRES = ["Drama", "Comedy", "Thriller", "Romance", "Action", "Horror", "Documentary", "Crime",
-          "Adventure", "Sci-Fi", "Children", "Animation", "Mystery", "Fantasy", "War", "Western",
-          "Musical", "Film-Noir", "IMAX"]
+GENRES = [
+    "Drama",
+    "Comedy",
+    "Thriller",
+    "Romance",
+    "Action",
+    "Horror",
+    "Documentary",
+    "Crime",
+    "Adventure",
+    "Sci-Fi",
+    "Children",
+    "Animation",
+    "Mystery",
+    "Fantasy",
+    "War",
+    "Western",
+    "Musical",
+    "Film-Noir",
+    "IMAX",
+]
 GENRE_WEIGHT = np.array([25, 16, 8, 7, 7, 6, 5, 5, 4, 3, 3, 3, 3, 3, 2, 1.5, 1, 0.5, 0.3])
 MIN_PER_USER = 20
-T0, T1 = 788_918_400, 1_574_000_000          # 1995-01-01 .. 2019-11 (ml-25m's span)
+T0, T1 = 788_918_400, 1_574_000_000  # 1995-01-01 .. 2019-11 (ml-25m's span)
 
 
 def shape_for(n_ratings: int) -> tuple[int, int]:
@@ -52,10 +71,10 @@ def generate(n_ratings: int, seed: int = 25, rank: int = 8) -> dict[str, pd.Data
     extra = rng.lognormal(mean=0.0, sigma=1.3, size=n_users)
     extra = extra / extra.sum() * max(0, n_ratings - MIN_PER_USER * n_users)
     per_user = MIN_PER_USER + np.floor(extra).astype(np.int64)
-    per_user[: n_ratings - per_user.sum()] += 1                     # exact total
-    cap = n_movies // 2                                              # nobody rates half the catalogue
+    per_user[: n_ratings - per_user.sum()] += 1  # exact total
+    cap = n_movies // 2  # nobody rates half the catalogue
     while (short := n_ratings - np.minimum(per_user, cap).sum()) > 0 and (per_user < cap).any():
-        per_user = np.minimum(per_user, cap)                         # what the cap took goes to others
+        per_user = np.minimum(per_user, cap)  # what the cap took goes to others
         np.add.at(per_user, rng.choice(np.flatnonzero(per_user < cap), size=short), 1)
     per_user = np.minimum(per_user, cap)
 
@@ -79,12 +98,12 @@ def generate(n_ratings: int, seed: int = 25, rank: int = 8) -> dict[str, pd.Data
     uf = rng.normal(size=(n_users, rank)).astype(np.float32)
     vf = rng.normal(size=(n_movies, rank)).astype(np.float32)
     score = np.empty(u.size, dtype=np.float32)
-    for start in range(0, u.size, 2_000_000):                       # chunks keep memory flat
+    for start in range(0, u.size, 2_000_000):  # chunks keep memory flat
         s = slice(start, start + 2_000_000)
         score[s] = np.einsum("ij,ij->i", uf[u[s]], vf[i[s]]) / np.sqrt(rank)
-    score += rng.normal(0, 0.6, n_users).astype(np.float32)[u]      # user bias
-    score += rng.normal(0, 0.8, n_movies).astype(np.float32)[i]     # movie bias
-    score += rng.normal(0, 0.7, u.size).astype(np.float32)          # noise
+    score += rng.normal(0, 0.6, n_users).astype(np.float32)[u]  # user bias
+    score += rng.normal(0, 0.8, n_movies).astype(np.float32)[i]  # movie bias
+    score += rng.normal(0, 0.7, u.size).astype(np.float32)  # noise
     order = np.argsort(score, kind="stable")
     cuts = np.round(np.cumsum(STAR_SHARE) * u.size).astype(np.int64)
     stars = np.empty(u.size, dtype=np.float32)
@@ -96,9 +115,13 @@ def generate(n_ratings: int, seed: int = 25, rank: int = 8) -> dict[str, pd.Data
     genre_count = rng.choice([1, 2, 3], size=n_movies, p=[0.45, 0.35, 0.20])
     genres = ["|".join(sorted(rng.choice(GENRES, size=k, replace=False, p=weights))) for k in genre_count]
     movie_ids = np.arange(1, n_movies + 1)
-    movies = pd.DataFrame({"movieId": movie_ids,
-                           "title": [f"Synthetic Movie {m} ({y})" for m, y in zip(movie_ids, years)],
-                           "genres": genres})
+    movies = pd.DataFrame(
+        {
+            "movieId": movie_ids,
+            "title": [f"Synthetic Movie {m} ({y})" for m, y in zip(movie_ids, years)],
+            "genres": genres,
+        }
+    )
 
     # When: each user is active over a stretch of 1995-2019, never before the movie came out.
     start = rng.uniform(T0, T1, n_users)
@@ -107,17 +130,35 @@ def generate(n_ratings: int, seed: int = 25, rank: int = 8) -> dict[str, pd.Data
     released = (np.asarray(years) - 1970) * 365.25 * 86400
     when = np.clip(np.maximum(when, released[i] + 86400 * 30), T0, T1).astype(np.int64)
 
-    ratings = pd.DataFrame({"userId": (u + 1).astype(np.int32), "movieId": (i + 1).astype(np.int32),
-                            "rating": stars, "timestamp": when})
-    links = pd.DataFrame({"movieId": movie_ids, "imdbId": [f"{9_000_000 + m:07d}" for m in movie_ids],
-                          "tmdbId": movie_ids + 900_000})
+    ratings = pd.DataFrame(
+        {"userId": (u + 1).astype(np.int32), "movieId": (i + 1).astype(np.int32), "rating": stars, "timestamp": when}
+    )
+    links = pd.DataFrame(
+        {"movieId": movie_ids, "imdbId": [f"{9_000_000 + m:07d}" for m in movie_ids], "tmdbId": movie_ids + 900_000}
+    )
     tagged = rng.choice(ratings.index.to_numpy(), size=min(ratings.shape[0] // 25, 1_000_000), replace=False)
-    words = np.array(["classic", "funny", "dark", "twist ending", "visually appealing", "atmospheric",
-                      "slow", "based on a book", "great soundtrack", "overrated"])
-    tags = pd.DataFrame({"userId": ratings["userId"].to_numpy()[tagged],
-                         "movieId": ratings["movieId"].to_numpy()[tagged],
-                         "tag": words[rng.integers(0, words.size, tagged.size)],
-                         "timestamp": ratings["timestamp"].to_numpy()[tagged]})
+    words = np.array(
+        [
+            "classic",
+            "funny",
+            "dark",
+            "twist ending",
+            "visually appealing",
+            "atmospheric",
+            "slow",
+            "based on a book",
+            "great soundtrack",
+            "overrated",
+        ]
+    )
+    tags = pd.DataFrame(
+        {
+            "userId": ratings["userId"].to_numpy()[tagged],
+            "movieId": ratings["movieId"].to_numpy()[tagged],
+            "tag": words[rng.integers(0, words.size, tagged.size)],
+            "timestamp": ratings["timestamp"].to_numpy()[tagged],
+        }
+    )
     return {"ratings": ratings, "movies": movies, "links": links, "tags": tags}
 
 
@@ -148,8 +189,10 @@ def main(argv=None) -> int:
     t_gen = time.perf_counter() - t
     write(tables, out)
     r = tables["ratings"]
-    print(f"{out}: {len(r):,} ratings, {r['userId'].nunique():,} users, {r['movieId'].nunique():,} rated movies "
-          f"of {len(tables['movies']):,}; generated in {t_gen:.1f} s, written in {time.perf_counter() - t - t_gen:.1f} s")
+    print(
+        f"{out}: {len(r):,} ratings, {r['userId'].nunique():,} users, {r['movieId'].nunique():,} rated movies "
+        f"of {len(tables['movies']):,}; generated in {t_gen:.1f} s, written in {time.perf_counter() - t - t_gen:.1f} s"
+    )
     return 0
 
 

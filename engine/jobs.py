@@ -7,6 +7,7 @@ got. :class:`AdminGate` checks ``ADMIN_PASSWORD`` for the actions that change wh
 visitor is served (training, tuning, switching or deleting models), with a back-off after
 wrong guesses. The app holds one of each per server process (``st.cache_resource``).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -29,8 +30,10 @@ class JobState:
 
     def describe(self, now: float | None = None) -> str:
         elapsed = int((now or time.time()) - self.started)
-        return (f"{self.what} is running (started {elapsed} s ago, {self.fraction:.0%} done: "
-                f"{self.message}). One training or tuning job runs at a time: try again when it ends.")
+        return (
+            f"{self.what} is running (started {elapsed} s ago, {self.fraction:.0%} done: "
+            f"{self.message}). One training or tuning job runs at a time: try again when it ends."
+        )
 
 
 class JobSlot:
@@ -64,8 +67,7 @@ class JobSlot:
         self._state = JobState(what, time.time(), 0.0, "starting")
 
         def report(fraction: float, message: str) -> None:
-            self._state = JobState(what, self._state.started if self._state else time.time(),
-                                   float(fraction), message)
+            self._state = JobState(what, self._state.started if self._state else time.time(), float(fraction), message)
             if progress is not None:
                 progress(fraction, message)
 
@@ -77,7 +79,7 @@ class JobSlot:
 
 
 def format_seconds(seconds: float) -> str:
-    """"45 s", "3 min 20 s", "1 h 5 min": how people say a duration."""
+    """ "45 s", "3 min 20 s", "1 h 5 min": how people say a duration."""
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds} s"
@@ -116,7 +118,7 @@ class Pace:
         return (self._clock() - self.started) / self.done * (self.total - self.done)
 
     def describe(self) -> str:
-        """"about 2 min 10 s left" (or "" before the first step has finished)."""
+        """ "about 2 min 10 s left" (or "" before the first step has finished)."""
         left = self.left()
         return "" if left is None else f"about {format_seconds(left)} left"
 
@@ -163,8 +165,7 @@ class AdminGate:
         now = time.time() if now is None else now
         with self._lock:
             if now < self._locked_until:
-                raise PermissionError(f"Too many wrong passwords: try again in "
-                                      f"{int(self._locked_until - now) + 1} s.")
+                raise PermissionError(f"Too many wrong passwords: try again in {int(self._locked_until - now) + 1} s.")
             if hmac.compare_digest(guess.encode(), self._password.encode()):
                 self._failures.clear()
                 return True

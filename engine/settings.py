@@ -8,6 +8,7 @@ Example:
     >>> get_settings().spark_master
     'local[*]'
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,7 @@ def _json_env(name: str, default):
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"Environment variable {name} is not valid JSON ({exc}); "
-                         f"fix or unset it.") from exc
+        raise ValueError(f"Environment variable {name} is not valid JSON ({exc}); fix or unset it.") from exc
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,11 @@ class Settings:
     shuffle_partitions: int = 8
     mood_genres: dict = field(default_factory=lambda: dict(DEFAULT_MOOD_GENRES))
     rtc_ice_servers: list = field(default_factory=list)
-    emotion_runtime: str = "litert"      # "litert": LiteRT/XNNPACK interpreter; "tensorflow": tf.function
-    max_member_bytes: int = 2 << 30     # largest data file read (inflated); ml-32m ratings.csv is 0.9 GB
-    spark_ui: bool = False               # Spark's web UI (no authentication; kill enabled): off unless asked
-    admin_password: str = ""             # set: tuning, training and model switching/deletion need it in the app
-    spark_start: str = "background"      # the app starts Spark at its first page view; "on-demand": when a page needs it
+    emotion_runtime: str = "litert"  # "litert": LiteRT/XNNPACK interpreter; "tensorflow": tf.function
+    max_member_bytes: int = 2 << 30  # largest data file read (inflated); ml-32m ratings.csv is 0.9 GB
+    spark_ui: bool = False  # Spark's web UI (no authentication; kill enabled): off unless asked
+    admin_password: str = ""  # set: tuning, training and model switching/deletion need it in the app
+    spark_start: str = "background"  # the app starts Spark at its first page view; "on-demand": when a page needs it
 
 
 def get_settings() -> Settings:
@@ -79,13 +79,11 @@ def get_settings() -> Settings:
         movielens_data=os.environ.get("MOVIELENS_DATA") or _default_movielens(),
         data_dir=data_dir,
         model_dir=model_dir,
-        emotion_model_dir=Path(os.environ.get("EMOTION_MODEL_DIR",
-                                              REPO_ROOT / "models" / "emotion")),
+        emotion_model_dir=Path(os.environ.get("EMOTION_MODEL_DIR", REPO_ROOT / "models" / "emotion")),
         ratings_db=Path(os.environ.get("RATINGS_DB", data_dir / "user_ratings.sqlite")),
         spark_master=os.environ.get("SPARK_MASTER", "local[*]"),
         spark_conf=_json_env("SPARK_CONF", {}),
-        spark_checkpoint_dir=os.environ.get("SPARK_CHECKPOINT_DIR",
-                                            str(data_dir / "spark-checkpoints")),
+        spark_checkpoint_dir=os.environ.get("SPARK_CHECKPOINT_DIR", str(data_dir / "spark-checkpoints")),
         shuffle_partitions=int(os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8")),
         mood_genres=_json_env("MOOD_GENRES", dict(DEFAULT_MOOD_GENRES)),
         rtc_ice_servers=_json_env("RTC_ICE_SERVERS", []),
@@ -101,6 +99,7 @@ def _choice_env(name: str, choices: tuple[str, ...]) -> str:
     """One of ``choices`` from the environment (the first when unset)."""
     raw = os.environ.get(name, "").strip().lower() or choices[0]
     if raw not in choices:
-        raise ValueError(f"Environment variable {name}={os.environ[name]!r}: use one of "
-                         f"{', '.join(choices)}, or unset it.")
+        raise ValueError(
+            f"Environment variable {name}={os.environ[name]!r}: use one of {', '.join(choices)}, or unset it."
+        )
     return raw

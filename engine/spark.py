@@ -3,6 +3,7 @@
 Functions in ``engine`` take the session as an argument; only entry points (CLI,
 app, test fixture) call :func:`get_spark`.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -18,9 +19,11 @@ from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-JAVA_HELP = ("Spark needs Java 17 or newer. Install it with `sudo apt-get install -y "
-             "openjdk-17-jre-headless` (Debian/Ubuntu) or `brew install openjdk@17` (macOS), "
-             "or set JAVA_HOME to an existing JDK 17+.")
+JAVA_HELP = (
+    "Spark needs Java 17 or newer. Install it with `sudo apt-get install -y "
+    "openjdk-17-jre-headless` (Debian/Ubuntu) or `brew install openjdk@17` (macOS), "
+    "or set JAVA_HOME to an existing JDK 17+."
+)
 
 
 class SparkUnavailable(RuntimeError):
@@ -29,8 +32,7 @@ class SparkUnavailable(RuntimeError):
 
 def java_version() -> int | None:
     """Major version of the Java that Spark would use, or None when there is none."""
-    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") \
-        else shutil.which("java")
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
     if not java or not os.path.exists(java):
         return None
     try:
@@ -66,8 +68,7 @@ def safe_conf(settings: Settings) -> dict[str, str]:
     """Conf that keeps Spark off the network unless asked: the driver (and its block manager)
     binds to 127.0.0.1 when every executor runs on this machine, and the web UI (no
     authentication, kill links on) is off unless ``SPARK_UI=1``. ``SPARK_CONF`` overrides any."""
-    conf = {"spark.ui.enabled": "true" if settings.spark_ui else "false",
-            "spark.ui.killEnabled": "false"}
+    conf = {"spark.ui.enabled": "true" if settings.spark_ui else "false", "spark.ui.killEnabled": "false"}
     if _is_local(settings.spark_master):
         conf.update({"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK})
     return conf
@@ -89,20 +90,24 @@ def get_spark(settings: Settings | None = None, app_name: str = "movie-recommend
     if _is_local(settings.spark_master):
         # The web UI, when on, binds to SPARK_LOCAL_IP (else every interface); read at JVM start.
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
-    builder = (SparkSession.builder.appName(app_name).master(settings.spark_master)
-               .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-               .config("spark.driver.memory", "4g")
-               .config("spark.cleaner.referenceTracking.cleanCheckpoints", "true")
-               .config("spark.sql.session.timeZone", "UTC"))  # calendar years as pandas counts them
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master)
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.memory", "4g")
+        .config("spark.cleaner.referenceTracking.cleanCheckpoints", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+    )  # calendar years as pandas counts them
     for key, value in {**safe_conf(settings), **settings.spark_conf, **extra}.items():
         builder = builder.config(key, str(value))
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # py4j / JVM start failures have no common base class
-        raise SparkUnavailable(f"Spark could not start on master {settings.spark_master!r}: "
-                               f"{exc}. {JAVA_HELP}") from exc
+        raise SparkUnavailable(
+            f"Spark could not start on master {settings.spark_master!r}: {exc}. {JAVA_HELP}"
+        ) from exc
     spark.sparkContext.setLogLevel("ERROR")
     # Without a checkpoint dir, ALS with >= 20 iterations overflows the stack on long lineages.
     spark.sparkContext.setCheckpointDir(checkpoint_dir(settings.spark_checkpoint_dir))
@@ -131,19 +136,19 @@ def checkpoint_dir(base: str) -> str:
     return mine
 
 
-_OWN_CHECKPOINTS: set[str] = set()   # folders this process removes at exit
+_OWN_CHECKPOINTS: set[str] = set()  # folders this process removes at exit
 
 
 def _alive(name: str) -> bool:
     """True when ``name`` is ``run-<pid>`` of a process that still runs."""
     m = re.fullmatch(r"run-(\d+)", name)
     if not m:
-        return False          # Spark's own uuid folders from before: leftovers
+        return False  # Spark's own uuid folders from before: leftovers
     try:
         os.kill(int(m.group(1)), 0)
     except ProcessLookupError:
         return False
-    except PermissionError:   # another user's live process
+    except PermissionError:  # another user's live process
         return True
     return True
 
@@ -162,6 +167,7 @@ class SparkStarter:
 
     def __init__(self, settings: Settings | None = None, start=None):
         import threading
+
         self._settings = settings
         self._start = start or (lambda: get_spark(self._settings or get_settings()))
         self._imports_pyspark = start is None
@@ -176,6 +182,7 @@ class SparkStarter:
         the last start failed (Java installed meanwhile, a master back up)."""
         import threading
         import time
+
         with self._lock:
             if self._thread is None or (retry and self.state == "unavailable"):
                 self._done.clear()
@@ -193,11 +200,12 @@ class SparkStarter:
 
     def _run(self) -> None:
         import time
+
         try:
             self.session = self._start()
         except SparkUnavailable as exc:
             self.error = str(exc)
-        except Exception as exc:   # a JVM or py4j failure has no common base class
+        except Exception as exc:  # a JVM or py4j failure has no common base class
             log.exception("Spark did not start")
             self.error = f"Spark did not start: {type(exc).__name__}: {exc}"
         finally:
@@ -213,6 +221,7 @@ class SparkStarter:
     def seconds(self, now: float | None = None) -> float:
         """Seconds the start took (or has taken so far)."""
         import time
+
         if self.started is None:
             return 0.0
         return (self.finished or now or time.time()) - self.started

@@ -3,6 +3,7 @@
 The caching decorators live here, not in ``engine`` (which imports no Streamlit):
 ``cache_resource`` for the Spark session and loaded models, ``cache_data`` for tables.
 """
+
 from __future__ import annotations
 
 import html
@@ -24,8 +25,16 @@ from engine.spark import SparkUnavailable
 log = logging.getLogger("app")
 
 #: Engine errors a user can act on: shown as a message, never as a traceback.
-USER_ERRORS = (DataError, ModelError, UnknownIdError, RatingInputError, SparkUnavailable,
-               JobBusy, ValueError, FileNotFoundError)
+USER_ERRORS = (
+    DataError,
+    ModelError,
+    UnknownIdError,
+    RatingInputError,
+    SparkUnavailable,
+    JobBusy,
+    ValueError,
+    FileNotFoundError,
+)
 
 
 def through_navigation() -> None:
@@ -43,6 +52,7 @@ def through_navigation() -> None:
 
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.runtime.scriptrunner import get_script_run_ctx
+
     if not getattr(PagesManager, "uses_pages_directory", False):  # gone in a later Streamlit: no-op
         return
     PagesManager.uses_pages_directory = False
@@ -94,8 +104,10 @@ def friendly_errors(what: str):
         st.error(f"{md_escape(what)} failed: {md_escape(exc)}")
     except Exception as exc:  # anything else: logged with traceback, shown briefly
         log.exception("%s failed", what)
-        st.error(f"{md_escape(what)} failed unexpectedly ({type(exc).__name__}: {md_escape(exc)}). "
-                 "The details are in the server log.")
+        st.error(
+            f"{md_escape(what)} failed unexpectedly ({type(exc).__name__}: {md_escape(exc)}). "
+            "The details are in the server log."
+        )
 
 
 def model_dir() -> Path | None:
@@ -129,7 +141,7 @@ def load_index() -> RecommenderIndex | None:
         return None
     try:
         return _load_index(str(folder), _stamp(folder))
-    except (ModelError, OSError) as exc:   # OSError: the folder went away meanwhile
+    except (ModelError, OSError) as exc:  # OSError: the folder went away meanwhile
         log.warning("loading %s: %s", folder, exc)
         st.error(str(exc))
         st.page_link("pages/model.py", label="Pick another saved model (Model page, Saved models)", icon="⚙️")
@@ -166,13 +178,13 @@ def saved_profiles() -> dict[str, list[tuple[int, float]]]:
 
 def hidden_movies(*profiles: str) -> list[int]:
     """The movies any of these profiles marked "Not interested" (left out of their lists)."""
-    if not profiles:   # MovieLens users only: the store is not needed
+    if not profiles:  # MovieLens users only: the store is not needed
         return []
     store = rating_store(str(get_settings().ratings_db))
     return sorted({m for name in profiles for m in store.hidden(name)})
 
 
-PROFILE = "profile:"   # a person picker's option for a profile; MovieLens users are their int ids
+PROFILE = "profile:"  # a person picker's option for a profile; MovieLens users are their int ids
 
 
 def person_label(choice, profiles: dict) -> str:
@@ -233,6 +245,7 @@ def spark_starter():
     it at the first page view unless ``SPARK_START=on-demand``): no page waits for the JVM unless
     it needs Spark before the start is over."""
     from engine.spark import SparkStarter
+
     return SparkStarter(get_settings())
 
 
@@ -241,8 +254,10 @@ def spark_session():
     Raises ``SparkUnavailable`` (shown by ``friendly_errors``) when Spark cannot start here."""
     starter = spark_starter().start(retry=True)
     if starter.state == "starting":
-        with st.spinner(f"Waiting for Spark to finish starting (started {starter.seconds():.0f} s ago; "
-                        "it starts once per server)…", show_time=True):
+        with st.spinner(
+            f"Waiting for Spark to finish starting (started {starter.seconds():.0f} s ago; it starts once per server)…",
+            show_time=True,
+        ):
             return starter.wait()
     return starter.wait()
 
@@ -251,7 +266,7 @@ def spark_session():
 # HTML and <autolinks>, math, strikethrough, tables, entities) and, at a line's start, a block
 # (heading, quote, list, rule); an underscore inside a word opens nothing and is kept.
 _ESCAPED = re.compile(r"[\\`*\[\]<$~|]|(?<![^\W_])_|_(?![^\W_])|&(?=[#A-Za-z])|^[ \t]*[#>+\-=]", re.M)
-_NUMBERED = re.compile(r"^([ \t]*\d+)([.)])", re.M)   # "1." or "1)" opening a numbered list
+_NUMBERED = re.compile(r"^([ \t]*\d+)([.)])", re.M)  # "1." or "1)" opening a numbered list
 # Links the markdown makes of plain text after unescaping it (http://, www., e-mail) and Streamlit's
 # :icon: and :directive[...] shortcodes: a word joiner (U+2060, invisible) after "://"'s colon, "www",
 # "@" or any colon before a non-space stops them; backslashes cannot.
@@ -317,8 +332,9 @@ MOVIE_COLUMNS = {
     # in view while a narrow screen scrolls the other columns sideways
     "genres": st.column_config.ListColumn("Genres"),
     "rating": st.column_config.NumberColumn("Rating", format="%.1f ⭐"),
-    "similar": st.column_config.LinkColumn("More like it", display_text="Similar →",
-                                           help="Opens the similar-movies page for this movie"),
+    "similar": st.column_config.LinkColumn(
+        "More like it", display_text="Similar →", help="Opens the similar-movies page for this movie"
+    ),
     "IMDb": st.column_config.LinkColumn("IMDb", display_text="IMDb"),
     "TMDB": st.column_config.LinkColumn("TMDB", display_text="TMDB"),
     "predicted_rating": st.column_config.NumberColumn("Predicted", format="%.2f ⭐"),

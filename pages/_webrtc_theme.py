@@ -8,6 +8,7 @@ HTML attributes, so the page adds one stylesheet to the component's document (se
 the same Streamlit server, hence reachable from the page): the app's font faces, and the
 shape, case and size of ``st.button`` (issue 24).
 """
+
 from __future__ import annotations
 
 import json

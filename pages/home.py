@@ -1,4 +1,5 @@
 """Home: what the app does, which dataset and model are loaded, and first-run training."""
+
 import streamlit as st
 
 from engine.data.stats import dataset_label
@@ -22,20 +23,38 @@ through_navigation()  # first: a deep link into a fresh server runs through stre
 settings = get_settings()
 
 st.title("🎬 Movie Recommender")
-st.write("Explore the MovieLens ratings, get personal recommendations from a Spark ALS model, "
-         "find similar movies, and let the webcam read your mood to pick a film.")
+st.write(
+    "Explore the MovieLens ratings, get personal recommendations from a Spark ALS model, "
+    "find similar movies, and let the webcam read your mood to pick a film."
+)
 
 PAGES = [  # page, label, icon, what it is for
-    ("pages/recommendations.py", "Recommendations", "⭐",
-     "Top picks for a MovieLens user; for you from a few ratings (or your IMDb or Letterboxd export); "
-     "for a movie night of several people."),
+    (
+        "pages/recommendations.py",
+        "Recommendations",
+        "⭐",
+        "Top picks for a MovieLens user; for you from a few ratings (or your IMDb or Letterboxd export); "
+        "for a movie night of several people.",
+    ),
     ("pages/similar.py", "Similar movies", "🎞️", "Movies like one you love, or like several at once."),
-    ("pages/emotion.py", "Mood from your face", "🙂",
-     "Your webcam reads your expression in the browser; movies to match it."),
-    ("pages/statistics.py", "Dataset statistics", "📊",
-     "How the ratings spread over users, movies, genres, decades and years, for all of them or any slice."),
-    ("pages/model.py", "Model: tune and evaluate", "⚙️",
-     "Cross-validated tuning of Spark ALS, baselines, ranking quality; switch the model served."),
+    (
+        "pages/emotion.py",
+        "Mood from your face",
+        "🙂",
+        "Your webcam reads your expression in the browser; movies to match it.",
+    ),
+    (
+        "pages/statistics.py",
+        "Dataset statistics",
+        "📊",
+        "How the ratings spread over users, movies, genres, decades and years, for all of them or any slice.",
+    ),
+    (
+        "pages/model.py",
+        "Model: tune and evaluate",
+        "⚙️",
+        "Cross-validated tuning of Spark ALS, baselines, ranking quality; switch the model served.",
+    ),
 ]
 for row in (PAGES[:3], PAGES[3:]):
     for col, (page, label, icon, what) in zip(st.columns(3), row):
@@ -44,15 +63,19 @@ for row in (PAGES[:3], PAGES[3:]):
             st.caption(what)
 st.write("Try:")
 tries = st.columns(3)
-tries[0].page_link("pages/recommendations.py", label="User 575's top picks", icon="⭐",
-                   query_params={"user": "575"})
-tries[1].page_link("pages/similar.py", label="Movies like The Godfather", icon="🎞️",
-                   query_params={"movie": "the godfather"})
-tries[2].page_link("pages/statistics.py", label="Film-Noir of the 1940s, in numbers", icon="📊",
-                   query_params={"genres": "Film-Noir", "released": "1940-1949"})
+tries[0].page_link("pages/recommendations.py", label="User 575's top picks", icon="⭐", query_params={"user": "575"})
+tries[1].page_link(
+    "pages/similar.py", label="Movies like The Godfather", icon="🎞️", query_params={"movie": "the godfather"}
+)
+tries[2].page_link(
+    "pages/statistics.py",
+    label="Film-Noir of the 1940s, in numbers",
+    icon="📊",
+    query_params={"genres": "Film-Noir", "released": "1940-1949"},
+)
 
 st.subheader("Dataset")
-st.write(f"**{md_escape(dataset_label(settings.movielens_data))}**")   # the server's paths: in the expander
+st.write(f"**{md_escape(dataset_label(settings.movielens_data))}**")  # the server's paths: in the expander
 with st.expander("Where the data and the models are on the server"):
     st.caption("The ratings (`MOVIELENS_DATA`):")
     st.text(settings.movielens_data)
@@ -73,38 +96,47 @@ if folder is not None:
         params = read_params(folder)
         metrics = model_metrics(str(folder), (folder / "params.json").stat().st_mtime)
         ds = params.get("dataset", {})
-        st.write(f"Model **{folder.name}**, trained on **{ds.get('name')}** "
-                 f"({ds.get('n_ratings', 0):,} ratings): rank {params['rank']}, "
-                 f"{params['max_iter']} iterations, regParam {params['reg_param']}.")
+        st.write(
+            f"Model **{folder.name}**, trained on **{ds.get('name')}** "
+            f"({ds.get('n_ratings', 0):,} ratings): rank {params['rank']}, "
+            f"{params['max_iter']} iterations, regParam {params['reg_param']}."
+        )
         m = st.columns(4)
         m[0].metric("Test RMSE", f"{metrics['test_rmse']:.4f}")
-        m[1].metric("Plain ALS RMSE", f"{metrics['plain_als_rmse']:.4f}",
-                    delta=f"{metrics['test_rmse'] - metrics['plain_als_rmse']:+.4f}", delta_color="inverse")
+        m[1].metric(
+            "Plain ALS RMSE",
+            f"{metrics['plain_als_rmse']:.4f}",
+            delta=f"{metrics['test_rmse'] - metrics['plain_als_rmse']:+.4f}",
+            delta_color="inverse",
+        )
         m[2].metric("Bias-only RMSE", f"{metrics['bias_baseline_rmse']:.4f}")
         if "picks_ndcg_at_10" in metrics:
-            m[3].metric("Top picks NDCG@10", f"{metrics['picks_ndcg_at_10']:.3f}",
-                        delta=f"{metrics['picks_ndcg_at_10'] - metrics['popularity_ndcg_at_10']:+.3f} "
-                              "vs most popular")
+            m[3].metric(
+                "Top picks NDCG@10",
+                f"{metrics['picks_ndcg_at_10']:.3f}",
+                delta=f"{metrics['picks_ndcg_at_10'] - metrics['popularity_ndcg_at_10']:+.3f} vs most popular",
+            )
         else:
-            m[3].metric("NDCG@10 (popularity)",
-                        f"{metrics['ndcg_at_10']:.3f} ({metrics['popularity_ndcg_at_10']:.3f})")
+            m[3].metric("NDCG@10 (popularity)", f"{metrics['ndcg_at_10']:.3f} ({metrics['popularity_ndcg_at_10']:.3f})")
 else:
     st.subheader("First run")
-    st.write(f"No model yet in `{settings.model_dir}`. Training the default bias-corrected ALS model "
-             "(here, or `python -m engine train` in a terminal) shows its time left as it goes, "
-             "estimated from the pace of the steps already done.")
+    st.write(
+        f"No model yet in `{settings.model_dir}`. Training the default bias-corrected ALS model "
+        "(here, or `python -m engine train` in a terminal) shows its time left as it goes, "
+        "estimated from the pace of the steps already done."
+    )
     busy = running_job_note()
-    if admin_unlocked("train the model") and st.button("Train the default model", type="primary",
-                                                       disabled=busy):
+    if admin_unlocked("train the model") and st.button("Train the default model", type="primary", disabled=busy):
         from engine.recommender.training import train_and_save  # Spark's and the trainer's imports: only to train
+
         report = progress_bar()
         with friendly_errors("Training"), job_slot().run("Training the default model", report) as progress:
             data = load_data(settings.movielens_data)
-            path, metrics = train_and_save(spark_session(), data, settings.model_dir,
-                                           progress=progress)
+            path, metrics = train_and_save(spark_session(), data, settings.model_dir, progress=progress)
             if metrics["current"]:
                 st.success(f"Model {path.name} ready: test RMSE {metrics['test_rmse']:.4f}.")
                 st.rerun()
             # worse than the bias-only baseline: saved, not served
-            st.warning(f"Model {path.name} is saved but not served: {metrics['not_current']}. "
-                       "Tune it on the Model page.")
+            st.warning(
+                f"Model {path.name} is saved but not served: {metrics['not_current']}. Tune it on the Model page."
+            )

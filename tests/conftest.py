@@ -1,4 +1,5 @@
 """Shared fixtures: one Spark session per run, generated MovieLens data, the real data."""
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,8 @@ SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"   # as scripts/ensure_chromium.sh finds it
-MISSING_MOVIELENS = ("real MovieLens data absent: put ml-latest-small.zip in ../shared/data "
-                     "or set MOVIELENS_DATA to it")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # as scripts/ensure_chromium.sh finds it
+MISSING_MOVIELENS = "real MovieLens data absent: put ml-latest-small.zip in ../shared/data or set MOVIELENS_DATA to it"
 MISSING_FER = "FER2013 absent: put fer2013.zip in ../shared/data or set FER2013_DATA"
 MISSING_CHROMIUM = "Chromium missing: `make test` installs Debian's (scripts/ensure_chromium.sh)"
 MISSING_JAVA = "Java 17+ missing: `make test` says how to install it (scripts/check_java.sh)"
@@ -53,14 +53,17 @@ def has_chromium() -> bool:
 
 def has_java() -> bool:
     from engine.spark import java_version
+
     return (java_version() or 0) >= 17
 
 
 # ---------------------------------------------------------------- strict runs (CI) vs local runs
 def pytest_addoption(parser):
-    parser.addoption("--require-all", action="store_true",
-                     help="fail (never skip) when the real data, Chromium or Java is missing; "
-                          "on by default when CI=true")
+    parser.addoption(
+        "--require-all",
+        action="store_true",
+        help="fail (never skip) when the real data, Chromium or Java is missing; on by default when CI=true",
+    )
 
 
 def strict(config=None) -> bool:
@@ -82,26 +85,47 @@ def pytest_configure(config):
 # `make test` runs the files on parallel workers (pytest-xdist, --dist loadfile: a file's tests share a
 # worker and its module fixtures). Workers take files in collection order, so the longest files go first
 # and the short ones fill the gaps at the end (the soak mostly waits on the browser: it overlaps the rest).
-LONGEST_FIRST = ("test_emotion_training.py", "test_soak.py", "test_cluster.py", "test_emotion.py",
-                 "test_app.py", "test_browser.py", "test_emotion_gpu_script.py", "test_speed_parity.py",
-                 "test_cli.py", "test_training.py", "test_faults_injection.py", "test_stats.py",
-                 "test_screenshots.py")
+LONGEST_FIRST = (
+    "test_emotion_training.py",
+    "test_soak.py",
+    "test_cluster.py",
+    "test_emotion.py",
+    "test_app.py",
+    "test_browser.py",
+    "test_emotion_gpu_script.py",
+    "test_speed_parity.py",
+    "test_cli.py",
+    "test_training.py",
+    "test_faults_injection.py",
+    "test_stats.py",
+    "test_screenshots.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: order within a file kept
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
 
 
 def pytest_sessionstart(session):
     """Under CI, check everything up front: a run missing half its tests fails in its first minute."""
     if not strict(session.config):
         return
-    missing = [why for ok, why in ((real_movielens(), MISSING_MOVIELENS), (real_fer(), MISSING_FER),
-                                   (has_chromium(), MISSING_CHROMIUM), (has_java(), MISSING_JAVA)) if not ok]
+    missing = [
+        why
+        for ok, why in (
+            (real_movielens(), MISSING_MOVIELENS),
+            (real_fer(), MISSING_FER),
+            (has_chromium(), MISSING_CHROMIUM),
+            (has_java(), MISSING_JAVA),
+        )
+        if not ok
+    ]
     if missing:
-        pytest.exit("CI run (CI=true or --require-all) without what the suite needs:\n  - "
-                    + "\n  - ".join(missing), returncode=3)
+        pytest.exit(
+            "CI run (CI=true or --require-all) without what the suite needs:\n  - " + "\n  - ".join(missing),
+            returncode=3,
+        )
 
 
 def need(ok, reason: str):
@@ -144,6 +168,7 @@ def fer_zip() -> Path:
 def spark(tmp_path_factory):
     from engine.settings import get_settings
     from engine.spark import get_spark
+
     os.environ.setdefault("SPARK_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("spark-ckpt")))
     os.environ["SPARK_SHUFFLE_PARTITIONS"] = "4"
     session = get_spark(get_settings(), app_name="tests", spark__master="local[2]")
@@ -156,7 +181,7 @@ def _title(j: int) -> str:
     year = 1980 + j % 40
     if j == 5:
         return f"Café {j + 1}, Le (Coffee {j + 1}, The) ({year})"
-    return f"Movie {j + 1}, The ({year})" if j % 10 == 4 else f"Movie {j + 1}, the \"sequel\" ({year})"
+    return f"Movie {j + 1}, The ({year})" if j % 10 == 4 else f'Movie {j + 1}, the "sequel" ({year})'
 
 
 def generate_movielens(n_users=60, n_movies=90, rank=3, density=0.35, seed=0) -> dict[str, str]:
@@ -170,22 +195,42 @@ def generate_movielens(n_users=60, n_movies=90, rank=3, density=0.35, seed=0) ->
         for j in range(n_movies):
             if rng.random() < density:
                 raw = 3.2 + 0.7 * (u[i] @ v[j]) / np.sqrt(rank) + 0.3 * rng.normal()
-                rows.append((i + 1, j + 1, float(np.clip(np.round(raw * 2) / 2, 0.5, 5.0)),
-                             1_000_000_000 + i * 1000 + j))
+                rows.append(
+                    (i + 1, j + 1, float(np.clip(np.round(raw * 2) / 2, 0.5, 5.0)), 1_000_000_000 + i * 1000 + j)
+                )
     ratings = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"])
-    movies = pd.DataFrame({
-        "movieId": np.arange(1, n_movies + 1),
-        "title": [_title(j) for j in range(n_movies)],
-        "genres": ["|".join(sorted(set(rng.choice(genres, size=rng.integers(1, 3)))))
-                   if j % 17 else "(no genres listed)" for j in range(n_movies)]})
-    tags = pd.DataFrame({"userId": [1, 2, 2, 3], "movieId": [1, 1, 2, 3],
-                         "tag": ["funny", "Funny", "dark", "classic"],
-                         "timestamp": [1_100_000_000] * 4})
-    links = pd.DataFrame({"movieId": movies["movieId"], "imdbId": [f"{100000 + j:07d}" for j in range(n_movies)],
-                          "tmdbId": [str(500 + j) if j % 5 else "" for j in range(n_movies)]})
+    movies = pd.DataFrame(
+        {
+            "movieId": np.arange(1, n_movies + 1),
+            "title": [_title(j) for j in range(n_movies)],
+            "genres": [
+                "|".join(sorted(set(rng.choice(genres, size=rng.integers(1, 3))))) if j % 17 else "(no genres listed)"
+                for j in range(n_movies)
+            ],
+        }
+    )
+    tags = pd.DataFrame(
+        {
+            "userId": [1, 2, 2, 3],
+            "movieId": [1, 1, 2, 3],
+            "tag": ["funny", "Funny", "dark", "classic"],
+            "timestamp": [1_100_000_000] * 4,
+        }
+    )
+    links = pd.DataFrame(
+        {
+            "movieId": movies["movieId"],
+            "imdbId": [f"{100000 + j:07d}" for j in range(n_movies)],
+            "tmdbId": [str(500 + j) if j % 5 else "" for j in range(n_movies)],
+        }
+    )
     to_csv = lambda df: df.to_csv(index=False, lineterminator="\r\n")  # CRLF like the real zip
-    return {"ratings.csv": to_csv(ratings), "movies.csv": to_csv(movies),
-            "tags.csv": to_csv(tags), "links.csv": to_csv(links)}
+    return {
+        "ratings.csv": to_csv(ratings),
+        "movies.csv": to_csv(movies),
+        "tags.csv": to_csv(tags),
+        "links.csv": to_csv(links),
+    }
 
 
 def write_release(folder: Path, files: dict[str, str | bytes], as_zip: bool = True) -> Path:
@@ -209,6 +254,7 @@ def small_release(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_data(small_release):
     from engine.data.movielens import load_movielens
+
     return load_movielens(small_release)
 
 
@@ -216,6 +262,7 @@ def small_data(small_release):
 def small_model(spark, small_data, tmp_path_factory):
     """A model trained (and saved) on the generated release."""
     from engine.recommender.training import ALSConfig
+
     cfg = ALSConfig(rank=4, max_iter=10, reg_param=0.1, min_ratings=1)
     return _train_and_save(spark, small_data, cfg, tmp_path_factory.mktemp("models-small"))
 
@@ -223,15 +270,22 @@ def small_model(spark, small_data, tmp_path_factory):
 def _train_and_save(spark, data, cfg, root):
     from engine.recommender.model_store import save_model
     from engine.recommender.training import train_and_evaluate
+
     result = train_and_evaluate(spark, data, cfg, progress=lambda f, m: None)
-    path = save_model(root, params=result["params"], metrics=result["metrics"],
-                      tables=result["tables"], spark_model=result["model"].als_model)
+    path = save_model(
+        root,
+        params=result["params"],
+        metrics=result["metrics"],
+        tables=result["tables"],
+        spark_model=result["model"].als_model,
+    )
     return root, path, result
 
 
 @pytest.fixture(scope="session")
 def real_data(movielens_zip):
     from engine.data.movielens import load_movielens
+
     return load_movielens(movielens_zip)
 
 
@@ -239,6 +293,7 @@ def real_data(movielens_zip):
 def real_model(spark, real_data, tmp_path_factory):
     """The default model trained on ml-latest-small (once per test run)."""
     from engine.recommender.training import ALSConfig
+
     return _train_and_save(spark, real_data, ALSConfig(), tmp_path_factory.mktemp("models-real"))
 
 

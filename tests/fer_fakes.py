@@ -1,4 +1,5 @@
 """Small stand-ins for FER2013 and its networks, shared by the emotion test files."""
+
 from __future__ import annotations
 
 import cv2
@@ -26,6 +27,7 @@ def two_nets(tmp_path):
     import keras
 
     from engine.emotion.model import make_model
+
     nets = []
     for seed, arch in ((1, "vgg"), (2, "res")):
         keras.utils.set_random_seed(seed)

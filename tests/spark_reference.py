@@ -1,4 +1,5 @@
 """Spark-side reference top-N: recommendForUserSubset scores plus the model's biases."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +10,19 @@ def spark_top_n(spark, model, users: list[int], rated: dict[int, set], n: int) -
     """user -> [(movieId, score)] ranked by mu + b_u + b_i + (Spark's u.v)."""
     n_items = model.als_model.itemFactors.count()
     subset = spark.createDataFrame([(u,) for u in users], ["userId"])
-    recs = (model.als_model.recommendForUserSubset(subset, n_items)
-            .select("userId", F.explode("recommendations").alias("r"))
-            .select("userId", F.col("r.movieId").alias("movieId"), F.col("r.rating").alias("dot"))
-            .join(model.item_bias, "movieId", "left").join(model.user_bias, "userId", "left")
-            .withColumn("score", F.lit(model.mu) + F.coalesce("user_bias", F.lit(0.0))
-                        + F.coalesce("item_bias", F.lit(0.0)) + F.col("dot"))
-            .select("userId", "movieId", "score").toPandas())
+    recs = (
+        model.als_model.recommendForUserSubset(subset, n_items)
+        .select("userId", F.explode("recommendations").alias("r"))
+        .select("userId", F.col("r.movieId").alias("movieId"), F.col("r.rating").alias("dot"))
+        .join(model.item_bias, "movieId", "left")
+        .join(model.user_bias, "userId", "left")
+        .withColumn(
+            "score",
+            F.lit(model.mu) + F.coalesce("user_bias", F.lit(0.0)) + F.coalesce("item_bias", F.lit(0.0)) + F.col("dot"),
+        )
+        .select("userId", "movieId", "score")
+        .toPandas()
+    )
     return _top_unrated(recs, rated, n)
 
 
@@ -46,8 +53,10 @@ def spark_pick_top_n(spark, als_model, users: list[int], rated: dict[int, set], 
     """user -> [(movieId, u.v)] from an implicit ALSModel's recommendForUserSubset."""
     n_items = als_model.itemFactors.count()
     subset = spark.createDataFrame([(u,) for u in users], ["userId"])
-    recs = (als_model.recommendForUserSubset(subset, n_items)
-            .select("userId", F.explode("recommendations").alias("r"))
-            .select("userId", F.col("r.movieId").alias("movieId"), F.col("r.rating").alias("score"))
-            .toPandas())
+    recs = (
+        als_model.recommendForUserSubset(subset, n_items)
+        .select("userId", F.explode("recommendations").alias("r"))
+        .select("userId", F.col("r.movieId").alias("movieId"), F.col("r.rating").alias("score"))
+        .toPandas()
+    )
     return _top_unrated(recs, rated, n)

@@ -1,4 +1,5 @@
 """Every page through Streamlit's AppTest, including the error paths."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,14 @@ from engine.data.stats import compute_stats, summarize
 from engine.recommender.serving import RecommenderIndex
 
 APP = str(REPO / "streamlit_app.py")
-PAGES = ["pages/home.py", "pages/statistics.py", "pages/recommendations.py", "pages/similar.py",
-         "pages/model.py", "pages/emotion.py"]
+PAGES = [
+    "pages/home.py",
+    "pages/statistics.py",
+    "pages/recommendations.py",
+    "pages/similar.py",
+    "pages/model.py",
+    "pages/emotion.py",
+]
 
 
 @pytest.fixture()
@@ -24,6 +31,7 @@ def app_env(monkeypatch, small_release, small_model, tmp_path):
     monkeypatch.setenv("RATINGS_DB", str(tmp_path / "ratings.sqlite"))
     monkeypatch.chdir(REPO)
     import streamlit as st
+
     st.cache_data.clear()
     st.cache_resource.clear()
     return small_model
@@ -106,6 +114,7 @@ def test_new_user_mode_persists(app_env):
         at.button(key="rate_save").click().run()
         no_exception(at)
     from engine.people.user_ratings import RatingStore
+
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         assert len(store.ratings("guest")) == 3
     # a new session (a reload) sees the saved ratings and gets recommendations
@@ -118,6 +127,7 @@ def test_new_user_mode_persists(app_env):
 def test_new_user_rates_the_most_watched_movies_in_one_click(app_env):
     """The quick-start grid: the most-rated unrated movies; one click saves, the next movie moves up."""
     from engine.people.user_ratings import RatingStore
+
     index = RecommenderIndex.load(app_env[1])
     at = open_page("pages/recommendations.py")
     at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
@@ -128,13 +138,13 @@ def test_new_user_rates_the_most_watched_movies_in_one_click(app_env):
 
     first = index.popular_to_rate([], 9)["movieId"].tolist()
     assert tiles(at) == first
-    at.feedback(key=f"quick_{first[0]}").set_value(3).run()        # the fourth star
+    at.feedback(key=f"quick_{first[0]}").set_value(3).run()  # the fourth star
     no_exception(at)
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         assert store.ratings("guest") == [(first[0], 4.0)]
     assert tiles(at) == index.popular_to_rate([first[0]], 9)["movieId"].tolist() == first[1:] + tiles(at)[-1:]
     assert any("Your ratings (1)" in s.value for s in at.subheader)
-    assert len(at.dataframe[0].value) > 0                             # recommendations from one rating
+    assert len(at.dataframe[0].value) > 0  # recommendations from one rating
     at.button(key="quick_other").click().run()
     assert tiles(at) == index.popular_to_rate([first[0]], 9, offset=9)["movieId"].tolist()
     # another profile starts from the most-watched again
@@ -144,9 +154,10 @@ def test_new_user_rates_the_most_watched_movies_in_one_click(app_env):
 
 
 def test_new_user_rates_a_recommendation_in_place_and_sees_newest_ratings_first(app_env):
-    """"Seen it": a movie picked from the list is rated there and leaves it; a long list of ratings
+    """ "Seen it": a movie picked from the list is rated there and leaves it; a long list of ratings
     shows the newest eight until asked for all."""
     from engine.people.user_ratings import RatingStore
+
     index = RecommenderIndex.load(app_env[1])
     ten = [int(m) for m in index.popular_to_rate([], 10)["movieId"]]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
@@ -155,21 +166,22 @@ def test_new_user_rates_a_recommendation_in_place_and_sees_newest_ratings_first(
     at.sidebar.slider(key="rec_min").set_value(0).run()
     at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
     sliders = [s.key for s in at.get("select_slider") if s.key and s.key.startswith("edit_")]
-    assert sliders == [f"edit_{m}" for m in ten[::-1][:8]]                   # newest first, eight of ten
+    assert sliders == [f"edit_{m}" for m in ten[::-1][:8]]  # newest first, eight of ten
     at.toggle(key="ratings_all").set_value(True).run()
     assert len([s for s in at.get("select_slider") if s.key and s.key.startswith("edit_")]) == 10
     before = at.dataframe[0].value["title"].tolist()
-    first = index.recommend_new_user([(m, 4.0 if k % 2 else 2.5) for k, m in enumerate(ten)], 10,
-                                     order="picks")["movieId"].iloc[0]
+    first = index.recommend_new_user([(m, 4.0 if k % 2 else 2.5) for k, m in enumerate(ten)], 10, order="picks")[
+        "movieId"
+    ].iloc[0]
     assert before[0] == readable_title(index.movies.set_index("movieId").loc[first, "title"], with_year=False)
     at.selectbox(key="seen_pick").set_value(int(first)).run()
-    at.feedback(key="seen_stars").set_value(4).run()                          # five stars
+    at.feedback(key="seen_stars").set_value(4).run()  # five stars
     no_exception(at)
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         assert dict(store.ratings("guest"))[int(first)] == 5.0
     after = at.dataframe[0].value["title"].tolist()
     assert before[0] not in after and after != before and len(after) == 10
-    assert at.selectbox(key="seen_pick").value is None                       # ready for the next one
+    assert at.selectbox(key="seen_pick").value is None  # ready for the next one
     # not interested: out of the list and the quick start, listed, and can be shown again
     title_of = dict(zip(as_shown(index.movies["title"]), map(int, index.movies["movieId"])))
     unwanted = title_of[after[0]]
@@ -191,10 +203,12 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
     """An uploaded IMDb export joins the profile's ratings (those given before stay); a bad file is
     named with its line and changes nothing; the download gives the ratings back."""
     from engine.people.user_ratings import RatingStore
+
     at = open_page("pages/recommendations.py")
     at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
-    at.feedback(key="quick_" + next(f.key for f in at.get("feedback") if f.key.startswith("quick_"))
-                .removeprefix("quick_")).set_value(1).run()
+    at.feedback(
+        key="quick_" + next(f.key for f in at.get("feedback") if f.key.startswith("quick_")).removeprefix("quick_")
+    ).set_value(1).run()
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         before = store.ratings("guest")
     assert len(before) == 1
@@ -202,8 +216,9 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
     at.get("file_uploader")[0].set_value(("imdb.csv", bad, "text/csv")).run()
     at.button(key="ratings_import").click().run()
     no_exception(at)
-    assert [e.value for e in at.error] == ["Importing imdb.csv failed: imdb.csv, line 3: the rating 'eleven' "
-                                           "is not a number."]
+    assert [e.value for e in at.error] == [
+        "Importing imdb.csv failed: imdb.csv, line 3: the rating 'eleven' is not a number."
+    ]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         assert store.ratings("guest") == before
     unknown = b"Const,Your Rating,Title,Year\ntt9999999,8,Some Show,2008\n"
@@ -217,9 +232,9 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
     at.button(key="ratings_import").click().run()
     no_exception(at)
     assert not at.error
-    note = at.success[0].value.replace("\\", "")   # markdown-escaped
+    note = at.success[0].value.replace("\\", "")  # markdown-escaped
     assert "2 rating(s) read (IMDb ratings export file)" in note and "Some Show" in note and "2 added" in note
-    at.run()   # the report stays, to be read at leisure, until dismissed
+    at.run()  # the report stays, to be read at leisure, until dismissed
     assert at.success and "Some Show" in at.success[0].value
     at.button(key="import_note_close").click().run()
     assert not at.success
@@ -227,7 +242,7 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
         after = store.ratings("guest")
     assert after[0] == before[0] and set(after[1:]) == {(1, 5.0), (2, 3.5)}
     assert any("Your ratings (3)" in s.value for s in at.subheader)
-    assert not at.get("file_uploader")[0].value                      # emptied for the next file
+    assert not at.get("file_uploader")[0].value  # emptied for the next file
     download = at.get("download_button")[0]
     assert download.proto.label == "Download my ratings (CSV)"
 
@@ -235,6 +250,7 @@ def test_new_user_imports_and_exports_a_ratings_file(app_env):
 def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
     """The group list is the index's: each person's predicted rating and the lowest of them (or the mean)."""
     from engine.people.user_ratings import RatingStore
+
     mine = [(1, 5.0), (2, 4.5), (3, 1.0)]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         for movie, rating in mine:
@@ -251,12 +267,14 @@ def test_movie_night_for_a_profile_and_a_movielens_user(app_env):
     assert df["title"].tolist() == as_shown(expected["title"])
     assert df["for sam"].tolist() == expected["for sam"].tolist() and "for user 5" in df
     assert any(h.value == "Top 10 for sam, user 5" for h in at.subheader), [h.value for h in at.subheader]
-    assert [list(why) for why in df["because"]] == [[f"{who}: {readable_title(t)}" for who, t in why] for why in expected["because_by"]]
+    assert [list(why) for why in df["because"]] == [
+        [f"{who}: {readable_title(t)}" for who, t in why] for why in expected["because_by"]
+    ]
     at.radio(key="group_strategy").set_value("average").run()
     average = index.recommend_group({"sam": mine, "user 5": 5}, 10, strategy="average")
     assert at.dataframe[0].value["group_score"].tolist() == average["group_score"].tolist()
     assert "user" not in at.query_params
-    with RatingStore(os.environ["RATINGS_DB"]) as store:   # sam is not interested in the top movie
+    with RatingStore(os.environ["RATINGS_DB"]) as store:  # sam is not interested in the top movie
         store.hide("sam", int(average["movieId"].iloc[0]))
     at.run()
     assert at.dataframe[0].value["title"].tolist()[:9] == as_shown(average["title"])[1:]
@@ -266,6 +284,7 @@ def test_similar_exact(app_env):
     at = similar_page(3)
     no_exception(at)
     from engine.data.movie_profile import movie_profile
+
     p = movie_profile(load_movielens(os.environ["MOVIELENS_DATA"]), 3)
     about = [e for e in at.expander if e.label.startswith("About ")]
     assert len(about) == 1 and about[0].label.endswith(f": {p.ratings:,} ratings, mean {p.mean_rating:.2f} ⭐")
@@ -286,13 +305,12 @@ def test_similar_to_several_movies_at_once(app_env):
     assert df["title"].tolist() == as_shown(expected["title"])
     assert at.subheader[0].value.count(" + ") == 2 and "The Movie 5" in at.subheader[0].value
     assert at.query_params["movie"] == "3" and at.query_params["also"] == "5,7"
-    at.radio(key="sim_method").set_value("Spark LSH").run()         # LSH searches around one movie
+    at.radio(key="sim_method").set_value("Spark LSH").run()  # LSH searches around one movie
     assert "exact search" in at.info[0].value and at.dataframe[0].value["title"].tolist() == df["title"].tolist()
     shared = _open_link("pages/similar.py", movie="3", also="5,7,424242")
     no_exception(shared)
     assert shared.multiselect(key="sim_also").value == [5, 7]
-    assert shared.dataframe[0].value["title"].tolist()[:3] == \
-        as_shown(index.similar(3, 10, also=[5, 7])["title"])[:3]
+    assert shared.dataframe[0].value["title"].tolist()[:3] == as_shown(index.similar(3, 10, also=[5, 7])["title"])[:3]
     at.multiselect(key="sim_also").set_value([]).run()
     assert "also" not in at.query_params
 
@@ -301,15 +319,16 @@ def test_titles_shown_as_people_write_them(app_env):
     """MovieLens's "Movie 5, The (1984)" reads "The Movie 5" (the year has its own column); genres are chips."""
     at = similar_page(5)
     no_exception(at)
-    assert any(h.value == "Most similar to The Movie 5 (1984)" for h in at.subheader), \
-        [h.value for h in at.subheader]
+    assert any(h.value == "Most similar to The Movie 5 (1984)" for h in at.subheader), [h.value for h in at.subheader]
     df = at.dataframe[0].value
     assert df["genres"].map(lambda g: not isinstance(g, str) and all(isinstance(x, str) for x in g)).all()
-    assert not df["title"].str.contains(r"\(\d{4}\)$").any()   # the Year column holds it
+    assert not df["title"].str.contains(r"\(\d{4}\)$").any()  # the Year column holds it
     # each row links to its own similar-movies page (relative: works under a base path too)
-    expected = ["similar?movie=" + str(m) for m in RecommenderIndex.load(app_env[1]).similar(5, 10, min_ratings=0)["movieId"]]
+    expected = [
+        "similar?movie=" + str(m) for m in RecommenderIndex.load(app_env[1]).similar(5, 10, min_ratings=0)["movieId"]
+    ]
     assert df["similar"].tolist() == expected
-    title = json.loads(at.dataframe[0].proto.columns)["title"]   # stays in view when the rest scrolls sideways
+    title = json.loads(at.dataframe[0].proto.columns)["title"]  # stays in view when the rest scrolls sideways
     assert title["pinned"] is True and title["label"] == "Title"
 
 
@@ -321,14 +340,20 @@ def test_statistics_tables(app_env):
     captions = [c.value for c in at.caption]
     for per, dist in (("user", stats.ratings_per_user), ("movie", stats.ratings_per_movie)):
         m = summarize(dist)
-        assert (f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, min {m['min']:,}, "
-                f"max {m['max']:,} ratings.") in captions, captions
+        assert (
+            f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, min {m['min']:,}, max {m['max']:,} ratings."
+        ) in captions, captions
     from engine.data.stats import concentration
+
     curve, gini = concentration(stats.ratings_per_movie)
     top10 = curve.loc[10, "share_of_ratings"]
-    assert any(c.startswith(f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini "
-                            f"coefficient {gini:.2f}") for c in captions), captions
-    assert len(at.get("plotly_chart")) == 8   # all ratings given in 2001: no genres-over-the-years chart
+    assert any(
+        c.startswith(
+            f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini coefficient {gini:.2f}"
+        )
+        for c in captions
+    ), captions
+    assert len(at.get("plotly_chart")) == 8  # all ratings given in 2001: no genres-over-the-years chart
     at.slider(key="stats_min").set_value(5).run()
     assert len(at.dataframe) == 2
 
@@ -339,32 +364,38 @@ def _metrics(at) -> dict:
 
 def test_statistics_of_a_slice(app_env):
     from engine.data.stats import Slice
+
     data = load_movielens(os.environ["MOVIELENS_DATA"])
     at = open_page("pages/statistics.py")
     at.sidebar.multiselect(key="slice_genres").set_value(["Comedy", "Drama"])
     at.sidebar.slider(key="slice_released").set_value((1990, 2004))
-    at.sidebar.button(key="slice_apply").click().run()   # the slice controls are a form
+    at.sidebar.button(key="slice_apply").click().run()  # the slice controls are a form
     no_exception(at)
     want = compute_stats(data, part=Slice(genres=("Comedy", "Drama"), released=(1990, 2004))).counts
     assert _metrics(at)["Ratings"] == f"{want['ratings']:,}" and _metrics(at)["Users"] == f"{want['users']:,}"
     assert any("Slice: Comedy or Drama movies released 1990–2004" in i.value for i in at.info)
     from engine.data.stats import slice_data
+
     sliced = slice_data(data, Slice(genres=("Comedy", "Drama"), released=(1990, 2004))).ratings["rating"]
-    assert (f"Mean rating {sliced.mean():.2f} in this slice, {data.ratings['rating'].mean():.2f} over all "
-            "ratings.") in [c.value for c in at.caption]
+    assert (
+        f"Mean rating {sliced.mean():.2f} in this slice, {data.ratings['rating'].mean():.2f} over all ratings."
+    ) in [c.value for c in at.caption]
     assert at.query_params["genres"] == "Comedy,Drama" and at.query_params["released"] == "1990-2004"
-    shown = at.dataframe[0].value["title"]   # the tables are of the slice too
+    shown = at.dataframe[0].value["title"]  # the tables are of the slice too
     assert len(shown) and all(1990 <= int(t[-5:-1]) <= 2004 for t in shown), list(shown)
 
-    year = 1980   # a genre without a movie from that year: a slice with no ratings at all
-    genre = next(g for g in ("Horror", "Thriller", "Sci-Fi", "Romance", "Action", "Comedy", "Drama")
-                 if data.movies[data.movies["genres"].str.contains(g) & (data.movies["year"] == year)].empty)
+    year = 1980  # a genre without a movie from that year: a slice with no ratings at all
+    genre = next(
+        g
+        for g in ("Horror", "Thriller", "Sci-Fi", "Romance", "Action", "Comedy", "Drama")
+        if data.movies[data.movies["genres"].str.contains(g) & (data.movies["year"] == year)].empty
+    )
     at.sidebar.multiselect(key="slice_genres").set_value([genre])
     at.sidebar.slider(key="slice_released").set_value((year, year))
     at.sidebar.button(key="slice_apply").click().run()
     no_exception(at)
     assert any(f"No ratings for {genre} movies released {year}" in w.value for w in at.warning)
-    at.sidebar.button(key="slice_reset").click().run()   # Show everything
+    at.sidebar.button(key="slice_reset").click().run()  # Show everything
     no_exception(at)
     assert _metrics(at)["Ratings"] == f"{len(data.ratings):,}" and "genres" not in at.query_params
 
@@ -373,8 +404,9 @@ def test_statistics_of_titles_without_years(app_env, monkeypatch, tmp_path):
     import re
 
     from conftest import generate_movielens, write_release
+
     files = generate_movielens(n_users=20, n_movies=30)
-    files["movies.csv"] = re.sub(r" \(\d{4}\)", "", files["movies.csv"])   # no title has a year
+    files["movies.csv"] = re.sub(r" \(\d{4}\)", "", files["movies.csv"])  # no title has a year
     monkeypatch.setenv("MOVIELENS_DATA", str(write_release(tmp_path / "noyears", files)))
     at = open_page("pages/statistics.py")
     no_exception(at)
@@ -433,7 +465,8 @@ def test_unknown_user_error_is_clear(app_env):
     shown = [e.value for e in at.error] + [w.value for w in at.warning]
     headings = [h.value for h in at.subheader]
     assert any("999" in m for m in shown) or (
-        at.selectbox(key="rec_user").value != 999 and any(h.startswith("Top ") for h in headings)), (shown, headings)
+        at.selectbox(key="rec_user").value != 999 and any(h.startswith("Top ") for h in headings)
+    ), (shown, headings)
     assert not any(h.endswith("user 999") for h in headings)
 
 
@@ -450,6 +483,7 @@ def test_saved_models_tab_switches_and_deletes(app_env, monkeypatch, tmp_path):
     """The saved-models table marks the current model; another can be made current, or deleted
     after a confirmation; the current one cannot be deleted (its Delete is disabled)."""
     import shutil
+
     root = tmp_path / "models"
     shutil.copytree(app_env[0], root)
     current = app_env[1].name
@@ -460,7 +494,7 @@ def test_saved_models_tab_switches_and_deletes(app_env, monkeypatch, tmp_path):
     table = at.dataframe[-1].value
     assert table["model"].tolist() == [current, "als-19990101-000000-0001"]
     assert table["current"].tolist() == [True, False] and (table["size_mb"] > 0).all()
-    assert at.button(key="use_model").disabled and at.button(key="ask_delete_model").disabled   # the current one
+    assert at.button(key="use_model").disabled and at.button(key="ask_delete_model").disabled  # the current one
     at.selectbox(key="pick_model").set_value("als-19990101-000000-0001").run()
     at.button(key="use_model").click().run()
     no_exception(at)
@@ -468,8 +502,8 @@ def test_saved_models_tab_switches_and_deletes(app_env, monkeypatch, tmp_path):
     assert "is now the current model" in at.success[0].value
     assert at.dataframe[-1].value["current"].tolist() == [False, True]
     at.selectbox(key="pick_model").set_value(current).run()
-    at.button(key="ask_delete_model").click().run()            # asks first, in a dialog (the browser test
-    no_exception(at)                                            # confirms it: AppTest cannot click in one)
+    at.button(key="ask_delete_model").click().run()  # asks first, in a dialog (the browser test
+    no_exception(at)  # confirms it: AppTest cannot click in one)
     assert (root / current).exists() and f"Delete **{current}** for good?" in at.markdown[-1].value
 
 
@@ -479,6 +513,7 @@ def _face_image(fer_zip, ext: str) -> bytes:
 
     from engine.emotion.detector import EmotionRecognizer
     from engine.emotion.frames import face_frame
+
     frame = face_frame(fer_zip, "happy", recognizer=EmotionRecognizer.load())
     return cv2.imencode(ext, frame)[1].tobytes()
 
@@ -491,19 +526,20 @@ def test_emotion_manual_choice(app_env):
     assert any("Feeling sad" in s.value for s in at.subheader)
     movies = [d.value for d in at.dataframe if "genres" in d.value.columns]
     genres = movies[-1]["genres"]  # the manual tab's list (the About tab's tables come later)
-    assert len(genres) and genres.map(lambda g: "Drama" in list(g)).all()   # shown as chips
+    assert len(genres) and genres.map(lambda g: "Drama" in list(g)).all()  # shown as chips
 
 
 def test_emotion_list_for_your_own_profile(app_env):
     """A profile rated on the Recommendations page can be picked here: the mood list is its top picks."""
     from engine.people.user_ratings import RatingStore
     from engine.recommender.mood import mood_recommendations
+
     mine = [(1, 5.0), (2, 4.5), (3, 1.0), (8, 4.0)]
     with RatingStore(os.environ["RATINGS_DB"]) as store:
         for movie, rating in mine:
             store.set_rating("sam", movie, rating)
         store.set_rating("empty", 1, 3.0)
-        store.remove_rating("empty", 1)                                  # a profile with nothing rated
+        store.remove_rating("empty", 1)  # a profile with nothing rated
     at = open_page("pages/emotion.py")
     picker = at.sidebar.selectbox(key="mood_user")
     assert picker.options[:2] == ["Anyone", "You: sam (4 ratings)"] and picker.options[2].startswith("MovieLens user")
@@ -519,8 +555,7 @@ def test_emotion_list_for_your_own_profile(app_env):
 
 @pytest.mark.integration
 def test_emotion_photo_paths(app_env, fer_zip):
-    for widget, name, mime in (("camera_input", "face.jpg", "image/jpeg"),
-                               ("file_uploader", "face.png", "image/png")):
+    for widget, name, mime in (("camera_input", "face.jpg", "image/jpeg"), ("file_uploader", "face.png", "image/png")):
         at = open_page("pages/emotion.py")
         element = getattr(at, widget)(key="mood_camera" if widget == "camera_input" else "mood_upload")
         element.set_value((name, _face_image(fer_zip, "." + name.split(".")[1]), mime)).run()
@@ -533,6 +568,7 @@ def test_emotion_photo_paths(app_env, fer_zip):
 
 def test_emotion_model_card(app_env, monkeypatch, tmp_path):
     import shutil
+
     metrics = json.loads((REPO / "models/emotion/metrics.json").read_text())
     at = open_page("pages/emotion.py")
     no_exception(at)
@@ -551,16 +587,20 @@ def test_emotion_model_card(app_env, monkeypatch, tmp_path):
     (broken / "metrics.json").write_text('{"accuracy": 0.7,\n oops}')
     monkeypatch.setenv("EMOTION_MODEL_DIR", str(broken))
     import streamlit as st
+
     st.cache_resource.clear()
     at = open_page("pages/emotion.py")
     no_exception(at)
     assert any("metrics.json, line 2: not valid JSON" in e.value for e in at.error)
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("EMOTION_RUNTIME", "gpu", "EMOTION_RUNTIME='gpu': use one of litert, tensorflow, or unset it"),
-    ("MOOD_GENRES", "{happy: [", "MOOD_GENRES is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("EMOTION_RUNTIME", "gpu", "EMOTION_RUNTIME='gpu': use one of litert, tensorflow, or unset it"),
+        ("MOOD_GENRES", "{happy: [", "MOOD_GENRES is not valid JSON"),
+    ],
+)
 def test_bad_setting_is_a_message_not_a_stack_trace(app_env, monkeypatch, name, value, message):
     """The entry script reads the settings before any page runs, the webcam page's included (a page
     that Streamlit starts alone, as AppTest's page switch does, runs through the entry script)."""
@@ -622,12 +662,13 @@ def test_shared_links_open_their_movie_and_user(app_env):
     assert at.query_params["movie"] == "3"
     bad = _open_link("pages/similar.py", movie="no such film")
     no_exception(bad)
-    assert "No movie id or title matches" in bad.warning[0].value and bad.dataframe   # still a page
+    assert "No movie id or title matches" in bad.warning[0].value and bad.dataframe  # still a page
     rec = _open_link("pages/recommendations.py", user="7")
     assert rec.selectbox(key="rec_user").value == 7 and any("user 7" in h.value for h in rec.subheader)
     taste = RecommenderIndex.load(app_env[1]).user_profile(7)
-    assert any(c.value.startswith(f"{taste['ratings']:,} movies rated, {taste['mean_rating']:.2f} ⭐")
-               for c in rec.caption), [c.value for c in rec.caption]
+    assert any(
+        c.value.startswith(f"{taste['ratings']:,} movies rated, {taste['mean_rating']:.2f} ⭐") for c in rec.caption
+    ), [c.value for c in rec.caption]
     assert rec.query_params["user"] == "7"
     unknown = _open_link("pages/recommendations.py", user="99999")
     no_exception(unknown)
@@ -659,26 +700,26 @@ def test_choices_stay_when_you_come_back_and_a_followed_link_still_wins(app_env)
     at.sidebar.multiselect(key="slice_genres").set_value(["Comedy"])
     at.sidebar.button(key="slice_apply").click().run()
 
-    _go(at, "pages/recommendations.py")   # back: user 5's three best by rating, as left
+    _go(at, "pages/recommendations.py")  # back: user 5's three best by rating, as left
     no_exception(at)
     assert at.selectbox(key="rec_user").value == 5 and at.sidebar.slider(key="rec_n").value == 3
     assert at.sidebar.radio(key="rec_order").value == "rating" and at.sidebar.slider(key="rec_min").value == 0
     assert len(at.dataframe[0].value) == 3 and at.query_params["user"] == "5"
     at.segmented_control(key="rec_mode").set_value("Me (new user)").run()
     at.text_input(key="profile").set_value("alice").run()
-    _go(at, "pages/similar.py")            # back: the same blend
+    _go(at, "pages/similar.py")  # back: the same blend
     assert at.selectbox(key="sim_movie").value == 3 and at.multiselect(key="sim_also").value == [5]
     assert at.query_params["movie"] == "3" and at.query_params["also"] == "5"
-    _go(at, "pages/statistics.py")         # back: the same slice, and the address links to it again
+    _go(at, "pages/statistics.py")  # back: the same slice, and the address links to it again
     assert at.sidebar.multiselect(key="slice_genres").value == ["Comedy"]
     assert any("Slice: Comedy movies" in i.value for i in at.info) and at.query_params["genres"] == "Comedy"
-    _go(at, "pages/recommendations.py")    # back: still alice's new-user page, not guest's
+    _go(at, "pages/recommendations.py")  # back: still alice's new-user page, not guest's
     no_exception(at)
     assert at.segmented_control(key="rec_mode").value == "Me (new user)"
     assert at.text_input(key="profile").value == "alice"
 
-    _go(at, "pages/home.py")                        # links followed (the home page's Try links):
-    _go(at, "pages/recommendations.py", user="7")   # what they name, not what was kept
+    _go(at, "pages/home.py")  # links followed (the home page's Try links):
+    _go(at, "pages/recommendations.py", user="7")  # what they name, not what was kept
     assert at.segmented_control(key="rec_mode").value == "A MovieLens user"
     assert at.selectbox(key="rec_user").value == 7 and any("user 7" in h.value for h in at.subheader)
     _go(at, "pages/similar.py", movie="the movie 5")
@@ -688,5 +729,5 @@ def test_choices_stay_when_you_come_back_and_a_followed_link_still_wins(app_env)
     assert any("Slice: Drama movies released 1990–1999" in i.value for i in at.info)
     at.sidebar.multiselect(key="slice_genres").set_value(["Drama", "Horror"])  # a change on the page
     at.sidebar.button(key="slice_apply").click().run()
-    assert any("Slice: Drama or Horror movies released 1990–1999" in i.value for i in at.info)   # is kept
+    assert any("Slice: Drama or Horror movies released 1990–1999" in i.value for i in at.info)  # is kept
     no_exception(at)

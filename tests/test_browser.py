@@ -4,6 +4,7 @@ Screenshots of every page go to test-artifacts/screenshots/ (git-ignored); timin
 (first render per page, recommendation update, webcam frames/s) to
 test-artifacts/browser_timings.json, which bench/bench_browser.py prints.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,15 +22,24 @@ import pytest
 
 from conftest import CHROMIUM, MISSING_CHROMIUM, REPO, cli_env, has_chromium, need
 
-ORDER_NOTES = {"picks": "Top picks: the movies most likely to be watched and enjoyed next.",
-               "rating": "Ordered by the highest predicted rating."}
+ORDER_NOTES = {
+    "picks": "Top picks: the movies most likely to be watched and enjoyed next.",
+    "rating": "Ordered by the highest predicted rating.",
+}
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
 ARTIFACTS = REPO / "test-artifacts"
 SHOTS = ARTIFACTS / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMINGS: dict = {}
 
 
@@ -57,10 +67,18 @@ def _wait_healthy(url: str, proc, timeout: float = 90) -> None:
 def _streamlit(env: dict):
     """`streamlit run streamlit_app.py` on a free port; yields its URL."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-           "--server.headless", "true"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
@@ -75,8 +93,12 @@ def _streamlit(env: dict):
 
 def _app_env(real_model, movielens_zip, tmp: Path) -> dict:
     need(has_chromium(), MISSING_CHROMIUM)
-    return cli_env(MOVIELENS_DATA=movielens_zip, MODEL_DIR=real_model[0],
-                   RATINGS_DB=tmp / "ratings.sqlite", SPARK_CHECKPOINT_DIR=tmp / "ckpt")
+    return cli_env(
+        MOVIELENS_DATA=movielens_zip,
+        MODEL_DIR=real_model[0],
+        RATINGS_DB=tmp / "ratings.sqlite",
+        SPARK_CHECKPOINT_DIR=tmp / "ckpt",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,19 +108,22 @@ def server(real_model, movielens_zip, tmp_path_factory):
             yield url
         finally:
             ARTIFACTS.mkdir(exist_ok=True)
-            old = json.loads((ARTIFACTS / "browser_timings.json").read_text()) \
-                if (ARTIFACTS / "browser_timings.json").exists() else {}
+            old = (
+                json.loads((ARTIFACTS / "browser_timings.json").read_text())
+                if (ARTIFACTS / "browser_timings.json").exists()
+                else {}
+            )
             (ARTIFACTS / "browser_timings.json").write_text(json.dumps({**old, **TIMINGS}, indent=2))
 
 
 def _browser(playwright, extra_args=()):
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=CHROMIUM_ARGS + list(extra_args))
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + list(extra_args))
 
 
 @pytest.fixture(scope="module")
 def playwright():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         yield p
 
@@ -114,7 +139,9 @@ def _wait_idle(page, timeout=60000):
                  !document.querySelector('[data-testid=stStatusWidget]') &&
                  !document.querySelector('[data-testid=stSkeleton]') &&
                  [...document.querySelectorAll('[data-testid=stPlotlyChart]')]
-                     .every(chart => chart.querySelector('.main-svg'))""", timeout=timeout)
+                     .every(chart => chart.querySelector('.main-svg'))""",
+        timeout=timeout,
+    )
     assert_no_error(page)
 
 
@@ -129,8 +156,14 @@ def assert_no_error(page) -> None:
 
 def _webcam_page(playwright, server: str, video, width: int = 1400, height: int = 1100):
     """A fresh Chromium whose fake camera plays ``video`` (Y4M, looped), on the emotion page."""
-    browser = _browser(playwright, ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                                    f"--use-file-for-fake-video-capture={video}"])
+    browser = _browser(
+        playwright,
+        [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ],
+    )
     context = browser.new_context(viewport={"width": width, "height": height})
     context.grant_permissions(["camera"], origin=server)
     page = context.new_page()
@@ -163,14 +196,15 @@ def _grid_rows(page, nth=0, expect=None, timeout_s=30) -> int:
                 "([n, rows]) => { const g = [...document.querySelectorAll("
                 "'[data-testid=stDataFrame] [role=grid]')].at(n);"
                 " return g && Number(g.getAttribute('aria-rowcount')) - 1 === rows; }",
-                arg=[nth, expect], timeout=timeout_s * 1000)
-        except Exception:   # noqa: BLE001 - the caller's assertion reports the count it got
+                arg=[nth, expect],
+                timeout=timeout_s * 1000,
+            )
+        except Exception:  # noqa: BLE001 - the caller's assertion reports the count it got
             pass
     return int(grid.get_attribute("aria-rowcount")) - 1  # minus the header row
 
 
-def test_a_deep_link_into_a_fresh_server_gets_the_app_navigation(real_model, movielens_zip, tmp_path,
-                                                                   playwright):
+def test_a_deep_link_into_a_fresh_server_gets_the_app_navigation(real_model, movielens_zip, tmp_path, playwright):
     """A bookmarked page is the first request after a restart: it must still run inside
     streamlit_app.py's navigation (Streamlit's legacy pages/ mode ran the file alone and
     listed raw file names such as "common" and "streamlit app", until the home page was opened)."""
@@ -180,8 +214,7 @@ def test_a_deep_link_into_a_fresh_server_gets_the_app_navigation(real_model, mov
         page.get_by_text("Most similar to").first.wait_for(timeout=120000)
         _wait_idle(page)
         nav = page.locator("[data-testid=stSidebarNav]").inner_text()
-        titles = ["Home", "Dataset statistics", "Recommendations", "Similar movies", "Mood from your face",
-                  "Model"]
+        titles = ["Home", "Dataset statistics", "Recommendations", "Similar movies", "Mood from your face", "Model"]
         assert [line for line in nav.splitlines() if line.strip() in titles] == titles, nav
         assert "common" not in nav and "streamlit app" not in nav.lower()
         assert urllib.parse.urlparse(page.url).path == "/similar" and page.title() == "Movie Recommender"
@@ -201,11 +234,13 @@ def test_every_page_renders(server, playwright, width):
     TIMINGS.setdefault(f"first_render_s@{width}", {})["home"] = round(time.perf_counter() - t0, 2)
     page.screenshot(path=str(SHOTS / f"home-{width}.png"), full_page=True)
     # page -> (heading, text that appears only once the page has finished rendering)
-    expected = {"statistics": ("Dataset statistics", "Most-rated and best-rated movies"),
-                "recommendations": ("Recommendations", "Top 10 for user 575"),
-                "similar": ("Similar movies", "Most similar to"),
-                "emotion": ("Mood from your face", "Press START"),
-                "model": ("Model", "Current model:")}
+    expected = {
+        "statistics": ("Dataset statistics", "Most-rated and best-rated movies"),
+        "recommendations": ("Recommendations", "Top 10 for user 575"),
+        "similar": ("Similar movies", "Most similar to"),
+        "emotion": ("Mood from your face", "Press START"),
+        "model": ("Model", "Current model:"),
+    }
     for path, (heading, ready) in expected.items():
         t0 = time.perf_counter()
         page.goto(f"{server}/{path}")
@@ -215,7 +250,11 @@ def test_every_page_renders(server, playwright, width):
         TIMINGS[f"first_render_s@{width}"][path] = round(time.perf_counter() - t0, 2)
         if path == "statistics":  # nine Plotly charts, drawn (not left as skeletons)
             titles = page.locator("[data-testid=stPlotlyChart] .gtitle").all_text_contents()
-            assert len(titles) == 9 and "How concentrated the ratings are (Lorenz curve)" in titles and "Ratings per user (logarithmic bins)" in titles, titles
+            assert (
+                len(titles) == 9
+                and "How concentrated the ratings are (Lorenz curve)" in titles
+                and "Ratings per user (logarithmic bins)" in titles
+            ), titles
             assert "Movies per release decade, coloured by mean rating" in titles, titles
         assert "Traceback" not in page.locator("body").inner_text()
         assert_no_error(page)
@@ -259,13 +298,14 @@ def test_choices_stay_across_pages_and_try_links_still_win(server, playwright):
 def test_delete_a_saved_model_after_confirming(server, playwright, real_model):
     """Model page, Saved models: Delete… asks in a dialog, and only its Delete removes the folder."""
     import shutil
+
     root, current = real_model[0], real_model[1].name
     shutil.copytree(root / current, root / "als-19990101-000000-0001")
     browser, page = _open_page(playwright, server, "model")
     page.get_by_text("Current model:").wait_for(timeout=90000)
     page.get_by_role("tab", name="Saved models").click()
     _wait_idle(page)
-    assert _grid_rows(page, nth=-1) == 2           # the saved-models table: both models
+    assert _grid_rows(page, nth=-1) == 2  # the saved-models table: both models
     page.get_by_role("combobox", name="Model").click()
     page.get_by_role("option", name="als-19990101-000000-0001").click()
     page.get_by_role("button", name="Delete…").click()
@@ -274,12 +314,13 @@ def test_delete_a_saved_model_after_confirming(server, playwright, real_model):
     page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
     page.get_by_text("Deleted als-19990101-000000-0001 (").wait_for(timeout=30000)
     assert not (root / "als-19990101-000000-0001").exists() and (root / current).exists()
-    assert page.get_by_role("combobox", name="Model").input_value() == current   # not the deleted name
+    assert page.get_by_role("combobox", name="Model").input_value() == current  # not the deleted name
     browser.close()
 
 
 def test_statistics_slice_from_a_shared_link(server, playwright, real_data):
     from engine.data.stats import Slice, compute_stats
+
     want = compute_stats(real_data, part=Slice(genres=("Film-Noir",), released=(1940, 1949))).counts
     browser, page = _open_page(playwright, server, "statistics?genres=Film-Noir&released=1940-1949")
     page.get_by_text("Slice: Film-Noir movies released 1940–1949").wait_for(timeout=90000)
@@ -287,7 +328,7 @@ def test_statistics_slice_from_a_shared_link(server, playwright, real_data):
     ratings = page.locator("[data-testid=stMetric]", has_text="Ratings").first
     assert ratings.locator("[data-testid=stMetricValue]").inner_text() == f"{want['ratings']:,}"
     page.screenshot(path=str(SHOTS / "statistics-slice.png"), full_page=True)
-    with page.expect_download() as download:   # the slice's statistics, as `engine stats --json` prints them
+    with page.expect_download() as download:  # the slice's statistics, as `engine stats --json` prints them
         page.get_by_role("button", name="Download as JSON").click()
     saved = json.loads(Path(download.value.path()).read_text())
     assert saved["slice"] == "Film-Noir movies released 1940–1949" and saved["counts"] == want
@@ -330,8 +371,10 @@ def test_similar_movies_from_a_shared_link(server, playwright):
     page.get_by_text("Most similar to The Godfather (1972)").wait_for(timeout=30000)
     page.wait_for_url(re.compile(r"/similar\?movie=858$"), timeout=30000)
     _step_slider(page, -5)  # "How many": 10 -> 5
-    page.wait_for_function("() => document.querySelector('[data-testid=stDataFrame] [role=grid]')"
-                           "?.getAttribute('aria-rowcount') === '6'", timeout=30000)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stDataFrame] [role=grid]')?.getAttribute('aria-rowcount') === '6'",
+        timeout=30000,
+    )
     assert _grid_rows(page) == 5
     page.screenshot(path=str(SHOTS / "similar-link.png"), full_page=True)
     browser.close()
@@ -343,17 +386,24 @@ def test_new_user_ratings_survive_reload(server, playwright, real_model):
     page.get_by_text("Me (new user)", exact=True).click()
     page.get_by_text("Rate movies you know").wait_for()
     # typed as people write titles: MovieLens stores "Matrix, The (1999)", "Godfather, The (1972)"
-    for count, (title, found) in enumerate((("Toy Story (1995)", "Toy Story (1995)"),
-                                            ("The Matrix", "The Matrix (1999)"),
-                                            ("the godfather", "The Godfather (1972)")), start=1):
+    for count, (title, found) in enumerate(
+        (
+            ("Toy Story (1995)", "Toy Story (1995)"),
+            ("The Matrix", "The Matrix (1999)"),
+            ("the godfather", "The Godfather (1972)"),
+        ),
+        start=1,
+    ):
         box = page.get_by_label("Find a movie by title")
         box.fill(title)
         box.press("Enter")
-        page.wait_for_function(   # the search drew its pick (shown as text, or as the value of its input)
+        page.wait_for_function(  # the search drew its pick (shown as text, or as the value of its input)
             "([found]) => { const pick = document.querySelector('.st-key-rate_pick');"
             " return !!pick && (pick.innerText.includes(found) ||"
             " [...pick.querySelectorAll('input')].some(i => i.value.includes(found))); }",
-            arg=[found], timeout=30000)
+            arg=[found],
+            timeout=30000,
+        )
         _wait_idle(page)
         page.locator(".st-key-rate_stars").get_by_role("radio", name="5 out of 5 stars").click()
         _wait_idle(page)
@@ -366,17 +416,18 @@ def test_new_user_ratings_survive_reload(server, playwright, real_model):
     # one click in the quick-start grid, on the most-watched movie not rated yet (its first card)
     from engine.data.movielens import readable_title
     from engine.recommender.serving import RecommenderIndex
+
     index = RecommenderIndex.load(real_model[1])
-    top = int(index.popular_to_rate([1, 2571, 858], 1)["movieId"].iloc[0])   # not Toy Story, Matrix, Godfather
+    top = int(index.popular_to_rate([1, 2571, 858], 1)["movieId"].iloc[0])  # not Toy Story, Matrix, Godfather
     title = readable_title(index.movies.set_index("movieId").loc[top, "title"], with_year=False)
-    card = page.locator("[data-testid=stVerticalBlock]", has_text=title).last   # the innermost block: the card
+    card = page.locator("[data-testid=stVerticalBlock]", has_text=title).last  # the innermost block: the card
     card.get_by_role("radio", name="4 out of 5 stars").click()
     page.get_by_text("Your ratings (4)").wait_for(timeout=30000)
     page.locator("[data-testid=stText]", has_text=title).first.wait_for(timeout=30000)
     _wait_idle(page)
     assert _grid_rows(page) == 10
     page.screenshot(path=str(SHOTS / "new-user.png"), full_page=True)
-    assert "profile=guest" in page.url          # the address names the profile: a reload comes back to it
+    assert "profile=guest" in page.url  # the address names the profile: a reload comes back to it
     page.reload()
     page.get_by_text("Your ratings (4)").wait_for(timeout=90000)
     # the rows are drawn just after their heading: wait for them rather than read the page at once
@@ -385,13 +436,14 @@ def test_new_user_ratings_survive_reload(server, playwright, real_model):
     page.get_by_text("Import or export ratings").click()
     imdb = "Const,Your Rating,Title,Year\ntt0114709,2,Toy Story,1995\ntt0110912,8,Pulp Fiction,1994\n"
     page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
-        files=[{"name": "imdb-ratings.csv", "mimeType": "text/csv", "buffer": imdb.encode()}])
+        files=[{"name": "imdb-ratings.csv", "mimeType": "text/csv", "buffer": imdb.encode()}]
+    )
     page.get_by_role("button", name="Import", exact=True).click(timeout=30000)
     page.get_by_text("Your ratings (5)").wait_for(timeout=30000)
     page.get_by_text(re.compile(r"1 added, 0 replaced, 1 already rated kept")).wait_for(timeout=30000)
     _wait_idle(page)
     expander = page.locator("[data-testid=stExpander] details", has_text="Import or export ratings")
-    if expander.get_attribute("open") is None:       # drawn closed after the rerun: open it again
+    if expander.get_attribute("open") is None:  # drawn closed after the rerun: open it again
         page.get_by_text("Import or export ratings").click()
     page.get_by_role("button", name=re.compile("Download my ratings")).wait_for(state="visible", timeout=30000)
     with page.expect_download() as download:
@@ -407,6 +459,7 @@ def test_live_webcam_reads_happy(server, playwright, fer_zip, tmp_path):
     """Chromium's fake camera plays a Y4M of a happy dataset face; the page must say happy."""
     from engine.emotion.detector import EmotionRecognizer
     from engine.emotion.frames import face_frame, write_y4m
+
     frame = face_frame(fer_zip, "happy", recognizer=EmotionRecognizer.load())
     video = write_y4m(tmp_path / "happy.y4m", [frame], fps=15, repeat=45)  # 3 s, looped by Chromium
     browser, page = _webcam_page(playwright, server, video)
@@ -418,8 +471,12 @@ def test_live_webcam_reads_happy(server, playwright, fer_zip, tmp_path):
     # the live loop keeps going: the frames/s line changes again after the first result
     fps = page.get_by_text(re.compile(r"frames/s processed")).first
     first = fps.inner_text()
-    page.wait_for_function("([before]) => { const m = document.body.innerText.match(/.*frames\\/s processed.*/);"
-                           " return m && m[0] !== before; }", arg=[first], timeout=60000)
+    page.wait_for_function(
+        "([before]) => { const m = document.body.innerText.match(/.*frames\\/s processed.*/);"
+        " return m && m[0] !== before; }",
+        arg=[first],
+        timeout=60000,
+    )
     assert_no_error(page)
     fps_text = fps.inner_text()
     TIMINGS["webcam_fps"] = float(re.search(r"([\d.]+) frames/s", fps_text).group(1))

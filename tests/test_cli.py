@@ -5,6 +5,7 @@ Spark: they run ``engine.cli.main`` in this process, under the same environment,
 test run's one Spark session (a process of their own would start a JVM each, about
 15 s on a slow 2-core machine). The ``python -m`` entry itself is exercised by the others.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,20 +25,21 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 def _starts_spark(args) -> bool:
-    return (args[0] in ("train", "evaluate", "tune") or "--spark" in args
-            or ("--method" in args and "lsh" in args))
+    return args[0] in ("train", "evaluate", "tune") or "--spark" in args or ("--method" in args and "lsh" in args)
 
 
 def run_cli(env, *args, expect=0):
     if _starts_spark(args):
         from engine.cli import main
+
         out = io.StringIO()
         with mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out):
             returncode = main(list(args))
         stdout, stderr = out.getvalue(), "(in this process: see the captured stderr)"
     else:
-        done = subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "engine", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+        )
         returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
     assert returncode == expect, stderr[-2000:]
     lines = [line for line in stdout.splitlines() if line.strip()]
@@ -50,9 +52,15 @@ def run_cli(env, *args, expect=0):
 @pytest.fixture(scope="module")
 def env(spark, small_release, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
-    e = cli_env(MOVIELENS_DATA=small_release, MODEL_DIR=tmp / "models", ENGINE_DATA_DIR=tmp / "data",
-                RATINGS_DB=tmp / "ratings.sqlite", SPARK_SHUFFLE_PARTITIONS=4,
-                SPARK_CHECKPOINT_DIR=tmp / "ckpt", SPARK_MASTER="local[2]")
+    e = cli_env(
+        MOVIELENS_DATA=small_release,
+        MODEL_DIR=tmp / "models",
+        ENGINE_DATA_DIR=tmp / "data",
+        RATINGS_DB=tmp / "ratings.sqlite",
+        SPARK_SHUFFLE_PARTITIONS=4,
+        SPARK_CHECKPOINT_DIR=tmp / "ckpt",
+        SPARK_MASTER="local[2]",
+    )
     out = run_cli(e, "train", "--json", "--rank", "4", "--max-iter", "8")
     assert out["test_rmse"] > 0 and out["dataset"] == "ml-test"
     return e
@@ -60,8 +68,15 @@ def env(spark, small_release, tmp_path_factory):
 
 def test_train_and_evaluate(env):
     saved = run_cli(env, "evaluate", "--saved", "--json")
-    for key in ("test_rmse", "plain_als_rmse", "bias_baseline_rmse", "ndcg_at_10",
-                "popularity_ndcg_at_10", "picks_ndcg_at_10", "split_seed"):
+    for key in (
+        "test_rmse",
+        "plain_als_rmse",
+        "bias_baseline_rmse",
+        "ndcg_at_10",
+        "popularity_ndcg_at_10",
+        "picks_ndcg_at_10",
+        "split_seed",
+    ):
         assert key in saved
     fresh = run_cli(env, "evaluate", "--json")
     assert fresh["test_rmse"] == pytest.approx(saved["test_rmse"], abs=1e-3)  # seeded protocol
@@ -69,7 +84,7 @@ def test_train_and_evaluate(env):
     # every flag acts, and the JSON echoes what ran: another split seed is another test set
     other = run_cli(env, "evaluate", "--split-seed", "7", "--rank", "3", "--json")
     assert other["settings"]["split_seed"] == other["split_seed"] == 7 and other["settings"]["rank"] == 3
-    assert other["n_test"] != fresh["n_test"]       # the seeded split of this data: deterministic
+    assert other["n_test"] != fresh["n_test"]  # the seeded split of this data: deterministic
     assert "takes no --rank" in run_cli(env, "evaluate", "--saved", "--rank", "3", "--json", expect=2)["error"]
 
 
@@ -78,8 +93,7 @@ def test_recommend_and_similar(env):
     recs = out["recommendations"]
     assert len(recs) == 5 and {"movieId", "title", "predicted_rating"} <= set(recs[0])
     assert out["order"] == "rating"
-    picks = run_cli(env, "recommend", "--user", "5", "-n", "5", "--min-ratings", "0", "--order", "picks",
-                    "--json")
+    picks = run_cli(env, "recommend", "--user", "5", "-n", "5", "--min-ratings", "0", "--order", "picks", "--json")
     assert picks["order"] == "picks" and len(picks["recommendations"]) == 5
     assert [r["movieId"] for r in picks["recommendations"]] != [r["movieId"] for r in recs]
     sim = run_cli(env, "similar", "--movie", "3", "-n", "5", "--min-ratings", "0", "--json")
@@ -102,8 +116,21 @@ def test_movies_named_by_title(env):
     err = run_cli(env, "similar", "--movie", "no such film", "--json", expect=2)
     assert "No movie id or title matches 'no such film'" in err["error"]
     # like several movies at once, each named as people write it
-    blend = run_cli(env, "similar", "--movie", "3", "--also", "the movie 5", "--also", "cafe 6", "-n", "4",
-                    "--min-ratings", "0", "--json")
+    blend = run_cli(
+        env,
+        "similar",
+        "--movie",
+        "3",
+        "--also",
+        "the movie 5",
+        "--also",
+        "cafe 6",
+        "-n",
+        "4",
+        "--min-ratings",
+        "0",
+        "--json",
+    )
     assert blend["movie"] == 3 and blend["also"] == [5, 6] and len(blend["similar"]) == 4
     assert not {3, 5, 6} & {m["movieId"] for m in blend["similar"]}
     err = run_cli(env, "similar", "--movie", "3", "--also", "5", "--method", "lsh", "--json", expect=2)
@@ -129,14 +156,19 @@ def test_import_and_export_ratings_files(env, tmp_path):
     """`rate --import` takes an IMDb export (matched through links.csv), `--export` gives it back;
     `recommend --new-user` reads the same files; a bad line is named and nothing is stored."""
     imdb = tmp_path / "imdb.csv"
-    imdb.write_text("Const,Your Rating,Title,Title Type,Year\n"
-                    "tt0100000,10,Movie 1,Movie,1980\ntt0100001,7,Movie 2,Movie,1981\n"
-                    "tt9999999,9,A TV Series,TV Series,2008\n")
+    imdb.write_text(
+        "Const,Your Rating,Title,Title Type,Year\n"
+        "tt0100000,10,Movie 1,Movie,1980\ntt0100001,7,Movie 2,Movie,1981\n"
+        "tt9999999,9,A TV Series,TV Series,2008\n"
+    )
     out = run_cli(env, "rate", "--profile", "importer", "--movie", "3", "--rating", "2", "--json")
     out = run_cli(env, "rate", "--profile", "importer", "--import", str(imdb), "--json")
     assert out["imported"] == {"added": 2, "replaced": 0, "kept": 0}
-    assert out["ratings"] == [{"movieId": 3, "rating": 2.0}, {"movieId": 1, "rating": 5.0},
-                              {"movieId": 2, "rating": 3.5}]
+    assert out["ratings"] == [
+        {"movieId": 3, "rating": 2.0},
+        {"movieId": 1, "rating": 5.0},
+        {"movieId": 2, "rating": 3.5},
+    ]
     again = run_cli(env, "rate", "--profile", "importer", "--import", str(imdb), "--json")
     assert again["imported"] == {"added": 0, "replaced": 0, "kept": 2}
     exported = tmp_path / "out.csv"
@@ -164,15 +196,32 @@ def test_import_and_export_ratings_files(env, tmp_path):
     assert run_cli(env, "rate", "--profile", "importer", "--export", "-").splitlines() == lines
     # the profile's own mood list: its top picks in the mood's genres (sad: Drama)
     mood = run_cli(env, "mood", "--emotion", "sad", "--profile", "importer", "-n", "5", "--min-ratings", "0", "--json")
-    drama = run_cli(env, "recommend", "--profile", "importer", "--genres", "Drama", "--order", "picks", "-n", "5",
-                    "--min-ratings", "0", "--json")
+    drama = run_cli(
+        env,
+        "recommend",
+        "--profile",
+        "importer",
+        "--genres",
+        "Drama",
+        "--order",
+        "picks",
+        "-n",
+        "5",
+        "--min-ratings",
+        "0",
+        "--json",
+    )
     assert mood["profile"] == "importer" and {m["ranked_by"] for m in mood["movies"]} == {"top picks"}
     assert [m["movieId"] for m in mood["movies"]] == [r["movieId"] for r in drama["recommendations"]]
     err = run_cli(env, "mood", "--emotion", "sad", "--profile", "nobody", "--json", expect=2)
     assert "Profile 'nobody' has no ratings yet" in err["error"]
     # a movie night for MovieLens user 1 and the profile
     night = run_cli(env, "recommend", "--group", "1,importer", "-n", "4", "--min-ratings", "0", "--json")
-    assert night["group"] == ["user 1", "importer"] and night["strategy"] == "misery" and len(night["recommendations"]) == 4
+    assert (
+        night["group"] == ["user 1", "importer"]
+        and night["strategy"] == "misery"
+        and len(night["recommendations"]) == 4
+    )
     for movie in night["recommendations"]:
         assert movie["group_score"] == min(movie["for user 1"], movie["for importer"])
         assert set(movie["because"]) <= {"user 1", "importer"} and movie["because"]
@@ -213,10 +262,11 @@ def test_stats_both_paths(env):
 
 def test_about_a_movie(env, small_data):
     from engine.data.movie_profile import movie_profile
+
     out = run_cli(env, "about", "--movie", "1", "--json")
     assert out == json.loads(json.dumps(movie_profile(small_data, 1).as_dict()))
     title = small_data.movies.set_index("movieId").loc[7, "title"]
-    assert run_cli(env, "about", "--movie", title, "--json")["movie_id"] == 7   # a title, through the model
+    assert run_cli(env, "about", "--movie", title, "--json")["movie_id"] == 7  # a title, through the model
     text = run_cli(env, "about", "--movie", "1")
     assert f"{out['ratings']:,} ratings, mean {out['mean_rating']:.2f}" in text and "tags: funny (2)" in text
     assert "is not in" in run_cli(env, "about", "--movie", "424242", "--json", expect=2)["error"]
@@ -224,6 +274,7 @@ def test_about_a_movie(env, small_data):
 
 def test_stats_of_a_slice(env, small_data):
     from engine.data.stats import Slice, compute_stats
+
     args = ("stats", "--genres", "Comedy,Drama", "--released", "1990-2004", "--json")
     out, spark_out = run_cli(env, *args), run_cli(env, *args, "--spark")
     part = Slice(genres=("Comedy", "Drama"), released=(1990, 2004))
@@ -232,20 +283,21 @@ def test_stats_of_a_slice(env, small_data):
     assert out["counts"]["ratings"] < run_cli(env, "stats", "--json")["counts"]["ratings"]
     text = run_cli(env, "stats", "--released", "1990")
     assert text.splitlines()[0].endswith(": movies released 1990")
-    for bad, message in ((("--released", "1999-1990"), "--released: '1999-1990' ends before it starts"),
-                         (("--rated", "lately"), "--rated: 'lately' is not a year"),
-                         (("--genres", "Comedy,Noir"), "Unknown genre 'Noir'"),
-                         (("--released", "1950-1960"), "No ratings for movies released 1950–1960")):
+    for bad, message in (
+        (("--released", "1999-1990"), "--released: '1999-1990' ends before it starts"),
+        (("--rated", "lately"), "--rated: 'lately' is not a year"),
+        (("--genres", "Comedy,Noir"), "Unknown genre 'Noir'"),
+        (("--released", "1950-1960"), "No ratings for movies released 1950–1960"),
+    ):
         assert message in run_cli(env, "stats", *bad, "--json", expect=2)["error"]
-    assert "Unknown genre 'Noir'" in run_cli(env, "stats", "--spark", "--genres", "Noir", "--json",
-                                             expect=2)["error"]
+    assert "Unknown genre 'Noir'" in run_cli(env, "stats", "--spark", "--genres", "Noir", "--json", expect=2)["error"]
 
 
 def test_tune(env):
     out = run_cli(env, "tune", "--folds", "2", "--ranks", "2,4", "--iters", "5", "--regs", "0.1", "--json")
     assert out["folds"] == 2 and len(out["table"]) == 2
     assert {r["rank"] for r in out["table"]} == {2, 4} and all(r["rmse"] > 0 for r in out["table"])
-    lowest = min(out["table"], key=lambda r: r["rmse"])      # "best" is the lowest-RMSE grid point
+    lowest = min(out["table"], key=lambda r: r["rmse"])  # "best" is the lowest-RMSE grid point
     assert out["best"] == {k: lowest[k] for k in ("rank", "maxIter", "regParam")}
     assert out["best_rmse"] == lowest["rmse"]
 
@@ -263,6 +315,7 @@ def test_fetch_offline_fallback(env, tmp_path):
     e = dict(env, ENGINE_DATA_DIR=str(tmp_path))
     out = run_cli(e, "fetch", "--json")
     from engine.data.movielens import load_movielens
+
     data = load_movielens(out["path"])
     if "GroupLens unreachable" in out["dataset"]:
         assert len(data.ratings) == 100000 and data.ratings["userId"].nunique() == 943
@@ -275,6 +328,7 @@ def test_models_list_switch_and_delete(env):
     """`models` lists the saved models (the current one starred), `--use` switches, `--delete`
     removes one that is not current and refuses the current one."""
     import shutil
+
     root = Path(env["MODEL_DIR"])
     listed = run_cli(env, "models", "--json")["models"]
     current = next(r["model"] for r in listed if r["current"])
@@ -295,8 +349,9 @@ def test_models_list_switch_and_delete(env):
 
 
 def _cli_process(env, *args):
-    done = subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     return done.returncode, (json.loads(lines[-1]) if "--json" in args and lines else done.stdout), done.stderr
 
@@ -304,7 +359,7 @@ def _cli_process(env, *args):
 def test_exit_codes_of_the_cli_process_itself(env, tmp_path):
     """`python -m engine` as a process, its own Spark start included: 0 ok, 2 bad input,
     3 no model, 4 Spark unavailable (no Java)."""
-    code, out, _ = _cli_process(env, "stats", "--spark", "--json")      # starts its own JVM
+    code, out, _ = _cli_process(env, "stats", "--spark", "--json")  # starts its own JVM
     assert code == 0 and out["counts"]["ratings"] > 0, out
     code, out, _ = _cli_process(env, "stats", "--genres", "Noir", "--json")
     assert code == 2 and "Unknown genre 'Noir'" in out["error"] and out["code"] == 2

@@ -1,5 +1,6 @@
 """A real Spark standalone cluster (master + two workers on 127.0.0.1, from the pyspark wheel):
 the default model trained on it matches local mode, and its executors ran on the workers."""
+
 from __future__ import annotations
 
 import json
@@ -38,16 +39,18 @@ def cluster(tmp_path_factory):
     """Master and two one-core workers on free ports (a worker whose UI port is taken moves to the next
     one; the test reads their addresses from the master); stopped, and checked gone, afterwards."""
     port, ui = _free_ports(2)
-    env = cli_env(SPARK_CLUSTER_DIR=tmp_path_factory.mktemp("cluster"), SPARK_CLUSTER_PORT=port,
-                  SPARK_CLUSTER_UI_PORT=ui, PYTHON=sys.executable)
-    started = subprocess.run([str(SCRIPT), "start"], cwd=REPO, env=env, capture_output=True, text=True,
-                             timeout=300)
+    env = cli_env(
+        SPARK_CLUSTER_DIR=tmp_path_factory.mktemp("cluster"),
+        SPARK_CLUSTER_PORT=port,
+        SPARK_CLUSTER_UI_PORT=ui,
+        PYTHON=sys.executable,
+    )
+    started = subprocess.run([str(SCRIPT), "start"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         yield {"master": f"spark://127.0.0.1:{port}", "ui": ui, "env": env}
     finally:
-        stopped = subprocess.run([str(SCRIPT), "stop"], cwd=REPO, env=env, capture_output=True, text=True,
-                                 timeout=120)
+        stopped = subprocess.run([str(SCRIPT), "stop"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
         assert stopped.returncode == 0, stopped.stderr
         with pytest.raises(OSError):
             _status(ui)
@@ -58,12 +61,23 @@ def test_default_model_on_a_cluster_matches_local_mode(cluster, real_model, movi
     assert status["status"] == "ALIVE" and len(status["workers"]) == 2
     assert all(w["state"] == "ALIVE" and w["host"] == "127.0.0.1" for w in status["workers"])
 
-    env = {**cluster["env"], "SPARK_MASTER": cluster["master"], "MOVIELENS_DATA": str(movielens_zip),
-           "MODEL_DIR": str(tmp_path / "models"), "SPARK_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
-           "PYSPARK_PYTHON": sys.executable,
-           "SPARK_CONF": json.dumps({"spark.executor.memory": "1g", "spark.cores.max": "2"})}
-    done = subprocess.run([sys.executable, "-m", "engine", "train", "--json"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+    env = {
+        **cluster["env"],
+        "SPARK_MASTER": cluster["master"],
+        "MOVIELENS_DATA": str(movielens_zip),
+        "MODEL_DIR": str(tmp_path / "models"),
+        "SPARK_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_CONF": json.dumps({"spark.executor.memory": "1g", "spark.cores.max": "2"}),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "train", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     on_cluster = json.loads(done.stdout.strip().splitlines()[-1])
     local = real_model[2]["metrics"]
@@ -79,8 +93,7 @@ def test_default_model_on_a_cluster_matches_local_mode(cluster, real_model, movi
     hosts_used = []
     for worker in status["workers"]:
         info = _status(int(worker["webuiaddress"].rsplit(":", 1)[1]))
-        ran = [e for e in info.get("finishedexecutors", []) + info.get("executors", [])
-               if e.get("appid") in app_ids]
+        ran = [e for e in info.get("finishedexecutors", []) + info.get("executors", []) if e.get("appid") in app_ids]
         if ran:
             hosts_used.append(worker["id"])
     assert len(hosts_used) == 2, status

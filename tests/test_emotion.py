@@ -2,6 +2,7 @@
 
 Nothing here may touch the network: a fixture makes any socket connection fail.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ MODEL_DIR = REPO / "models" / "emotion"
 def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("emotion code tried to use the network")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
@@ -64,13 +66,16 @@ def test_color_orders_and_formats():
     assert abs(int(to_gray(_jpeg(bgr)).mean()) - int(expected.mean())) <= 3  # JPEG is lossy
 
 
-@pytest.mark.parametrize("bad, message", [
-    (b"", "empty"),
-    (b"this is not an image at all", "not a JPEG, PNG or WebP"),
-    (np.zeros((0, 10, 3), np.uint8), "empty"),
-    (np.zeros((4, 4, 5), np.uint8), "Unsupported image shape"),
-    ("photo.jpg", "Expected an image array"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "not a JPEG, PNG or WebP"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        (np.zeros((4, 4, 5), np.uint8), "Unsupported image shape"),
+        ("photo.jpg", "Expected an image array"),
+    ],
+)
 def test_bad_inputs(bad, message):
     with pytest.raises(EmotionInputError, match=message):
         to_gray(bad)
@@ -88,8 +93,8 @@ def test_truncated_and_oversized():
 def test_crop_geometry_rows_are_y_columns_are_x():
     img = np.zeros((300, 400), np.uint8)
     x, y, w, h = 250, 40, 120, 60  # wide box, far right: swapping w/h or x/y would miss it
-    img[y:y + h, x:x + w] = 255
-    img[y:y + h // 2, x:x + w // 2] = 100  # top-left quadrant marks orientation
+    img[y : y + h, x : x + w] = 255
+    img[y : y + h // 2, x : x + w // 2] = 100  # top-left quadrant marks orientation
     crop = crop_face(img, (x, y, w, h))
     assert crop.shape == (48, 48)
     assert crop[:20, :20].mean() == pytest.approx(100, abs=2)
@@ -138,15 +143,16 @@ def test_shipped_ensemble_choice_reproduces(recognizer, fer_zip):
     """The validation figures that made the ensemble ship are what its networks score now."""
     from engine.emotion.evaluation import predict_probabilities
     from engine.emotion.runs import stratified_split, validation_fingerprint
+
     metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
     if recognizer.n_members == 1:
         pytest.skip("the shipped model is a single network")
     train = load_split(fer_zip, "train")
-    _, val = stratified_split(train.labels, metrics["config"]["val_fraction"],
-                              metrics["config"]["split_seed"])
+    _, val = stratified_split(train.labels, metrics["config"]["val_fraction"], metrics["config"]["split_seed"])
     assert metrics["data_fingerprint"]["validation"] == validation_fingerprint(train, val)
     x, y = train.images[val], train.labels[val]
     from engine.emotion.ensemble import members_of
+
     probs = [predict_probabilities(m, x) for m in members_of(recognizer.model)]
     scores = [round(float((p.argmax(1) == y).mean()), 4) for p in probs]
     together = round(float((np.mean(probs, axis=0).argmax(1) == y).mean()), 4)
@@ -172,10 +178,12 @@ def happy_frame():
     """A 640x480 frame with one FER2013 test face pasted in."""
     from conftest import MISSING_FER, need, real_fer
     from engine.emotion.frames import face_frame
+
     return face_frame(need(real_fer(), MISSING_FER), "happy")
 
 
 # ---------------------------------------------------------------------- data + training
+
 
 def test_loaders_agree(tmp_path):
     root = _fake_fer(tmp_path)
@@ -186,8 +194,11 @@ def test_loaders_agree(tmp_path):
     a, b = load_split(root, "train"), load_split(zpath, "train")
     assert len(a) == len(b) == 42 and a.fingerprint == b.fingerprint
     csv = tmp_path / "fer2013.csv"
-    lines = ["emotion,pixels,Usage"] + [f"{k},{' '.join(['7'] * 2304)},Training" for k in range(7)] \
+    lines = (
+        ["emotion,pixels,Usage"]
+        + [f"{k},{' '.join(['7'] * 2304)},Training" for k in range(7)]
         + [f"3,{' '.join(['9'] * 2304)},PrivateTest"]
+    )
     csv.write_text("\n".join(lines) + "\n")
     assert len(load_split(csv, "train")) == 7 and load_split(csv, "test").labels.tolist() == [3]
     csv.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
@@ -200,11 +211,9 @@ def test_loaders_agree(tmp_path):
         load_split(tmp_path / "bad.zip", "train")
 
 
-
-
-
 def test_architectures():
     from engine.emotion.model import ARCHITECTURES, make_model
+
     faces = np.random.default_rng(0).integers(0, 255, (3, 48, 48, 1)).astype(np.float32)
     sizes = {}
     for arch in ARCHITECTURES:
@@ -224,6 +233,7 @@ def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, hap
 
     from engine.emotion.ensemble import build_ensemble, members_of
     from engine.emotion.live import FrameProcessor
+
     a, b = _two_nets(tmp_path)
     path = tmp_path / "emotion.keras"
     build_ensemble([a, b]).save(path)
@@ -243,21 +253,21 @@ def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, hap
     np.testing.assert_allclose(rec.classify(faces, False), (pa + pb) / 2, atol=1e-5)
     # Live video: one network per frame, in turn; alpha 1 keeps only the newest frame.
     processor = FrameProcessor(rec, alpha=1.0)
-    processor.process(happy_frame)   # a face shows once seen in two frames in a row (FaceTracker)
+    processor.process(happy_frame)  # a face shows once seen in two frames in a row (FaceTracker)
     assert processor.latest().faces == 0
     for turn in range(1, 4):
         processor.process(happy_frame)
         reading = processor.latest()
         expected = rec.analyze(happy_frame, flip_average=False, member=turn)[0].probabilities
         assert reading.faces == 1
-        assert reading.probabilities == pytest.approx({k: round(v, 4) for k, v in expected.items()},
-                                                      abs=2e-4)
+        assert reading.probabilities == pytest.approx({k: round(v, 4) for k, v in expected.items()}, abs=2e-4)
     assert processor.frames == 4
 
 
 def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys):
     from engine.emotion import lite
     from engine.emotion.ensemble import build_ensemble
+
     a, b = _two_nets(tmp_path)
     folder = tmp_path / "emotion"
     folder.mkdir()
@@ -276,13 +286,15 @@ def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys)
     rec = EmotionRecognizer.load(folder)
     assert rec.n_members == 2 and rec.runtime == "litert"
     x = faces[..., None].astype(np.float32)
-    np.testing.assert_allclose(rec.classify(faces, False), (a.predict(x, verbose=0) + b.predict(x, verbose=0)) / 2,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        rec.classify(faces, False), (a.predict(x, verbose=0) + b.predict(x, verbose=0)) / 2, atol=1e-5
+    )
     # ... so that loads convert nothing ...
     convert = lite.to_litert
 
     def no_conversion(model):
         raise AssertionError("converted again despite the cache")
+
     monkeypatch.setattr(lite, "to_litert", no_conversion)
     again = EmotionRecognizer.load(folder)
     assert again.runtime == "litert"
@@ -298,25 +310,34 @@ def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys)
     build_ensemble([b, a]).save(folder / "emotion.keras")
     swapped = EmotionRecognizer.load(folder)
     assert len(list(cache.iterdir())) == 4
-    np.testing.assert_allclose(swapped.classify(faces, False, member=0), rec.classify(faces, False, member=1),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        swapped.classify(faces, False, member=0), rec.classify(faces, False, member=1), atol=1e-6
+    )
 
 
 def test_ensemble_refuses_members_it_cannot_check(tmp_path):
     from engine.emotion.ensemble import EnsembleNotBetter, make_ensemble
     from engine.emotion.runs import WarmStartError
+
     root = _fake_fer(tmp_path)
     fingerprint = load_split(root, "train").fingerprint
     a, _ = _two_nets(tmp_path)
     runs = []
-    for name, config in (("a", {"seed": 42}), ("b", {"seed": 7, "split_seed": 42}),
-                         ("c", {"seed": 9})):
+    for name, config in (("a", {"seed": 42}), ("b", {"seed": 7, "split_seed": 42}), ("c", {"seed": 9})):
         folder = tmp_path / name
         folder.mkdir()
         a.save(folder / "emotion.keras")
-        (folder / "metrics.json").write_text(json.dumps(
-            {"config": {**config, "val_fraction": 0.1}, "data_fingerprint": {"train": fingerprint},
-             "training_curve": [], "training_seconds": 1.0, "epochs_run": 1}))
+        (folder / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "config": {**config, "val_fraction": 0.1},
+                    "data_fingerprint": {"train": fingerprint},
+                    "training_curve": [],
+                    "training_seconds": 1.0,
+                    "epochs_run": 1,
+                }
+            )
+        )
         runs.append(folder / "emotion.keras")
     out = tmp_path / "out"
     with pytest.raises(WarmStartError, match="different validation splits"):
@@ -342,6 +363,7 @@ def test_ensemble_refuses_members_it_cannot_check(tmp_path):
     # An ensemble is not one network: a new training cycle cannot start from it.
     from engine.emotion.runs import _warm_start
     from engine.emotion.train import TrainConfig
+
     (tmp_path / "a" / "metrics.json").write_text(json.dumps({"members": [{}, {}], "config": {}}))
     with pytest.raises(WarmStartError, match="an ensemble of 2 networks, not one network"):
         _warm_start(a, runs[0], load_split(root, "train"), TrainConfig(data=str(root), out_dir="o"))
@@ -357,6 +379,7 @@ def test_a_differently_ordered_copy_is_refused_for_its_other_validation_split(tm
         validation_fingerprint,
     )
     from engine.emotion.train import TrainConfig
+
     root = _fake_fer(tmp_path, n_per_class=10)
     zpath = tmp_path / "fer.zip"
     with zipfile.ZipFile(zpath, "w") as zf:  # the zip lists the images in reverse order
@@ -379,10 +402,18 @@ def test_a_differently_ordered_copy_is_refused_for_its_other_validation_split(tm
     for name, net in (("a", vgg), ("b", res)):
         (tmp_path / name).mkdir()
         net.save(tmp_path / name / "emotion.keras")
-        (tmp_path / name / "metrics.json").write_text(json.dumps(
-            {"config": {"seed": 42, "val_fraction": 0.2, "arch": "res" if net is res else "vgg"},
-             "data_fingerprint": {"train": packed.fingerprint, "validation": fp["zip"]},
-             "data_source": "fer.zip", "training_curve": [], "training_seconds": 1.0, "epochs_run": 1}))
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "config": {"seed": 42, "val_fraction": 0.2, "arch": "res" if net is res else "vgg"},
+                    "data_fingerprint": {"train": packed.fingerprint, "validation": fp["zip"]},
+                    "data_source": "fer.zip",
+                    "training_curve": [],
+                    "training_seconds": 1.0,
+                    "epochs_run": 1,
+                }
+            )
+        )
         runs.append(tmp_path / name / "emotion.keras")
     with pytest.raises(WarmStartError, match=r"another order.*Pass the data it was trained with \(fer.zip\)"):
         make_ensemble(runs, str(root), tmp_path / "out")
@@ -401,8 +432,7 @@ def test_a_differently_ordered_copy_is_refused_for_its_other_validation_split(tm
         assert metrics["selection"]["ensemble"] > max(metrics["selection"]["members"])
         assert metrics["data_fingerprint"]["validation"] == fp["zip"]
     # --resume and averaging check the run's recorded split the same way.
-    state = {"train_fingerprint": packed.fingerprint, "val_fingerprint": fp["zip"],
-             "config": {"data": str(zpath)}}
+    state = {"train_fingerprint": packed.fingerprint, "val_fingerprint": fp["zip"], "config": {"data": str(zpath)}}
     _check_run_data(state, packed, fp["zip"], str(zpath))
     with pytest.raises(WarmStartError, match=r"another order.*\(fer.zip\)"):
         _check_run_data(state, folder, fp["folder"], str(root))
@@ -412,6 +442,7 @@ def test_a_differently_ordered_copy_is_refused_for_its_other_validation_split(tm
 
 def test_learning_rate_schedule_and_time_budget_plan():
     from engine.emotion.train import TrainConfig, learning_rate_at, plan_epochs
+
     cfg = TrainConfig(data="d", out_dir="o", epochs=100, learning_rate=1e-3, warmup_epochs=2)
     rates = [learning_rate_at(e, cfg, 40) for e in range(40)]
     assert rates[0] == pytest.approx(1e-4) and rates[1] == pytest.approx(5.5e-4)
@@ -426,6 +457,7 @@ def test_learning_rate_schedule_and_time_budget_plan():
 
 def test_augmentation_is_seeded_bounded_and_mirrors_half():
     from engine.emotion.augment import augment_faces, batches
+
     rng = np.random.default_rng(0)
     faces = np.zeros((400, 48, 48), np.uint8)
     faces[:, :, :24] = 200  # bright left half: a mirrored face is bright on the right
@@ -444,8 +476,11 @@ def test_augmentation_is_seeded_bounded_and_mirrors_half():
     # rebuild a few faces one by one from the same draws with cv2.getRotationMatrix2D.
     draw = np.random.default_rng(4)
     flips, angles = draw.random(6) < 0.5, draw.uniform(-18, 18, 6)
-    scales, shifts, contrast = draw.uniform(0.9, 1.1, 6), draw.uniform(-0.1, 0.1, (6, 2)) * 48, \
-        draw.uniform(0.8, 1.2, 6)
+    scales, shifts, contrast = (
+        draw.uniform(0.9, 1.1, 6),
+        draw.uniform(-0.1, 0.1, (6, 2)) * 48,
+        draw.uniform(0.8, 1.2, 6),
+    )
     sample = rng.integers(0, 255, (6, 48, 48), dtype=np.uint8)
     for i, face in enumerate(augment_faces(sample, np.random.default_rng(4))):
         warp = cv2.getRotationMatrix2D((23.5, 23.5), angles[i], scales[i])
@@ -478,6 +513,7 @@ def test_augmentation_is_seeded_bounded_and_mirrors_half():
 def test_float16_model_file_halves_the_size_and_loads_back_as_float32(tmp_path):
     from engine.emotion.ensemble import build_ensemble
     from engine.emotion.model_file import load_model, rounded, save_model
+
     nets = _two_nets(tmp_path)
     ensemble = build_ensemble(nets)
     save_model(ensemble, tmp_path / "full.keras")
@@ -500,6 +536,7 @@ def test_float16_model_file_halves_the_size_and_loads_back_as_float32(tmp_path):
 def test_split_seed_defaults_to_the_seed_for_older_runs():
     from engine.emotion.runs import split_seed_of
     from engine.emotion.train import TrainConfig
+
     assert split_seed_of({"seed": 42}) == 42  # metrics.json of runs made before split_seed
     assert split_seed_of({"seed": 7, "split_seed": 42}) == 42
     assert split_seed_of(TrainConfig(data="d", out_dir="o", seed=3)) == 3
@@ -508,6 +545,7 @@ def test_split_seed_defaults_to_the_seed_for_older_runs():
 
 def test_runs_that_average_their_tail_never_stop_early():
     from engine.emotion.train import TrainConfig, effective_patience
+
     assert effective_patience(TrainConfig(data="x", out_dir="y", epochs=40, patience=15)) == 15
     # A new cycle dips at its peak learning rate: stopping there would average the dip.
     assert effective_patience(TrainConfig(data="x", out_dir="y", epochs=40, patience=15, average_last=10)) > 40
@@ -520,6 +558,7 @@ def test_weight_average_and_batch_norm_recalibration(tmp_path, arch):
 
     from engine.emotion.averaging import average_weights, recalibrate_batch_norm, save_snapshot
     from engine.emotion.model import make_model
+
     keras.utils.set_random_seed(1)
     a, b = make_model(arch), make_model(arch)
     save_snapshot(a, tmp_path, 1)
@@ -543,8 +582,14 @@ def test_weight_average_and_batch_norm_recalibration(tmp_path, arch):
 def test_cli_predict_and_errors(tmp_path, happy_frame):
     img = tmp_path / "face.png"
     cv2.imwrite(str(img), happy_frame)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "engine.emotion", *a], cwd=REPO,
-                                    env=cli_env(), capture_output=True, text=True, timeout=300)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "engine.emotion", *a],
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     done = run("predict", str(img), "--json")
     assert done.returncode == 0, done.stderr[-1000:]
     faces = json.loads(done.stdout)["faces"]
@@ -574,6 +619,7 @@ def test_litert_runs_the_same_networks():
 
     from engine.emotion.lite import LiteNetwork, compile_networks
     from engine.emotion.model import ARCHITECTURES, make_model
+
     keras.utils.set_random_seed(11)
     nets = [make_model(arch) for arch in ARCHITECTURES]
     lites = compile_networks(nets)  # one conversion process for all three
@@ -590,6 +636,7 @@ def test_litert_runs_the_same_networks():
             for n in (1 + k, 2, 9):
                 if np.abs(lite(faces[:n]) - want[:n]).max() > 1e-5:
                     errors.append((k, n))
+
         threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
         for t in threads:
             t.start()
@@ -603,6 +650,7 @@ def test_runtime_setting_and_fallback_to_tensorflow(monkeypatch, caplog):
 
     from engine.emotion import lite
     from engine.emotion.model import make_model
+
     keras.utils.set_random_seed(12)
     net = make_model("small")
     faces = np.random.default_rng(6).integers(0, 255, (3, 48, 48), dtype=np.uint8)
@@ -620,6 +668,7 @@ def test_runtime_setting_and_fallback_to_tensorflow(monkeypatch, caplog):
 
     def refuse(model):
         raise RuntimeError("converter refused the graph")
+
     monkeypatch.setattr(lite, "to_litert", refuse)
     with caplog.at_level("WARNING"):
         fallback = EmotionRecognizer(net)
@@ -637,6 +686,7 @@ def test_single_pass_agrees_with_flip_average(recognizer):
 
 def test_model_report_reads_the_shipped_metrics(tmp_path):
     from engine.emotion.report import ReportError, load_report
+
     metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
     report = load_report(MODEL_DIR)
     assert report.summary["accuracy"] == metrics["accuracy"]
@@ -646,7 +696,8 @@ def test_model_report_reads_the_shipped_metrics(tmp_path):
     assert ((rows - 1).abs() < 0.01).all()
     happy = EMOTIONS.index("happy")
     assert report.confusion.loc["happy", "happy"] == pytest.approx(
-        metrics["confusion_matrix"][happy][happy] / sum(metrics["confusion_matrix"][happy]), abs=1e-3)
+        metrics["confusion_matrix"][happy][happy] / sum(metrics["confusion_matrix"][happy]), abs=1e-3
+    )
     validation = report.curve[report.curve["split"] == "validation"]
     nets = validation["run"].str.extract(r"^(net \d+)", expand=False).fillna("")
     assert nets.nunique() == report.summary["networks"] == len(metrics.get("members") or [0])
@@ -676,6 +727,7 @@ def test_live_video_goes_on_after_a_frame_that_fails(recognizer, happy_frame, mo
     """A frame whose analysis raises is logged and shown unannotated; the next frames are read as
     before (the stream's worker thread used to die with it, freezing the live view)."""
     from engine.emotion.live import FrameProcessor
+
     processor = FrameProcessor(recognizer, alpha=1.0)
     detect = processor.recognizer.detector.detect
     calls = []
@@ -685,6 +737,7 @@ def test_live_video_goes_on_after_a_frame_that_fails(recognizer, happy_frame, mo
         if len(calls) == 1:
             raise RuntimeError("cascade broke")
         return detect(gray)
+
     monkeypatch.setattr(processor.recognizer.detector, "detect", fails_once)
     with caplog.at_level("ERROR", logger="engine.emotion.live"):
         out = processor.process(happy_frame)

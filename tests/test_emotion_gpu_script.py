@@ -1,5 +1,6 @@
 """scripts/train_emotion_gpu.sh end to end on the CPU (a file of its own so that the test workers share
 the emotion tests' time)."""
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,15 @@ def test_gpu_script_trains_runs_side_by_side_and_continues_one_for_a_new_cycle(t
     runs = tmp_path / "runs"
 
     def script(*specs, **env):
-        return subprocess.run(["bash", str(REPO / "scripts" / "train_emotion_gpu.sh"), *specs], cwd=REPO,
-                              env=cli_env(DATA=data, RUNS=runs, BUDGET=1, KERAS_BACKEND="tensorflow",
-                                          PYTHON=sys.executable, **env),
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            ["bash", str(REPO / "scripts" / "train_emotion_gpu.sh"), *specs],
+            cwd=REPO,
+            env=cli_env(DATA=data, RUNS=runs, BUDGET=1, KERAS_BACKEND="tensorflow", PYTHON=sys.executable, **env),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
     done = script("a:vgg:1", "b:res:2")
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
     assert "== a: 2 epochs" in done.stdout and "== b: 2 epochs" in done.stdout  # the budget's minimum

@@ -1,4 +1,5 @@
 """The emotion page's own defects from the walk-through (issue 24): the photo shown once, honest times."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,8 @@ def test_camera_photo_is_shown_once(app_env, fer_zip):
     at.camera_input(key="mood_camera").set_value(("face.jpg", image, "image/jpeg")).run()
     no_exception(at)
     photo_tab = at.tabs[1]
-    assert any("happy" in m.value for m in photo_tab.markdown)        # still read...
-    assert not photo_tab.get("image")                                  # ...but not shown again
+    assert any("happy" in m.value for m in photo_tab.markdown)  # still read...
+    assert not photo_tab.get("image")  # ...but not shown again
     at.file_uploader(key="mood_upload").set_value(("face.jpg", image, "image/jpeg")).run()
     no_exception(at)
     assert len(at.tabs[2].get("image")) == 1
@@ -30,10 +31,9 @@ def test_no_constant_time_estimates():
     machine): not on the emotion page, not in the emotion model's preparation."""
     estimate = re.compile(r"(~|about |takes? )\s*\d+(\.\d+)?\s*(s|sec|seconds|min|minutes)\b", re.I)
     makefile = (REPO / "Makefile").read_text()
-    recipe = makefile[makefile.index("emotion: $(EMOTION_STAMP)"):]
-    recipe = recipe[:recipe.index("\n\n")]
-    for name, text in (("pages/emotion.py", (REPO / "pages/emotion.py").read_text()),
-                       ("Makefile (emotion)", recipe)):
+    recipe = makefile[makefile.index("emotion: $(EMOTION_STAMP)") :]
+    recipe = recipe[: recipe.index("\n\n")]
+    for name, text in (("pages/emotion.py", (REPO / "pages/emotion.py").read_text()), ("Makefile (emotion)", recipe)):
         assert not estimate.search(text), f"{name}: {estimate.search(text).group(0)!r}"
 
 

@@ -1,4 +1,5 @@
 """An exposed server: one training/tuning job at a time, and the admin password (issue 23, item 10)."""
+
 from __future__ import annotations
 
 import threading
@@ -29,7 +30,7 @@ def test_second_job_is_told_to_wait_with_the_running_ones_progress():
     release.set()
     worker.join(30)
     assert seen == [(0.4, "fit 2 of 5")] and slot.state() is None
-    with pytest.raises(ZeroDivisionError):       # a job that fails frees the slot too
+    with pytest.raises(ZeroDivisionError):  # a job that fails frees the slot too
         with slot.run("Training"):
             1 / 0
     with slot.run("Training") as progress:
@@ -70,7 +71,7 @@ def test_admin_gate_slows_down_guessing():
     assert gate.check("s3cret", now=0)
     assert not gate.check("a", now=1) and not gate.check("b", now=2) and not gate.check("c", now=3)
     with pytest.raises(PermissionError, match="Too many wrong passwords"):
-        gate.check("s3cret", now=10)            # locked: even the right one waits
+        gate.check("s3cret", now=10)  # locked: even the right one waits
     assert gate.check("s3cret", now=40)
 
 
@@ -87,7 +88,7 @@ def test_admin_password_guards_tuning_training_and_model_switching(app_env, monk
     assert at.dataframe, "the saved models are still shown, read-only"
     assert any("admin password" in i.value for i in at.info)
     at.text_input(key="admin_pw_tune and train models").input("wrong")
-    at.button[0].click()       # the form's Unlock
+    at.button[0].click()  # the form's Unlock
     at.run()
     assert any("Wrong password" in e.value for e in at.error)
     assert "Run the grid search" not in _buttons(at)
@@ -95,7 +96,7 @@ def test_admin_password_guards_tuning_training_and_model_switching(app_env, monk
     next(b for b in at.button if b.label == "Unlock").click().run()
     no_exception(at)
     assert "Run the grid search" in _buttons(at)
-    assert at.button(key="use_model") is not None      # unlocked for the whole session
+    assert at.button(key="use_model") is not None  # unlocked for the whole session
 
 
 def test_admin_password_guards_first_run_training(app_env, monkeypatch, tmp_path):
@@ -108,7 +109,8 @@ def test_admin_password_guards_first_run_training(app_env, monkeypatch, tmp_path
 
 def test_a_running_job_is_shown_and_blocks_another(app_env):
     from pages._common import job_slot
-    open_page("pages/model.py")                 # the server's slot exists once a page ran
+
+    open_page("pages/model.py")  # the server's slot exists once a page ran
     with job_slot().run("Tuning") as progress:
         progress(0.25, "fit 3 of 12")
         at = open_page("pages/model.py")
@@ -125,6 +127,7 @@ def test_one_upload_limit_said_the_same_everywhere():
 
     from conftest import REPO
     from engine.people.rating_files import MAX_BYTES
+
     server_mb = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
     limits = {}
     for page in (REPO / "pages").glob("*.py"):
@@ -132,6 +135,6 @@ def test_one_upload_limit_said_the_same_everywhere():
             assert "max_upload_size=" in call, f"{page.name}: an uploader without its own limit"
             limits[page.name] = call
     assert set(limits) == {"emotion.py", "recommendations.py"}
-    assert server_mb * 2**20 == MAX_BYTES                 # the ratings import's limit is the server's
+    assert server_mb * 2**20 == MAX_BYTES  # the ratings import's limit is the server's
     photo_mb = int(re.search(r"^PHOTO_MB = (\d+)", (REPO / "pages" / "emotion.py").read_text(), re.M).group(1))
     assert 0 < photo_mb <= server_mb

@@ -1,5 +1,6 @@
 """Decompression bombs and damaged files: huge images and inflating zip members are refused
 from their headers, corrupt members end in a DataError naming zip and member (issue 23, items 6-7)."""
+
 from __future__ import annotations
 
 import inspect
@@ -25,15 +26,21 @@ from engine.emotion.images import EmotionInputError, decode_image, image_header,
 def bomb_png(width: int, height: int, complete: bool = True) -> bytes:
     """A gray PNG of width x height black pixels: a few MB, however large the image.
     ``complete=False``: the header and the start of the pixel data only."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     packer = zlib.compressobj(1)
     row = bytes(1 + width)  # filter byte + pixels
     pixels = b"".join(packer.compress(row) for _ in range(height if complete else 1))
     pixels += packer.flush() if complete else b""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
-            + (chunk(b"IEND", b"") if complete else b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", pixels)
+        + (chunk(b"IEND", b"") if complete else b"")
+    )
 
 
 def bomb_jpeg(width: int, height: int) -> bytes:
@@ -56,14 +63,18 @@ def lossless_webp_header(width: int, height: int) -> bytes:
     return b"RIFF" + struct.pack("<I", 12 + len(body)) + b"WEBPVP8L" + struct.pack("<I", len(body)) + body
 
 
-@pytest.mark.parametrize("data, size", [
-    (bomb_png(60000, 60000, complete=False), "60000x60000"),
-    (bomb_png(20000, 20000, complete=False), "20000x20000"),
-    (bomb_jpeg(60000, 60000), "60000x60000"),
-    (bomb_jpeg(7000, 6000), "7000x6000"),
-    (bomb_webp(60000, 60000), "60000x60000"),
-    (lossless_webp_header(16384, 16384), "16384x16384"),
-], ids=["png-60k", "png-20k", "jpeg-60k", "jpeg-42mp", "webp-vp8x-60k", "webp-vp8l-16k"])
+@pytest.mark.parametrize(
+    "data, size",
+    [
+        (bomb_png(60000, 60000, complete=False), "60000x60000"),
+        (bomb_png(20000, 20000, complete=False), "20000x20000"),
+        (bomb_jpeg(60000, 60000), "60000x60000"),
+        (bomb_jpeg(7000, 6000), "7000x6000"),
+        (bomb_webp(60000, 60000), "60000x60000"),
+        (lossless_webp_header(16384, 16384), "16384x16384"),
+    ],
+    ids=["png-60k", "png-20k", "jpeg-60k", "jpeg-42mp", "webp-vp8x-60k", "webp-vp8l-16k"],
+)
 def test_huge_images_refused_from_the_header(data, size):
     """The size comes from the header: these files hold no pixels at all, yet the answer is
     "too large", never OpenCV's CV_IO_MAX_IMAGE_PIXELS error or "corrupt"."""
@@ -75,7 +86,9 @@ def test_huge_images_refused_from_the_header(data, size):
 def test_png_bomb_costs_no_memory():
     """A valid 1.7 MB PNG of 20000x20000 pixels (400 MB decoded) is refused without decoding:
     the process's peak memory does not grow (it grew by about 600 MB when decoded first)."""
-    script = inspect.getsource(bomb_png) + """
+    script = (
+        inspect.getsource(bomb_png)
+        + """
 import json, resource
 from engine.emotion.images import EmotionInputError, to_gray
 png = bomb_png(20000, 20000)
@@ -88,8 +101,15 @@ except EmotionInputError as exc:
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
 print(json.dumps({"bytes": len(png), "message": message, "grown_kib": grown}))
 """
-    out = subprocess.run([sys.executable, "-c", "import struct, zlib\n" + script], env=cli_env(),
-                         capture_output=True, text=True, cwd=REPO, check=True)
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import struct, zlib\n" + script],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["bytes"] < 4 << 20
     assert "too large (20000x20000 pixels)" in result["message"]
@@ -101,9 +121,14 @@ def test_header_sizes_agree_with_opencv():
     rng = np.random.default_rng(0)
     for width, height in ((1, 1), (37, 5), (333, 401)):
         img = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-        for ext, params in ((".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
-                            (".jpg", [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]), (".png", []),
-                            (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])):
+        for ext, params in (
+            (".jpg", []),
+            (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+            (".jpg", [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]),
+            (".png", []),
+            (".webp", []),
+            (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+        ):
             data = cv2.imencode(ext, img, params)[1].tobytes()
             kind, w, h = image_header(data)
             assert (w, h) == (width, height) and decode_image(data).shape == (height, width, 3), (ext, params)
@@ -179,7 +204,7 @@ def test_folder_file_past_the_limit_is_refused(tmp_path, monkeypatch):
 
 
 def _local_data_offset(raw: bytes, info: zipfile.ZipInfo) -> int:
-    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26 : info.header_offset + 30])
     return info.header_offset + 30 + name_len + extra_len
 
 
@@ -191,10 +216,10 @@ def test_forged_size_header_is_caught(tmp_path, monkeypatch):
     raw = bytearray(path.read_bytes())
     info = zipfile.ZipFile(path).getinfo("ml-test/tags.csv")
     central = raw.index(b"PK\x01\x02", info.header_offset + info.compress_size)  # the central directory
-    while raw[central + 46:central + 46 + len(info.filename)] != info.filename.encode():
+    while raw[central + 46 : central + 46 + len(info.filename)] != info.filename.encode():
         central = raw.index(b"PK\x01\x02", central + 4)
-    raw[central + 24:central + 28] = struct.pack("<I", 1000)                     # uncompressed size
-    raw[info.header_offset + 22:info.header_offset + 26] = struct.pack("<I", 1000)  # and the local copy
+    raw[central + 24 : central + 28] = struct.pack("<I", 1000)  # uncompressed size
+    raw[info.header_offset + 22 : info.header_offset + 26] = struct.pack("<I", 1000)  # and the local copy
     path.write_bytes(bytes(raw))
     assert zipfile.ZipFile(path).getinfo("ml-test/tags.csv").file_size == 1000
     with pytest.raises(DataError) as err:
@@ -211,10 +236,10 @@ def test_corrupt_byte_in_a_member(tmp_path):
     raw = bytearray(path.read_bytes())
     info = zipfile.ZipFile(path).getinfo("ml-test/ratings.csv")
     start = _local_data_offset(raw, info)
-    stream = bytes(raw[start:start + info.compress_size])
+    stream = bytes(raw[start : start + info.compress_size])
     for k in range(100, len(stream)):  # the first byte whose flip zlib rejects (not just the CRC)
         try:
-            zlib.decompressobj(-15).decompress(stream[:k] + bytes([stream[k] ^ 0xFF]) + stream[k + 1:])
+            zlib.decompressobj(-15).decompress(stream[:k] + bytes([stream[k] ^ 0xFF]) + stream[k + 1 :])
         except zlib.error:
             raw[start + k] ^= 0xFF
             break
@@ -235,8 +260,11 @@ def test_bzip2_member_refused(tmp_path):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as zf:
         for name, text in generate_movielens().items():
             zf.writestr(f"ml-bz/{name}", text)
-    with pytest.raises(DataError, match=r"ml-bz/ratings.csv is compressed with method 12; only stored "
-                                        r"and deflated members"):
+    with pytest.raises(
+        DataError,
+        match=r"ml-bz/ratings.csv is compressed with method 12; only stored "
+        r"and deflated members",
+    ):
         load_movielens(path)
 
 
@@ -261,8 +289,7 @@ try:
 except DataError as exc:
     print(json.dumps(str(exc)))
 """
-    out = subprocess.run([sys.executable, "-c", script], env=cli_env(), capture_output=True, text=True,
-                         cwd=REPO)
+    out = subprocess.run([sys.executable, "-c", script], env=cli_env(), capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     message = json.loads(out.stdout.strip().splitlines()[-1])
     assert message and message.startswith(str(path)) and "not enough memory to load it" in message

@@ -1,4 +1,5 @@
 """Spark LSH similar movies: recall@5 against the exact index on real data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,5 +24,6 @@ def test_lsh_recall_at_5(spark, real_model):
     approx = {m: lsh.similar(m, 5)["movieId"].tolist() for m in movies}
     assert recall_at_k(exact, approx) >= 0.9
     found = lsh.similar(471, 5)
-    np.testing.assert_allclose(found["score"], index.similar(471, 5).set_index("movieId")
-                               .reindex(found["movieId"])["score"], atol=1e-3)
+    np.testing.assert_allclose(
+        found["score"], index.similar(471, 5).set_index("movieId").reindex(found["movieId"])["score"], atol=1e-3
+    )

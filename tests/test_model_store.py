@@ -1,4 +1,5 @@
 """Saved models: listing, switching and deleting (engine/recommender/model_store.py)."""
+
 from __future__ import annotations
 
 import shutil
@@ -38,8 +39,11 @@ def test_saved_models_describe_each_model_newest_first(two_models, small_model):
     first = rows[0]
     metrics, params = small_model[2]["metrics"], small_model[2]["params"]
     assert first["test_rmse"] == metrics["test_rmse"] and first["picks_ndcg_at_10"] == metrics["picks_ndcg_at_10"]
-    assert (first["rank"], first["max_iter"], first["reg_param"]) == (params["rank"], params["max_iter"],
-                                                                      params["reg_param"])
+    assert (first["rank"], first["max_iter"], first["reg_param"]) == (
+        params["rank"],
+        params["max_iter"],
+        params["reg_param"],
+    )
     assert first["dataset"] == "ml-test" and first["ratings"] == params["dataset"]["n_ratings"]
     assert rows[1]["picks_ndcg_at_10"] is None and 0 < rows[1]["size_mb"] < first["size_mb"]
     assert len(first["trained"]) == 16 and not first["tuned"]
@@ -52,7 +56,7 @@ def test_delete_keeps_the_current_model_and_names_what_is_wrong(two_models):
     for bad in ("nope", "../models", "CURRENT", ""):
         with pytest.raises(ModelError, match="No model named .* Saved models: "):
             delete_model(root, bad)
-    (root / f".trash-{older}-from-a-crash").mkdir()          # what a delete killed half-way leaves
+    (root / f".trash-{older}-from-a-crash").mkdir()  # what a delete killed half-way leaves
     freed = delete_model(root, older)
     assert freed > 0 and not (root / older).exists() and not list(root.glob(".trash-*"))
     assert [m.name for m in list_models(root)] == [current] and current_model_dir(root).name == current
@@ -63,7 +67,7 @@ def test_delete_keeps_the_current_model_and_names_what_is_wrong(two_models):
 def test_a_deleted_model_can_no_longer_be_made_current(two_models):
     root, current, older = two_models
     set_current(root, older)
-    delete_model(root, current)                     # no longer current: allowed
+    delete_model(root, current)  # no longer current: allowed
     with pytest.raises(ModelError, match="No model named"):
         set_current(root, current)
     assert [r["model"] for r in saved_models(root)] == [older] and saved_models(root)[0]["current"]

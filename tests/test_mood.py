@@ -1,4 +1,5 @@
 """Mood recommendations: mapping, any-genre matching, Bayesian ranking, per-user ranking; smoothing."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,23 @@ from engine.settings import DEFAULT_MOOD_GENRES
 
 
 def catalogue() -> pd.DataFrame:
-    return pd.DataFrame({
-        "movieId": [1, 2, 3, 4, 5, 6],
-        "title": ["One vote wonder (2000)", "Loved comedy (1990)", "Fine romance (1991)",
-                  "Plain drama (1992)", "Horror (1993)", "Okay comedy (1994)"],
-        "genres": ["Comedy", "Comedy|Romance", "Drama|Romance", "Drama", "Horror", "Action|Comedy"],
-        "year": [2000, 1990, 1991, 1992, 1993, 1994],
-        "total_ratings": [1, 300, 120, 200, 50, 40],
-        "mean_rating": [5.0, 4.4, 4.1, 4.0, 3.0, 3.6]})
+    return pd.DataFrame(
+        {
+            "movieId": [1, 2, 3, 4, 5, 6],
+            "title": [
+                "One vote wonder (2000)",
+                "Loved comedy (1990)",
+                "Fine romance (1991)",
+                "Plain drama (1992)",
+                "Horror (1993)",
+                "Okay comedy (1994)",
+            ],
+            "genres": ["Comedy", "Comedy|Romance", "Drama|Romance", "Drama", "Horror", "Action|Comedy"],
+            "year": [2000, 1990, 1991, 1992, 1993, 1994],
+            "total_ratings": [1, 300, 120, 200, 50, 40],
+            "mean_rating": [5.0, 4.4, 4.1, 4.0, 3.0, 3.6],
+        }
+    )
 
 
 def test_default_mapping_is_the_seeds():
@@ -63,10 +73,10 @@ def test_bayesian_ranking_beats_one_vote_wonders():
 
 def test_user_ranking_uses_predictions(small_model):
     from engine.recommender.serving import RecommenderIndex
+
     index = RecommenderIndex.load(small_model[1])
     user = int(index.user_ids[0])
-    out = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, user_id=user,
-                               order="rating")
+    out = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, user_id=user, order="rating")
     assert out["genres"].str.split("|").map(lambda g: "Drama" in g).all()
     assert not set(out["movieId"]) & set(index.user_history(user)["movieId"])
     assert list(out["predicted_rating"]) == sorted(out["predicted_rating"], reverse=True)
@@ -81,15 +91,17 @@ def test_user_ranking_uses_predictions(small_model):
 def test_new_user_ranking_from_their_own_ratings(small_model):
     """Someone new (a profile's ratings) gets their fold-in top picks in the mood's genres."""
     from engine.recommender.serving import RecommenderIndex
+
     index = RecommenderIndex.load(small_model[1])
     mine = [(1, 5.0), (2, 4.5), (3, 1.0), (8, 4.0)]
     out = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, ratings=mine)
     expected = index.recommend_new_user(mine, 5, min_ratings=1, genres=["Drama"], explain=False, order="picks")
     assert out["movieId"].tolist() == expected["movieId"].tolist() and len(out) == 5
     assert not {1, 2, 3, 8} & set(out["movieId"]) and (out["ranked_by"] == "top picks").all()
-    other = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index,
-                                 ratings=[(1, 1.0), (2, 0.5), (3, 5.0), (8, 1.0)])
-    assert other["movieId"].tolist() != out["movieId"].tolist()      # other tastes, another list
+    other = mood_recommendations(
+        "sad", index.movies, n=5, min_ratings=1, index=index, ratings=[(1, 1.0), (2, 0.5), (3, 5.0), (8, 1.0)]
+    )
+    assert other["movieId"].tolist() != out["movieId"].tolist()  # other tastes, another list
     # no ratings: the everyone list (Bayesian average), as without a user
     anyone = mood_recommendations("sad", index.movies, n=5, min_ratings=1, index=index, ratings=[])
     assert (anyone["ranked_by"] == "bayesian average").all()

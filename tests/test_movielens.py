@@ -1,4 +1,5 @@
 """Loading and every validation error, on generated releases (plus the real zip)."""
+
 from __future__ import annotations
 
 import re
@@ -100,7 +101,7 @@ def test_corrupt_member(tmp_path):
     with zipfile.ZipFile(good) as zf:
         info = zf.getinfo("ml-test/ratings.csv")
     start = info.header_offset + 30 + len(info.filename) + 10
-    raw[start:start + 20] = b"\x00" * 20
+    raw[start : start + 20] = b"\x00" * 20
     bad = tmp_path / "bad.zip"
     bad.write_bytes(bytes(raw))
     with pytest.raises(DataError) as info:
@@ -127,19 +128,26 @@ def test_real_release(real_data):
     assert len(real_data.tags) == 3683 and len(real_data.links) == 9742
 
 
-@pytest.mark.parametrize("stored, readable", [
-    ("Matrix, The (1999)", "The Matrix (1999)"),
-    ("Boot, Das (Boat, The) (1981)", "Das Boot (The Boat) (1981)"),
-    ("School of Flesh, The (École de la chair, L') (1998)", "The School of Flesh (L'École de la chair) (1998)"),
-    ("Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)",
-     "The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo) (1966)"),
-    ("Vitelloni, I (a.k.a. The Young and the Passionate) (1953)",
-     "I Vitelloni (a.k.a. The Young and the Passionate) (1953)"),
-    ("Paris, Texas (1984)", "Paris, Texas (1984)"),      # a comma that is not an article
-    ("I, Robot (2004)", "I, Robot (2004)"),
-    ("Movie 1, the \"sequel\" (1980)", "Movie 1, the \"sequel\" (1980)"),
-    ("Babylon 5", "Babylon 5"),                            # no year in the file
-])
+@pytest.mark.parametrize(
+    "stored, readable",
+    [
+        ("Matrix, The (1999)", "The Matrix (1999)"),
+        ("Boot, Das (Boat, The) (1981)", "Das Boot (The Boat) (1981)"),
+        ("School of Flesh, The (École de la chair, L') (1998)", "The School of Flesh (L'École de la chair) (1998)"),
+        (
+            "Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)",
+            "The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo) (1966)",
+        ),
+        (
+            "Vitelloni, I (a.k.a. The Young and the Passionate) (1953)",
+            "I Vitelloni (a.k.a. The Young and the Passionate) (1953)",
+        ),
+        ("Paris, Texas (1984)", "Paris, Texas (1984)"),  # a comma that is not an article
+        ("I, Robot (2004)", "I, Robot (2004)"),
+        ('Movie 1, the "sequel" (1980)', 'Movie 1, the "sequel" (1980)'),
+        ("Babylon 5", "Babylon 5"),  # no year in the file
+    ],
+)
 def test_readable_title(stored, readable):
     assert readable_title(stored) == readable
     assert readable_title(stored, with_year=False) == re.sub(r" \(\d{4}\)$", "", readable)
@@ -158,7 +166,7 @@ def test_readable_titles_on_the_real_catalogue(real_data):
     titles = real_data.movies["title"]
     readable = titles.map(readable_title)
     moved = readable != titles
-    assert moved.sum() > 1500   # "..., The" alone is on ~1,700 titles of ml-latest-small
+    assert moved.sum() > 1500  # "..., The" alone is on ~1,700 titles of ml-latest-small
     words = lambda t: sorted(re.findall(r"[\w.:'-]+", t))  # noqa: E731
     same = [words(a) == words(b) for a, b in zip(readable[moved], titles[moved]) if ", L'" not in b]
     assert all(same)

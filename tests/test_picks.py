@@ -1,4 +1,5 @@
 """Top picks (implicit ALS): equality with Spark, exact fold-in, ranking quality, errors."""
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,7 @@ def test_pick_explanations_split_the_score_exactly(small_model, small_index):
     # cited: liked movies (3 stars or more, and at least the user's mean) whose term in this pick is positive
     titles = small_index.movies["title"].to_numpy()
     ratings = rows["rating"].to_numpy(float)
-    citable = {titles[p]: b for b, p in enumerate(pos)
-               if ratings[b] >= max(3.0, min(4.0, ratings.mean()))}
+    citable = {titles[p]: b for b, p in enumerate(pos) if ratings[b] >= max(3.0, min(4.0, ratings.mean()))}
     for j, reasons in enumerate(picks["because"]):
         assert len(reasons) <= 3 and all(share[j, citable[t]] > 0 for t in reasons)
     assert sum(map(len, picks["because"])) >= len(picks)
@@ -151,6 +151,7 @@ def test_top_picks_hold_back_what_the_user_would_dislike(small_model, small_inde
     """Top picks leave out movies predicted below 3 stars (user 232 got Wild Wild West at 2.37) and
     say which they were; the same for someone new, folded in from their ratings."""
     from engine.recommender.serving import PICK_MIN_PREDICTED
+
     checked = 0
     train = small_model[2]["train_ratings"]
     for user in small_index.user_ids:
@@ -162,14 +163,15 @@ def test_top_picks_hold_back_what_the_user_would_dislike(small_model, small_inde
         assert [m for m, _, _ in shown.attrs["held_back"]] == low["movieId"].tolist()
         # the rest keep their order
         kept = everything[everything["predicted_rating"] >= PICK_MIN_PREDICTED]["movieId"].tolist()
-        assert shown["movieId"].tolist()[:len(kept)] == kept
+        assert shown["movieId"].tolist()[: len(kept)] == kept
         if len(low) and checked < 3:
             rows = train[train["userId"] == user]
             pairs = list(zip(rows["movieId"].astype(int), rows["rating"].astype(float)))
             mine = small_index.recommend_new_user(pairs, 10, order="picks", explain=False)
             assert (mine["predicted_rating"] >= PICK_MIN_PREDICTED).all()
             unfiltered = small_index.recommend_new_user(pairs, 10, order="picks", explain=False, min_predicted=None)
-            assert [m for m, _, _ in mine.attrs["held_back"]] == \
-                unfiltered[unfiltered["predicted_rating"] < PICK_MIN_PREDICTED]["movieId"].tolist()
+            assert [m for m, _, _ in mine.attrs["held_back"]] == unfiltered[
+                unfiltered["predicted_rating"] < PICK_MIN_PREDICTED
+            ]["movieId"].tolist()
         checked += bool(len(low))
-    assert checked >= 3   # the generated data has users with such picks
+    assert checked >= 3  # the generated data has users with such picks

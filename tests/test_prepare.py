@@ -1,4 +1,5 @@
 """prepare-data: a release converted once to typed Parquet, bad data named by file and line."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,23 +21,31 @@ def _settings(release, data_dir):
 @pytest.mark.parametrize("as_zip", [True, False], ids=["zip", "folder"])
 def test_prepare_writes_typed_sorted_parquet_once(tmp_path, as_zip):
     from engine.data.prepare import load_prepared, parquet_release, prepare_release, read_manifest
+
     release = write_release(tmp_path / "release", generate_movielens(seed=4), as_zip=as_zip)
     settings = _settings(release, tmp_path / "data")
     assert parquet_release(settings) is None
     folder = prepare_release(settings)
     assert parquet_release(settings) == folder and folder.parent == tmp_path / "data" / "parquet"
-    assert [p.name for p in folder.parent.iterdir()] == [folder.name]   # no temporary folder left
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left
     schema = pq.read_schema(folder / "ratings.parquet")
-    assert {f.name: str(f.type) for f in schema} == {"userId": "int32", "movieId": "int32", "rating": "float",
-                                                      "timestamp": "int64"}
+    assert {f.name: str(f.type) for f in schema} == {
+        "userId": "int32",
+        "movieId": "int32",
+        "rating": "float",
+        "timestamp": "int64",
+    }
     ratings = pd.read_parquet(folder / "ratings.parquet")
     assert ratings["userId"].is_monotonic_increasing
     data = load_movielens(release)
-    assert read_manifest(folder)["fingerprint"] == data.fingerprint   # models trained on either agree
+    assert read_manifest(folder)["fingerprint"] == data.fingerprint  # models trained on either agree
     back = load_prepared(folder)
     key = ["userId", "movieId"]
-    pd.testing.assert_frame_equal(back.ratings.sort_values(key).reset_index(drop=True),
-                                  data.ratings.sort_values(key).reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        back.ratings.sort_values(key).reset_index(drop=True),
+        data.ratings.sort_values(key).reset_index(drop=True),
+        check_dtype=False,
+    )
     pd.testing.assert_frame_equal(back.movies, data.movies, check_dtype=False)
     pd.testing.assert_frame_equal(back.tags, data.tags, check_dtype=False)
     stamp = (folder / "ratings.parquet").stat().st_mtime_ns
@@ -49,16 +58,20 @@ def _bad(files, name, line, text):
     return {**files, name: "\r\n".join([head, *rows])}
 
 
-@pytest.mark.parametrize("change, message", [
-    (("ratings.csv", 3, "1,2,7,1000000002"), r"ratings.csv, line 3: rating .*7.* half-star steps"),
-    (("ratings.csv", 4, "1,x,4,1000000002"), r"ratings.csv, line 4: movieId is 'x', not a whole number"),
-    (("ratings.csv", 5, "1,999,4,1000000002"), r"ratings.csv, line 5: movieId 999 is not in movies.csv"),
-    (("ratings.csv", 6, "1,,4,1000000002"), r"ratings.csv, line 6: movieId is '', not a whole number"),
-    (("ratings.csv", 2, "3000000000,1,4,1000000002"), r"ratings.csv, line 2: userId 3000000000 is outside"),
-    (("movies.csv", 3, "1,Again (1999),Drama"), r"movies.csv, line 3: movieId 1 appears twice"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("ratings.csv", 3, "1,2,7,1000000002"), r"ratings.csv, line 3: rating .*7.* half-star steps"),
+        (("ratings.csv", 4, "1,x,4,1000000002"), r"ratings.csv, line 4: movieId is 'x', not a whole number"),
+        (("ratings.csv", 5, "1,999,4,1000000002"), r"ratings.csv, line 5: movieId 999 is not in movies.csv"),
+        (("ratings.csv", 6, "1,,4,1000000002"), r"ratings.csv, line 6: movieId is '', not a whole number"),
+        (("ratings.csv", 2, "3000000000,1,4,1000000002"), r"ratings.csv, line 2: userId 3000000000 is outside"),
+        (("movies.csv", 3, "1,Again (1999),Drama"), r"movies.csv, line 3: movieId 1 appears twice"),
+    ],
+)
 def test_bad_data_is_named_by_file_and_line(tmp_path, change, message):
     from engine.data.prepare import parquet_release, prepare_release
+
     release = write_release(tmp_path / "release", _bad(generate_movielens(), *change))
     settings = _settings(release, tmp_path / "data")
     with pytest.raises(DataError, match=message):
@@ -68,6 +81,7 @@ def test_bad_data_is_named_by_file_and_line(tmp_path, change, message):
 
 def test_a_duplicate_rating_names_both_lines(tmp_path):
     from engine.data.prepare import prepare_release
+
     files = generate_movielens()
     first = files["ratings.csv"].split("\r\n")[1]
     release = write_release(tmp_path / "release", _bad(files, "ratings.csv", 9, first))
@@ -78,10 +92,12 @@ def test_a_duplicate_rating_names_both_lines(tmp_path):
 def test_spaces_around_values_are_read_as_load_movielens_reads_them(tmp_path):
     """What the typed reader refuses but the line checks accept is converted the slow way, not refused."""
     from engine.data.prepare import load_prepared, prepare_release, read_manifest
+
     files = generate_movielens()
     first = files["ratings.csv"].split("\r\n")[1].split(",")
-    release = write_release(tmp_path / "release",
-                            _bad(files, "ratings.csv", 2, ", ".join(first[:2]) + ", " + ",".join(first[2:])))
+    release = write_release(
+        tmp_path / "release", _bad(files, "ratings.csv", 2, ", ".join(first[:2]) + ", " + ",".join(first[2:]))
+    )
     folder = prepare_release(_settings(release, tmp_path / "data"))
     data = load_movielens(release)
     assert read_manifest(folder)["fingerprint"] == data.fingerprint
@@ -90,6 +106,7 @@ def test_spaces_around_values_are_read_as_load_movielens_reads_them(tmp_path):
 
 def test_a_missing_release_and_a_uri_say_what_to_do(tmp_path):
     from engine.data.prepare import parquet_release, prepare_release
+
     with pytest.raises(DataError, match="not found"):
         prepare_release(_settings(tmp_path / "nope.zip", tmp_path / "data"))
     uri = _settings("s3a://bucket/ml-25m", tmp_path / "data")
@@ -104,10 +121,14 @@ def test_spark_reads_the_parquet_as_the_csv(spark, tmp_path):
     from engine.data.prepare import prepare_release, read_spark_parquet
     from engine.data.stats import compute_stats
     from engine.data.stats_spark import compute_stats_spark
+
     release = write_release(tmp_path / "release", generate_movielens(seed=2))
     tables = read_spark_parquet(spark, prepare_release(_settings(release, tmp_path / "data")))
-    assert [t.columns for t in tables] == [["userId", "movieId", "rating", "timestamp"],
-                                           ["movieId", "title", "genres"], ["userId", "movieId", "tag", "timestamp"]]
+    assert [t.columns for t in tables] == [
+        ["userId", "movieId", "rating", "timestamp"],
+        ["movieId", "title", "genres"],
+        ["userId", "movieId", "tag", "timestamp"],
+    ]
     a, b = compute_stats(load_movielens(release)), compute_stats_spark(spark, *tables)
     assert a.counts == b.counts
     pd.testing.assert_frame_equal(a.genres, b.genres, check_exact=False, atol=1e-4)
@@ -120,10 +141,12 @@ def test_the_cli_prepares_once(tmp_path):
     import sys
 
     from conftest import REPO, cli_env
+
     release = write_release(tmp_path / "release", generate_movielens())
     env = cli_env(MOVIELENS_DATA=release, ENGINE_DATA_DIR=tmp_path / "data")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "engine", *a], env=env, cwd=REPO, capture_output=True,
-                                    text=True, timeout=120)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "engine", *a], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     first = run("prepare-data", "--json")
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
@@ -142,10 +165,15 @@ def test_the_statistics_page_reads_the_parquet_once_prepared(monkeypatch, tmp_pa
     from engine.data.prepare import prepare_release
     from engine.data.stats import Slice, compute_stats
     from engine.data.stats_columnar import ColumnarRelease
+
     release = write_release(tmp_path / "release", generate_movielens(seed=5))
-    for name, value in (("MOVIELENS_DATA", release), ("ENGINE_DATA_DIR", tmp_path / "data"),
-                        ("MODEL_DIR", tmp_path / "models"), ("RATINGS_DB", tmp_path / "ratings.sqlite"),
-                        ("SPARK_START", "on-demand")):
+    for name, value in (
+        ("MOVIELENS_DATA", release),
+        ("ENGINE_DATA_DIR", tmp_path / "data"),
+        ("MODEL_DIR", tmp_path / "models"),
+        ("RATINGS_DB", tmp_path / "ratings.sqlite"),
+        ("SPARK_START", "on-demand"),
+    ):
         monkeypatch.setenv(name, str(value))
     monkeypatch.chdir(REPO)
     prepare_release(get_settings())

@@ -8,6 +8,7 @@ without a horizontal scroll bar, and the statistics slice applied once, by *Appl
 key presses moved its slider. Streamlit takes the theme from ``STREAMLIT_THEME_*`` variables,
 which override .streamlit/config.toml (the dark theme the app ships with).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,17 +24,23 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
 WIDTH, HEIGHT = 1280, 800
 THEMES = {
-    "dark": {},   # .streamlit/config.toml
-    "light": {"STREAMLIT_THEME_BASE": "light", "STREAMLIT_THEME_BACKGROUND_COLOR": "#ffffff",
-              "STREAMLIT_THEME_SECONDARY_BACKGROUND_COLOR": "#f0f2f6", "STREAMLIT_THEME_TEXT_COLOR": "#262730"},
+    "dark": {},  # .streamlit/config.toml
+    "light": {
+        "STREAMLIT_THEME_BASE": "light",
+        "STREAMLIT_THEME_BACKGROUND_COLOR": "#ffffff",
+        "STREAMLIT_THEME_SECONDARY_BACKGROUND_COLOR": "#f0f2f6",
+        "STREAMLIT_THEME_TEXT_COLOR": "#262730",
+    },
 }
 # page -> (its address, heading, text drawn once the page has finished)
-PAGES = {"home": ("", "Movie Recommender", "Test RMSE"),
-         "statistics": ("statistics", "Dataset statistics", "Most-rated and best-rated movies"),
-         "recommendations": ("recommendations", "Recommendations", "Top 10 for user"),
-         "similar": ("similar", "Similar movies", "Most similar to"),
-         "emotion": ("emotion", "Mood from your face", "Press START"),
-         "model": ("model", "Model", "Current model:")}
+PAGES = {
+    "home": ("", "Movie Recommender", "Test RMSE"),
+    "statistics": ("statistics", "Dataset statistics", "Most-rated and best-rated movies"),
+    "recommendations": ("recommendations", "Recommendations", "Top 10 for user"),
+    "similar": ("similar", "Similar movies", "Most similar to"),
+    "emotion": ("emotion", "Mood from your face", "Press START"),
+    "model": ("model", "Model", "Current model:"),
+}
 # Every text a spinner showed, from the first moment of each page load (a cold load must say what it does).
 SPINNER_LOG = """
 window.__spinners = [];
@@ -60,6 +67,7 @@ def served(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def playwright():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         yield p
 
@@ -95,15 +103,21 @@ def _slice_by_keyboard(page) -> None:
     page.get_by_text(re.compile(r"Slice: movies released \d{4}")).wait_for(timeout=60000)
     page.wait_for_url(re.compile(r"released=\d{4}-\d{4}"), timeout=30000)
     _wait_idle(page)
-    assert page.evaluate("window.__runs") == 1   # one run for five key presses and Apply
+    assert page.evaluate("window.__runs") == 1  # one run for five key presses and Apply
 
 
 @pytest.mark.parametrize("theme", list(THEMES))
 def test_every_page_at_1280_in_both_themes(served, playwright, tmp_path, theme):
     data, models = served
     out = _out_dir()
-    env = cli_env(MOVIELENS_DATA=data, MODEL_DIR=models, RATINGS_DB=tmp_path / "ratings.sqlite",
-                  SPARK_CHECKPOINT_DIR=tmp_path / "ckpt", SPARK_START="on-demand", **THEMES[theme])
+    env = cli_env(
+        MOVIELENS_DATA=data,
+        MODEL_DIR=models,
+        RATINGS_DB=tmp_path / "ratings.sqlite",
+        SPARK_CHECKPOINT_DIR=tmp_path / "ckpt",
+        SPARK_START="on-demand",
+        **THEMES[theme],
+    )
     # on-demand: no JVM starting behind the pictures (its sidebar line would rerun every 2 s while it starts)
     with _streamlit(env) as url:
         browser = _browser(playwright)
@@ -116,20 +130,19 @@ def test_every_page_at_1280_in_both_themes(served, playwright, tmp_path, theme):
             _wait_idle(page, timeout=180000)
             assert "Traceback" not in page.locator("body").inner_text()
             assert not _cut_off_buttons(page), (path, _cut_off_buttons(page))
-            if path == "statistics" and out is not None:   # the real data's cold load says what it does
+            if path == "statistics" and out is not None:  # the real data's cold load says what it does
                 assert any("Reading MovieLens latest-small" in s for s in page.evaluate("window.__spinners"))
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(out / f"{path}-{theme}.png"))
-                (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)   # the whole page, to look at:
-                page.set_viewport_size({"width": WIDTH, "height": 4000})       # the app scrolls inside its own
-                _wait_idle(page, timeout=60000)                                # element, so full_page cannot
+                (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)  # the whole page, to look at:
+                page.set_viewport_size({"width": WIDTH, "height": 4000})  # the app scrolls inside its own
+                _wait_idle(page, timeout=60000)  # element, so full_page cannot
                 page.screenshot(path=str(ARTIFACTS / "screenshots" / f"{path}-{theme}-tall.png"))
                 page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
             if path == "model":
                 page.get_by_role("tab", name="Saved models").click()
-                page.locator("[data-testid=stTabPanel]:visible [data-testid=stDataFrame]").first.wait_for(
-                    timeout=30000)
+                page.locator("[data-testid=stTabPanel]:visible [data-testid=stDataFrame]").first.wait_for(timeout=30000)
                 _wait_idle(page)
                 assert _grid_scrolls_sideways(page) == [False], "the saved-models table scrolls sideways"
                 if out is not None:

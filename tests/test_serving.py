@@ -1,4 +1,5 @@
 """Serving index: equality with Spark, similar movies, fold-in, explanations, errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -82,7 +83,7 @@ def test_similar_by_cosine(small_index):
 
 
 def test_similar_to_several_movies(small_index):
-    """"Like these": cosine to the normalised mean of the seeds' unit vectors, computed here by hand;
+    """ "Like these": cosine to the normalised mean of the seeds' unit vectors, computed here by hand;
     the seeds are left out, repeating one changes nothing, one seed is the plain list."""
     a, b, c = (int(m) for m in small_index.item_ids[:3])
     both = small_index.similar(a, 6, min_ratings=0, also=[b])
@@ -117,10 +118,15 @@ def test_group_recommendations_for_a_movie_night(small_index):
     a, b = (int(u) for u in small_index.user_ids[:2])
     mine = [(1, 5.0), (2, 4.5), (3, 1.0)]
     out = small_index.recommend_group({"ann": a, "bob": b, "me": mine}, n=8)
-    alone = {label: small_index.recommend(u, n=len(small_index.item_ids), exclude_rated=False, explain=False)
-             .set_index("movieId")["predicted_rating"] for label, u in (("ann", a), ("bob", b))}
-    alone["me"] = small_index.recommend_new_user(mine, n=len(small_index.item_ids), explain=False) \
-        .set_index("movieId")["predicted_rating"]
+    alone = {
+        label: small_index.recommend(u, n=len(small_index.item_ids), exclude_rated=False, explain=False).set_index(
+            "movieId"
+        )["predicted_rating"]
+        for label, u in (("ann", a), ("bob", b))
+    }
+    alone["me"] = small_index.recommend_new_user(mine, n=len(small_index.item_ids), explain=False).set_index("movieId")[
+        "predicted_rating"
+    ]
     for label, predicted in alone.items():
         np.testing.assert_allclose(out[f"for {label}"], predicted.loc[out["movieId"]], atol=1e-3)
     np.testing.assert_allclose(out["group_score"], out[["for ann", "for bob", "for me"]].min(axis=1), atol=1e-9)
@@ -134,13 +140,15 @@ def test_group_recommendations_for_a_movie_night(small_index):
     np.testing.assert_allclose(average["group_score"], average[["for ann", "for bob"]].mean(axis=1), atol=1e-3)
     # why, for each member: their rated movie most like it, as their own list would say
     everything = len(small_index.item_ids)
-    alone_because = {label: small_index.recommend(u, n=everything).set_index("movieId")["because"]
-                     for label, u in (("ann", a), ("bob", b))}
+    alone_because = {
+        label: small_index.recommend(u, n=everything).set_index("movieId")["because"]
+        for label, u in (("ann", a), ("bob", b))
+    }
     alone_because["me"] = small_index.recommend_new_user(mine, n=everything).set_index("movieId")["because"]
     for label, own in alone_because.items():
         for movie, why in zip(out["movieId"], out["because_by"]):
             assert dict(why).get(label) == (own[movie][0] if own[movie] else None)
-    assert sum(len(why) for why in out["because_by"]) >= len(out)   # reasons are there
+    assert sum(len(why) for why in out["because_by"]) >= len(out)  # reasons are there
     # a movie a member is not interested in is left out; the others keep their order
     hidden = out["movieId"].tolist()[:2]
     without = small_index.recommend_group({"ann": a, "bob": b, "me": mine}, n=8, hidden=[*hidden, 424242])
@@ -198,15 +206,17 @@ def test_title_search_as_people_type(small_index):
         assert stored in small_index.search_titles(query)["title"].tolist(), query
     for query in ("cafe 6", "Le Café 6", "the coffee 6", "LE CAFE"):
         assert small_index.search_titles(query)["movieId"].tolist() == [6], query
-    assert small_index.search_titles("the movie 6 (").empty   # movie 6 is the café (65 is "The Movie 65")
+    assert small_index.search_titles("the movie 6 (").empty  # movie 6 is the café (65 is "The Movie 65")
 
 
 def test_find_movie_by_id_or_title(small_index):
     assert small_index.find_movie("5") == small_index.find_movie(" the movie 5 ") == 5
     assert small_index.find_movie("Movie 5, The (1984)") == small_index.find_movie("THE MOVIE 5 (1984)") == 5
-    assert small_index.find_movie("cafe 6") == 6               # the only title containing it
-    with pytest.raises(UnknownIdError, match=r"'movie 5' matches 11 movies \(.*The Movie 5 \(1984\) = 5; .*pass the id"):
-        small_index.find_movie("movie 5")                      # also Movie 50 to 59
+    assert small_index.find_movie("cafe 6") == 6  # the only title containing it
+    with pytest.raises(
+        UnknownIdError, match=r"'movie 5' matches 11 movies \(.*The Movie 5 \(1984\) = 5; .*pass the id"
+    ):
+        small_index.find_movie("movie 5")  # also Movie 50 to 59
     for nothing in ("", "   ", "424242", "no such film"):
         with pytest.raises(UnknownIdError, match="No movie"):
             small_index.find_movie(nothing)
@@ -220,9 +230,11 @@ def test_popular_to_rate_pages_through_unrated_movies(small_index):
     assert first["movieId"].tolist() == by_count.index[:9].tolist()
     assert first["n_ratings"].tolist() == by_count.iloc[:9].tolist()
     rated = first["movieId"].tolist()[:3]
-    rest = small_index.popular_to_rate(exclude=rated + [424242], n=9)   # unknown ids are ignored
-    assert not set(rated) & set(rest["movieId"]) and rest["movieId"].tolist() == \
-        [m for m in by_count.index if m not in rated][:9]
+    rest = small_index.popular_to_rate(exclude=rated + [424242], n=9)  # unknown ids are ignored
+    assert (
+        not set(rated) & set(rest["movieId"])
+        and rest["movieId"].tolist() == [m for m in by_count.index if m not in rated][:9]
+    )
     # "other movies": the next page; past the end it wraps around to the start
     unrated = [m for m in by_count.index if m not in rated]
     assert small_index.popular_to_rate(rated, n=9, offset=9)["movieId"].tolist() == unrated[9:18]

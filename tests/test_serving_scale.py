@@ -2,6 +2,7 @@
 
 Small generated models (no Spark): the arrays must give exactly what the frame gave.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,10 +20,11 @@ def _tables(seed: int = 0, n_users: int = 300, n_movies: int = 500) -> dict:
     someone's ratings fell in the test split), and the ratings come in no particular order."""
     rng = np.random.default_rng(seed)
     per_user = rng.integers(1, 60, n_users)
-    users = np.repeat(np.arange(1, n_users + 1) * 3, per_user)          # sparse-ish ids
+    users = np.repeat(np.arange(1, n_users + 1) * 3, per_user)  # sparse-ish ids
     movies = np.concatenate([rng.choice(np.arange(1, n_movies + 1) * 7, k, replace=False) for k in per_user])
-    ratings = pd.DataFrame({"userId": users, "movieId": movies,
-                            "rating": rng.integers(1, 11, len(users)) / 2}).sample(frac=1.0, random_state=seed)
+    ratings = pd.DataFrame({"userId": users, "movieId": movies, "rating": rng.integers(1, 11, len(users)) / 2}).sample(
+        frac=1.0, random_state=seed
+    )
     ratings = ratings.reset_index(drop=True)
     model_users = np.setdiff1d(np.unique(users), rng.choice(np.unique(users), 10, replace=False))
     model_movies = np.setdiff1d(np.unique(movies), rng.choice(np.unique(movies), 40, replace=False))
@@ -33,20 +35,34 @@ def _tables(seed: int = 0, n_users: int = 300, n_movies: int = 500) -> dict:
     itf = pd.DataFrame(rng.normal(0, 0.3, (len(model_movies), RANK)), columns=fcols)
     itf.insert(0, "movieId", model_movies)
     itf.insert(1, "item_bias", rng.normal(0, 0.3, len(model_movies)))
-    itf.insert(2, "n_ratings", ratings["movieId"].value_counts().reindex(model_movies).fillna(0).astype(np.int64)
-               .to_numpy())
-    catalogue = pd.DataFrame({"movieId": np.arange(1, n_movies + 1) * 7,
-                              "title": [f"Movie {m} ({1990 + m % 30})" for m in range(1, n_movies + 1)],
-                              "genres": np.array(["Drama", "Comedy|Drama", "Action"])[np.arange(n_movies) % 3],
-                              "year": 1990.0 + np.arange(1, n_movies + 1) % 30, "imdbId": "0000001",
-                              "tmdbId": np.nan, "total_ratings": 0, "mean_rating": np.nan})
+    itf.insert(
+        2, "n_ratings", ratings["movieId"].value_counts().reindex(model_movies).fillna(0).astype(np.int64).to_numpy()
+    )
+    catalogue = pd.DataFrame(
+        {
+            "movieId": np.arange(1, n_movies + 1) * 7,
+            "title": [f"Movie {m} ({1990 + m % 30})" for m in range(1, n_movies + 1)],
+            "genres": np.array(["Drama", "Comedy|Drama", "Action"])[np.arange(n_movies) % 3],
+            "year": 1990.0 + np.arange(1, n_movies + 1) % 30,
+            "imdbId": "0000001",
+            "tmdbId": np.nan,
+            "total_ratings": 0,
+            "mean_rating": np.nan,
+        }
+    )
     return {"user_factors": uf, "item_factors": itf, "movies": catalogue, "ratings": ratings}
 
 
 def _index(tables: dict) -> RecommenderIndex:
-    return RecommenderIndex.from_frames(mu=3.5, reg_param=0.1, user_bias_reg=5.0, user_frame=tables["user_factors"],
-                                        item_frame=tables["item_factors"], movies=tables["movies"],
-                                        ratings=tables["ratings"])
+    return RecommenderIndex.from_frames(
+        mu=3.5,
+        reg_param=0.1,
+        user_bias_reg=5.0,
+        user_frame=tables["user_factors"],
+        item_frame=tables["item_factors"],
+        movies=tables["movies"],
+        ratings=tables["ratings"],
+    )
 
 
 def _frame_rows(index: RecommenderIndex, ratings: pd.DataFrame) -> dict:
@@ -83,8 +99,9 @@ def test_csr_rows_equal_the_frame_based_ones_for_every_user():
         assert everything == set(index.item_ids) - rated_ids
     # every rating is still there, for the rare reader of the whole table
     key = ["userId", "movieId"]
-    pd.testing.assert_frame_equal(index.ratings.sort_values(key, ignore_index=True),
-                                  tables["ratings"].sort_values(key, ignore_index=True))
+    pd.testing.assert_frame_equal(
+        index.ratings.sort_values(key, ignore_index=True), tables["ratings"].sort_values(key, ignore_index=True)
+    )
 
 
 def test_saved_ratings_are_compact_sorted_and_old_tables_still_load(tmp_path):
@@ -98,12 +115,13 @@ def test_saved_ratings_are_compact_sorted_and_old_tables_still_load(tmp_path):
     assert saved["userId"].is_monotonic_increasing and len(saved) == len(tables["ratings"])
     index = RecommenderIndex.load(current_model_dir(tmp_path))
     _assert_rows_equal(index, tables["ratings"])
-    tables["ratings"].to_parquet(folder / "ratings.parquet", index=False)   # as older versions saved it
+    tables["ratings"].to_parquet(folder / "ratings.parquet", index=False)  # as older versions saved it
     old = RecommenderIndex.load(folder)
     _assert_rows_equal(old, tables["ratings"])
     for user in old.user_ids[:10]:
-        pd.testing.assert_frame_equal(old.user_history(int(user)).astype({"rating": np.float32}),
-                                      index.user_history(int(user)))
+        pd.testing.assert_frame_equal(
+            old.user_history(int(user)).astype({"rating": np.float32}), index.user_history(int(user))
+        )
 
 
 def test_the_index_keeps_no_frame_of_all_ratings(tmp_path):
@@ -111,8 +129,9 @@ def test_the_index_keeps_no_frame_of_all_ratings(tmp_path):
     per-user counts): no pandas frame, no dict of per-user arrays, no object arrays."""
     tables = _tables(seed=2, n_users=600)
     n = len(tables["ratings"])
-    save_model(tmp_path, params={"rank": RANK, "mu": 3.5, "reg_param": 0.1, "user_bias_reg": 5.0}, metrics={},
-               tables=tables)
+    save_model(
+        tmp_path, params={"rank": RANK, "mu": 3.5, "reg_param": 0.1, "user_bias_reg": 5.0}, metrics={}, tables=tables
+    )
     index = RecommenderIndex.load(current_model_dir(tmp_path))
     big = {}
     for name, value in vars(index).items():
@@ -121,17 +140,20 @@ def test_the_index_keeps_no_frame_of_all_ratings(tmp_path):
             big[name] = type(value).__name__
     assert big == {}, f"attributes as long as the ratings: {big}"
     rated = vars(index.rated)
-    assert {k for k, v in rated.items() if isinstance(v, np.ndarray) and len(v) == n - len(index.rated.others)} \
-        == {"items", "values"}
-    assert len(index.rated.others) < n / 5   # only the ratings the model cannot serve
+    assert {k for k, v in rated.items() if isinstance(v, np.ndarray) and len(v) == n - len(index.rated.others)} == {
+        "items",
+        "values",
+    }
+    assert len(index.rated.others) < n / 5  # only the ratings the model cannot serve
     assert index.rated.nbytes < 10 * n + 8 * len(index.user_ids) + index.rated.others.memory_usage(deep=True).sum()
-    assert index._ratings is None        # the whole-table frame is made only when asked for
+    assert index._ratings is None  # the whole-table frame is made only when asked for
 
 
 @pytest.mark.parametrize("ids", [np.array([5, 9, 10, 11, 400]), np.array([5, 9, 2**40, 2**41])])
 def test_id_positions_dense_and_sparse_ids(ids):
     """Positions by lookup table (ids close together) or binary search (far apart) agree."""
     from engine.recommender.serving import id_positions
+
     query = np.array([9, 5, 6, -1, 2**41, 400, 11, 2**40, 0])
     expected = [list(ids).index(q) if q in ids else -1 for q in query]
     assert id_positions(ids, query).tolist() == expected

@@ -5,6 +5,7 @@ label and frames/s must keep updating, the server's memory must stay flat after 
 minute, and STOP then START must work again. Both videos play at once, each in its own browser, on
 one server. ``SOAK_SECONDS`` sets the time (180 in ``make test``; ``make soak`` runs an hour).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,9 @@ from test_browser import _app_env, _free_port, _webcam_page, assert_no_error, pl
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "180"))
-WARM_UP_S = 60          # memory is compared with what the server held after the first minute
+WARM_UP_S = 60  # memory is compared with what the server held after the first minute
 CHECK_EVERY_S = 5
-STALE_AFTER_S = 30      # the frames/s line must change at least this often
+STALE_AFTER_S = 30  # the frames/s line must change at least this often
 
 
 def rss_mib(pid: int) -> float:
@@ -44,10 +45,24 @@ def soak_server(real_model, movielens_zip, tmp_path_factory):
     # run's server, opened straight on /emotion, stopped answering while both started; not understood yet).
     env["SPARK_START"] = "on-demand"
     port = _free_port()
-    log = open(tmp / "server.log", "w")     # a file, not a pipe nobody reads: an hour of logs must not block
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-                             str(port), "--server.headless", "true"], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    log = open(tmp / "server.log", "w")  # a file, not a pipe nobody reads: an hour of logs must not block
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -72,11 +87,13 @@ def soak_server(real_model, movielens_zip, tmp_path_factory):
 def face(fer_zip):
     from engine.emotion.detector import EmotionRecognizer
     from engine.emotion.frames import face_frame
+
     return face_frame(fer_zip, "happy", recognizer=EmotionRecognizer.load())
 
 
 def _video(kind: str, face: np.ndarray, folder) -> str:
     from engine.emotion.frames import noisy_frames, write_y4m
+
     if kind == "still":
         return str(write_y4m(folder / "still.y4m", [face], fps=15, repeat=45))
     # a new grain on every frame, as a webcam in dim light (bench/bench_detector.py uses the same)
@@ -112,8 +129,9 @@ class Viewer:
         self.faces.append(int(FPS_LINE.search(line).group(2)))
         if line != self.last_line:
             self.last_line, self.last_change = line, now
-        assert now - self.last_change < STALE_AFTER_S, \
+        assert now - self.last_change < STALE_AFTER_S, (
             f"{self.kind}: frames/s stuck at {line!r} for {now - self.last_change:.0f} s"
+        )
         self.page.get_by_text(re.compile(r"Feeling \w+\? Try these")).first.wait_for(timeout=30000)
 
     def stop_then_start(self) -> None:
@@ -121,9 +139,12 @@ class Viewer:
         self.camera.get_by_role("button", name="STOP").click(timeout=30000)
         self.page.get_by_text("Camera is off.").wait_for(timeout=60000)
         first = self.start()
-        self.page.wait_for_function("([before]) => { const m = document.body.innerText.match("
-                                    "/.*frames\\/s processed.*/); return m && m[0] !== before; }",
-                                    arg=[first], timeout=60000)
+        self.page.wait_for_function(
+            "([before]) => { const m = document.body.innerText.match("
+            "/.*frames\\/s processed.*/); return m && m[0] !== before; }",
+            arg=[first],
+            timeout=60000,
+        )
         assert_no_error(self.page)
         self.camera.get_by_role("button", name="STOP").click(timeout=30000)
 
@@ -141,7 +162,7 @@ def test_live_webcam_soak(soak_server, face, playwright, tmp_path):
         t0 = time.monotonic()
         baseline, peak, checks, series = None, 0.0, 0, []
         while time.monotonic() - t0 < SOAK_SECONDS:
-            time.sleep(CHECK_EVERY_S)   # the soak's own pace of checks (each check waits for nothing)
+            time.sleep(CHECK_EVERY_S)  # the soak's own pace of checks (each check waits for nothing)
             for viewer in viewers:
                 viewer.check()
             rss = rss_mib(pid)
@@ -152,10 +173,13 @@ def test_live_webcam_soak(soak_server, face, playwright, tmp_path):
                 peak = max(peak, rss)
             checks += 1
         assert baseline is not None, "the soak ended before its first minute"
-        print(f"\n{checks} checks over {SOAK_SECONDS:.0f} s; server RSS {baseline:.0f} MiB after 1 min, "
-              f"peak {peak:.0f} MiB later; faces in view " +
-              "; ".join(f"{v.kind} {np.bincount(v.faces).tolist()}" for v in viewers)
-              + "\nserver RSS (s, MiB): " + " ".join(f"{t}:{m}" for t, m in series[::6]))
+        print(
+            f"\n{checks} checks over {SOAK_SECONDS:.0f} s; server RSS {baseline:.0f} MiB after 1 min, "
+            f"peak {peak:.0f} MiB later; faces in view "
+            + "; ".join(f"{v.kind} {np.bincount(v.faces).tolist()}" for v in viewers)
+            + "\nserver RSS (s, MiB): "
+            + " ".join(f"{t}:{m}" for t, m in series[::6])
+        )
         assert peak <= baseline * 1.10, f"server memory grew from {baseline:.0f} to {peak:.0f} MiB"
         for viewer in viewers:
             # one face on the camera: one face in view (the Haar cascade alone read a grainy face as 2-3)
@@ -181,12 +205,17 @@ def test_camera_buttons_look_like_the_apps(soak_server, face, playwright, tmp_pa
         camera = page.frame_locator(CAMERA).first
         start = camera.get_by_role("button", name="Start")
         start.wait_for(timeout=90000)
-        page.wait_for_function(f"() => {{ const f = document.querySelector({CAMERA!r}); return f && "
-                               "f.contentDocument.getElementById('app-button-style'); }", timeout=30000)
-        look = ("async e => { const s = getComputedStyle(e); await e.ownerDocument.fonts.ready; "
-                "return [s.textTransform, s.borderRadius, s.boxShadow, s.fontFamily.split(',')[0], "
-                "[...e.ownerDocument.fonts].some(f => f.family.replaceAll('\"', '') === 'Source Sans' "
-                "&& f.status === 'loaded')]; }")
+        page.wait_for_function(
+            f"() => {{ const f = document.querySelector({CAMERA!r}); return f && "
+            "f.contentDocument.getElementById('app-button-style'); }",
+            timeout=30000,
+        )
+        look = (
+            "async e => { const s = getComputedStyle(e); await e.ownerDocument.fonts.ready; "
+            "return [s.textTransform, s.borderRadius, s.boxShadow, s.fontFamily.split(',')[0], "
+            "[...e.ownerDocument.fonts].some(f => f.family.replaceAll('\"', '') === 'Source Sans' "
+            "&& f.status === 'loaded')]; }"
+        )
         for button in (start, camera.get_by_role("button", name="Select device")):
             assert button.evaluate(look) == ["none", "8px", "none", '"Source Sans"', True]
         assert camera.locator("button").first.inner_text() == "Start"

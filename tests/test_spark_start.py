@@ -1,4 +1,5 @@
 """Spark starts in the background: the starter's states, the sidebar line, and the time-left helpers."""
+
 from __future__ import annotations
 
 import threading
@@ -13,15 +14,15 @@ from engine.spark import SparkStarter, SparkUnavailable
 def test_starter_reports_starting_then_ready():
     gate = threading.Event()
     starter = SparkStarter(start=lambda: gate.wait(30) and "session")
-    assert starter.state == "starting" and starter.seconds() == 0.0   # not started yet
+    assert starter.state == "starting" and starter.seconds() == 0.0  # not started yet
     starter.start()
-    assert starter.state == "starting"          # the caller is not blocked while the JVM starts
+    assert starter.state == "starting"  # the caller is not blocked while the JVM starts
     with pytest.raises(TimeoutError):
         starter.wait(timeout=0.05)
     gate.set()
     assert starter.wait(timeout=30) == "session"
     assert starter.state == "ready" and starter.seconds() > 0
-    assert starter.start() is starter and starter.wait(1) == "session"   # started once
+    assert starter.start() is starter and starter.wait(1) == "session"  # started once
 
 
 def test_starter_says_why_spark_is_unavailable_and_can_retry():
@@ -37,7 +38,7 @@ def test_starter_says_why_spark_is_unavailable_and_can_retry():
     with pytest.raises(SparkUnavailable, match="No Java found"):
         starter.wait(timeout=30)
     assert starter.state == "unavailable" and "No Java found" in starter.error
-    starter.start()                                 # no retry unless asked
+    starter.start()  # no retry unless asked
     assert starter.state == "unavailable"
     assert starter.start(retry=True).wait(timeout=30) == "session"
     assert starter.state == "ready" and starter.error is None
@@ -46,11 +47,11 @@ def test_starter_says_why_spark_is_unavailable_and_can_retry():
 def test_time_left_comes_from_the_measured_pace():
     clock = iter([0.0, 30.0, 60.0]).__next__
     pace = Pace(total=10, clock=clock)
-    assert pace.left() is None and pace.describe() == ""      # nothing measured: no guess
+    assert pace.left() is None and pace.describe() == ""  # nothing measured: no guess
     pace.advance(1)
-    assert pace.left() == pytest.approx(270.0)                 # 30 s for 1 unit, 9 to go
+    assert pace.left() == pytest.approx(270.0)  # 30 s for 1 unit, 9 to go
     pace.advance(4)
-    assert pace.describe() == "about 1 min left"               # 60 s for 5 units, 5 to go
+    assert pace.describe() == "about 1 min left"  # 60 s for 5 units, 5 to go
     seen = []
     report = with_eta(lambda f, m: seen.append(m), clock=iter([0.0, 1.0, 8.0, 9.0]).__next__)
     report(0.02, "splitting")
@@ -67,6 +68,7 @@ def test_sidebar_shows_spark_state(spark, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
     from tests.conftest import REPO
+
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("RATINGS_DB", str(tmp_path / "ratings.sqlite"))

@@ -5,6 +5,7 @@ time) on ml-latest-small, checked to 1e-3.
 Recorded by running the old checkout's ``tune`` and ``train_and_evaluate`` on this machine (2 cores,
 ``local[*]``); the before/after times are bench/bench_tune.py's output, not asserted here.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -22,7 +23,8 @@ BEFORE_TEST = {"test_rmse": 0.84817, "bias_baseline_rmse": 0.85656, "plain_als_r
 
 
 def test_tuning_finds_the_same_best_point_and_rmse(spark, real_data):
-    from engine.recommender.training import tune
+    from engine.recommender.tuning import tune
+
     messages = []
     result = tune(spark, real_data, GRID, FOLDS, progress=lambda f, m: messages.append(m))
     assert result["best"] == BEFORE_BEST

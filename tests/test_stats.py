@@ -1,4 +1,5 @@
 """Statistics: pandas and Spark paths agree; definitions checked on generated data."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,18 +23,29 @@ from engine.data.stats_spark import compute_stats_spark
 
 
 def _spark_stats(spark, data, part=None):
-    return compute_stats_spark(spark, spark.createDataFrame(data.ratings),
-                               spark.createDataFrame(data.movies[["movieId", "title", "genres"]]),
-                               spark.createDataFrame(data.tags), part=part)
+    return compute_stats_spark(
+        spark,
+        spark.createDataFrame(data.ratings),
+        spark.createDataFrame(data.movies[["movieId", "title", "genres"]]),
+        spark.createDataFrame(data.tags),
+        part=part,
+    )
 
 
 def _assert_same(a, b):
     assert a.counts == b.counts
-    for name in ("ratings_per_user", "ratings_per_movie", "rating_values", "genres",
-                 "ratings_per_year", "top_tags", "release_decades", "genre_years"):
+    for name in (
+        "ratings_per_user",
+        "ratings_per_movie",
+        "rating_values",
+        "genres",
+        "ratings_per_year",
+        "top_tags",
+        "release_decades",
+        "genre_years",
+    ):
         left, right = getattr(a, name).reset_index(drop=True), getattr(b, name).reset_index(drop=True)
-        pd.testing.assert_frame_equal(left, right, check_dtype=False, check_exact=False, atol=1e-4,
-                                      obj=name)
+        pd.testing.assert_frame_equal(left, right, check_dtype=False, check_exact=False, atol=1e-4, obj=name)
 
 
 def test_counts_and_definitions(small_data):
@@ -45,17 +57,19 @@ def test_counts_and_definitions(small_data):
     assert s.rating_values["count"].sum() == len(r)
     assert "(no genres listed)" in set(s.genres["genre"])
     for genre in s.genres["genre"]:  # a genre's mean rating is over every rating of its movies
-        movies = small_data.movies.loc[small_data.movies["genres"].str.split("|").apply(lambda g: genre in g),
-                                       "movieId"]
+        movies = small_data.movies.loc[
+            small_data.movies["genres"].str.split("|").apply(lambda g: genre in g), "movieId"
+        ]
         ratings = r.loc[r["movieId"].isin(movies), "rating"]
         row = s.genres.set_index("genre").loc[genre]
         assert row["ratings"] == len(ratings)
-        assert (pd.isna(row["mean_rating"]) if ratings.empty else abs(row["mean_rating"] - ratings.mean()) < 1e-4)
+        assert pd.isna(row["mean_rating"]) if ratings.empty else abs(row["mean_rating"] - ratings.mean()) < 1e-4
     assert s.top_tags.iloc[0].to_dict() == {"tag": "funny", "count": 2}  # case folded
-    per_genre = s.genre_years.groupby("genre")["ratings"].sum()   # every rating of a genre, in some year
+    per_genre = s.genre_years.groupby("genre")["ratings"].sum()  # every rating of a genre, in some year
     assert per_genre.to_dict() == s.genres.set_index("genre")["ratings"][lambda x: x > 0].to_dict()
-    drama_2001 = r[r["movieId"].isin(small_data.movies.loc[small_data.movies["genres"].str.contains("Drama"),
-                                                           "movieId"])]
+    drama_2001 = r[
+        r["movieId"].isin(small_data.movies.loc[small_data.movies["genres"].str.contains("Drama"), "movieId"])
+    ]
     assert s.genre_years.set_index(["year", "genre"]).loc[(2001, "Drama"), "ratings"] == len(drama_2001)
     assert 0 < s.counts["sparsity"] < 1
 
@@ -63,9 +77,16 @@ def test_counts_and_definitions(small_data):
 @pytest.mark.spark
 def test_spark_path_matches_pandas(spark, small_data):
     _assert_same(compute_stats(small_data), _spark_stats(spark, small_data))
-    unrated = dataclasses.replace(small_data, movies=pd.concat([small_data.movies, pd.DataFrame(
-        {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir|Drama"]})],
-        ignore_index=True))
+    unrated = dataclasses.replace(
+        small_data,
+        movies=pd.concat(
+            [
+                small_data.movies,
+                pd.DataFrame({"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir|Drama"]}),
+            ],
+            ignore_index=True,
+        ),
+    )
     _assert_same(compute_stats(unrated), _spark_stats(spark, unrated))  # a genre without a mean
 
 
@@ -76,15 +97,17 @@ def test_spark_reads_a_release_folder_as_pandas_does(spark, tmp_path):
     from conftest import generate_movielens, write_release
     from engine.data.movielens import load_movielens
     from engine.data.stats_spark import read_spark_tables
+
     files = generate_movielens(n_users=30, n_movies=40, seed=3)
     head, first, rest = files["movies.csv"].split("\r\n", 2)
-    files["movies.csv"] = "\r\n".join([head, first.rsplit(",", 1)[0] + ",", rest])   # movie 1: no genres
+    files["movies.csv"] = "\r\n".join([head, first.rsplit(",", 1)[0] + ",", rest])  # movie 1: no genres
     folder = write_release(tmp_path / "release", files, as_zip=False)
     pandas_stats = compute_stats(load_movielens(folder))
     spark_stats = compute_stats_spark(spark, *read_spark_tables(spark, folder.resolve().as_uri()))
     _assert_same(pandas_stats, spark_stats)
-    assert pandas_stats.genres.set_index("genre").loc["(no genres listed)", "movies"] >= 2 \
-        and "" not in set(spark_stats.genres["genre"])
+    assert pandas_stats.genres.set_index("genre").loc["(no genres listed)", "movies"] >= 2 and "" not in set(
+        spark_stats.genres["genre"]
+    )
 
 
 @pytest.mark.spark
@@ -130,8 +153,13 @@ def test_log_binned_keeps_small_counts_exact():
 
 
 def test_a_genre_nobody_rated_has_no_mean_and_json_stays_valid(small_data):
-    movies = pd.concat([small_data.movies, pd.DataFrame(
-        {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir"]})], ignore_index=True)
+    movies = pd.concat(
+        [
+            small_data.movies,
+            pd.DataFrame({"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir"]}),
+        ],
+        ignore_index=True,
+    )
     s = compute_stats(dataclasses.replace(small_data, movies=movies))
     noir = s.genres.set_index("genre").loc["Film-Noir"]
     assert noir["movies"] == 1 and noir["ratings"] == 0 and pd.isna(noir["mean_rating"])
@@ -152,6 +180,7 @@ def _expected_ratings(data, genres=(), released=None, rated=None) -> pd.DataFram
     """The slice's ratings, worked out row by row from the definitions (independently of slice_data)."""
     import datetime as dt
     import re
+
     keep = set()
     for movie, title, genre_text in data.movies[["movieId", "title", "genres"]].itertuples(index=False):
         m = re.search(r"\((\d{4})\)\s*$", title)
@@ -160,13 +189,21 @@ def _expected_ratings(data, genres=(), released=None, rated=None) -> pd.DataFram
         if released and not (m and released[0] <= int(m.group(1)) <= released[1]):
             continue
         keep.add(movie)
-    rows = [row for row in data.ratings.itertuples(index=False) if row.movieId in keep and (
-        not rated or rated[0] <= dt.datetime.fromtimestamp(row.timestamp, dt.timezone.utc).year <= rated[1])]
+    rows = [
+        row
+        for row in data.ratings.itertuples(index=False)
+        if row.movieId in keep
+        and (not rated or rated[0] <= dt.datetime.fromtimestamp(row.timestamp, dt.timezone.utc).year <= rated[1])
+    ]
     return pd.DataFrame(rows, columns=data.ratings.columns)
 
 
-SLICES = [Slice(genres=("Comedy",)), Slice(released=(1990, 2004)), Slice(rated=(2005, 2012)),
-          Slice(genres=("Drama", "Horror"), released=(1985, 2010), rated=(2000, 2015))]
+SLICES = [
+    Slice(genres=("Comedy",)),
+    Slice(released=(1990, 2004)),
+    Slice(rated=(2005, 2012)),
+    Slice(genres=("Drama", "Horror"), released=(1985, 2010), rated=(2000, 2015)),
+]
 
 
 @pytest.mark.parametrize("part", SLICES, ids=lambda p: p.describe())
@@ -175,8 +212,9 @@ def test_a_slice_keeps_exactly_its_movies_and_ratings(small_data, part):
     want = _expected_ratings(data, part.genres, part.released, part.rated)
     got = slice_data(data, part)
     assert 0 < len(got.ratings) < len(data.ratings)
-    assert sorted(map(tuple, got.ratings[["userId", "movieId"]].to_numpy())) == \
-        sorted(map(tuple, want[["userId", "movieId"]].to_numpy()))
+    assert sorted(map(tuple, got.ratings[["userId", "movieId"]].to_numpy())) == sorted(
+        map(tuple, want[["userId", "movieId"]].to_numpy())
+    )
     s = compute_stats(data, part=part)
     assert s.counts["ratings"] == len(want) and s.counts["users"] == want["userId"].nunique()
     assert s.counts["rated_movies"] == want["movieId"].nunique()
@@ -197,7 +235,7 @@ def test_release_decades_follow_the_titles(small_data):
 @pytest.mark.spark
 def test_spark_slices_match_pandas(spark, small_data):
     data = _spread_over_years(small_data)
-    for part in SLICES[-2:]:   # one filter alone, and all three together (each Spark job takes seconds)
+    for part in SLICES[-2:]:  # one filter alone, and all three together (each Spark job takes seconds)
         _assert_same(compute_stats(data, part=part), _spark_stats(spark, data, part))
     with pytest.raises(EmptySlice, match="No ratings for Horror movies released 1980"):
         _spark_stats(spark, data, Slice(genres=("Horror",), released=(1980, 1980), rated=(1996, 1996)))
@@ -213,19 +251,29 @@ def test_an_empty_slice_and_bad_slices_say_what_to_change(small_data):
         Slice(released=(2000, 1990))
     assert slice_data(data, Slice()) is data and Slice().describe() == "all movies and ratings"
     from engine.data.stats import slice_bounds
+
     bounds = slice_bounds(data)
     assert bounds["released"] == (1980, 2019) and bounds["rated"][0] >= 1996 and "Comedy" in bounds["genres"]
 
 
-@pytest.mark.parametrize("text, years", [("1995", (1995, 1995)), ("1990-1999", (1990, 1999)),
-                                         ("1990 – 1999", (1990, 1999)), ("1990..1999", (1990, 1999)),
-                                         ("1990 to 1999", (1990, 1999))])
+@pytest.mark.parametrize(
+    "text, years",
+    [
+        ("1995", (1995, 1995)),
+        ("1990-1999", (1990, 1999)),
+        ("1990 – 1999", (1990, 1999)),
+        ("1990..1999", (1990, 1999)),
+        ("1990 to 1999", (1990, 1999)),
+    ],
+)
 def test_parse_years(text, years):
     assert parse_years(text) == years
 
 
-@pytest.mark.parametrize("text, message", [("nineties", "not a year or a range"), ("1999-1990", "1990-1999"),
-                                           ("199", "not a year"), ("1990-", "not a year")])
+@pytest.mark.parametrize(
+    "text, message",
+    [("nineties", "not a year or a range"), ("1999-1990", "1990-1999"), ("199", "not a year"), ("1990-", "not a year")],
+)
 def test_parse_years_rejects_with_the_fix(text, message):
     with pytest.raises(ValueError, match=message):
         parse_years(text, "--released")
@@ -233,21 +281,30 @@ def test_parse_years_rejects_with_the_fix(text, message):
 
 def test_movie_profile_counts_what_people_did(small_data):
     from engine.data.movie_profile import movie_profile
+
     r = small_data.ratings[small_data.ratings["movieId"] == 1]
     p = movie_profile(small_data, 1)
     assert p.ratings == len(r) and abs(p.mean_rating - r["rating"].mean()) < 1e-4
-    assert p.rating_values["count"].sum() == len(r) and len(p.rating_values) == 10   # every half star
+    assert p.rating_values["count"].sum() == len(r) and len(p.rating_values) == 10  # every half star
     counts = small_data.ratings["movieId"].value_counts()
     assert p.popularity_rank == 1 + (counts > len(r)).sum()
     assert p.users_share == pytest.approx(r["userId"].nunique() / small_data.ratings["userId"].nunique(), abs=1e-6)
     assert p.years_rated == (2001, 2001)
-    assert p.tags.to_dict(orient="records") == [{"tag": "funny", "count": 2}]   # "funny" and "Funny"
+    assert p.tags.to_dict(orient="records") == [{"tag": "funny", "count": 2}]  # "funny" and "Funny"
     assert p.title == small_data.movies.set_index("movieId").loc[1, "title"]
     json.dumps(p.as_dict())
     most = int(counts.index[0])
     assert movie_profile(small_data, most).popularity_rank == 1
-    unrated = dataclasses.replace(small_data, movies=pd.concat([small_data.movies, pd.DataFrame(
-        {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir"]})], ignore_index=True))
+    unrated = dataclasses.replace(
+        small_data,
+        movies=pd.concat(
+            [
+                small_data.movies,
+                pd.DataFrame({"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir"]}),
+            ],
+            ignore_index=True,
+        ),
+    )
     nobody = movie_profile(unrated, 999_001)
     assert nobody.ratings == 0 and nobody.mean_rating is None and nobody.popularity_rank is None
     with pytest.raises(ValueError, match="Movie id 424242 is not in"):
@@ -257,6 +314,7 @@ def test_movie_profile_counts_what_people_did(small_data):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_concentration_matches_the_textbook_gini(seed):
     from engine.data.stats import concentration
+
     rng = np.random.default_rng(seed)
     sizes = np.round(rng.pareto(1.1, 300) * 5 + 1).astype(int)
     dist = pd.Series(sizes).value_counts().sort_index().rename_axis("n_ratings").reset_index(name="movies")
@@ -264,7 +322,7 @@ def test_concentration_matches_the_textbook_gini(seed):
     brute = np.abs(sizes[:, None] - sizes[None, :]).sum() / (2 * len(sizes) ** 2 * sizes.mean())
     assert gini == pytest.approx(brute, abs=1e-4)
     top = np.sort(sizes)[::-1]
-    for share in (0.1, 0.5):   # the curve: what the most-rated share of movies holds
+    for share in (0.1, 0.5):  # the curve: what the most-rated share of movies holds
         k = int(round(share * len(sizes)))
         y = curve.loc[np.isclose(curve["share_of_items"], share), "share_of_ratings"].item()
         assert y == pytest.approx(top[:k].sum() / sizes.sum(), abs=1e-6)
@@ -278,6 +336,7 @@ def test_a_slice_by_years_rated_counts_only_the_movies_rated_in_it(small_data):
     """Issue 24, item 10: "ratings given 2007-2018 ... 9,742 of 9,742 movies" counted every movie,
     rated in those years or not."""
     from engine.data.stats import slice_figures
+
     data = _spread_over_years(small_data)
     part = Slice(rated=(2001, 2004))
     years = pd.to_datetime(data.ratings["timestamp"], unit="s", utc=True).dt.year
@@ -287,13 +346,18 @@ def test_a_slice_by_years_rated_counts_only_the_movies_rated_in_it(small_data):
     assert f"of {rated:,} of {len(data.movies):,} movies (those rated in the slice)" in line, line
 
 
-@pytest.mark.parametrize("location, label", [
-    ("/srv/data/ml-latest-small.zip", "MovieLens latest-small (ml-latest-small.zip)"),
-    ("https://files.grouplens.org/datasets/movielens/ml-25m.zip", "MovieLens 25m (ml-25m.zip)"),
-    ("s3a://bucket/releases/ml-1m/", "MovieLens 1m (ml-1m)"),
-    ("/home/sam/my-ratings", "my-ratings")])
+@pytest.mark.parametrize(
+    "location, label",
+    [
+        ("/srv/data/ml-latest-small.zip", "MovieLens latest-small (ml-latest-small.zip)"),
+        ("https://files.grouplens.org/datasets/movielens/ml-25m.zip", "MovieLens 25m (ml-25m.zip)"),
+        ("s3a://bucket/releases/ml-1m/", "MovieLens 1m (ml-1m)"),
+        ("/home/sam/my-ratings", "my-ratings"),
+    ],
+)
 def test_dataset_label_names_the_release_without_the_servers_folders(location, label):
     from engine.data.stats import dataset_label
+
     assert dataset_label(location) == label
 
 
@@ -303,6 +367,7 @@ def _columnar(data, tmp_path):
     from engine.data.prepare import prepare_release
     from engine.data.stats_columnar import ColumnarRelease
     from engine.settings import get_settings
+
     folder = tmp_path / "release"
     folder.mkdir()
     data.ratings.to_csv(folder / "ratings.csv", index=False)
@@ -315,22 +380,48 @@ def _columnar(data, tmp_path):
 def _assert_identical(a, b):
     """Every number and table the same, to the last bit and dtype (no tolerance, unlike the Spark check)."""
     assert a.counts == b.counts
-    for name in ("ratings_per_user", "ratings_per_movie", "rating_values", "genres",
-                 "ratings_per_year", "top_tags", "release_decades", "genre_years"):
-        pd.testing.assert_frame_equal(getattr(a, name).reset_index(drop=True), getattr(b, name).reset_index(drop=True),
-                                      check_exact=True, obj=name)
+    for name in (
+        "ratings_per_user",
+        "ratings_per_movie",
+        "rating_values",
+        "genres",
+        "ratings_per_year",
+        "top_tags",
+        "release_decades",
+        "genre_years",
+    ):
+        pd.testing.assert_frame_equal(
+            getattr(a, name).reset_index(drop=True), getattr(b, name).reset_index(drop=True), check_exact=True, obj=name
+        )
     assert a.as_dict() == b.as_dict()
 
 
-@pytest.mark.parametrize("part", [Slice(), *SLICES, Slice(genres=("Film-Noir",)), Slice(rated=(2001, 2001))],
-                         ids=lambda p: p.describe())
+@pytest.mark.parametrize(
+    "part", [Slice(), *SLICES, Slice(genres=("Film-Noir",)), Slice(rated=(2001, 2001))], ids=lambda p: p.describe()
+)
 def test_duckdb_path_matches_pandas_exactly(small_data, tmp_path, part):
     from engine.data.stats import slice_bounds, slice_figures
+
     data = _spread_over_years(small_data)
-    data = dataclasses.replace(data, movies=pd.concat([data.movies, pd.DataFrame(   # a genre nobody rated
-        {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir|Drama"]})], ignore_index=True),
-        tags=pd.concat([data.tags, pd.DataFrame({"userId": [4], "movieId": [999_002], "tag": ["Lost"],
-                                                 "timestamp": [1_400_000_000]})], ignore_index=True))
+    data = dataclasses.replace(
+        data,
+        movies=pd.concat(
+            [
+                data.movies,
+                pd.DataFrame(  # a genre nobody rated
+                    {"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Film-Noir|Drama"]}
+                ),
+            ],
+            ignore_index=True,
+        ),
+        tags=pd.concat(
+            [
+                data.tags,
+                pd.DataFrame({"userId": [4], "movieId": [999_002], "tag": ["Lost"], "timestamp": [1_400_000_000]}),
+            ],
+            ignore_index=True,
+        ),
+    )
     release = _columnar(data, tmp_path)
     if part.genres == ("Film-Noir",):
         with pytest.raises(EmptySlice, match="No ratings for Film-Noir movies"):
@@ -342,8 +433,11 @@ def test_duckdb_path_matches_pandas_exactly(small_data, tmp_path, part):
     _assert_identical(a, b)
     assert slice_figures(a, compute_stats(data)) == slice_figures(b, release.stats())
     for by, least in (("count", 1), ("mean", 3), ("mean", 40)):
-        pd.testing.assert_frame_equal(top_movies(slice_data(data, part), by=by, min_ratings=least),
-                                      release.top_movies(part, by=by, min_ratings=least), check_exact=True)
+        pd.testing.assert_frame_equal(
+            top_movies(slice_data(data, part), by=by, min_ratings=least),
+            release.top_movies(part, by=by, min_ratings=least),
+            check_exact=True,
+        )
     assert release.bounds() == slice_bounds(data)
     with pytest.raises(ValueError, match="Unknown genre 'Noir'"):
         release.stats(Slice(genres=("Noir",)))

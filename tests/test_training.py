@@ -1,4 +1,5 @@
 """ALS training, evaluation, tuning and the saved-model round trip (Spark)."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,19 @@ pytestmark = pytest.mark.spark
 def test_training_reports_every_metric(small_model):
     _, _, result = small_model
     m = result["metrics"]
-    for key in ("test_rmse", "plain_als_rmse", "bias_baseline_rmse", "ndcg_at_10",
-                "popularity_ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "split_seed",
-                "picks_ndcg_at_10", "picks_fit_seconds"):
+    for key in (
+        "test_rmse",
+        "plain_als_rmse",
+        "bias_baseline_rmse",
+        "ndcg_at_10",
+        "popularity_ndcg_at_10",
+        "precision_at_10",
+        "recall_at_10",
+        "map_at_10",
+        "split_seed",
+        "picks_ndcg_at_10",
+        "picks_fit_seconds",
+    ):
         assert key in m, key
     # the generated data has latent structure: the factor model must beat the bias-only baseline
     assert m["test_rmse"] < m["bias_baseline_rmse"]
@@ -28,6 +39,7 @@ def test_training_reports_every_metric(small_model):
 
 def test_split_is_seeded(spark, small_data):
     from engine.recommender.training import ALSConfig, ratings_frame, split
+
     df = ratings_frame(spark, small_data)
     a = split(df, ALSConfig(split_seed=7))[1].toPandas().sort_values(["userId", "movieId"])
     b = split(df, ALSConfig(split_seed=7))[1].toPandas().sort_values(["userId", "movieId"])
@@ -44,13 +56,13 @@ def test_save_load_round_trip(spark, small_model):
     assert index.rank == 4 and len(index.user_ids) == len(users)
     # predictions from the loaded index equal Spark's transform of the in-memory model
     pairs = spark.createDataFrame([(1, 1), (2, 5), (3, 7)], ["userId", "movieId"])
-    spark_pred = {(r.userId, r.movieId): r.prediction
-                  for r in result["model"].transform(pairs).collect()}
+    spark_pred = {(r.userId, r.movieId): r.prediction for r in result["model"].transform(pairs).collect()}
     for (u, m), p in spark_pred.items():
         ui, mi = index._user(u), index._item(m)
         raw = index.raw_scores(index.user_factors[ui], index.user_bias[ui])[mi]
         assert np.clip(raw, 0.5, 5.0) == pytest.approx(p, abs=1e-4)
     from pyspark.ml.recommendation import ALSModel
+
     spark_model = ALSModel.load(str(path / "spark_model"))
     assert spark_model.rank == 4
 
@@ -90,10 +102,18 @@ def test_no_temp_folders_left(small_model):
 
 
 def test_cross_validation_table(spark, small_data):
-    from engine.recommender.training import ALSConfig, tune
+    from engine.recommender.training import ALSConfig
+    from engine.recommender.tuning import tune
+
     seen = []
-    result = tune(spark, small_data, {"rank": [2, 4], "maxIter": [5], "regParam": [0.05, 0.5]},
-                  folds=2, cfg=ALSConfig(), progress=lambda f, m: seen.append((f, m)))
+    result = tune(
+        spark,
+        small_data,
+        {"rank": [2, 4], "maxIter": [5], "regParam": [0.05, 0.5]},
+        folds=2,
+        cfg=ALSConfig(),
+        progress=lambda f, m: seen.append((f, m)),
+    )
     assert len(result["table"]) == 4 and result["fits"] == 9
     assert [r["rmse"] for r in result["table"]] == sorted(r["rmse"] for r in result["table"])
     best = result["best"]
@@ -119,13 +139,20 @@ def test_real_data_rmse_target(real_model):
 def test_training_includes_app_ratings(spark, small_data, tmp_path):
     from engine.people.user_ratings import RatingStore
     from engine.recommender.training import ALSConfig, train_and_evaluate
+
     with RatingStore(tmp_path / "r.sqlite") as store:
         for movie in range(1, 30):
             store.set_rating("fan", movie, 4.5 if movie % 2 else 2.0)
         extra = store.all_ratings()
         fan = store.user_id("fan")
-    result = train_and_evaluate(spark, small_data, ALSConfig(rank=3, max_iter=5, test_fraction=0.1),
-                                progress=lambda f, m: None, extra_ratings=extra, compare_baselines=False)
+    result = train_and_evaluate(
+        spark,
+        small_data,
+        ALSConfig(rank=3, max_iter=5, test_fraction=0.1),
+        progress=lambda f, m: None,
+        extra_ratings=extra,
+        compare_baselines=False,
+    )
     assert fan in set(result["tables"]["user_factors"]["userId"])
     assert (result["tables"]["ratings"]["userId"] == fan).sum() == 29
 
@@ -135,11 +162,12 @@ def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_dat
     model a fit of its own gives (same biases, same ALS), and its ALS is a Spark model of its own."""
     from engine.recommender.als import BiasCorrectedALS
     from engine.recommender.training import ALSConfig, ratings_frame, split
+
     train, test = split(ratings_frame(spark, small_data), ALSConfig())
     est = BiasCorrectedALS(seed=3, numBlocks=2)
     maps = [{est.rank: r, est.maxIter: 3, est.regParam: 0.1} for r in (2, 4)]
     shared = dict(est.fitMultiple(train, maps))
-    assert shared[0].user_bias is shared[1].user_bias            # estimated once for the fold
+    assert shared[0].user_bias is shared[1].user_bias  # estimated once for the fold
     assert shared[0].als_model.rank == 2 and shared[1].als_model.rank == 4
     for i, pmap in enumerate(maps):
         alone = est.fit(train, pmap)
@@ -151,9 +179,17 @@ def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_dat
 
 
 def test_tuning_progress_says_the_time_left(spark, small_data):
-    from engine.recommender.training import ALSConfig, tune
+    from engine.recommender.training import ALSConfig
+    from engine.recommender.tuning import tune
+
     seen = []
-    tune(spark, small_data, {"rank": [2], "maxIter": [3, 6], "regParam": [0.1]}, folds=2, cfg=ALSConfig(),
-         progress=lambda f, m: seen.append((f, m)))
-    assert len(seen) == 5 and all(" left" in m for _, m in seen)   # from the first fit on, measured
+    tune(
+        spark,
+        small_data,
+        {"rank": [2], "maxIter": [3, 6], "regParam": [0.1]},
+        folds=2,
+        cfg=ALSConfig(),
+        progress=lambda f, m: seen.append((f, m)),
+    )
+    assert len(seen) == 5 and all(" left" in m for _, m in seen)  # from the first fit on, measured
     assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """SQLite rating store: persistence across connections and across a killed writer."""
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ for i in range(1, 100000):
 def test_survives_kill_9(tmp_path):
     db = tmp_path / "r.sqlite"
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-c", WRITER.format(repo=repo, db=str(db))],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(repo=repo, db=str(db))], stdout=subprocess.PIPE, text=True
+    )
     acknowledged = 0
     for line in proc.stdout:
         acknowledged = int(line)
@@ -69,6 +71,7 @@ def test_survives_kill_9(tmp_path):
     assert set(range(1, acknowledged + 1)) <= set(saved)
     assert all(saved[i] == 0.5 + (i % 10) / 2 for i in range(1, acknowledged + 1))
     import sqlite3
+
     with sqlite3.connect(db) as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -78,10 +81,10 @@ def test_not_interested_is_kept_per_profile_until_shown_again(tmp_path):
         assert store.hidden("me") == [] and not store.unhide("me", 1)
         store.hide("me", 5)
         store.hide("me", 7)
-        store.hide("me", 5)                                   # twice: still once
+        store.hide("me", 5)  # twice: still once
         assert store.hidden("me") == [7, 5] and store.hidden("you") == []
-        assert store.ratings("me") == []                      # hiding is not rating
-    with RatingStore(tmp_path / "r.sqlite") as again:         # kept across connections (restarts)
+        assert store.ratings("me") == []  # hiding is not rating
+    with RatingStore(tmp_path / "r.sqlite") as again:  # kept across connections (restarts)
         assert again.hidden("me") == [7, 5]
         assert again.unhide("me", 5) and not again.unhide("me", 5)
         assert again.hidden("me") == [7]

@@ -4,6 +4,7 @@ Item 10 (a slice by years rated counted every movie), item 12 (the slice control
 page per key press), server paths on the pages, the RMSE chart's cut axis and five decimals,
 colours that vanish on the dark theme, and the saved-models table too wide for 1280 px.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,11 @@ from streamlit.testing.v1 import AppTest
 from conftest import generate_movielens, write_release
 from test_app import APP, app_env, no_exception, open_page  # noqa: F401  (app_env: a fixture)
 
-YEAR = 31_556_952   # seconds in a mean calendar year
+YEAR = 31_556_952  # seconds in a mean calendar year
 
 
 @pytest.fixture()
-def spread_release(app_env, monkeypatch, tmp_path) -> Path:   # noqa: F811
+def spread_release(app_env, monkeypatch, tmp_path) -> Path:  # noqa: F811
     """A generated release whose ratings are given over 1996-2019, so a slice by years rated
     leaves many movies without a rating (the generated one rates everything on one day)."""
     files = generate_movielens(n_users=40, n_movies=60, seed=3)
@@ -49,10 +50,11 @@ def test_a_slice_by_years_rated_counts_the_movies_rated_then(spread_release):
     """Item 10: "ratings given 2007-2018 ... 9,742 of 9,742 movies" counted movies never rated in
     those years; the line counts the movies with a rating in the slice, and says so."""
     from engine.data.movielens import load_movielens
+
     data = load_movielens(spread_release)
     years = pd.to_datetime(data.ratings["timestamp"], unit="s", utc=True).dt.year
     rated = data.ratings.loc[years.between(2001, 2004), "movieId"].nunique()
-    assert 0 < rated < len(data.movies)   # the case of the defect: not every movie rated in those years
+    assert 0 < rated < len(data.movies)  # the case of the defect: not every movie rated in those years
     at = _statistics(rated="2001-2004")
     no_exception(at)
     line = _slice_line(at)
@@ -72,10 +74,10 @@ def test_moving_a_slice_control_waits_for_apply(spread_release):
     assert released.proto.form_id, "the slice controls are not in a form"
     lo, hi = released.value
     released.set_value((lo + 10, hi))
-    at.run()                                  # a rerun for any other reason: the move is not applied yet
+    at.run()  # a rerun for any other reason: the move is not applied yet
     assert not any(i.value.startswith("**Slice:") for i in at.info) and "released" not in at.query_params
-    at.sidebar.slider(key="slice_released").set_value((lo + 10, hi))   # moved again (AppTest redraws the
-    at.sidebar.button(key="slice_apply").click().run()                  # form), then applied
+    at.sidebar.slider(key="slice_released").set_value((lo + 10, hi))  # moved again (AppTest redraws the
+    at.sidebar.button(key="slice_apply").click().run()  # form), then applied
     no_exception(at)
     assert _slice_line(at).startswith(f"**Slice: movies released {lo + 10}–{hi}**")
     assert at.query_params["released"] == f"{lo + 10}-{hi}"
@@ -84,12 +86,16 @@ def test_moving_a_slice_control_waits_for_apply(spread_release):
 def _shown_text(at: AppTest) -> list[str]:
     """Every text a page shows outside its expanders (markdown, captions, alerts)."""
     inside = {id(e) for x in at.expander for e in x}
-    return [e.value for kind in ("markdown", "caption", "info", "warning", "success", "text")
-            for e in at.get(kind) if id(e) not in inside and isinstance(e.value, str)]
+    return [
+        e.value
+        for kind in ("markdown", "caption", "info", "warning", "success", "text")
+        for e in at.get(kind)
+        if id(e) not in inside and isinstance(e.value, str)
+    ]
 
 
 @pytest.mark.parametrize("page", ["pages/home.py", "pages/statistics.py"])
-def test_pages_name_the_dataset_and_keep_server_paths_in_an_expander(app_env, page):   # noqa: F811
+def test_pages_name_the_dataset_and_keep_server_paths_in_an_expander(app_env, page):  # noqa: F811
     """Home and statistics showed `MOVIELENS_DATA = /srv/...`: the dataset's name is shown, the
     server's paths only inside an expander."""
     at = open_page(page)
@@ -102,7 +108,7 @@ def test_pages_name_the_dataset_and_keep_server_paths_in_an_expander(app_env, pa
     assert any(location in t.value for x in at.expander for t in x.get("text"))
 
 
-def test_saved_models_show_no_server_path_and_fit_1280px(app_env):   # noqa: F811
+def test_saved_models_show_no_server_path_and_fit_1280px(app_env):  # noqa: F811
     """Model page, Saved models: the folder only in an expander; the table's columns (Size
     included) fit the main area at 1280 px with the sidebar open (about 820 px)."""
     at = open_page("pages/model.py")
@@ -122,7 +128,7 @@ def _figures(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def test_the_rmse_chart_starts_at_zero_with_four_decimals(app_env):   # noqa: F811
+def test_the_rmse_chart_starts_at_zero_with_four_decimals(app_env):  # noqa: F811
     """The RMSE axis started at 0.8 (a few hundredths drawn as a factor of three) and its labels
     had five decimals where the home page has four."""
     at = open_page("pages/model.py")
@@ -134,19 +140,23 @@ def test_the_rmse_chart_starts_at_zero_with_four_decimals(app_env):   # noqa: F8
 
 def _luminance(colour: str) -> float:
     """WCAG relative luminance of ``#rrggbb``."""
-    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
 def _colours(fig: dict) -> list[str]:
     """The colours a figure draws its data with: trace colours and colour scales."""
-    found = [t.get("marker", {}).get("color") for t in fig["data"]] + [t.get("line", {}).get("color")
-                                                                      for t in fig["data"]]
+    found = [t.get("marker", {}).get("color") for t in fig["data"]] + [
+        t.get("line", {}).get("color") for t in fig["data"]
+    ]
     scale = fig["layout"].get("coloraxis", {}).get("colorscale", [])
     # "#000001", "#000002"...: Streamlit's placeholders for its theme's own colours, set by the browser
-    return [c for c in found + [c for _, c in scale]
-            if isinstance(c, str) and c.startswith("#") and not re.fullmatch(r"#0000\d\d", c)]
+    return [
+        c
+        for c in found + [c for _, c in scale]
+        if isinstance(c, str) and c.startswith("#") and not re.fullmatch(r"#0000\d\d", c)
+    ]
 
 
 def test_statistics_colours_read_on_dark_and_light(spread_release):
@@ -167,7 +177,7 @@ def test_statistics_colours_read_on_dark_and_light(spread_release):
     assert len(set(series)) == len(series) == 2
 
 
-def test_training_curves_and_per_emotion_bars_have_distinct_colours(app_env):   # noqa: F811
+def test_training_curves_and_per_emotion_bars_have_distinct_colours(app_env):  # noqa: F811
     """The emotion model's training curves were all blue: Streamlit's palette starts with two blues
     (its placeholders "#000001", "#000002"), so train and validation looked alike."""
     at = open_page("pages/emotion.py", timeout=120)
@@ -176,5 +186,5 @@ def test_training_curves_and_per_emotion_bars_have_distinct_colours(app_env):   
     curve, bars = figures["Training curve (all runs)"], figures["Per emotion (test)"]
     by_split = {t["legendgroup"].split(",")[0]: t["line"]["color"] for t in curve["data"]}
     assert len(by_split) >= 2 and len(set(by_split.values())) == len(by_split), by_split
-    assert all(_colours({"data": [t], "layout": {}}) for t in curve["data"] + bars["data"])   # no placeholder
+    assert all(_colours({"data": [t], "layout": {}}) for t in curve["data"] + bars["data"])  # no placeholder
     assert len({t["marker"]["color"] for t in bars["data"]}) == 2

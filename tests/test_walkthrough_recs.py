@@ -1,4 +1,5 @@
 """The recommendations page's defects from the walk-through (issue 24): each test failed before its fix."""
+
 from __future__ import annotations
 
 import collections
@@ -38,8 +39,9 @@ def test_a_failed_import_clears_the_last_reports(app_env):
     at.get("file_uploader")[0].set_value(("bad.csv", bad, "text/csv")).run()
     at.button(key="ratings_import").click().run()
     no_exception(at)
-    assert [e.value for e in at.error] == ["Importing bad.csv failed: bad.csv, line 2: the rating 'eleven' "
-                                           "is not a number."]
+    assert [e.value for e in at.error] == [
+        "Importing bad.csv failed: bad.csv, line 2: the rating 'eleven' is not a number."
+    ]
     assert not at.success
     at.run()
     assert not at.success and not at.error
@@ -52,7 +54,7 @@ def test_the_address_keeps_the_profile_and_the_mode(app_env):
     assert at.query_params["profile"] == "guest" and "user" not in at.query_params
     at.text_input(key="profile").set_value("alice").run()
     assert at.query_params["profile"] == "alice"
-    again = _link(**{k: v for k, v in at.query_params.items()})          # the reload
+    again = _link(**{k: v for k, v in at.query_params.items()})  # the reload
     no_exception(again)
     assert again.segmented_control(key="rec_mode").value == "Me (new user)"
     assert again.text_input(key="profile").value == "alice" and not again.warning
@@ -60,14 +62,17 @@ def test_the_address_keeps_the_profile_and_the_mode(app_env):
     assert again.query_params["mode"] == "movie-night" and "profile" not in again.query_params
     night = _link(mode="movie-night")
     assert night.segmented_control(key="rec_mode").value == "Movie night"
-    for bad, why in (("x" * 61, "longer than 60 characters"), ("al\x00ice", "control or invisible"),
-                     ("  ", "it is empty")):
+    for bad, why in (
+        ("x" * 61, "longer than 60 characters"),
+        ("al\x00ice", "control or invisible"),
+        ("  ", "it is empty"),
+    ):
         page = _link(profile=bad)
         no_exception(page)
         assert page.segmented_control(key="rec_mode").value == "Me (new user)"
         assert page.text_input(key="profile").value == "guest"
         assert why in page.warning[0].value and "cannot be used" in page.warning[0].value
-        assert page.query_params["profile"] == "guest"                  # the bad name leaves the address
+        assert page.query_params["profile"] == "guest"  # the bad name leaves the address
     # a name is text: markdown and HTML in it stay literal in the warning and the subheaders
     odd = _link(profile="**bold** <b>x</b> [a](http://e.com)")
     assert odd.text_input(key="profile").value == "**bold** <b>x</b> [a](http://e.com)" and not odd.warning
@@ -86,7 +91,8 @@ def test_links_set_widgets_without_the_session_state_warning(app_env, monkeypatc
     """Item 11: following ?user= (and ?profile=) links logged 'The widget with key "rec_mode" was created
     with a default value but also had its value set via the Session State API'."""
     from streamlit.elements.lib import policies
-    monkeypatch.setattr(policies, "_shown_default_value_warning", False)   # Streamlit says it once a process
+
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)  # Streamlit says it once a process
     records = _Records()
     policies._LOGGER.addHandler(records)
     try:
@@ -109,6 +115,7 @@ def test_new_user_list_leaves_out_the_quick_start_grid(app_env):
     shown = set(at.dataframe[0].value["title"])
     titles = dict(zip(index.movies["movieId"].astype(int), index.movies["title"]))
     from engine.data.movielens import readable_title
+
     assert len(shown) == 10 and not shown & {readable_title(titles[m], with_year=False) for m in grid}
     assert any("left out of this list" in c.value for c in at.caption)
 
@@ -121,7 +128,7 @@ def test_sidebar_and_table_fit_the_page(app_env):
     columns = json.loads(at.dataframe[0].proto.columns)
     assert all(columns[c].get("hidden") for c in ("genres", "n_ratings", "similar", "IMDb", "TMDB"))
     assert not any(columns[c].get("hidden") for c in ("title", "year", "predicted_rating", "because"))
-    assert {"IMDb", "genres"} <= set(at.dataframe[0].value.columns)        # still there to show
+    assert {"IMDb", "genres"} <= set(at.dataframe[0].value.columns)  # still there to show
     assert [r.key for r in at.sidebar.radio] == ["rec_order"]
     at.segmented_control(key="rec_mode").set_value("Movie night").run()
     assert not at.sidebar.radio
@@ -134,6 +141,7 @@ def real_app(monkeypatch, real_model, movielens_zip, tmp_path):
     monkeypatch.setenv("MODEL_DIR", str(real_model[0]))
     monkeypatch.setenv("RATINGS_DB", str(tmp_path / "ratings.sqlite"))
     import streamlit as st
+
     st.cache_data.clear()
     st.cache_resource.clear()
     return real_model
@@ -157,8 +165,10 @@ def test_user_232_on_the_real_data(real_app, real_data):
     everything = int((real_data.ratings["userId"] == 232).sum())
     profile = index.user_profile(232)
     assert everything == 862 and profile["ratings"] + profile["not_in_model"] == everything
-    assert any(f"{profile['not_in_model']} more ratings are of movies the model has not learned (862 in the data)"
-               in c.value for c in at.caption), [c.value for c in at.caption]
+    assert any(
+        f"{profile['not_in_model']} more ratings are of movies the model has not learned (862 in the data)" in c.value
+        for c in at.caption
+    ), [c.value for c in at.caption]
     at.button(key="rec_quick_575").click().run()
     assert at.button(key="rec_quick_575").proto.type == "primary"
     assert at.selectbox(key="rec_user").value == 575
@@ -181,7 +191,7 @@ def test_because_explains_each_pick_on_the_real_data(real_model):
         assert sum(map(len, because)) >= 5
         return because
 
-    because = check(575)   # before: Pulp Fiction, The Matrix (and Stand by Me) on all five rows
+    because = check(575)  # before: Pulp Fiction, The Matrix (and Stand by Me) on all five rows
     counts = collections.Counter(t for reasons in because for t in reasons)
     assert max(counts.values()) < 5 and len({tuple(r) for r in because}) >= 4, because
     assert len({r[0] for r in because}) >= 3, because
@@ -190,7 +200,7 @@ def test_because_explains_each_pick_on_the_real_data(real_model):
     for user in users:
         counts = collections.Counter(t for reasons in check(user) for t in reasons)
         on_every_row += max(counts.values(), default=0) == 5
-    assert on_every_row == 0, on_every_row   # before: 15 of 62 users
+    assert on_every_row == 0, on_every_row  # before: 15 of 62 users
 
 
 @pytest.mark.integration
@@ -211,8 +221,9 @@ def test_new_user_list_overlap_with_the_grid_on_the_real_data(real_model):
         grid = index.popular_to_rate([m for m, _ in mine], 9)["movieId"].tolist()
         liked = {m for m, r in stars.items() if r >= 4} - {m for m, _ in mine}
         for when, skip in (("before", ()), ("after", grid)):
-            recs = set(index.recommend_new_user(mine, 10, min_ratings=20, order="picks", skip=skip,
-                                                explain=False)["movieId"])
+            recs = set(
+                index.recommend_new_user(mine, 10, min_ratings=20, order="picks", skip=skip, explain=False)["movieId"]
+            )
             overlap[when].append(len(recs & set(grid)))
             hits[when].append(len(recs & liked))
     assert len(overlap["after"]) >= 40

@@ -1,6 +1,7 @@
 """What every ``python -m engine`` command shares: exit codes, errors as users see them (and as one
 JSON object under ``--json``), argument types, output, and the data, Spark session and index they open.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_SPARK = 0, 1, 2, 3, 4
 def print_error(message: str, code: int, as_json: bool) -> int:
     """A failure as users see it: ``error: ...`` on stderr and, with --json, one JSON object on stdout."""
     if as_json:
-        print(json.dumps({"error": message, "code": code, "exit_code": code}))   # exit_code: older scripts
+        print(json.dumps({"error": message, "code": code, "exit_code": code}))  # exit_code: older scripts
     sys.stderr.write(f"error: {message}\n")
     return code
 
@@ -29,15 +30,15 @@ def print_error(message: str, code: int, as_json: bool) -> int:
 class JsonArgumentParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors, under --json, are one JSON object too (exit 2)."""
 
-    _argv: list[str] = []   # the arguments being parsed (subparsers see only their share)
+    _argv: list[str] = []  # the arguments being parsed (subparsers see only their share)
 
     def parse_args(self, args=None, namespace=None):
         JsonArgumentParser._argv = sys.argv[1:] if args is None else list(args)
         return super().parse_args(args, namespace)
 
     def error(self, message: str):
-        args = self._argv[:self._argv.index("--")] if "--" in self._argv else self._argv
-        if any(len(a) > 2 and "--json".startswith(a) for a in args):   # --json, or argparse's --js
+        args = self._argv[: self._argv.index("--")] if "--" in self._argv else self._argv
+        if any(len(a) > 2 and "--json".startswith(a) for a in args):  # --json, or argparse's --js
             self.print_usage(sys.stderr)
             sys.exit(print_error(f"{self.prog}: {message}", EXIT_INPUT, True))
         super().error(message)
@@ -60,6 +61,7 @@ def _at_least_zero(text: str) -> int:
 
 def _whole(text: str) -> int:
     from ..people.rating_files import parse_whole
+
     try:
         return parse_whole(text, "the value")
     except ValueError as exc:
@@ -69,6 +71,7 @@ def _whole(text: str) -> int:
 def _id_of(text: str, what: str = "movie id") -> int | None:
     """Digits typed for an id, as that id (a ValueError when not one); None for anything else (a title)."""
     from ..people.rating_files import parse_whole
+
     text = text.strip()
     return parse_whole(text, f"the {what}") if text.isdigit() else None
 
@@ -101,17 +104,20 @@ def _progress(fraction: float, message: str) -> None:
 
 def _load_data():
     from ..data.movielens import load_movielens
+
     return load_movielens(get_settings().movielens_data)
 
 
 def _spark():
     from ..spark import get_spark
+
     return get_spark(get_settings())
 
 
 def _index(model: str | None = None):
     from ..recommender.model_store import current_model_dir
     from ..recommender.serving import RecommenderIndex
+
     root = get_settings().model_dir
     folder = Path(model) if model else current_model_dir(root)
     return RecommenderIndex.load(folder), folder
@@ -131,10 +137,13 @@ def _movie_rows(df: pd.DataFrame, cols: list[str]) -> str:
 def _read_ratings_file(path: str, index) -> list[tuple[int, float]]:
     """The ratings of a file (movieId,rating, an IMDb or a Letterboxd export); skips on stderr."""
     from ..people.rating_files import read_ratings_file
+
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"{path}: no such file. Give a CSV of movieId,rating lines, an IMDb ratings "
-                         "export or a Letterboxd ratings.csv.")
+        raise ValueError(
+            f"{path}: no such file. Give a CSV of movieId,rating lines, an IMDb ratings "
+            "export or a Letterboxd ratings.csv."
+        )
     result = read_ratings_file(p.read_bytes(), str(path), index.movies)
     sys.stderr.write(f"{path}: {result.summary()}\n")
     if not result.pairs:
@@ -156,4 +165,3 @@ def exit_process(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-

@@ -7,6 +7,7 @@ fall back to MovieLens-100K as carried by the ``recbole==1.2.1`` wheel on PyPI
 (downloaded with ``pip download --no-deps``, never installed) and convert it to
 the GroupLens layout. Both land in the git-ignored data folder.
 """
+
 from __future__ import annotations
 
 import csv
@@ -69,8 +70,10 @@ def verify_zip(path: Path, expected_md5: str | None = None) -> None:
     if expected_md5:
         digest = hashlib.md5(path.read_bytes()).hexdigest()
         if digest != expected_md5:
-            raise DataError(f"{path}: MD5 {digest} does not match the published {expected_md5}. "
-                            "The download is damaged: delete it and fetch again.")
+            raise DataError(
+                f"{path}: MD5 {digest} does not match the published {expected_md5}. "
+                "The download is damaged: delete it and fetch again."
+            )
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
@@ -114,8 +117,11 @@ def convert_recbole_ml100k(wheel: Path, dest: Path) -> Path:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as out:
         out.writestr("ml-100k/movies.csv", movies_out.getvalue())
         out.writestr("ml-100k/ratings.csv", ratings_out.getvalue())
-        out.writestr("ml-100k/README.txt", "MovieLens 100K (GroupLens), converted from the "
-                     f"{FALLBACK_PACKAGE} wheel's dataset_example. No tags or links.\n")
+        out.writestr(
+            "ml-100k/README.txt",
+            "MovieLens 100K (GroupLens), converted from the "
+            f"{FALLBACK_PACKAGE} wheel's dataset_example. No tags or links.\n",
+        )
     os.replace(tmp, dest)
     return dest
 
@@ -127,9 +133,11 @@ def fetch_fallback(data_dir: Path) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True)
         wheels = glob.glob(os.path.join(tmp, "recbole-*.whl"))
         if done.returncode != 0 or not wheels:
-            raise DataError("GroupLens is unreachable and the PyPI fallback failed too "
-                            f"(pip download {FALLBACK_PACKAGE}: {done.stderr.strip()[-300:]}). "
-                            "Copy ml-latest-small.zip by hand and set MOVIELENS_DATA to it.")
+            raise DataError(
+                "GroupLens is unreachable and the PyPI fallback failed too "
+                f"(pip download {FALLBACK_PACKAGE}: {done.stderr.strip()[-300:]}). "
+                "Copy ml-latest-small.zip by hand and set MOVIELENS_DATA to it."
+            )
         return convert_recbole_ml100k(Path(wheels[0]), data_dir / FALLBACK_NAME)
 
 
@@ -146,5 +154,6 @@ def fetch(data_dir: Path, progress: Progress = _bar) -> tuple[Path, str]:
     fallback = data_dir / FALLBACK_NAME
     if not fallback.exists():
         fetch_fallback(data_dir)
-    return fallback, ("GroupLens unreachable: using MovieLens-100K converted from the "
-                      f"{FALLBACK_PACKAGE} wheel on PyPI")
+    return fallback, (
+        f"GroupLens unreachable: using MovieLens-100K converted from the {FALLBACK_PACKAGE} wheel on PyPI"
+    )

@@ -1,6 +1,7 @@
 """One movie as the ratings describe it: count, mean, popularity rank, the star histogram, the years it
 was rated and its most used tags (the similar-movies page's *About* panel, ``python -m engine about``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,28 +10,35 @@ import numpy as np
 import pandas as pd
 
 from .movielens import GENRES, ITEM, NO_GENRES, RATING, TAG, TIME, TITLE, USER, MovieLens
-from .stats import _records, _utc_years
+from .slices import _utc_years
+from .stats import _records
 
 
 @dataclass
 class MovieProfile:
     """One movie as the ratings describe it (the similar-movies page's *About* panel)."""
+
     movie_id: int
     title: str
     genres: list[str]
     ratings: int
-    mean_rating: float | None          # None: nobody rated it
-    popularity_rank: int | None        # 1 = the most-rated movie (ties share the better rank)
-    users_share: float                 # the fraction of all users who rated it
+    mean_rating: float | None  # None: nobody rated it
+    popularity_rank: int | None  # 1 = the most-rated movie (ties share the better rank)
+    users_share: float  # the fraction of all users who rated it
     years_rated: tuple[int, int] | None  # first and last calendar year (UTC) it was rated
-    rating_values: pd.DataFrame        # rating (every half star 0.5-5.0), count
-    tags: pd.DataFrame                 # tag (case-folded), count: most used first
+    rating_values: pd.DataFrame  # rating (every half star 0.5-5.0), count
+    tags: pd.DataFrame  # tag (case-folded), count: most used first
 
     def as_dict(self) -> dict:
-        return {**{k: getattr(self, k) for k in ("movie_id", "title", "genres", "ratings", "mean_rating",
-                                                  "popularity_rank", "users_share")},
-                "years_rated": list(self.years_rated) if self.years_rated else None,
-                "rating_values": _records(self.rating_values), "tags": _records(self.tags)}
+        return {
+            **{
+                k: getattr(self, k)
+                for k in ("movie_id", "title", "genres", "ratings", "mean_rating", "popularity_rank", "users_share")
+            },
+            "years_rated": list(self.years_rated) if self.years_rated else None,
+            "rating_values": _records(self.rating_values),
+            "tags": _records(self.tags),
+        }
 
 
 def movie_profile(data: MovieLens, movie_id: int, top_tags: int = 12) -> MovieProfile:
@@ -45,18 +53,36 @@ def movie_profile(data: MovieLens, movie_id: int, top_tags: int = 12) -> MoviePr
     mine = data.ratings[data.ratings[ITEM] == int(movie_id)]
     counts = data.ratings[ITEM].value_counts()
     halves = np.arange(1, 11) / 2
-    values = (mine[RATING].astype(float).value_counts().reindex(halves, fill_value=0)
-              .rename_axis(RATING).reset_index(name="count").astype({"count": np.int64}))
+    values = (
+        mine[RATING]
+        .astype(float)
+        .value_counts()
+        .reindex(halves, fill_value=0)
+        .rename_axis(RATING)
+        .reset_index(name="count")
+        .astype({"count": np.int64})
+    )
     years = _utc_years(mine[TIME])
-    tags = (data.tags.loc[data.tags[ITEM] == int(movie_id), TAG].str.lower().value_counts()
-            .rename_axis("tag").reset_index(name="count").sort_values(["count", "tag"], ascending=[False, True])
-            .head(top_tags).reset_index(drop=True))
+    tags = (
+        data.tags.loc[data.tags[ITEM] == int(movie_id), TAG]
+        .str.lower()
+        .value_counts()
+        .rename_axis("tag")
+        .reset_index(name="count")
+        .sort_values(["count", "tag"], ascending=[False, True])
+        .head(top_tags)
+        .reset_index(drop=True)
+    )
     n_users = data.ratings[USER].nunique()
     return MovieProfile(
-        movie_id=int(movie_id), title=str(row[TITLE].iloc[0]),
+        movie_id=int(movie_id),
+        title=str(row[TITLE].iloc[0]),
         genres=[g for g in str(row[GENRES].iloc[0]).split("|") if g != NO_GENRES],
-        ratings=len(mine), mean_rating=round(float(mine[RATING].mean()), 4) if len(mine) else None,
+        ratings=len(mine),
+        mean_rating=round(float(mine[RATING].mean()), 4) if len(mine) else None,
         popularity_rank=int((counts > len(mine)).sum()) + 1 if len(mine) else None,
         users_share=round(mine[USER].nunique() / n_users, 6) if n_users else 0.0,
         years_rated=(int(years.min()), int(years.max())) if len(mine) else None,
-        rating_values=values, tags=tags)
+        rating_values=values,
+        tags=tags,
+    )

@@ -12,42 +12,59 @@ from the same definitions, kept here:
 * release decades come from the year at the end of a title ("Heat (1995)"); movies
   without one are left out of that chart only.
 
-A :class:`Slice` narrows the data first (genres, release years, years rated), with
-:func:`slice_data` (pandas) or :func:`~engine.data.stats_spark.slice_spark` (Spark): the same statistics then
-describe that part of the catalogue.
+A :class:`~engine.data.slices.Slice` narrows the data first (:mod:`engine.data.slices`): the same
+statistics then describe that part of the catalogue.
 """
+
 from __future__ import annotations
 
-import dataclasses
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .movielens import GENRES, ITEM, NO_GENRES, RATING, TAG, TIME, TITLE, USER, MovieLens, explode_genres, release_years
+from .slices import (  # the slices are part of the statistics' API
+    EmptySlice,
+    Slice,
+    _utc_years,
+    parse_years,
+    slice_bounds,
+    slice_data,
+    slice_figures,
+)
 
 
 @dataclass
 class DatasetStats:
-    counts: dict                   # users, movies, rated_movies, ratings, tags, sparsity, ...
+    counts: dict  # users, movies, rated_movies, ratings, tags, sparsity, ...
     ratings_per_user: pd.DataFrame  # n_ratings, users
     ratings_per_movie: pd.DataFrame  # n_ratings, movies
-    rating_values: pd.DataFrame     # rating, count
-    genres: pd.DataFrame            # genre, movies, ratings, mean_rating (NaN: no ratings)
+    rating_values: pd.DataFrame  # rating, count
+    genres: pd.DataFrame  # genre, movies, ratings, mean_rating (NaN: no ratings)
     ratings_per_year: pd.DataFrame  # year, ratings, mean_rating
-    top_tags: pd.DataFrame          # tag, count
-    release_decades: pd.DataFrame   # decade (1990), movies, ratings, mean_rating (NaN: no ratings)
-    genre_years: pd.DataFrame       # year, genre, ratings: ratings given that year to movies of the genre
+    top_tags: pd.DataFrame  # tag, count
+    release_decades: pd.DataFrame  # decade (1990), movies, ratings, mean_rating (NaN: no ratings)
+    genre_years: pd.DataFrame  # year, genre, ratings: ratings given that year to movies of the genre
 
     def as_dict(self) -> dict:
-        return {"counts": self.counts,
-                **{name: _records(getattr(self, name))
-                   for name in ("rating_values", "genres", "ratings_per_year", "top_tags", "release_decades",
-                                "genre_years")},
-                "ratings_per_user_summary": summarize(self.ratings_per_user),
-                "ratings_per_movie_summary": summarize(self.ratings_per_movie),
-                "concentration": self.concentration()}
+        return {
+            "counts": self.counts,
+            **{
+                name: _records(getattr(self, name))
+                for name in (
+                    "rating_values",
+                    "genres",
+                    "ratings_per_year",
+                    "top_tags",
+                    "release_decades",
+                    "genre_years",
+                )
+            },
+            "ratings_per_user_summary": summarize(self.ratings_per_user),
+            "ratings_per_movie_summary": summarize(self.ratings_per_movie),
+            "concentration": self.concentration(),
+        }
 
     def concentration(self) -> dict:
         """Gini coefficient of ratings per movie, and the share of ratings the top 10 % of movies hold."""
@@ -108,89 +125,12 @@ def summarize(dist: pd.DataFrame) -> dict:
     """min, median, mean and max of a ``n_ratings -> count`` distribution (e.g. ratings per user)."""
     weight = _count_column(dist)
     values = np.repeat(dist["n_ratings"].to_numpy(), dist[weight].to_numpy())
-    return {"min": int(values.min()), "median": float(np.median(values)),
-            "mean": round(float(values.mean()), 3), "max": int(values.max())}
-
-
-class EmptySlice(ValueError):
-    """No rating falls in the slice asked for; the message says which slice and what to widen."""
-
-
-_YEARS = re.compile(r"^\s*(\d{4})\s*(?:(?:-|–|\.\.|to)\s*(\d{4})\s*)?$")
-
-
-def parse_years(text: str, what: str = "years") -> tuple[int, int]:
-    """``"1990-1999"`` (also ``1990–1999``, ``1990..1999``, ``1990 to 1999``) or ``"1995"`` -> (lo, hi).
-
-    >>> parse_years("1990-1999"), parse_years("1995")
-    ((1990, 1999), (1995, 1995))
-    """
-    m = _YEARS.match(str(text))
-    if not m:
-        raise ValueError(f"{what}: {text!r} is not a year or a range of years. Write it like 1995 or 1990-1999.")
-    lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-    if lo > hi:
-        raise ValueError(f"{what}: {text!r} ends before it starts. Write the earlier year first: {hi}-{lo}.")
-    return lo, hi
-
-
-@dataclass(frozen=True)
-class Slice:
-    """Part of the data to describe: movies by genre (any of) and release year, ratings by year given.
-
-    ``released`` and ``rated`` are inclusive ``(first, last)`` calendar years; a movie
-    whose title has no year is outside every ``released`` range. ``None`` and ``()``
-    mean "no limit". Ratings (and tags) are those of the movies kept, given in ``rated``.
-    """
-    genres: tuple[str, ...] = ()
-    released: tuple[int, int] | None = None
-    rated: tuple[int, int] | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "genres", tuple(sorted(set(self.genres))))
-        for name in ("released", "rated"):
-            span = getattr(self, name)
-            if span is not None:
-                lo, hi = (int(v) for v in span)
-                if lo > hi:
-                    raise ValueError(f"{name}: {lo}-{hi} ends before it starts. Write the earlier year first.")
-                object.__setattr__(self, name, (lo, hi))
-
-    @property
-    def everything(self) -> bool:
-        return not self.genres and self.released is None and self.rated is None
-
-    def describe(self) -> str:
-        """``"Comedy or Drama movies released 1990–1999, ratings given 2000–2010"``."""
-        if self.everything:
-            return "all movies and ratings"
-        span = lambda lo, hi: str(lo) if lo == hi else f"{lo}–{hi}"
-        movies = (" or ".join(self.genres) + " movies") if self.genres else "movies"
-        if self.released:
-            movies += f" released {span(*self.released)}"
-        return movies + (f", ratings given {span(*self.rated)}" if self.rated else "")
-
-    def check_genres(self, known) -> None:
-        """Raise ValueError naming a genre the data does not have (and the ones it has)."""
-        known = set(known)
-        unknown = [g for g in self.genres if g not in known]
-        if unknown:
-            raise ValueError(f"Unknown genre {unknown[0]!r}. Genres in this data: {', '.join(sorted(known))}.")
-
-
-def slice_figures(part: DatasetStats, whole: DatasetStats) -> str:
-    """What a slice holds against the whole data, in one sentence for the statistics page.
-
-    A slice's movies are those with at least one rating in it: a slice by the years
-    ratings were given keeps every movie in ``movies``, and counting those would say
-    "9,742 of 9,742 movies" for years in which most of them were never rated.
-
-    >>> slice_figures(part, whole)  # doctest: +SKIP
-    '181 ratings (0.2 % of all) of 32 of 9,742 movies (those rated in the slice), by 69 of 610 users'
-    """
-    c, w = part.counts, whole.counts
-    return (f"{c['ratings']:,} ratings ({c['ratings'] / w['ratings']:.1%} of all) of {c['rated_movies']:,} "
-            f"of {w['movies']:,} movies (those rated in the slice), by {c['users']:,} of {w['users']:,} users")
+    return {
+        "min": int(values.min()),
+        "median": float(np.median(values)),
+        "mean": round(float(values.mean()), 3),
+        "max": int(values.max()),
+    }
 
 
 def dataset_label(location: str) -> str:
@@ -204,45 +144,6 @@ def dataset_label(location: str) -> str:
     base = str(location).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or str(location)
     stem = base[:-4] if base.lower().endswith(".zip") else base
     return f"MovieLens {stem[3:]} ({base})" if stem.lower().startswith("ml-") and len(stem) > 3 else base
-
-
-def _utc_years(seconds: pd.Series) -> pd.Series:
-    return pd.to_datetime(seconds, unit="s", utc=True).dt.year
-
-
-def slice_bounds(data: MovieLens) -> dict:
-    """What a slice can choose from: ``genres`` (sorted), ``released`` and ``rated`` as (first, last)
-    calendar years; ``released`` is None when no title carries a year."""
-    years = release_years(data.movies[TITLE]).dropna()
-    rated = _utc_years(data.ratings[TIME])
-    return {"genres": sorted(explode_genres(data.movies)["genre"].unique()),
-            "released": (int(years.min()), int(years.max())) if len(years) else None,
-            "rated": (int(rated.min()), int(rated.max()))}
-
-
-def slice_data(data: MovieLens, part: Slice) -> MovieLens:
-    """The movies, ratings and tags in ``part`` (pandas); raises :class:`EmptySlice` when no rating is.
-
-    >>> slice_data(data, Slice(genres=("Comedy",), released=(1990, 1999)))  # doctest: +SKIP
-    """
-    if part.everything:
-        return data
-    movies = data.movies
-    if part.genres:
-        g = explode_genres(movies)
-        part.check_genres(g["genre"].unique())
-        movies = movies[movies[ITEM].isin(g.loc[g["genre"].isin(part.genres), ITEM])]
-    if part.released:
-        movies = movies[release_years(movies[TITLE]).between(*part.released).fillna(False).astype(bool)]
-    ratings = data.ratings[data.ratings[ITEM].isin(movies[ITEM])]
-    tags = data.tags[data.tags[ITEM].isin(movies[ITEM])]
-    if part.rated:
-        ratings = ratings[_utc_years(ratings[TIME]).between(*part.rated)]
-        tags = tags[_utc_years(tags[TIME]).between(*part.rated)]
-    if ratings.empty:
-        raise EmptySlice(f"No ratings for {part.describe()}. Choose more genres or widen the years.")
-    return dataclasses.replace(data, movies=movies.reset_index(drop=True), ratings=ratings.reset_index(drop=True),
-                               tags=tags.reset_index(drop=True), name=f"{data.name}: {part.describe()}")
 
 
 def concentration(dist: pd.DataFrame, points: int = 101) -> tuple[pd.DataFrame, float]:
@@ -269,23 +170,32 @@ def concentration(dist: pd.DataFrame, points: int = 101) -> tuple[pd.DataFrame, 
     x = np.linspace(0, 1, points)
     y = np.interp(x * sizes.size, np.arange(sizes.size + 1), held)
     ascending = np.cumsum(sizes[::-1]) / sizes.sum()
-    gini = 1 - (2 * ascending.sum() - 1) / sizes.size   # 1 - 2 x area under the (ascending) Lorenz curve
-    return (pd.DataFrame({"share_of_items": x.round(6), "share_of_ratings": y.round(6)}),
-            round(float(gini), 4))
+    gini = 1 - (2 * ascending.sum() - 1) / sizes.size  # 1 - 2 x area under the (ascending) Lorenz curve
+    return (pd.DataFrame({"share_of_items": x.round(6), "share_of_ratings": y.round(6)}), round(float(gini), 4))
 
 
 def _counts(n_users, n_movies, n_rated_movies, n_ratings, n_tags, never, once) -> dict:
-    return {"users": int(n_users), "movies": int(n_movies), "rated_movies": int(n_rated_movies),
-            "ratings": int(n_ratings), "tags": int(n_tags),
-            "sparsity": round(1 - n_ratings / (n_users * n_rated_movies), 6),
-            "movies_never_rated": int(never), "movies_rated_once": int(once)}
+    return {
+        "users": int(n_users),
+        "movies": int(n_movies),
+        "rated_movies": int(n_rated_movies),
+        "ratings": int(n_ratings),
+        "tags": int(n_tags),
+        "sparsity": round(1 - n_ratings / (n_users * n_rated_movies), 6),
+        "movies_never_rated": int(never),
+        "movies_rated_once": int(once),
+    }
 
 
 def _decades(rated_movies: pd.DataFrame) -> pd.DataFrame:
     """``decade, movies, ratings, mean_rating`` from one row per movie with a year: ``year, n, total``."""
-    table = (rated_movies.assign(decade=rated_movies["year"] // 10 * 10).groupby("decade")
-             .agg(movies=("year", "size"), ratings=("n", "sum"), total=("total", "sum")).reset_index()
-             .astype({"decade": np.int64, "movies": np.int64, "ratings": np.int64}))
+    table = (
+        rated_movies.assign(decade=rated_movies["year"] // 10 * 10)
+        .groupby("decade")
+        .agg(movies=("year", "size"), ratings=("n", "sum"), total=("total", "sum"))
+        .reset_index()
+        .astype({"decade": np.int64, "movies": np.int64, "ratings": np.int64})
+    )
     table["mean_rating"] = (table.pop("total") / table["ratings"].replace(0, np.nan)).round(4)
     return table
 
@@ -293,10 +203,14 @@ def _decades(rated_movies: pd.DataFrame) -> pd.DataFrame:
 def _genre_table(genres: pd.DataFrame, movie_sums: pd.DataFrame) -> pd.DataFrame:
     """``genre, movies, ratings, mean_rating`` from (movieId, genre) rows and per-movie ``n, total``."""
     genre_ratings = genres.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0})
-    table = (genre_ratings.groupby("genre")
-             .agg(movies=(ITEM, "count"), ratings=("n", "sum"), total=("total", "sum")).reset_index()
-             .astype({"ratings": np.int64})
-             .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
+    table = (
+        genre_ratings.groupby("genre")
+        .agg(movies=(ITEM, "count"), ratings=("n", "sum"), total=("total", "sum"))
+        .reset_index()
+        .astype({"ratings": np.int64})
+        .sort_values(["movies", "genre"], ascending=[False, True])
+        .reset_index(drop=True)
+    )
     table["mean_rating"] = (table.pop("total") / table["ratings"].replace(0, np.nan)).round(4)
     return table
 
@@ -304,8 +218,12 @@ def _genre_table(genres: pd.DataFrame, movie_sums: pd.DataFrame) -> pd.DataFrame
 def _movie_decades(movies: pd.DataFrame, movie_sums: pd.DataFrame, years: pd.Series | None = None) -> pd.DataFrame:
     """The release decades of ``movies`` (year from the title, or ``years`` when already read) with their
     per-movie ``n, total``."""
-    with_year = (movies[[ITEM]].assign(year=release_years(movies[TITLE]) if years is None else years).dropna()
-                 .astype({"year": np.int64}))
+    with_year = (
+        movies[[ITEM]]
+        .assign(year=release_years(movies[TITLE]) if years is None else years)
+        .dropna()
+        .astype({"year": np.int64})
+    )
     return _decades(with_year.merge(movie_sums, on=ITEM, how="left").fillna({"n": 0, "total": 0.0}))
 
 
@@ -322,25 +240,52 @@ def compute_stats(data: MovieLens, top_tags: int = 20, part: Slice | None = None
     genres = explode_genres(movies)
     genre_table = _genre_table(genres, movie_sums)
     years = _utc_years(r[TIME])
-    genre_years = (r[[ITEM]].assign(year=years).merge(genres, on=ITEM).groupby(["year", "genre"]).size()
-                   .reset_index(name="ratings").astype({"year": np.int64, "ratings": np.int64})
-                   .sort_values(["year", "genre"]).reset_index(drop=True))
-    per_year = (r.assign(year=years).groupby("year")
-                .agg(ratings=(RATING, "size"), mean_rating=(RATING, "mean")).reset_index())
+    genre_years = (
+        r[[ITEM]]
+        .assign(year=years)
+        .merge(genres, on=ITEM)
+        .groupby(["year", "genre"])
+        .size()
+        .reset_index(name="ratings")
+        .astype({"year": np.int64, "ratings": np.int64})
+        .sort_values(["year", "genre"])
+        .reset_index(drop=True)
+    )
+    per_year = (
+        r.assign(year=years).groupby("year").agg(ratings=(RATING, "size"), mean_rating=(RATING, "mean")).reset_index()
+    )
     per_year["mean_rating"] = per_year["mean_rating"].round(4)
-    tags = (data.tags[TAG].str.lower().value_counts().rename_axis("tag").reset_index(name="count")
-            .sort_values(["count", "tag"], ascending=[False, True]).head(top_tags).reset_index(drop=True))
+    tags = (
+        data.tags[TAG]
+        .str.lower()
+        .value_counts()
+        .rename_axis("tag")
+        .reset_index(name="count")
+        .sort_values(["count", "tag"], ascending=[False, True])
+        .head(top_tags)
+        .reset_index(drop=True)
+    )
     decades = _movie_decades(movies, movie_sums)
     rated = set(per_movie.index)
     return DatasetStats(
-        counts=_counts(len(per_user), len(movies), len(per_movie), len(r), len(data.tags),
-                       (~movies[ITEM].isin(rated)).sum(), (per_movie == 1).sum()),
+        counts=_counts(
+            len(per_user),
+            len(movies),
+            len(per_movie),
+            len(r),
+            len(data.tags),
+            (~movies[ITEM].isin(rated)).sum(),
+            (per_movie == 1).sum(),
+        ),
         ratings_per_user=_distribution(per_user, "users"),
         ratings_per_movie=_distribution(per_movie, "movies"),
-        rating_values=r[RATING].astype(float).value_counts().sort_index().rename_axis(RATING)
-        .reset_index(name="count"),
-        genres=genre_table, ratings_per_year=per_year, top_tags=tags, release_decades=decades,
-        genre_years=genre_years)
+        rating_values=r[RATING].astype(float).value_counts().sort_index().rename_axis(RATING).reset_index(name="count"),
+        genres=genre_table,
+        ratings_per_year=per_year,
+        top_tags=tags,
+        release_decades=decades,
+        genre_years=genre_years,
+    )
 
 
 def _distribution(sizes: pd.Series, name: str) -> pd.DataFrame:
@@ -353,8 +298,9 @@ def top_movies(data: MovieLens, by: str = "count", min_ratings: int = 50, n: int
     return rank_movies(agg, data.movies, by, min_ratings, n)
 
 
-def rank_movies(agg: pd.DataFrame, movies: pd.DataFrame, by: str = "count", min_ratings: int = 50,
-                n: int = 20) -> pd.DataFrame:
+def rank_movies(
+    agg: pd.DataFrame, movies: pd.DataFrame, by: str = "count", min_ratings: int = 50, n: int = 20
+) -> pd.DataFrame:
     """:func:`top_movies` from per-movie ``movieId, ratings, mean_rating`` (movieId ascending)."""
     agg = agg.merge(movies[[ITEM, TITLE, GENRES]], on=ITEM)
     agg["mean_rating"] = agg["mean_rating"].astype(float).round(3)
@@ -365,6 +311,20 @@ def rank_movies(agg: pd.DataFrame, movies: pd.DataFrame, by: str = "count", min_
     return agg.head(n).reset_index(drop=True)[[ITEM, TITLE, GENRES, "ratings", "mean_rating"]]
 
 
-__all__ = ["DatasetStats", "EmptySlice", "Slice", "compute_stats", "concentration", "parse_years", "dataset_label",
-           "log_binned", "summarize", "slice_bounds", "slice_data", "slice_figures", "top_movies", "rank_movies",
-           "NO_GENRES"]
+__all__ = [
+    "DatasetStats",
+    "EmptySlice",
+    "Slice",
+    "compute_stats",
+    "concentration",
+    "parse_years",
+    "dataset_label",
+    "log_binned",
+    "summarize",
+    "slice_bounds",
+    "slice_data",
+    "slice_figures",
+    "top_movies",
+    "rank_movies",
+    "NO_GENRES",
+]

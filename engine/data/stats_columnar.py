@@ -21,6 +21,7 @@ Example:
     >>> release = ColumnarRelease(parquet_release(get_settings()))   # doctest: +SKIP
     >>> release.stats(Slice(genres=("Comedy",))).counts["ratings"]     # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import calendar
@@ -32,7 +33,8 @@ import pandas as pd
 import pyarrow as pa
 
 from .movielens import GENRES, ITEM, TITLE, USER, explode_genres
-from .prepare import STARS, read_manifest
+from .parquet_convert import STARS
+from .prepare import read_manifest
 from .stats import DatasetStats, EmptySlice, Slice, _counts, _genre_table, _movie_decades, rank_movies
 
 _STAR_COLS = [f"r{k}" for k in range(1, 11)]
@@ -57,29 +59,30 @@ class ColumnarRelease:
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
         self._con = duckdb.connect()
-        self._files = {name: str(self.folder / f"{name}.parquet")
-                       for name in ("ratings", "tags", "movie_years", "user_years")}
+        self._files = {
+            name: str(self.folder / f"{name}.parquet") for name in ("ratings", "tags", "movie_years", "user_years")
+        }
         movies = pd.read_parquet(self.folder / "movies.parquet")
         self.movies = movies.astype({ITEM: np.int64, "year": "Int64"}).reset_index(drop=True)
         self.genres = explode_genres(self.movies)
         self.genre_names = np.array(sorted(self.genres["genre"].unique()), dtype=object)
         positions = np.repeat(np.arange(len(self.movies)), self.movies[GENRES].str.count(r"\|") + 1)
-        self._genre_of = np.zeros((len(self.movies), len(self.genre_names)))   # movie x genre: times listed
+        self._genre_of = np.zeros((len(self.movies), len(self.genre_names)))  # movie x genre: times listed
         np.add.at(self._genre_of, (positions, np.searchsorted(self.genre_names, self.genres["genre"].to_numpy())), 1)
         cube = self._query("SELECT * FROM {movie_years}")
         self._movie = self._position(cube[ITEM].to_numpy())
         self._year = cube["year"].to_numpy(np.int64)
         self._stars = cube[_STAR_COLS].to_numpy(np.int64)
         self._n = self._stars.sum(axis=1)
-        self._total = self._stars @ STARS   # whole and half stars: exact in float64
+        self._total = self._stars @ STARS  # whole and half stars: exact in float64
         tags = self._query(f"SELECT {ITEM}, timestamp, tag_folded FROM {{tags}}")
         codes, self._tag_names = pd.factorize(tags["tag_folded"])
         self._tag = codes.astype(np.int64)
         known = tags[ITEM].isin(self.movies[ITEM]).to_numpy()
-        self._tag_movie = np.full(len(tags), -1, np.int64)   # -1: a tag of a movie not in movies.csv
+        self._tag_movie = np.full(len(tags), -1, np.int64)  # -1: a tag of a movie not in movies.csv
         self._tag_movie[known] = self._position(tags.loc[known, ITEM].to_numpy())
         self._tag_time = tags["timestamp"].to_numpy(np.int64)
-        self._ratings = None   # per-rating arrays, read at the first slice by genre or release year
+        self._ratings = None  # per-rating arrays, read at the first slice by genre or release year
         self._lock = threading.Lock()
         users = self._query("SELECT * FROM {user_years}")
         self._user = np.unique(users[USER].to_numpy(), return_inverse=True)[1].ravel()
@@ -100,9 +103,11 @@ class ColumnarRelease:
     def _query(self, sql: str, params: list | None = None, **tables) -> pd.DataFrame:
         cur = self._con.cursor()
         try:
-            for table_name, frame in tables.items():   # Arrow: registering pandas costs ~15 ms a table
-                cur.register(table_name, pa.Table.from_pandas(frame, preserve_index=False)
-                             if isinstance(frame, pd.DataFrame) else frame)
+            for table_name, frame in tables.items():  # Arrow: registering pandas costs ~15 ms a table
+                cur.register(
+                    table_name,
+                    pa.Table.from_pandas(frame, preserve_index=False) if isinstance(frame, pd.DataFrame) else frame,
+                )
             sql = sql.format(**{k: f"read_parquet('{v}')" for k, v in self._files.items()})
             return cur.execute(sql, params or []).df()
         finally:
@@ -115,16 +120,18 @@ class ColumnarRelease:
         if part.genres:
             part.check_genres(self.genre_names)
             keep &= self._genre_of[:, np.searchsorted(self.genre_names, part.genres)].any(axis=1)
-        if part.released:   # a movie without a year in its title is outside every range
+        if part.released:  # a movie without a year in its title is outside every range
             keep &= self.movies["year"].between(*part.released).fillna(False).to_numpy(bool)
         return self.movies[keep]
 
     def bounds(self) -> dict:
         """As :func:`engine.data.stats.slice_bounds`: genres, release years and years rated to choose from."""
         years = self.movies["year"].dropna()
-        return {"genres": list(self.genre_names),
-                "released": (int(years.min()), int(years.max())) if len(years) else None,
-                "rated": (int(self._year.min()), int(self._year.max()))}
+        return {
+            "genres": list(self.genre_names),
+            "released": (int(years.min()), int(years.max())) if len(years) else None,
+            "rated": (int(self._year.min()), int(self._year.max())),
+        }
 
     def _rows(self, part: Slice, movies: pd.DataFrame) -> np.ndarray:
         """The summary rows (movie x year rated) inside the slice."""
@@ -143,8 +150,13 @@ class ColumnarRelease:
         n = np.bincount(self._movie[rows], weights=self._n[rows], minlength=size)
         total = np.bincount(self._movie[rows], weights=self._total[rows], minlength=size)
         rated = np.flatnonzero(n)
-        return (pd.DataFrame({ITEM: self.movies[ITEM].to_numpy()[rated], "n": n[rated].astype(np.int64),
-                              "total": total[rated]}).sort_values(ITEM).reset_index(drop=True))
+        return (
+            pd.DataFrame(
+                {ITEM: self.movies[ITEM].to_numpy()[rated], "n": n[rated].astype(np.int64), "total": total[rated]}
+            )
+            .sort_values(ITEM)
+            .reset_index(drop=True)
+        )
 
     # ------------------------------------------------------------------ statistics
     def stats(self, part: Slice | None = None, top_tags: int = 20) -> DatasetStats:
@@ -155,56 +167,83 @@ class ColumnarRelease:
         movie_sums = self._movie_sums(rows)
         n_ratings = int(movie_sums["n"].sum())
         if n_ratings == 0:
-            raise EmptySlice(f"No ratings for {part.describe()}. Choose more genres or widen the years."
-                             if not part.everything else f"No ratings in {self.name}: there is nothing to describe.")
+            raise EmptySlice(
+                f"No ratings for {part.describe()}. Choose more genres or widen the years."
+                if not part.everything
+                else f"No ratings in {self.name}: there is nothing to describe."
+            )
         y0 = int(self._year.min())
         year = self._year[rows] - y0
         per_n = np.bincount(year, weights=self._n[rows])
         per_total = np.bincount(year, weights=self._total[rows])
         seen = np.flatnonzero(per_n)
-        per_year = pd.DataFrame({"year": (seen + y0).astype(np.int32), "ratings": per_n[seen].astype(np.int64),
-                                 # pandas means float32 ratings in float32: the same numbers, rounded alike
-                                 "mean_rating": pd.Series((per_total[seen] / per_n[seen]).astype(np.float32))
-                                 .round(4)})
+        per_year = pd.DataFrame(
+            {
+                "year": (seen + y0).astype(np.int32),
+                "ratings": per_n[seen].astype(np.int64),
+                # pandas means float32 ratings in float32: the same numbers, rounded alike
+                "mean_rating": pd.Series((per_total[seen] / per_n[seen]).astype(np.float32)).round(4),
+            }
+        )
         stars = self._stars[rows].sum(axis=0)
         rating_values = pd.DataFrame({"rating": STARS[stars > 0], "count": stars[stars > 0].astype(np.int64)})
-        by_year = np.bincount(year * len(self.movies) + self._movie[rows], weights=self._n[rows],
-                              minlength=(year.max() + 1) * len(self.movies)).reshape(-1, len(self.movies))
-        cells = by_year @ self._genre_of   # year x genre: ratings of the genre's movies that year
+        by_year = np.bincount(
+            year * len(self.movies) + self._movie[rows],
+            weights=self._n[rows],
+            minlength=(year.max() + 1) * len(self.movies),
+        ).reshape(-1, len(self.movies))
+        cells = by_year @ self._genre_of  # year x genre: ratings of the genre's movies that year
         y, g = np.nonzero(cells)
-        genre_years = (pd.DataFrame({"year": (y + y0).astype(np.int64), "genre": self.genre_names[g],
-                                     "ratings": cells[y, g].astype(np.int64)})
-                       .sort_values(["year", "genre"]).reset_index(drop=True))
+        genre_years = (
+            pd.DataFrame(
+                {
+                    "year": (y + y0).astype(np.int64),
+                    "genre": self.genre_names[g],
+                    "ratings": cells[y, g].astype(np.int64),
+                }
+            )
+            .sort_values(["year", "genre"])
+            .reset_index(drop=True)
+        )
         tag_counts = self._tag_counts(part, movies)
-        tags = (tag_counts.sort_values(["count", "tag"], ascending=[False, True]).head(top_tags)
-                .reset_index(drop=True))
+        tags = tag_counts.sort_values(["count", "tag"], ascending=[False, True]).head(top_tags).reset_index(drop=True)
         per_user = self._users(part, movies)
         per_movie = movie_sums["n"]
         genres = self.genres[self.genres[ITEM].isin(movies[ITEM])]
         return DatasetStats(
-            counts=_counts(int(per_user["users"].sum()), len(movies), len(movie_sums), n_ratings,
-                           int(tag_counts["count"].sum()), (~movies[ITEM].isin(movie_sums[ITEM])).sum(),
-                           (per_movie == 1).sum()),
+            counts=_counts(
+                int(per_user["users"].sum()),
+                len(movies),
+                len(movie_sums),
+                n_ratings,
+                int(tag_counts["count"].sum()),
+                (~movies[ITEM].isin(movie_sums[ITEM])).sum(),
+                (per_movie == 1).sum(),
+            ),
             ratings_per_user=per_user,
-            ratings_per_movie=per_movie.value_counts().sort_index().rename_axis("n_ratings")
-            .reset_index(name="movies"),
-            rating_values=rating_values, genres=_genre_table(genres, movie_sums), ratings_per_year=per_year,
-            top_tags=tags, release_decades=_movie_decades(movies, movie_sums, movies["year"]),
-            genre_years=genre_years)
+            ratings_per_movie=per_movie.value_counts().sort_index().rename_axis("n_ratings").reset_index(name="movies"),
+            rating_values=rating_values,
+            genres=_genre_table(genres, movie_sums),
+            ratings_per_year=per_year,
+            top_tags=tags,
+            release_decades=_movie_decades(movies, movie_sums, movies["year"]),
+            genre_years=genre_years,
+        )
 
     def _tag_counts(self, part: Slice, movies: pd.DataFrame) -> pd.DataFrame:
         """``tag`` (lower case), ``count`` of the slice's tags (of its movies, given in its years)."""
         rows = np.ones(len(self._tag), bool)
-        if not part.everything:   # as slice_data: a slice keeps only tags of its movies (known ones)
-            wanted = np.zeros(len(self.movies) + 1, bool)   # the extra last entry: unknown movies (-1)
+        if not part.everything:  # as slice_data: a slice keeps only tags of its movies (known ones)
+            wanted = np.zeros(len(self.movies) + 1, bool)  # the extra last entry: unknown movies (-1)
             wanted[movies.index.to_numpy()] = True
             rows &= wanted[self._tag_movie]
         if part.rated:
             rows &= (self._tag_time >= _epoch(part.rated[0])) & (self._tag_time < _epoch(part.rated[1] + 1))
         counts = np.bincount(self._tag[rows], minlength=len(self._tag_names))
         used = np.flatnonzero(counts)
-        return pd.DataFrame({"tag": np.asarray(self._tag_names, dtype=object)[used],
-                             "count": counts[used].astype(np.int64)})
+        return pd.DataFrame(
+            {"tag": np.asarray(self._tag_names, dtype=object)[used], "count": counts[used].astype(np.int64)}
+        )
 
     def _rating_arrays(self) -> dict:
         """Per rating, in userId order: the movie's row and the year rated (offset); where each user starts.
@@ -215,20 +254,22 @@ class ColumnarRelease:
         with self._lock:
             if self._ratings is None:
                 cur = self._con.cursor()
-                try:   # numpy straight from DuckDB: a pandas frame of 25 M rows costs seconds more
-                    table = cur.execute(f"SELECT {USER}, {ITEM}, timestamp FROM read_parquet(?)",
-                                        [self._files["ratings"]]).fetchnumpy()
+                try:  # numpy straight from DuckDB: a pandas frame of 25 M rows costs seconds more
+                    table = cur.execute(
+                        f"SELECT {USER}, {ITEM}, timestamp FROM read_parquet(?)", [self._files["ratings"]]
+                    ).fetchnumpy()
                 finally:
                     cur.close()
                 user = np.asarray(table[USER])
                 row = self._position(np.asarray(table[ITEM]))
                 y0, y1 = int(self._year.min()), int(self._year.max())
-                starts = np.array([_epoch(y) for y in range(y0 + 1, y1 + 1)], np.int64)   # 1 January each year
+                starts = np.array([_epoch(y) for y in range(y0 + 1, y1 + 1)], np.int64)  # 1 January each year
                 year = np.searchsorted(starts, np.asarray(table["timestamp"]), side="right")
                 self._ratings = {
                     "movie": row.astype(np.uint16 if len(self.movies) <= 1 << 16 else np.int32),
                     "year": year.astype(np.uint8 if year.max() < 256 else np.int16),
-                    "starts": np.flatnonzero(np.r_[True, user[1:] != user[:-1]])}
+                    "starts": np.flatnonzero(np.r_[True, user[1:] != user[:-1]]),
+                }
             return self._ratings
 
     def _users(self, part: Slice, movies: pd.DataFrame) -> pd.DataFrame:
@@ -242,7 +283,7 @@ class ColumnarRelease:
             if part.rated:
                 y0 = int(self._year.min())
                 years = np.zeros(int(r["year"].max()) + 1, bool)
-                years[max(part.rated[0] - y0, 0):max(part.rated[1] - y0 + 1, 0)] = True
+                years[max(part.rated[0] - y0, 0) : max(part.rated[1] - y0 + 1, 0)] = True
                 inside &= years[r["year"]]
             # per user: differences of a running count at the users' last rows (reduceat is 10x slower)
             running = np.cumsum(inside, dtype=np.int32)[np.r_[r["starts"][1:], len(inside)] - 1]
@@ -257,16 +298,18 @@ class ColumnarRelease:
         sizes, users = np.unique(per_user.astype(np.int64), return_counts=True)
         return pd.DataFrame({"n_ratings": sizes.astype(np.int64), "users": users.astype(np.int64)})
 
-    def top_movies(self, part: Slice | None = None, by: str = "count", min_ratings: int = 50,
-                   n: int = 20) -> pd.DataFrame:
+    def top_movies(
+        self, part: Slice | None = None, by: str = "count", min_ratings: int = 50, n: int = 20
+    ) -> pd.DataFrame:
         """:func:`engine.data.stats.top_movies` of the slice."""
         part = part or Slice()
         movies = self.movies_of(part)
         sums = self._movie_sums(self._rows(part, movies))
         if sums.empty:
             raise EmptySlice(f"No ratings for {part.describe()}. Choose more genres or widen the years.")
-        agg = pd.DataFrame({ITEM: sums[ITEM], "ratings": sums["n"],
-                            "mean_rating": (sums["total"] / sums["n"]).astype(np.float32)})
+        agg = pd.DataFrame(
+            {ITEM: sums[ITEM], "ratings": sums["n"], "mean_rating": (sums["total"] / sums["n"]).astype(np.float32)}
+        )
         return rank_movies(agg, movies[[ITEM, TITLE, GENRES]], by, min_ratings, n)
 
 

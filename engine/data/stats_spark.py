@@ -5,6 +5,7 @@ The same :class:`~engine.data.stats.DatasetStats` comes out, by the same definit
 with the pandas path); a :class:`~engine.data.stats.Slice` narrows the data first (:func:`slice_spark`).
 pyspark is imported inside the functions: importing this module starts nothing.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,9 @@ def slice_spark(ratings_df, movies_df, tags_df, part: Slice):
     return ratings_df, movies_df, tags_df
 
 
-def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 20,
-                        part: Slice | None = None) -> DatasetStats:
+def compute_stats_spark(
+    spark, ratings_df, movies_df, tags_df, top_tags: int = 20, part: Slice | None = None
+) -> DatasetStats:
     """The same statistics as Spark jobs, for releases too big for pandas.
 
     Args:
@@ -49,8 +51,7 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
     if part is not None and not part.everything:
         ratings_df, movies_df, tags_df = slice_spark(ratings_df, movies_df, tags_df, part)
     per_user = ratings_df.groupBy(USER).count()
-    per_movie = ratings_df.groupBy(ITEM).agg(F.count("*").alias("count"),
-                                             F.sum(RATING).alias("total")).cache()
+    per_movie = ratings_df.groupBy(ITEM).agg(F.count("*").alias("count"), F.sum(RATING).alias("total")).cache()
     n_ratings = ratings_df.count()
     if n_ratings == 0:
         per_movie.unpersist()
@@ -64,38 +65,76 @@ def compute_stats_spark(spark, ratings_df, movies_df, tags_df, top_tags: int = 2
     n_tags = tags_df.count()
 
     def dist(df, name):
-        return (df.groupBy(F.col("count").alias("n_ratings")).agg(F.count("*").alias(name))
-                .orderBy("n_ratings").toPandas().astype({"n_ratings": np.int64, name: np.int64}))
+        return (
+            df.groupBy(F.col("count").alias("n_ratings"))
+            .agg(F.count("*").alias(name))
+            .orderBy("n_ratings")
+            .toPandas()
+            .astype({"n_ratings": np.int64, name: np.int64})
+        )
 
     genres = movies_df.select(ITEM, F.explode(F.split(F.col(GENRES), r"\|")).alias("genre"))
-    genre_table = (genres.join(per_movie, ITEM, "left").groupBy("genre")
-                   .agg(F.count("*").alias("movies"), F.coalesce(F.sum("count"), F.lit(0)).alias("ratings"),
-                        (F.sum("total") / F.sum("count")).alias("mean_rating"))
-                   .toPandas().astype({"movies": np.int64, "ratings": np.int64, "mean_rating": float})
-                   .sort_values(["movies", "genre"], ascending=[False, True]).reset_index(drop=True))
+    genre_table = (
+        genres.join(per_movie, ITEM, "left")
+        .groupBy("genre")
+        .agg(
+            F.count("*").alias("movies"),
+            F.coalesce(F.sum("count"), F.lit(0)).alias("ratings"),
+            (F.sum("total") / F.sum("count")).alias("mean_rating"),
+        )
+        .toPandas()
+        .astype({"movies": np.int64, "ratings": np.int64, "mean_rating": float})
+        .sort_values(["movies", "genre"], ascending=[False, True])
+        .reset_index(drop=True)
+    )
     genre_table["mean_rating"] = genre_table["mean_rating"].round(4)
-    genre_years = (ratings_df.select(ITEM, F.year(F.from_unixtime(F.col(TIME))).alias("year"))
-                   .join(genres, ITEM).groupBy("year", "genre").agg(F.count("*").alias("ratings"))
-                   .orderBy("year", "genre").toPandas().astype({"year": np.int64, "ratings": np.int64}))
-    per_year = (ratings_df.groupBy(F.year(F.from_unixtime(F.col(TIME))).alias("year"))
-                .agg(F.count("*").alias("ratings"), F.avg(RATING).alias("mean_rating"))
-                .orderBy("year").toPandas().astype({"year": np.int32, "ratings": np.int64}))
+    genre_years = (
+        ratings_df.select(ITEM, F.year(F.from_unixtime(F.col(TIME))).alias("year"))
+        .join(genres, ITEM)
+        .groupBy("year", "genre")
+        .agg(F.count("*").alias("ratings"))
+        .orderBy("year", "genre")
+        .toPandas()
+        .astype({"year": np.int64, "ratings": np.int64})
+    )
+    per_year = (
+        ratings_df.groupBy(F.year(F.from_unixtime(F.col(TIME))).alias("year"))
+        .agg(F.count("*").alias("ratings"), F.avg(RATING).alias("mean_rating"))
+        .orderBy("year")
+        .toPandas()
+        .astype({"year": np.int32, "ratings": np.int64})
+    )
     per_year["mean_rating"] = per_year["mean_rating"].round(4)
-    values = (ratings_df.groupBy(RATING).count().orderBy(RATING).toPandas()
-              .astype({RATING: float, "count": np.int64}))
-    tags = (tags_df.groupBy(F.lower(F.col(TAG)).alias("tag")).count()
-            .orderBy(F.desc("count"), "tag").limit(top_tags).toPandas().astype({"count": np.int64}))
+    values = ratings_df.groupBy(RATING).count().orderBy(RATING).toPandas().astype({RATING: float, "count": np.int64})
+    tags = (
+        tags_df.groupBy(F.lower(F.col(TAG)).alias("tag"))
+        .count()
+        .orderBy(F.desc("count"), "tag")
+        .limit(top_tags)
+        .toPandas()
+        .astype({"count": np.int64})
+    )
     year = F.regexp_extract(F.col(TITLE), YEAR_PATTERN, 1)
-    decades = _decades(movies_df.filter(year != "").select(ITEM, year.try_cast("long").alias("year"))
-                       .join(per_movie, ITEM, "left").select("year", F.coalesce("count", F.lit(0)).alias("n"),
-                                                             F.coalesce("total", F.lit(0.0)).alias("total"))
-                       .toPandas().astype({"year": np.int64, "n": np.int64, "total": float}))
+    decades = _decades(
+        movies_df.filter(year != "")
+        .select(ITEM, year.try_cast("long").alias("year"))
+        .join(per_movie, ITEM, "left")
+        .select("year", F.coalesce("count", F.lit(0)).alias("n"), F.coalesce("total", F.lit(0.0)).alias("total"))
+        .toPandas()
+        .astype({"year": np.int64, "n": np.int64, "total": float})
+    )
     per_movie.unpersist()
     return DatasetStats(
         counts=_counts(n_users, n_movies, n_rated, n_ratings, n_tags, never, once),
-        ratings_per_user=dist(per_user, "users"), ratings_per_movie=dist(per_movie, "movies"),
-        rating_values=values, genres=genre_table, ratings_per_year=per_year, top_tags=tags,
-        release_decades=decades, genre_years=genre_years)
+        ratings_per_user=dist(per_user, "users"),
+        ratings_per_movie=dist(per_movie, "movies"),
+        rating_values=values,
+        genres=genre_table,
+        ratings_per_year=per_year,
+        top_tags=tags,
+        release_decades=decades,
+        genre_years=genre_years,
+    )
 
 
 def read_spark_tables(spark, uri: str):
@@ -105,12 +144,15 @@ def read_spark_tables(spark, uri: str):
 
     base = uri.rstrip("/")
     opts = {"header": "true", "multiLine": "false", "escape": '"'}
-    ratings = spark.read.options(**opts).schema(
-        f"{USER} INT, {ITEM} INT, {RATING} FLOAT, {TIME} LONG").csv(f"{base}/ratings.csv")
-    movies = spark.read.options(**opts).schema(f"{ITEM} INT, {TITLE} STRING, {GENRES} STRING").csv(
-        f"{base}/movies.csv")
+    ratings = (
+        spark.read.options(**opts)
+        .schema(f"{USER} INT, {ITEM} INT, {RATING} FLOAT, {TIME} LONG")
+        .csv(f"{base}/ratings.csv")
+    )
+    movies = spark.read.options(**opts).schema(f"{ITEM} INT, {TITLE} STRING, {GENRES} STRING").csv(f"{base}/movies.csv")
     # as load_movielens: an empty genres field is NO_GENRES, the label GroupLens itself uses
     movies = movies.withColumn(GENRES, F.coalesce(F.nullif(F.trim(F.col(GENRES)), F.lit("")), F.lit(NO_GENRES)))
-    tags = spark.read.options(**opts).schema(
-        f"{USER} INT, {ITEM} INT, {TAG} STRING, {TIME} LONG").csv(f"{base}/tags.csv")
+    tags = (
+        spark.read.options(**opts).schema(f"{USER} INT, {ITEM} INT, {TAG} STRING, {TIME} LONG").csv(f"{base}/tags.csv")
+    )
     return ratings, movies, tags

@@ -13,6 +13,7 @@ threads, so augmentation overlaps the training step on every backend.
 Randomness is seeded per (seed, epoch, batch): a run is reproducible and a
 resumed run augments its later epochs as an uninterrupted one would.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ from .dataset import IMAGE_SIZE
 
 MAX_ROTATION_DEGREES = 18.0  # 0.05 of a turn
 MAX_ZOOM = 0.10
-MAX_SHIFT = 0.10             # of the image size
+MAX_SHIFT = 0.10  # of the image size
 CONTRAST = (0.8, 1.2)
 
 
@@ -51,8 +52,14 @@ def augment_faces(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     warps[:, 1, 2] = b * centre + (1 - a) * centre + shifts[:, 1]
     moved = np.empty_like(faces)
     for i in range(n):
-        cv2.warpAffine(faces[i], warps[i], (IMAGE_SIZE, IMAGE_SIZE), dst=moved[i],
-                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        cv2.warpAffine(
+            faces[i],
+            warps[i],
+            (IMAGE_SIZE, IMAGE_SIZE),
+            dst=moved[i],
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT,
+        )
     out = moved.astype(np.float32)
     mean = out.mean(axis=(1, 2), keepdims=True)
     out -= mean
@@ -61,8 +68,7 @@ def augment_faces(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0.0, 255.0, out=out)
 
 
-def batches(images: np.ndarray, targets: np.ndarray, weights: np.ndarray, batch_size: int,
-            seed: int, workers: int = 4):
+def batches(images: np.ndarray, targets: np.ndarray, weights: np.ndarray, batch_size: int, seed: int, workers: int = 4):
     """A ``keras.utils.PyDataset`` of shuffled, augmented ``(faces, targets, sample weights)``.
 
     ``images`` are (n, 48, 48) uint8; faces come out as (batch, 48, 48, 1) float32.
@@ -83,7 +89,7 @@ def batches(images: np.ndarray, targets: np.ndarray, weights: np.ndarray, batch_
             return math.ceil(len(images) / batch_size)
 
         def __getitem__(self, index: int):
-            idx = np.sort(self.order[index * batch_size:(index + 1) * batch_size])
+            idx = np.sort(self.order[index * batch_size : (index + 1) * batch_size])
             rng = np.random.default_rng([seed, self.epoch, index + 1])
             return augment_faces(images[idx], rng)[..., None], targets[idx], weights[idx]
 

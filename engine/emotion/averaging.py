@@ -14,6 +14,7 @@ inference costs exactly what it did. Two details make it work:
 Whether the average or the best single epoch is shipped is decided on the
 validation split, like everything else in training.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,6 +36,7 @@ def snapshot_path(ckpt_dir: Path, epoch: int) -> Path:
 def save_snapshot(model, ckpt_dir: Path, epoch: int) -> None:
     """Write this epoch's weights (no optimizer state: about the shipped file's size)."""
     import os
+
     path = snapshot_path(ckpt_dir, epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"tmp_{path.name}")
@@ -86,7 +88,7 @@ def recalibrate_batch_norm(model, images: np.ndarray, batch_size: int = 128, see
         for t, start in enumerate(range(0, len(images), batch_size), start=1):
             for l in bns:
                 l.momentum = (t - 1) / t
-            batch = images[order[start:start + batch_size]][..., None].astype(np.float32)
+            batch = images[order[start : start + batch_size]][..., None].astype(np.float32)
             model(batch, training=True)
     finally:
         for l, m in zip(bns, saved[0]):
@@ -98,6 +100,7 @@ def recalibrate_batch_norm(model, images: np.ndarray, batch_size: int = 128, see
 def averaged_model(files: list[Path], train_images: np.ndarray, arch: str):
     """A fresh ``arch`` network with the mean of ``files``' weights and re-measured BN statistics."""
     from .model import make_model
+
     model = make_model(arch)
     average_weights(model, files)
     recalibrate_batch_norm(model, train_images)

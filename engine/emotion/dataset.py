@@ -8,6 +8,7 @@
 Both come back as ``uint8`` arrays of shape ``(n, 48, 48)`` and integer labels
 in :data:`EMOTIONS` order (the csv's own numbering).
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,7 +36,7 @@ class FerDataError(ValueError):
 class FerSplit:
     images: np.ndarray  # (n, 48, 48) uint8
     labels: np.ndarray  # (n,) int64
-    fingerprint: str    # sha256 over the file names and labels, to tie metrics to data
+    fingerprint: str  # sha256 over the file names and labels, to tie metrics to data
     names: tuple[str, ...] = ()  # per image, in read order: 'train/happy/x.jpg', or the csv line
 
     def __len__(self) -> int:
@@ -48,8 +49,9 @@ def load_split(path: str | Path, split: str) -> FerSplit:
     if split not in _CSV_SPLITS:
         raise FerDataError(f"Unknown split {split!r}: use 'train' or 'test'.")
     if not path.exists():
-        raise FerDataError(f"{path}: no such file or folder. Pass --data pointing at "
-                           "fer2013.zip, its unpacked folder, or fer2013.csv.")
+        raise FerDataError(
+            f"{path}: no such file or folder. Pass --data pointing at fer2013.zip, its unpacked folder, or fer2013.csv."
+        )
     if path.suffix.lower() == ".csv":
         return _load_csv(path, split)
     if path.suffix.lower() == ".zip":
@@ -61,6 +63,7 @@ def load_split(path: str | Path, split: str) -> FerSplit:
 
 def _decode_gray(data: bytes, where: str) -> np.ndarray:
     from .images import EmotionInputError, decode_image  # checked decoding; images imports us
+
     try:
         img = decode_image(data, cv2.IMREAD_GRAYSCALE)
     except EmotionInputError as exc:
@@ -80,8 +83,10 @@ def _label_of(parts: list[str], split: str) -> int | None:
 
 def _finish(images: list, labels: list, names: list, source: Path, split: str) -> FerSplit:
     if not images:
-        raise FerDataError(f"{source}: no images under '{split}/<emotion>/'. Expected "
-                           f"Kaggle's layout with emotions {', '.join(EMOTIONS)}.")
+        raise FerDataError(
+            f"{source}: no images under '{split}/<emotion>/'. Expected "
+            f"Kaggle's layout with emotions {', '.join(EMOTIONS)}."
+        )
     h = hashlib.sha256()
     for name, label in sorted(zip(names, labels)):
         h.update(f"{name}:{label}\n".encode())
@@ -103,8 +108,10 @@ def _load_zip(path: Path, split: str) -> FerSplit:
             try:
                 data = zf.read(info)
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                raise FerDataError(f"{path}: member {info.filename} is damaged ({exc}); "
-                                   "the zip is truncated or corrupt, download it again.") from exc
+                raise FerDataError(
+                    f"{path}: member {info.filename} is damaged ({exc}); "
+                    "the zip is truncated or corrupt, download it again."
+                ) from exc
             images.append(_decode_gray(data, f"{path}:{info.filename}"))
             labels.append(label)
             names.append("/".join(parts[-3:]))
@@ -134,8 +141,9 @@ def _load_csv(path: Path, split: str) -> FerSplit:
     reader = csv.DictReader(io.StringIO(text))
     missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
     if missing:
-        raise FerDataError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-                           "fer2013.csv has emotion,pixels,Usage.")
+        raise FerDataError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))}; fer2013.csv has emotion,pixels,Usage."
+        )
     for line_no, row in enumerate(reader, start=2):
         if row["Usage"] not in _CSV_SPLITS[split]:
             continue
@@ -145,9 +153,11 @@ def _load_csv(path: Path, split: str) -> FerSplit:
         except ValueError as exc:
             raise FerDataError(f"{path}, line {line_no}: bad emotion or pixels ({exc}).") from exc
         if not 0 <= label < len(EMOTIONS) or pixels.size != IMAGE_SIZE * IMAGE_SIZE:
-            raise FerDataError(f"{path}, line {line_no}: expected emotion 0-6 and "
-                               f"{IMAGE_SIZE * IMAGE_SIZE} pixels, got emotion {label} and "
-                               f"{pixels.size} pixels.")
+            raise FerDataError(
+                f"{path}, line {line_no}: expected emotion 0-6 and "
+                f"{IMAGE_SIZE * IMAGE_SIZE} pixels, got emotion {label} and "
+                f"{pixels.size} pixels."
+            )
         images.append(pixels.reshape(IMAGE_SIZE, IMAGE_SIZE))
         labels.append(label)
         names.append(str(line_no))

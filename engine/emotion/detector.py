@@ -20,6 +20,7 @@ Example:
     >>> [f.label for f in recognizer.analyze(open("me.jpg", "rb").read())]  # doctest: +SKIP
     ['happy']
 """
+
 from __future__ import annotations
 
 import json
@@ -46,15 +47,24 @@ class Face:
     probabilities: dict[str, float]
 
     def as_dict(self) -> dict:
-        return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
-                "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()}}
+        return {
+            "box": list(self.box),
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+        }
 
 
 class EmotionRecognizer:
     """The shipped CNN behind a compiled call, plus the face detector."""
 
-    def __init__(self, model, labels: tuple[str, ...] = EMOTIONS, detector: FaceDetector | None = None,
-                 model_file: Path | None = None):
+    def __init__(
+        self,
+        model,
+        labels: tuple[str, ...] = EMOTIONS,
+        detector: FaceDetector | None = None,
+        model_file: Path | None = None,
+    ):
         """``model_file``: the file ``model`` was loaded from (None: built in memory); its
         networks' LiteRT conversions are then cached on disk (:mod:`engine.emotion.lite`)."""
         from .ensemble import members_of
@@ -66,8 +76,7 @@ class EmotionRecognizer:
         # in turn), their scores averaged here as the ensemble's last layer does: one conversion
         # per network instead of one more for the whole.
         members = members_of(model)
-        self._member_forward = compile_networks(members,
-                                                cache_keys(model_file, len(members)) if model_file else None)
+        self._member_forward = compile_networks(members, cache_keys(model_file, len(members)) if model_file else None)
         if len(self._member_forward) == 1:
             self._forward = self._member_forward[0]
         else:
@@ -88,18 +97,23 @@ class EmotionRecognizer:
     def load(cls, model_dir: str | Path | None = None) -> "EmotionRecognizer":
         from ..settings import get_settings
         from .runs import METRICS_FILE, MODEL_FILE
+
         folder = Path(model_dir) if model_dir else get_settings().emotion_model_dir
         path = folder / MODEL_FILE
         if not path.exists():
-            raise FileNotFoundError(f"No emotion model at {path}. It ships with the repository; "
-                                    "restore it with git, or train one with "
-                                    "`python -m engine.emotion train --data fer2013.zip`.")
+            raise FileNotFoundError(
+                f"No emotion model at {path}. It ships with the repository; "
+                "restore it with git, or train one with "
+                "`python -m engine.emotion train --data fer2013.zip`."
+            )
         from .model_file import load_model
+
         try:
             model = load_model(path)
         except Exception as exc:  # Keras raises many types for a damaged archive
-            raise RuntimeError(f"{path} could not be loaded ({type(exc).__name__}: {exc}). "
-                               "Restore it with git or retrain.") from exc
+            raise RuntimeError(
+                f"{path} could not be loaded ({type(exc).__name__}: {exc}). Restore it with git or retrain."
+            ) from exc
         labels = EMOTIONS
         metrics = folder / METRICS_FILE
         try:
@@ -108,15 +122,15 @@ class EmotionRecognizer:
             pass
         except (ValueError, AttributeError) as exc:
             # Training always writes the outputs in EMOTIONS order; the file only documents it.
-            logging.getLogger(__name__).warning("%s unreadable (%s): using the standard labels",
-                                                metrics, exc)
+            logging.getLogger(__name__).warning("%s unreadable (%s): using the standard labels", metrics, exc)
         if len(labels) != model.output_shape[-1]:
-            raise RuntimeError(f"{metrics} lists {len(labels)} labels but {path} has "
-                               f"{model.output_shape[-1]} outputs. Restore both files with git.")
+            raise RuntimeError(
+                f"{metrics} lists {len(labels)} labels but {path} has "
+                f"{model.output_shape[-1]} outputs. Restore both files with git."
+            )
         return cls(model, labels, model_file=path)
 
-    def classify(self, faces: np.ndarray, flip_average: bool = True,
-                 member: int | None = None) -> np.ndarray:
+    def classify(self, faces: np.ndarray, flip_average: bool = True, member: int | None = None) -> np.ndarray:
         """(n, 48, 48) uint8 faces -> (n, 7) probabilities.
 
         ``flip_average`` averages each face with its mirror image (+1.3 points of test
@@ -126,18 +140,23 @@ class EmotionRecognizer:
         """
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        forward = self._forward if member is None else \
-            self._member_forward[member % len(self._member_forward)]
+        forward = self._forward if member is None else self._member_forward[member % len(self._member_forward)]
         x = faces.astype(np.float32)[..., None]
         if not flip_average:
             return forward(x)
         both = np.concatenate([x, x[:, :, ::-1]], axis=0)
         probs = forward(both)
-        return (probs[: len(x)] + probs[len(x):]) / 2
+        return (probs[: len(x)] + probs[len(x) :]) / 2
 
-    def analyze(self, image, color_order: str = "bgr", max_faces: int = 10,
-                flip_average: bool = True, member: int | None = None,
-                tracker: FaceTracker | None = None) -> list[Face]:
+    def analyze(
+        self,
+        image,
+        color_order: str = "bgr",
+        max_faces: int = 10,
+        flip_average: bool = True,
+        member: int | None = None,
+        tracker: FaceTracker | None = None,
+    ) -> list[Face]:
         """Every face in ``image`` with its box, label and the 7 probabilities.
 
         No face is an empty list, not an error. ``flip_average`` and ``member``: see
@@ -154,8 +173,14 @@ class EmotionRecognizer:
         faces = []
         for box, p in zip(boxes, probs):
             k = int(np.argmax(p))
-            faces.append(Face(box=box, label=self.labels[k], confidence=float(p[k]),
-                              probabilities={lab: float(v) for lab, v in zip(self.labels, p)}))
+            faces.append(
+                Face(
+                    box=box,
+                    label=self.labels[k],
+                    confidence=float(p[k]),
+                    probabilities={lab: float(v) for lab, v in zip(self.labels, p)},
+                )
+            )
         return faces
 
 
@@ -171,4 +196,3 @@ def draw_faces(frame_bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
         cv2.rectangle(out, (x, ty - th - 4), (x + tw + 4, ty + 2), (80, 220, 80), -1)
         cv2.putText(out, text, (x + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2)
     return out
-

@@ -19,6 +19,7 @@ Example::
     python -m engine.emotion ensemble --data fer2013.zip \\
         --members models/emotion/emotion.keras runs/b/emotion.keras --out models/emotion
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,8 @@ class EnsembleNotBetter(RuntimeError):
         super().__init__(
             f"the ensemble scored {selection['ensemble']:.2%} on the validation split, not above its "
             f"best member ({best:.2%}); nothing was written. Members that err alike gain nothing: "
-            "train one from another --seed.")
+            "train one from another --seed."
+        )
 
 
 def build_ensemble(members: list) -> "keras.Model":  # noqa: F821 - keras imported lazily
@@ -76,8 +78,8 @@ def build_ensemble(members: list) -> "keras.Model":  # noqa: F821 - keras import
 def members_of(model) -> list:
     """The member networks of an ensemble; ``[model]`` for a single network."""
     import keras
-    found = [layer for layer in model.layers
-             if isinstance(layer, keras.Model) and layer.name.startswith(MEMBER_PREFIX)]
+
+    found = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith(MEMBER_PREFIX)]
     return found or [model]
 
 
@@ -86,24 +88,40 @@ def _member_metrics(path: Path) -> dict:
     try:
         return json.loads(meta_file.read_text())
     except FileNotFoundError:
-        raise WarmStartError(f"{meta_file}: no such file. A member needs the metrics.json its "
-                             "training wrote (it says which images and validation split it used).")
+        raise WarmStartError(
+            f"{meta_file}: no such file. A member needs the metrics.json its "
+            "training wrote (it says which images and validation split it used)."
+        )
     except json.JSONDecodeError as exc:
         raise WarmStartError(f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}).") from exc
 
 
 def _summary(path: Path, meta: dict) -> dict:
     """What the ensemble's metrics.json keeps of a member: its figures and whole lineage."""
-    keep = ("accuracy", "accuracy_single_pass", "parameters", "epochs_run", "training_seconds",
-            "training_curve", "config", "init", "selection", "best_epoch", "best_val_accuracy",
-            "backend", "device")
-    return {"model": str(path), **{k: meta.get(k) for k in keep},
-            "total_epochs": meta.get("total_epochs", meta.get("epochs_run")),
-            "total_training_seconds": meta.get("total_training_seconds", meta.get("training_seconds"))}
+    keep = (
+        "accuracy",
+        "accuracy_single_pass",
+        "parameters",
+        "epochs_run",
+        "training_seconds",
+        "training_curve",
+        "config",
+        "init",
+        "selection",
+        "best_epoch",
+        "best_val_accuracy",
+        "backend",
+        "device",
+    )
+    return {
+        "model": str(path),
+        **{k: meta.get(k) for k in keep},
+        "total_epochs": meta.get("total_epochs", meta.get("epochs_run")),
+        "total_training_seconds": meta.get("total_training_seconds", meta.get("training_seconds")),
+    }
 
 
-def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path,
-                  storage: str = "float16") -> dict:
+def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path, storage: str = "float16") -> dict:
     """Average ``member_paths``' networks and ship them if that wins on validation.
 
     Writes ``emotion.keras`` and ``metrics.json`` into ``out_dir`` (which may hold
@@ -130,13 +148,15 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
     for path, meta in zip(paths, metas):
         seen = meta.get("data_fingerprint", {}).get("train")
         if seen != train_split.fingerprint:
-            raise WarmStartError(f"{path}: trained on other images (train fingerprint {seen}; "
-                                 f"{data} has {train_split.fingerprint}).")
+            raise WarmStartError(
+                f"{path}: trained on other images (train fingerprint {seen}; {data} has {train_split.fingerprint})."
+            )
     if len(split_seeds) != 1 or None in split_seeds:
         raise WarmStartError(
             "the members were trained with different validation splits (split seeds "
             f"{sorted(map(str, split_seeds))}): each has seen the others' validation images, so the "
-            "ensemble could not be checked fairly. Train them with the same --split-seed.")
+            "ensemble could not be checked fairly. Train them with the same --split-seed."
+        )
     split_seed = split_seeds.pop()
     fraction = (metas[0].get("config") or {}).get("val_fraction", 0.1)
     _, val_idx = stratified_split(train_split.labels, fraction, split_seed)
@@ -153,8 +173,10 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
         nets = members_of(net)  # an ensemble listed as a member gives its networks
         inner = meta.get("members") if len(nets) > 1 else [_summary(path, meta)]
         if not isinstance(inner, list) or len(inner) != len(nets):
-            raise WarmStartError(f"{path} holds {len(nets)} networks but its {METRICS_FILE} does not "
-                                 "describe them; restore both files with git.")
+            raise WarmStartError(
+                f"{path} holds {len(nets)} networks but its {METRICS_FILE} does not "
+                "describe them; restore both files with git."
+            )
         members.extend(nets)
         summaries.extend(dict(s) for s in inner)
     ensemble = rounded(build_ensemble(members), storage)
@@ -167,8 +189,7 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
 
     scores = [val_accuracy(m) for m in members]
     selection = {"members": scores, "ensemble": val_accuracy(ensemble)}
-    log.info("validation accuracy (flip-averaged): members %s, ensemble %.4f",
-             scores, selection["ensemble"])
+    log.info("validation accuracy (flip-averaged): members %s, ensemble %.4f", scores, selection["ensemble"])
     if selection["ensemble"] <= max(scores):
         raise EnsembleNotBetter(selection)
 
@@ -177,25 +198,29 @@ def make_ensemble(member_paths: list[str | Path], data: str, out_dir: str | Path
         # What one member gets on test: live video runs one member per frame.
         alone = evaluate_arrays(member, test_split.images, test_split.labels)
         summary["test"] = {k: alone[k] for k in ("accuracy", "accuracy_single_pass")}
-    metrics.update({
-        "selection": {**selection, "chosen": "ensemble"},
-        "members": summaries,
-        "data_fingerprint": {"train": train_split.fingerprint, "validation": val_fingerprint,
-                             "test": test_split.fingerprint},
-        "data_source": Path(data).name,
-        "parameters": int(ensemble.count_params()),
-        "config": {"members": [str(p) for p in paths], "split_seed": split_seed,
-                   "val_fraction": fraction},
-        "total_epochs": sum(s["total_epochs"] or 0 for s in summaries),
-        "total_training_seconds": round(sum(s["total_training_seconds"] or 0 for s in summaries), 1),
-        "storage": storage,
-        **_versions(),
-    })
+    metrics.update(
+        {
+            "selection": {**selection, "chosen": "ensemble"},
+            "members": summaries,
+            "data_fingerprint": {
+                "train": train_split.fingerprint,
+                "validation": val_fingerprint,
+                "test": test_split.fingerprint,
+            },
+            "data_source": Path(data).name,
+            "parameters": int(ensemble.count_params()),
+            "config": {"members": [str(p) for p in paths], "split_seed": split_seed, "val_fraction": fraction},
+            "total_epochs": sum(s["total_epochs"] or 0 for s in summaries),
+            "total_training_seconds": round(sum(s["total_training_seconds"] or 0 for s in summaries), 1),
+            "storage": storage,
+            **_versions(),
+        }
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_model(ensemble, out / MODEL_FILE, storage)
     _atomic_json(metrics, out / METRICS_FILE)
-    log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
-             metrics["accuracy"], metrics["accuracy_single_pass"])
+    log.info(
+        "test accuracy %.4f (flip-averaged), %.4f (single pass)", metrics["accuracy"], metrics["accuracy_single_pass"]
+    )
     return metrics
-

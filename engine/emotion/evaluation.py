@@ -1,4 +1,5 @@
 """Accuracy, per-class precision/recall and the confusion matrix of an emotion model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,7 @@ import numpy as np
 from .dataset import EMOTIONS
 
 
-def predict_probabilities(model, images: np.ndarray, flip_average: bool = True,
-                          batch_size: int = 512) -> np.ndarray:
+def predict_probabilities(model, images: np.ndarray, flip_average: bool = True, batch_size: int = 512) -> np.ndarray:
     """Softmax scores for (n, 48, 48) uint8 faces, averaged with their mirror image.
 
     Averaging a face with its horizontal mirror is the test-time augmentation that

@@ -5,6 +5,7 @@ Chromium's fake camera plays a Y4M file (``--use-file-for-fake-video-capture``);
 :func:`noisy_frames` gives a webcam's grain, and :func:`through_vp8` what the server
 receives of it after WebRTC's VP8 codec (where the face detector's false positives come from).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,7 @@ from .faces import FaceDetector
 FRAME_W, FRAME_H = 640, 480
 
 
-def paste_face(face48: np.ndarray, size: int = 240, width: int = FRAME_W,
-               height: int = FRAME_H) -> np.ndarray:
+def paste_face(face48: np.ndarray, size: int = 240, width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
     """A BGR frame with the 48x48 face enlarged in the middle, on a plain background.
 
     FER2013 crops are tight, so a replicated border gives the detector the bit of
@@ -30,7 +30,7 @@ def paste_face(face48: np.ndarray, size: int = 240, width: int = FRAME_W,
     big = cv2.resize(framed, (size, size), interpolation=cv2.INTER_CUBIC)
     frame = np.full((height, width), 110, np.uint8)
     y, x = (height - size) // 2, (width - size) // 2
-    frame[y:y + size, x:x + size] = big
+    frame[y : y + size, x : x + size] = big
     return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
 
 
@@ -42,12 +42,12 @@ def blank_frame(width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
 def noisy_frames(frame: np.ndarray, n: int = 30, sigma: float = 14.0, seed: int = 0) -> list[np.ndarray]:
     """``n`` copies of ``frame`` with a new Gaussian grain on each, as a webcam in dim light."""
     rng = np.random.default_rng(seed)
-    return [np.clip(frame.astype(np.int16) + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8)
-            for _ in range(n)]
+    return [
+        np.clip(frame.astype(np.int16) + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8) for _ in range(n)
+    ]
 
 
-def through_vp8(frames: list[np.ndarray], bitrate: int = 300_000, fps: int = 15,
-                loops: int = 1) -> list[np.ndarray]:
+def through_vp8(frames: list[np.ndarray], bitrate: int = 300_000, fps: int = 15, loops: int = 1) -> list[np.ndarray]:
     """BGR frames after a VP8 encode and decode at ``bitrate`` (Chromium's WebRTC starts at 300 kbit/s),
     played ``loops`` times in a row as the fake camera loops its file."""
     import fractions
@@ -66,13 +66,12 @@ def through_vp8(frames: list[np.ndarray], bitrate: int = 300_000, fps: int = 15,
         picture.pts = pts
         for packet in encoder.encode(picture):
             out += [d.to_ndarray(format="bgr24") for d in decoder.decode(packet)]
-    for packet in encoder.encode(None):   # flush
+    for packet in encoder.encode(None):  # flush
         out += [d.to_ndarray(format="bgr24") for d in decoder.decode(packet)]
     return out
 
 
-def face_frame(fer_path, emotion: str, recognizer=None, split: str = "test",
-               max_tries: int = 400) -> np.ndarray:
+def face_frame(fer_path, emotion: str, recognizer=None, split: str = "test", max_tries: int = 400) -> np.ndarray:
     """The first dataset face of ``emotion`` that the detector finds once pasted.
 
     With ``recognizer``, also require that it reads the face as ``emotion``

@@ -5,6 +5,7 @@ An image's size is read from its header before anything is decoded (a small file
 huge image costs no memory), and only :data:`MAX_DECODES` decode at once. What cannot be used
 is an :class:`EmotionInputError` whose message says why.
 """
+
 from __future__ import annotations
 
 import threading
@@ -15,8 +16,8 @@ import numpy as np
 from .dataset import IMAGE_SIZE
 
 MAX_PIXELS = 40_000_000  # 40 MP: larger inputs are refused, not decoded
-MAX_DECODES = 2          # images decoded at once: each may take MAX_PIXELS x 3 bytes and more
-DECODE_WAIT_S = 30.0     # how long a decode waits for a free slot before saying "busy"
+MAX_DECODES = 2  # images decoded at once: each may take MAX_PIXELS x 3 bytes and more
+DECODE_WAIT_S = 30.0  # how long a decode waits for a free slot before saying "busy"
 
 _decode_slots = threading.BoundedSemaphore(MAX_DECODES)
 
@@ -40,8 +41,10 @@ def to_gray(image, color_order: str = "bgr") -> np.ndarray:
     if image.size == 0 or image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
         raise EmotionInputError(f"The image is empty (shape {image.shape}).")
     if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise EmotionInputError(f"The image is too large ({image.shape[1]}x{image.shape[0]} pixels); "
-                                f"the limit is {MAX_PIXELS // 1_000_000} megapixels. Resize it first.")
+        raise EmotionInputError(
+            f"The image is too large ({image.shape[1]}x{image.shape[0]} pixels); "
+            f"the limit is {MAX_PIXELS // 1_000_000} megapixels. Resize it first."
+        )
     if image.dtype != np.uint8:
         if np.issubdtype(image.dtype, np.floating) and image.max(initial=0) <= 1.0:
             image = image * 255.0
@@ -73,8 +76,10 @@ def decode_image(data, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
         raise EmotionInputError("The image is empty (0 bytes). Upload a JPEG, PNG or WebP photo.")
     kind, width, height = image_header(data)
     if width * height > MAX_PIXELS:
-        raise EmotionInputError(f"The image is too large ({width}x{height} pixels); the limit is "
-                                f"{MAX_PIXELS // 1_000_000} megapixels. Resize it first.")
+        raise EmotionInputError(
+            f"The image is too large ({width}x{height} pixels); the limit is "
+            f"{MAX_PIXELS // 1_000_000} megapixels. Resize it first."
+        )
     if not _decode_slots.acquire(timeout=DECODE_WAIT_S):
         raise EmotionInputError("Too many photos are being read at once. Try again in a moment.")
     try:
@@ -100,16 +105,16 @@ def image_header(data: bytes) -> tuple[str, int, int]:
     elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         kind, size = "WebP", _webp_size(data)
     else:
-        raise EmotionInputError("These bytes are not a JPEG, PNG or WebP image. Upload a photo "
-                                "in one of those formats.")
+        raise EmotionInputError(
+            "These bytes are not a JPEG, PNG or WebP image. Upload a photo in one of those formats."
+        )
     if size is None or min(size) <= 0:
         raise _corrupt(kind)
     return (kind, *size)
 
 
 def _corrupt(kind: str) -> EmotionInputError:
-    return EmotionInputError(f"The image could not be decoded (corrupt or truncated {kind} file). "
-                             "Try another photo.")
+    return EmotionInputError(f"The image could not be decoded (corrupt or truncated {kind} file). Try another photo.")
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:
@@ -119,7 +124,7 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-_JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xD8)}   # TEM, RST0-7: markers without a segment
+_JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7: markers without a segment
 _JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
 
 
@@ -142,8 +147,8 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in _JPEG_SOF:
             if i + 7 > n:
                 return None
-            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 3:i + 5], "big")
-        length = int.from_bytes(data[i:i + 2], "big")
+            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 3 : i + 5], "big")
+        length = int.from_bytes(data[i : i + 2], "big")
         if length < 2:
             return None
         i += length
@@ -155,8 +160,7 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
         return None
     chunk, body = data[12:16], data[20:30]
     if chunk == b"VP8 " and body[3:6] == b"\x9d\x01\x2a":
-        return (int.from_bytes(body[6:8], "little") & 0x3FFF,
-                int.from_bytes(body[8:10], "little") & 0x3FFF)
+        return (int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF)
     if chunk == b"VP8L" and body[0] == 0x2F:
         bits = int.from_bytes(body[1:5], "little")
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
@@ -175,4 +179,3 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     face = gray[y0:y1, x0:x1]
     interp = cv2.INTER_AREA if min(face.shape) >= IMAGE_SIZE else cv2.INTER_LINEAR
     return cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interp)
-

@@ -22,6 +22,7 @@ Example:
     >>> net(np.zeros((2, 48, 48, 1), np.float32)).shape  # doctest: +SKIP
     (2, 7)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,8 +58,9 @@ def to_litert(models: list) -> list[bytes]:
         for model, path in zip(models, paths):
             model.save(path)
         env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        done = subprocess.run([sys.executable, "-c", _CONVERT, *map(str, paths)], env=env,
-                              capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [sys.executable, "-c", _CONVERT, *map(str, paths)], env=env, capture_output=True, text=True, timeout=900
+        )
         if done.returncode != 0:
             raise RuntimeError(f"the converter exited with {done.returncode}: {done.stderr.strip()[-600:]}")
         return [path.with_suffix(".tflite").read_bytes() for path in paths]
@@ -69,6 +71,7 @@ def cache_keys(model_file: Path, networks: int) -> list[str]:
     import keras
     import tensorflow as tf
     from ai_edge_litert import __version__ as litert_version
+
     digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]  # read once for all
     versions = f"keras{keras.__version__}-tf{tf.__version__}-litert{litert_version}"
     return [f"{digest}-net{k}-{versions}" for k in range(networks)]
@@ -102,6 +105,7 @@ class LiteNetwork:
 def _lite_networks(models: list, keys: list[str | None]) -> list[LiteNetwork]:
     """Interpreters for ``models``: cached conversions where ``keys`` name good ones, the rest converted."""
     from ..settings import get_settings
+
     cache = get_settings().data_dir / CACHE_DIR
     nets: list[LiteNetwork | None] = [None] * len(models)
     for i, key in enumerate(keys):
@@ -139,12 +143,17 @@ def compile_networks(models: list, keys: list[str | None] | None = None) -> list
     Both return numpy arrays.
     """
     from ..settings import get_settings
+
     if get_settings().emotion_runtime == "litert":
         try:
             return _lite_networks(models, keys or [None] * len(models))
         except Exception as exc:  # noqa: BLE001 - any failure leaves the TensorFlow path working
-            log.warning("LiteRT conversion of %s failed (%s: %s); running with TensorFlow",
-                        ", ".join(m.name for m in models), type(exc).__name__, exc)
+            log.warning(
+                "LiteRT conversion of %s failed (%s: %s); running with TensorFlow",
+                ", ".join(m.name for m in models),
+                type(exc).__name__,
+                exc,
+            )
     return [_tf_function(m) for m in models]
 
 
@@ -152,6 +161,7 @@ def _tf_function(model):
     import tensorflow as tf
 
     from .dataset import IMAGE_SIZE
+
     spec = [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)]
     graph = tf.function(lambda x: model(x, training=False), reduce_retracing=True, input_signature=spec)
     return lambda x: graph(x).numpy()

@@ -4,6 +4,7 @@ The WebRTC frame callback runs in a worker thread. It must not touch the UI, so
 :class:`FrameProcessor` annotates the frame and puts a :class:`LiveReading` on a
 small thread-safe queue that the page drains. Frames are never stored or logged.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,11 +50,11 @@ class EmotionSmoother:
 
 @dataclass
 class LiveReading:
-    probabilities: dict[str, float]   # smoothed
-    label: str | None                 # argmax of the smoothed probabilities
-    faces: int                        # faces in the latest frame
-    fps: float                        # frames processed per second, recent average
-    frames: int                       # frames processed so far
+    probabilities: dict[str, float]  # smoothed
+    label: str | None  # argmax of the smoothed probabilities
+    faces: int  # faces in the latest frame
+    fps: float  # frames processed per second, recent average
+    frames: int  # frames processed so far
 
 
 class FrameProcessor:
@@ -67,8 +68,8 @@ class FrameProcessor:
         self._lock = threading.Lock()
         self._times: list[float] = []
         self.frames = 0
-        self.errors = 0   # frames whose analysis raised (logged; the stream goes on)
-        self.tracker = FaceTracker()   # one video: its boxes stay steady from frame to frame
+        self.errors = 0  # frames whose analysis raised (logged; the stream goes on)
+        self.tracker = FaceTracker()  # one video: its boxes stay steady from frame to frame
 
     def process(self, frame_bgr: np.ndarray) -> np.ndarray:
         # One pass of one network per face: no mirror averaging, and an ensemble's networks
@@ -77,9 +78,10 @@ class FrameProcessor:
             turn = self.frames
             self.frames += 1
         try:
-            faces = self.recognizer.analyze(frame_bgr, color_order="bgr", max_faces=5, flip_average=False,
-                                            member=turn, tracker=self.tracker)
-        except Exception:   # one bad frame must not end the stream (its worker thread would die)
+            faces = self.recognizer.analyze(
+                frame_bgr, color_order="bgr", max_faces=5, flip_average=False, member=turn, tracker=self.tracker
+            )
+        except Exception:  # one bad frame must not end the stream (its worker thread would die)
             self.errors += 1
             if self.errors == 1 or self.errors % 100 == 0:
                 log.exception("live frame %d could not be read (%d such frames so far)", turn, self.errors)
@@ -90,8 +92,7 @@ class FrameProcessor:
             fps = (len(self._times) - 1) / (self._times[-1] - self._times[0]) if len(self._times) > 1 else 0.0
             if faces:  # the biggest face drives the mood
                 self.smoother.update([faces[0].probabilities[k] for k in self.recognizer.labels])
-            reading = LiveReading(self.smoother.as_dict(), self.smoother.label, len(faces),
-                                  round(fps, 1), self.frames)
+            reading = LiveReading(self.smoother.as_dict(), self.smoother.label, len(faces), round(fps, 1), self.frames)
         try:
             self.results.get_nowait()
         except queue.Empty:

@@ -27,6 +27,7 @@ of validation faces, about as often as two VGGs from different seeds (83 %).
 Both start with a layer that rescales raw 0-255 pixels, so inference feeds every
 model exactly what training fed it: a 48x48 gray crop as numbers.
 """
+
 from __future__ import annotations
 
 from .dataset import EMOTIONS, IMAGE_SIZE
@@ -57,6 +58,7 @@ def make_model(arch: str = DEFAULT_ARCH):
 
 def _conv_bn(x, filters: int, size: int, name: str, relu: bool = True):
     from keras import layers
+
     x = layers.Conv2D(filters, size, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
@@ -70,8 +72,7 @@ def _vgg(filters=FILTERS, dense_units=DENSE_UNITS, name="fer_vgg"):
     x = layers.Rescaling(1.0 / 255)(inputs)
     for i, (width, convs) in enumerate(zip(filters, CONVS_PER_BLOCK)):
         for j in range(convs):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False,
-                              name=f"block{i + 1}_conv{j + 1}")(x)
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv{j + 1}")(x)
             x = layers.BatchNormalization()(x)
             x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D()(x)

@@ -7,6 +7,7 @@ significant digits; on FER2013's validation faces it moved no prediction of a
 three-network ensemble and no probability by more than 0.002 (measured).
 Evaluation always scores the rounded model, i.e. what the file holds.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ row-normalised confusion matrix and the training curve over every run of the
 model's lineage (a model continued with ``--init-from`` shows both cycles; an
 ensemble shows each network's lineage, ``net 1 · run 2``).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,11 +28,11 @@ class ReportError(ValueError):
 
 @dataclass
 class ModelReport:
-    summary: dict             # accuracy, one-pass accuracy, networks, images, parameters, epochs, hours, choice
-    per_class: pd.DataFrame   # emotion, precision, recall, support
-    confusion: pd.DataFrame   # share of each true emotion (rows) predicted as each emotion (columns)
-    curve: pd.DataFrame       # epoch (counted over a network's lineage), run, split, accuracy
-    networks: pd.DataFrame    # one row per network: architecture, parameters, epochs, its own test accuracy
+    summary: dict  # accuracy, one-pass accuracy, networks, images, parameters, epochs, hours, choice
+    per_class: pd.DataFrame  # emotion, precision, recall, support
+    confusion: pd.DataFrame  # share of each true emotion (rows) predicted as each emotion (columns)
+    curve: pd.DataFrame  # epoch (counted over a network's lineage), run, split, accuracy
+    networks: pd.DataFrame  # one row per network: architecture, parameters, epochs, its own test accuracy
 
 
 def load_report(model_dir: str | Path | None = None) -> ModelReport:
@@ -39,8 +40,10 @@ def load_report(model_dir: str | Path | None = None) -> ModelReport:
     try:
         metrics = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ReportError(f"{path}: no such file. The emotion model ships with it; restore it with "
-                          f"`git checkout {METRICS_FILE}` or retrain (`python -m engine.emotion train`).")
+        raise ReportError(
+            f"{path}: no such file. The emotion model ships with it; restore it with "
+            f"`git checkout {METRICS_FILE}` or retrain (`python -m engine.emotion train`)."
+        )
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).") from exc
     try:
@@ -67,8 +70,14 @@ def _report(metrics: dict) -> ModelReport:
             for point in run.get("training_curve") or []:
                 for split, key in (("train", "accuracy"), ("validation", "val_accuracy")):
                     if key in point:
-                        rows.append({"epoch": offset + point["epoch"], "run": name, "split": split,
-                                     "accuracy": round(float(point[key]), 4)})
+                        rows.append(
+                            {
+                                "epoch": offset + point["epoch"],
+                                "run": name,
+                                "split": split,
+                                "accuracy": round(float(point[key]), 4),
+                            }
+                        )
             offset += len(run.get("training_curve") or [])
     curve = pd.DataFrame(rows, columns=["epoch", "run", "split", "accuracy"])
 
@@ -76,14 +85,20 @@ def _report(metrics: dict) -> ModelReport:
     nets = []
     for net, (member, arch) in enumerate(zip(members, archs), start=1):
         alone = member.get("test") or member  # an ensemble member's own test figures
-        nets.append({"network": f"net {net}", "architecture": ARCH_NAMES.get(arch, arch),
-                     "parameters": member.get("parameters"),
-                     "epochs": member.get("total_epochs", member.get("epochs_run")),
-                     "trained with": _trained_with(member),
-                     "test accuracy": alone.get("accuracy"),
-                     "one pass": alone.get("accuracy_single_pass")})
-    networks = pd.DataFrame(nets, columns=["network", "architecture", "parameters", "epochs",
-                                           "trained with", "test accuracy", "one pass"])
+        nets.append(
+            {
+                "network": f"net {net}",
+                "architecture": ARCH_NAMES.get(arch, arch),
+                "parameters": member.get("parameters"),
+                "epochs": member.get("total_epochs", member.get("epochs_run")),
+                "trained with": _trained_with(member),
+                "test accuracy": alone.get("accuracy"),
+                "one pass": alone.get("accuracy_single_pass"),
+            }
+        )
+    networks = pd.DataFrame(
+        nets, columns=["network", "architecture", "parameters", "epochs", "trained with", "test accuracy", "one pass"]
+    )
 
     selection = metrics.get("selection") or {}
     single = metrics.get("accuracy_single_pass")
@@ -98,8 +113,9 @@ def _report(metrics: dict) -> ModelReport:
         "n_images": int(metrics["n_images"]),
         "parameters": metrics.get("parameters"),
         "epochs": metrics.get("total_epochs", metrics.get("epochs_run")),
-        "training_hours": round((metrics.get("total_training_seconds")
-                                 or metrics.get("training_seconds") or 0) / 3600, 2),
+        "training_hours": round(
+            (metrics.get("total_training_seconds") or metrics.get("training_seconds") or 0) / 3600, 2
+        ),
         "runs": sum(len(lineage(m)) for m in members),
         "shipped": selection.get("chosen", "best_epoch"),
         "storage": metrics.get("storage", "float32"),
@@ -110,6 +126,5 @@ def _report(metrics: dict) -> ModelReport:
 def _trained_with(run: dict) -> str:
     """The Keras backend (and device, where recorded) a run trained on; runs before this was recorded
     all trained with TensorFlow."""
-    backend = {"tensorflow": "TensorFlow", "jax": "JAX"}.get(run.get("backend") or "tensorflow",
-                                                             run.get("backend"))
+    backend = {"tensorflow": "TensorFlow", "jax": "JAX"}.get(run.get("backend") or "tensorflow", run.get("backend"))
     return f"{backend} ({run['device']})" if run.get("device") else backend

@@ -8,6 +8,7 @@ accuracy, evaluated once on test) and ``checkpoints/`` (the state the training l
 unless it sees the same training images with the same validation split: otherwise the validation
 accuracy that picks the shipped model would be flattering.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,7 +44,7 @@ def split_seed_of(config: dict | TrainConfig | None) -> int | None:
     """The seed of a run's validation split (``seed`` for runs that predate ``split_seed``)."""
     if config is None:
         return None
-    if not isinstance(config, dict):   # a TrainConfig
+    if not isinstance(config, dict):  # a TrainConfig
         config = asdict(config)
     split = config.get("split_seed")
     return config.get("seed") if split is None else split
@@ -91,13 +92,19 @@ def check_validation_split(where, seen: str | None, expected: str, data: str, so
         raise WarmStartError(
             f"{where}: {data} holds the run's images read in another order (a zip and its unpacked "
             f"folder list them differently), so its validation split would hold out other faces "
-            f"(fingerprint {expected}, the run's {seen}). Pass the data it was trained with ({source}).")
+            f"(fingerprint {expected}, the run's {seen}). Pass the data it was trained with ({source})."
+        )
 
 
 def check_run_validation_split(path, meta: dict, expected: str, data: str) -> None:
     """:func:`check_validation_split` for a finished run, ``meta`` being its metrics.json."""
-    check_validation_split(path, (meta.get("data_fingerprint") or {}).get("validation"), expected,
-                           data, meta.get("data_source") or "the file it names in data_source")
+    check_validation_split(
+        path,
+        (meta.get("data_fingerprint") or {}).get("validation"),
+        expected,
+        data,
+        meta.get("data_source") or "the file it names in data_source",
+    )
 
 
 def lineage(metrics: dict | None) -> list[dict]:
@@ -134,15 +141,21 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
     try:
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     except json.JSONDecodeError as exc:
-        raise WarmStartError(f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}); it tells "
-                             "which data and seed the model was trained with.") from exc
+        raise WarmStartError(
+            f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}); it tells "
+            "which data and seed the model was trained with."
+        ) from exc
     if meta.get("members"):
-        raise WarmStartError(f"{path}: an ensemble of {len(meta['members'])} networks, not one network; "
-                             "--init-from takes one network's run (e.g. runs/a/emotion.keras).")
+        raise WarmStartError(
+            f"{path}: an ensemble of {len(meta['members'])} networks, not one network; "
+            "--init-from takes one network's run (e.g. runs/a/emotion.keras)."
+        )
     if meta.get("config") and arch_of(meta["config"]) != cfg.arch:
-        raise WarmStartError(f"{path}: a {arch_of(meta['config'])!r} network (its {meta_file.name} says so); "
-                             f"this run trains {cfg.arch!r}. Pass --arch {arch_of(meta['config'])} "
-                             "to continue it.")
+        raise WarmStartError(
+            f"{path}: a {arch_of(meta['config'])!r} network (its {meta_file.name} says so); "
+            f"this run trains {cfg.arch!r}. Pass --arch {arch_of(meta['config'])} "
+            "to continue it."
+        )
     try:
         earlier = load_model(path, compile=False)
         model.set_weights(earlier.get_weights())
@@ -155,13 +168,19 @@ def _warm_start(model, path: Path, train_split, cfg: TrainConfig) -> dict:
             f"{path}: can only continue a model trained on the same training images with the same "
             f"validation split seed (its {meta_file.name} says train fingerprint {seen}, split seed "
             f"{seed}; this run has {train_split.fingerprint}, split seed {split_seed_of(cfg)}). "
-            "Train from scratch instead, or pass --split-seed.")
+            "Train from scratch instead, or pass --split-seed."
+        )
     _, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
     check_run_validation_split(path, meta, validation_fingerprint(train_split, val_idx), cfg.data)
-    init = {"model": str(path), "accuracy": meta.get("accuracy"),
-            "epochs_run": meta.get("epochs_run"), "training_seconds": meta.get("training_seconds", 0),
-            "training_curve": meta.get("training_curve", []), "config": meta.get("config"),
-            "init": meta.get("init")}
+    init = {
+        "model": str(path),
+        "accuracy": meta.get("accuracy"),
+        "epochs_run": meta.get("epochs_run"),
+        "training_seconds": meta.get("training_seconds", 0),
+        "training_curve": meta.get("training_curve", []),
+        "config": meta.get("config"),
+        "init": meta.get("init"),
+    }
     log.info("continuing %s (%s epochs, test accuracy %s)", path, init["epochs_run"], init["accuracy"])
     return init
 
@@ -176,36 +195,49 @@ def check_teacher(cfg: TrainConfig, train_split, val_fingerprint: str) -> dict:
         raise WarmStartError(f"--teacher-weight {cfg.teacher_weight}: must be above 0 and at most 1.")
     meta_file = path.with_name(METRICS_FILE)
     if not path.is_file() or not meta_file.is_file():
-        raise WarmStartError(f"{path}: no emotion.keras with its {METRICS_FILE} there; --teacher takes "
-                             "a trained model's file (e.g. models/emotion/emotion.keras).")
+        raise WarmStartError(
+            f"{path}: no emotion.keras with its {METRICS_FILE} there; --teacher takes "
+            "a trained model's file (e.g. models/emotion/emotion.keras)."
+        )
     try:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as exc:
-        raise WarmStartError(f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}); it tells "
-                             "which images the teacher was trained with.") from exc
-    seen = (meta.get("data_fingerprint") or {})
+        raise WarmStartError(
+            f"{meta_file}, line {exc.lineno}: not valid JSON ({exc.msg}); it tells "
+            "which images the teacher was trained with."
+        ) from exc
+    seen = meta.get("data_fingerprint") or {}
     if seen.get("train") != train_split.fingerprint or seen.get("validation") is None:
         raise WarmStartError(
             f"{path}: a teacher must be trained on these training images with a recorded validation "
             f"split (its {meta_file.name} says train fingerprint {seen.get('train')}, validation "
-            f"{seen.get('validation')}; this run's train fingerprint is {train_split.fingerprint}).")
+            f"{seen.get('validation')}; this run's train fingerprint is {train_split.fingerprint})."
+        )
     if seen["validation"] != val_fingerprint:
         split = split_seed_of(meta.get("config"))
         raise WarmStartError(
             f"{path}: the teacher held out other validation faces (fingerprint {seen['validation']}, "
             f"this run's {val_fingerprint}), so it learnt faces this run validates on and the "
             f"student's validation accuracy would be flattering. Pass the teacher's --split-seed"
-            + (f" ({split})" if split is not None else "") + " and the data it was trained with.")
-    return {"model": str(path), "weight": cfg.teacher_weight, "accuracy": meta.get("accuracy"),
-            "members": len(meta.get("members") or []) or 1,
-            "val_accuracy": (meta.get("selection") or {}).get("ensemble", meta.get("best_val_accuracy"))}
+            + (f" ({split})" if split is not None else "")
+            + " and the data it was trained with."
+        )
+    return {
+        "model": str(path),
+        "weight": cfg.teacher_weight,
+        "accuracy": meta.get("accuracy"),
+        "members": len(meta.get("members") or []) or 1,
+        "val_accuracy": (meta.get("selection") or {}).get("ensemble", meta.get("best_val_accuracy")),
+    }
 
 
 def _check_run_data(state: dict, train_split, val_fingerprint: str, data: str) -> None:
     """A run continued (``--resume``, averaging) must see its own images and validation split."""
     if train_split.fingerprint != state.get("train_fingerprint", train_split.fingerprint):
-        raise WarmStartError(f"{data}: not the training images this run used (fingerprint "
-                             f"{train_split.fingerprint}, the run's {state['train_fingerprint']}).")
+        raise WarmStartError(
+            f"{data}: not the training images this run used (fingerprint "
+            f"{train_split.fingerprint}, the run's {state['train_fingerprint']})."
+        )
     source = Path(state.get("config", {}).get("data", "")).name or "the data it was started with"
     check_validation_split(data, state.get("val_fingerprint"), val_fingerprint, data, source)
 
@@ -215,6 +247,7 @@ def _versions() -> dict:
     import importlib.util
 
     import keras
+
     found = {"keras": keras.__version__, "backend": keras.backend.backend()}
     for name in ("tensorflow", "jax"):
         if importlib.util.find_spec(name) is not None:
@@ -252,46 +285,63 @@ def finalize(cfg: TrainConfig, state: dict, train_split, test_split) -> dict:
     if files:
         log.info("averaging the weights of %d epochs (%d-%d)", len(files), first, state["epoch"])
         averaged = averaged_model(files, train_split.images[tr_idx], cfg.arch)
-        selection["weight_average"] = {"epochs": [first, state["epoch"]], "n_snapshots": len(files),
-                                       "val_accuracy": val_accuracy(averaged)}
+        selection["weight_average"] = {
+            "epochs": [first, state["epoch"]],
+            "n_snapshots": len(files),
+            "val_accuracy": val_accuracy(averaged),
+        }
         if selection["weight_average"]["val_accuracy"] > selection["best_epoch"]["val_accuracy"]:
             chosen, shipped = "weight_average", averaged
     selection["chosen"] = chosen
-    log.info("validation accuracy (flip-averaged): %s; shipping %s",
-             {k: v["val_accuracy"] for k, v in selection.items() if isinstance(v, dict)}, chosen)
+    log.info(
+        "validation accuracy (flip-averaged): %s; shipping %s",
+        {k: v["val_accuracy"] for k, v in selection.items() if isinstance(v, dict)},
+        chosen,
+    )
 
     if test_split is not None:
         metrics = evaluate_arrays(shipped, test_split.images, test_split.labels)
     else:
         metrics = {"accuracy": None, "accuracy_single_pass": None, "test_pending": True}
-    metrics.update({
-        "selection": selection,
-        "data_fingerprint": {"train": train_split.fingerprint,
-                             "validation": validation_fingerprint(train_split, val_idx),
-                             "test": test_split.fingerprint if test_split is not None else None},
-        "data_source": Path(cfg.data).name,
-        "best_epoch": state["best_epoch"],
-        "best_val_accuracy": state["best_val_accuracy"],
-        "epochs_run": state["epoch"],
-        "training_seconds": round(state.get("train_seconds", 0), 1),
-        "parameters": int(shipped.count_params()),
-        "training_curve": state["history"],
-        "config": asdict(cfg),
-        "init": state.get("init"),
-        "teacher": state.get("teacher"),
-        "total_epochs": state["epoch"] + _lineage_total(state.get("init"), "epochs_run"),
-        "total_training_seconds": round(state.get("train_seconds", 0)
-                                        + _lineage_total(state.get("init"), "training_seconds"), 1),
-        **_versions(),
-    })
+    metrics.update(
+        {
+            "selection": selection,
+            "data_fingerprint": {
+                "train": train_split.fingerprint,
+                "validation": validation_fingerprint(train_split, val_idx),
+                "test": test_split.fingerprint if test_split is not None else None,
+            },
+            "data_source": Path(cfg.data).name,
+            "best_epoch": state["best_epoch"],
+            "best_val_accuracy": state["best_val_accuracy"],
+            "epochs_run": state["epoch"],
+            "training_seconds": round(state.get("train_seconds", 0), 1),
+            "parameters": int(shipped.count_params()),
+            "training_curve": state["history"],
+            "config": asdict(cfg),
+            "init": state.get("init"),
+            "teacher": state.get("teacher"),
+            "total_epochs": state["epoch"] + _lineage_total(state.get("init"), "epochs_run"),
+            "total_training_seconds": round(
+                state.get("train_seconds", 0) + _lineage_total(state.get("init"), "training_seconds"), 1
+            ),
+            **_versions(),
+        }
+    )
     save_model(shipped, out / MODEL_FILE)
     _atomic_json(metrics, out / METRICS_FILE)
     if test_split is not None:
-        log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
-                 metrics["accuracy"], metrics["accuracy_single_pass"])
+        log.info(
+            "test accuracy %.4f (flip-averaged), %.4f (single pass)",
+            metrics["accuracy"],
+            metrics["accuracy_single_pass"],
+        )
     else:
-        log.info("no test images in %s: run `python -m engine.emotion finish --out %s --data PATH` "
-                 "where they are", cfg.data, out)
+        log.info(
+            "no test images in %s: run `python -m engine.emotion finish --out %s --data PATH` where they are",
+            cfg.data,
+            out,
+        )
     return metrics
 
 
@@ -304,16 +354,21 @@ def finish_run(out_dir: str, data: str) -> dict:
     out = Path(out_dir)
     meta_file, model_file = out / METRICS_FILE, out / MODEL_FILE
     if not meta_file.exists() or not model_file.exists():
-        raise WarmStartError(f"{out}: no {MODEL_FILE} with its {METRICS_FILE}; pass the --out folder "
-                             "of a finished training run.")
+        raise WarmStartError(
+            f"{out}: no {MODEL_FILE} with its {METRICS_FILE}; pass the --out folder of a finished training run."
+        )
     metrics = json.loads(meta_file.read_text())
     if not metrics.get("test_pending"):
-        raise WarmStartError(f"{meta_file}: this run was already evaluated on test "
-                             f"(accuracy {metrics.get('accuracy')}); nothing to finish.")
+        raise WarmStartError(
+            f"{meta_file}: this run was already evaluated on test "
+            f"(accuracy {metrics.get('accuracy')}); nothing to finish."
+        )
     train_split = load_split(data, "train")
     if train_split.fingerprint != metrics["data_fingerprint"]["train"]:
-        raise WarmStartError(f"{data}: not the training images this run used (fingerprint "
-                             f"{train_split.fingerprint}, the run's {metrics['data_fingerprint']['train']}).")
+        raise WarmStartError(
+            f"{data}: not the training images this run used (fingerprint "
+            f"{train_split.fingerprint}, the run's {metrics['data_fingerprint']['train']})."
+        )
     test_split = load_split(data, "test")
     model = load_model(model_file, compile=False)
     metrics.pop("test_pending")
@@ -321,7 +376,7 @@ def finish_run(out_dir: str, data: str) -> dict:
     metrics["data_fingerprint"]["test"] = test_split.fingerprint
     metrics["test_evaluated_with"] = _versions()
     _atomic_json(metrics, meta_file)
-    log.info("test accuracy %.4f (flip-averaged), %.4f (single pass)",
-             metrics["accuracy"], metrics["accuracy_single_pass"])
+    log.info(
+        "test accuracy %.4f (flip-averaged), %.4f (single pass)", metrics["accuracy"], metrics["accuracy_single_pass"]
+    )
     return metrics
-

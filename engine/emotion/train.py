@@ -37,6 +37,7 @@ validation split, or its knowledge of the validation faces would flatter the
 student's validation accuracy. ``--arch small --teacher models/emotion/emotion.keras``
 distils the shipped ensemble into a network a quarter of its size.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,13 +84,13 @@ class TrainConfig:
     label_smoothing: float = 0.1
     val_fraction: float = 0.1
     patience: int = 15
-    seed: int = 42              # weights, shuffling, augmentation
+    seed: int = 42  # weights, shuffling, augmentation
     split_seed: int | None = None  # the validation split; None: ``seed`` (runs before it existed)
     resume: bool = False
     init_from: str | None = None
     average_last: int = 0
-    arch: str = DEFAULT_ARCH    # engine.emotion.model.ARCHITECTURES
-    time_budget: float = 0      # seconds of training; 0: run all ``epochs``
+    arch: str = DEFAULT_ARCH  # engine.emotion.model.ARCHITECTURES
+    time_budget: float = 0  # seconds of training; 0: run all ``epochs``
     evaluate_test: bool = True  # False: the data holds no test images (``finish`` evaluates later)
     teacher: str | None = None  # distil from this emotion.keras (a network or an ensemble)
     teacher_weight: float = 0.7  # share of the teacher's scores in the targets (the rest: labels)
@@ -137,8 +138,7 @@ class _Checkpointer:
                 self.epoch_seconds: list[float] = []  # this invocation's epochs
 
             def on_epoch_begin(self, epoch, logs=None):
-                self.model.optimizer.learning_rate = learning_rate_at(
-                    epoch, self.cfg, self.state["planned_epochs"])
+                self.model.optimizer.learning_rate = learning_rate_at(epoch, self.cfg, self.state["planned_epochs"])
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -158,10 +158,17 @@ class _Checkpointer:
                     save_snapshot(self.model, self.ckpt_dir, epoch + 1)
                 save_model(self.model, self.ckpt_dir / "last.keras")
                 _atomic_json(self.state, self.ckpt_dir / "state.json")
-                log.info("epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.2e (%.1f s)",
-                         epoch + 1, self.state["planned_epochs"], logs.get("loss", 0),
-                         logs.get("accuracy", 0), logs.get("val_loss", 0), logs.get("val_accuracy", 0),
-                         logs["learning_rate"], logs["seconds"])
+                log.info(
+                    "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.2e (%.1f s)",
+                    epoch + 1,
+                    self.state["planned_epochs"],
+                    logs.get("loss", 0),
+                    logs.get("accuracy", 0),
+                    logs.get("val_loss", 0),
+                    logs.get("val_accuracy", 0),
+                    logs["learning_rate"],
+                    logs["seconds"],
+                )
                 if epoch + 1 >= self.state["planned_epochs"]:
                     self.model.stop_training = True
                 elif epoch + 1 - self.state["best_epoch"] >= self.patience:
@@ -180,8 +187,7 @@ class _Checkpointer:
                 left = self.cfg.time_budget - (time.time() - self.started)
                 planned = min(self.state["planned_epochs"], plan_epochs(self.cfg, done, left, pace))
                 if planned != self.state["planned_epochs"]:
-                    log.info("time budget: %.0f s left at %.1f s per epoch -> %d epochs",
-                             left, pace, planned)
+                    log.info("time budget: %.0f s left at %.1f s per epoch -> %d epochs", left, pace, planned)
                     self.state["planned_epochs"] = planned
 
         return Impl(*args, **kwargs)
@@ -220,8 +226,13 @@ def train(cfg: TrainConfig) -> dict:
     x_val, y_val = train_split.images[val_idx], train_split.labels[val_idx]
     val_fingerprint = validation_fingerprint(train_split, val_idx)
     weights = class_weights(y_tr)
-    log.info("train %d, validation %d, test %s images; class weights %s", len(y_tr), len(y_val),
-             len(test_split) if test_split else "no", {EMOTIONS[k]: round(v, 2) for k, v in weights.items()})
+    log.info(
+        "train %d, validation %d, test %s images; class weights %s",
+        len(y_tr),
+        len(y_val),
+        len(test_split) if test_split else "no",
+        {EMOTIONS[k]: round(v, 2) for k, v in weights.items()},
+    )
 
     state_file = ckpt_dir / "state.json"
     if cfg.resume and (ckpt_dir / "last.keras").exists() and state_file.exists():
@@ -229,12 +240,23 @@ def train(cfg: TrainConfig) -> dict:
         _check_run_data(state, train_split, val_fingerprint, cfg.data)
         model = load_model(ckpt_dir / "last.keras", compile=True)  # with its optimizer state
         state["planned_epochs"] = cfg.epochs  # this invocation's --epochs (and budget) decide
-        log.info("resuming after epoch %d (best val_accuracy %.4f at epoch %d)",
-                 state["epoch"], state["best_val_accuracy"], state["best_epoch"])
+        log.info(
+            "resuming after epoch %d (best val_accuracy %.4f at epoch %d)",
+            state["epoch"],
+            state["best_val_accuracy"],
+            state["best_epoch"],
+        )
     else:
-        state = {"config": asdict(cfg), "epoch": 0, "best_epoch": 0, "planned_epochs": cfg.epochs,
-                 "best_val_accuracy": 0.0, "history": [],
-                 "train_fingerprint": train_split.fingerprint, "val_fingerprint": val_fingerprint}
+        state = {
+            "config": asdict(cfg),
+            "epoch": 0,
+            "best_epoch": 0,
+            "planned_epochs": cfg.epochs,
+            "best_val_accuracy": 0.0,
+            "history": [],
+            "train_fingerprint": train_split.fingerprint,
+            "val_fingerprint": val_fingerprint,
+        }
         shutil.rmtree(ckpt_dir / SNAPSHOT_DIR, ignore_errors=True)  # an earlier run's weights
         model = make_model(cfg.arch)
         if cfg.teacher:
@@ -244,9 +266,9 @@ def train(cfg: TrainConfig) -> dict:
         model.compile(
             optimizer=keras.optimizers.AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            metrics=["accuracy"])
-    log.info("model %s: %d parameters (Keras %s backend)", model.name, model.count_params(),
-             keras.backend.backend())
+            metrics=["accuracy"],
+        )
+    log.info("model %s: %d parameters (Keras %s backend)", model.name, model.count_params(), keras.backend.backend())
 
     patience = effective_patience(cfg)
     done = state["epoch"]
@@ -259,9 +281,15 @@ def train(cfg: TrainConfig) -> dict:
             sample_weights = np.ones(len(y_tr), np.float32)
         data = batches(x_tr, targets, sample_weights, cfg.batch_size, cfg.seed)
         data.start_at_epoch(done)
-        model.fit(data, validation_data=(x_val[..., None].astype(np.float32), _one_hot(y_val)),
-                  validation_batch_size=256, epochs=cfg.epochs, initial_epoch=done, verbose=2,
-                  callbacks=[_Checkpointer(ckpt_dir, state, cfg, patience)])
+        model.fit(
+            data,
+            validation_data=(x_val[..., None].astype(np.float32), _one_hot(y_val)),
+            validation_batch_size=256,
+            epochs=cfg.epochs,
+            initial_epoch=done,
+            verbose=2,
+            callbacks=[_Checkpointer(ckpt_dir, state, cfg, patience)],
+        )
     return finalize(cfg, state, train_split, test_split)
 
 
@@ -276,12 +304,15 @@ def average_run(out_dir: str, last: int, data: str | None = None) -> dict:
     if not state_file.exists():
         raise WarmStartError(f"{state_file}: no training run there; train with --average-last first.")
     state = json.loads(state_file.read_text())
-    cfg = TrainConfig(**{**state["config"], "out_dir": str(out_dir), "average_last": last,
-                         **({"data": data} if data else {})})
+    cfg = TrainConfig(
+        **{**state["config"], "out_dir": str(out_dir), "average_last": last, **({"data": data} if data else {})}
+    )
     first = state["epoch"] - last + 1
     if last < 1 or not [e for e in snapshots(ckpt_dir) if first <= e <= state["epoch"]]:
-        raise WarmStartError(f"{ckpt_dir / SNAPSHOT_DIR}: no weight snapshots of epochs "
-                             f"{first}-{state['epoch']}; train with --average-last.")
+        raise WarmStartError(
+            f"{ckpt_dir / SNAPSHOT_DIR}: no weight snapshots of epochs "
+            f"{first}-{state['epoch']}; train with --average-last."
+        )
     train_split = load_split(cfg.data, "train")
     _, val_idx = stratified_split(train_split.labels, cfg.val_fraction, split_seed_of(cfg))
     _check_run_data(state, train_split, validation_fingerprint(train_split, val_idx), cfg.data)
@@ -307,4 +338,3 @@ def _snapshot_after(cfg: TrainConfig, planned: int) -> int:
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(len(EMOTIONS), dtype=np.float32)[labels]
-

@@ -10,6 +10,7 @@ gets its own connection, and every write is one short ``BEGIN IMMEDIATE``
 transaction, so concurrent writers (threads or processes) queue instead of
 mixing their statements into one another's transactions.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -45,9 +46,11 @@ CREATE TABLE IF NOT EXISTS hidden (
 );
 """
 
-_UPSERT = ("INSERT INTO ratings(profile_id, movie_id, rating, updated_at) VALUES (?, ?, ?, ?) "
-           "ON CONFLICT(profile_id, movie_id) DO UPDATE SET rating = excluded.rating, "
-           "updated_at = excluded.updated_at")
+_UPSERT = (
+    "INSERT INTO ratings(profile_id, movie_id, rating, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(profile_id, movie_id) DO UPDATE SET rating = excluded.rating, "
+    "updated_at = excluded.updated_at"
+)
 
 
 #: Seconds a write waits for another program's write to finish before giving up.
@@ -87,10 +90,12 @@ class RatingStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RatingStoreError(f"Cannot create the folder of the ratings database {self.path} "
-                                   f"({exc.strerror or exc}): set RATINGS_DB to a file in a writable "
-                                   "folder.") from exc
-        self._local.db = self._connect()   # now: a bad file is reported here, not on first use
+            raise RatingStoreError(
+                f"Cannot create the folder of the ratings database {self.path} "
+                f"({exc.strerror or exc}): set RATINGS_DB to a file in a writable "
+                "folder."
+            ) from exc
+        self._local.db = self._connect()  # now: a bad file is reported here, not on first use
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -107,9 +112,11 @@ class RatingStore:
                 self._wal(db)
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA foreign_keys=ON")
-                tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                                    "AND name IN ('profiles', 'ratings', 'hidden')").fetchone()[0]
-                if tables < 3:   # a new file (CREATE ... IF NOT EXISTS: another process may be at it too)
+                tables = db.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                    "AND name IN ('profiles', 'ratings', 'hidden')"
+                ).fetchone()[0]
+                if tables < 3:  # a new file (CREATE ... IF NOT EXISTS: another process may be at it too)
                     db.executescript(_SCHEMA)
             except BaseException:
                 db.close()
@@ -147,25 +154,33 @@ class RatingStore:
         """SQLite's terse errors about the file itself, as a :class:`RatingStoreError` that says what to do."""
         try:
             yield
-        except sqlite3.DatabaseError as exc:   # OperationalError is one
+        except sqlite3.DatabaseError as exc:  # OperationalError is one
             code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
             text = str(exc).lower()
             if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
                 raise RatingStoreError(
                     f"The ratings database {self.path} is locked by another program (waited "
                     f"{self.lock_timeout:g} s): nothing was saved. Try again in a moment; if it stays "
-                    "locked, close the program that holds it.") from exc
+                    "locked, close the program that holds it."
+                ) from exc
             if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT) or "not a database" in text:
                 raise RatingStoreError(
                     f"{self.path} is not a SQLite database, or it is damaged ({exc}): move the file "
                     "away (a new, empty one is made in its place) or set RATINGS_DB to another "
-                    "file.") from exc
-            if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM,
-                        sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+                    "file."
+                ) from exc
+            if code in (
+                sqlite3.SQLITE_CANTOPEN,
+                sqlite3.SQLITE_READONLY,
+                sqlite3.SQLITE_PERM,
+                sqlite3.SQLITE_FULL,
+                sqlite3.SQLITE_IOERR,
+            ):
                 raise RatingStoreError(
                     f"Cannot write the ratings database {self.path} ({exc}): check that the disk has "
                     "room and the file and its folder are writable, or set RATINGS_DB to another "
-                    "file.") from exc
+                    "file."
+                ) from exc
             raise
 
     @contextmanager
@@ -173,7 +188,7 @@ class RatingStore:
         """One short write transaction: committed when the block ends, or (on any error) nothing."""
         db = self._db
         with self._explained():
-            db.execute("BEGIN IMMEDIATE")   # the write lock first: waits for other writers, never deadlocks
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: waits for other writers, never deadlocks
             try:
                 yield db
                 db.execute("COMMIT")
@@ -189,8 +204,9 @@ class RatingStore:
     @staticmethod
     def _profile_id(db: sqlite3.Connection, name: str) -> int:
         """The profile's id, creating it if new (inside the caller's write transaction)."""
-        db.execute("INSERT INTO profiles(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                   (name, time.time()))
+        db.execute(
+            "INSERT INTO profiles(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", (name, time.time())
+        )
         return db.execute("SELECT id FROM profiles WHERE name = ?", (name,)).fetchone()[0]
 
     def profiles(self) -> list[str]:
@@ -206,8 +222,7 @@ class RatingStore:
         with self._write() as db:
             db.execute(_UPSERT, (self._profile_id(db, name), int(movie_id), r, time.time()))
 
-    def import_ratings(self, profile: str, pairs: list[tuple[int, float]],
-                       replace: bool = False) -> dict[str, int]:
+    def import_ratings(self, profile: str, pairs: list[tuple[int, float]], replace: bool = False) -> dict[str, int]:
         """Add many ratings in one transaction: all of them or, on any error, none.
 
         A movie the profile already rated keeps its rating unless ``replace``.
@@ -226,42 +241,58 @@ class RatingStore:
                     continue
                 counts["replaced" if movie_id in had else "added"] += 1
                 db.execute(_UPSERT, (pid, movie_id, r, now))
-                now += 1e-6   # keeps the file's order in ratings(), which sorts by time
+                now += 1e-6  # keeps the file's order in ratings(), which sorts by time
         return counts
 
     def remove_rating(self, profile: str, movie_id: int) -> bool:
         name = _name(profile)
         with self._write() as db:
-            cur = db.execute("DELETE FROM ratings WHERE movie_id = ? AND profile_id = "
-                             "(SELECT id FROM profiles WHERE name = ?)", (int(movie_id), name))
+            cur = db.execute(
+                "DELETE FROM ratings WHERE movie_id = ? AND profile_id = (SELECT id FROM profiles WHERE name = ?)",
+                (int(movie_id), name),
+            )
         return cur.rowcount > 0
 
     def ratings(self, profile: str) -> list[tuple[int, float]]:
         """(movieId, rating) pairs of a profile, oldest first."""
-        return [(int(m), float(r)) for m, r in self._read(
-            "SELECT r.movie_id, r.rating FROM ratings r JOIN profiles p ON p.id = r.profile_id "
-            "WHERE p.name = ? ORDER BY r.updated_at, r.movie_id", (_name(profile),))]
+        return [
+            (int(m), float(r))
+            for m, r in self._read(
+                "SELECT r.movie_id, r.rating FROM ratings r JOIN profiles p ON p.id = r.profile_id "
+                "WHERE p.name = ? ORDER BY r.updated_at, r.movie_id",
+                (_name(profile),),
+            )
+        ]
 
     def hide(self, profile: str, movie_id: int) -> None:
-        """"Not interested": the movie stays out of this profile's suggestions until shown again."""
+        """ "Not interested": the movie stays out of this profile's suggestions until shown again."""
         name = _name(profile)
         with self._write() as db:
-            db.execute("INSERT INTO hidden(profile_id, movie_id, hidden_at) VALUES (?, ?, ?) "
-                       "ON CONFLICT(profile_id, movie_id) DO NOTHING",
-                       (self._profile_id(db, name), int(movie_id), time.time()))
+            db.execute(
+                "INSERT INTO hidden(profile_id, movie_id, hidden_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(profile_id, movie_id) DO NOTHING",
+                (self._profile_id(db, name), int(movie_id), time.time()),
+            )
 
     def unhide(self, profile: str, movie_id: int) -> bool:
         name = _name(profile)
         with self._write() as db:
-            cur = db.execute("DELETE FROM hidden WHERE movie_id = ? AND profile_id = "
-                             "(SELECT id FROM profiles WHERE name = ?)", (int(movie_id), name))
+            cur = db.execute(
+                "DELETE FROM hidden WHERE movie_id = ? AND profile_id = (SELECT id FROM profiles WHERE name = ?)",
+                (int(movie_id), name),
+            )
         return cur.rowcount > 0
 
     def hidden(self, profile: str) -> list[int]:
         """The movies a profile marked "not interested", newest first."""
-        return [int(m) for (m,) in self._read(
-            "SELECT h.movie_id FROM hidden h JOIN profiles p ON p.id = h.profile_id "
-            "WHERE p.name = ? ORDER BY h.hidden_at DESC, h.movie_id", (_name(profile),))]
+        return [
+            int(m)
+            for (m,) in self._read(
+                "SELECT h.movie_id FROM hidden h JOIN profiles p ON p.id = h.profile_id "
+                "WHERE p.name = ? ORDER BY h.hidden_at DESC, h.movie_id",
+                (_name(profile),),
+            )
+        ]
 
     def all_ratings(self) -> pd.DataFrame:
         """Every stored rating as MovieLens columns, with the profiles' numeric user ids."""

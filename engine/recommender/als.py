@@ -17,6 +17,7 @@ Example:
     >>> model = est.fit(train_df)                                    # doctest: +SKIP
     >>> model.transform(test_df).select("prediction")                # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,10 +45,16 @@ _INT32, _INT64 = 2**31 - 1, 2**63 - 1
 #: with an IllegalArgumentException, or accept and fail on: maxIter 0 returns a model never
 #: fitted; regParam 0 ends in a SingularMatrixException at any user or movie with fewer
 #: ratings than the rank.
-_RULES = {"rank": (int, 1, True), "maxIter": (int, 1, True), "regParam": (float, 0.0, False),
-          "userBiasReg": (float, 0.0, True), "itemBiasReg": (float, 0.0, True),
-          "alpha": (float, 0.0, False), "seed": (int, -_INT64 - 1, True),
-          "numBlocks": (int, 0, True)}
+_RULES = {
+    "rank": (int, 1, True),
+    "maxIter": (int, 1, True),
+    "regParam": (float, 0.0, False),
+    "userBiasReg": (float, 0.0, True),
+    "itemBiasReg": (float, 0.0, True),
+    "alpha": (float, 0.0, False),
+    "seed": (int, -_INT64 - 1, True),
+    "numBlocks": (int, 0, True),
+}
 
 
 def check_param(name: str, value, label: str | None = None) -> None:
@@ -64,12 +71,19 @@ def check_param(name: str, value, label: str | None = None) -> None:
         ok = ok and low <= value <= high
         rule = "an integer that fits in 64 bits" if name == "seed" else f"an integer from {low} to {high:,}"
     else:
-        ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-              and (value >= low if inclusive else value > low))
+        ok = (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (value >= low if inclusive else value > low)
+        )
         rule = f"a finite number {'>=' if inclusive else '>'} {low:g}"
     if not ok:
-        why = (" (with 0, ALS fails on users or movies with fewer ratings than the rank)"
-               if name == "regParam" and value == 0 else "")
+        why = (
+            " (with 0, ALS fails on users or movies with fewer ratings than the rank)"
+            if name == "regParam" and value == 0
+            else ""
+        )
         raise ValueError(f"{label or name} must be {rule} (got {value!r}){why}.")
 
 
@@ -80,30 +94,45 @@ class _BiasALSParams(Params):
     userBiasReg = Param(Params._dummy(), "userBiasReg", "user-bias shrinkage", TypeConverters.toFloat)
     itemBiasReg = Param(Params._dummy(), "itemBiasReg", "movie-bias shrinkage", TypeConverters.toFloat)
     seed = Param(Params._dummy(), "seed", "random seed", TypeConverters.toInt)
-    coldStartStrategy = Param(Params._dummy(), "coldStartStrategy", "'nan' or 'drop'",
-                              TypeConverters.toString)
-    numBlocks = Param(Params._dummy(), "numBlocks", "ALS user and item blocks (0: the session's)",
-                      TypeConverters.toInt)
+    coldStartStrategy = Param(Params._dummy(), "coldStartStrategy", "'nan' or 'drop'", TypeConverters.toString)
+    numBlocks = Param(Params._dummy(), "numBlocks", "ALS user and item blocks (0: the session's)", TypeConverters.toInt)
 
     def __init__(self):
         super().__init__()
-        self._setDefault(rank=32, maxIter=20, regParam=0.1, userBiasReg=5.0, itemBiasReg=5.0,
-                         seed=42, coldStartStrategy="nan", numBlocks=0)
+        self._setDefault(
+            rank=32,
+            maxIter=20,
+            regParam=0.1,
+            userBiasReg=5.0,
+            itemBiasReg=5.0,
+            seed=42,
+            coldStartStrategy="nan",
+            numBlocks=0,
+        )
 
 
 class BiasCorrectedALS(Estimator, _BiasALSParams):
     """Estimator: ratings (userId, movieId, rating) -> :class:`BiasCorrectedALSModel`."""
 
     @keyword_only
-    def __init__(self, *, rank=None, maxIter=None, regParam=None, userBiasReg=None,
-                 itemBiasReg=None, seed=None, coldStartStrategy=None, numBlocks=None):
+    def __init__(
+        self,
+        *,
+        rank=None,
+        maxIter=None,
+        regParam=None,
+        userBiasReg=None,
+        itemBiasReg=None,
+        seed=None,
+        coldStartStrategy=None,
+        numBlocks=None,
+    ):
         super().__init__()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
 
     def _fit(self, dataset: DataFrame) -> "BiasCorrectedALSModel":
         self._check()
-        baseline = _Baseline.fit(dataset, self.getOrDefault(self.userBiasReg),
-                                 self.getOrDefault(self.itemBiasReg))
+        baseline = _Baseline.fit(dataset, self.getOrDefault(self.userBiasReg), self.getOrDefault(self.itemBiasReg))
         try:
             return self._fit_residuals(baseline)
         finally:
@@ -120,7 +149,7 @@ class BiasCorrectedALS(Estimator, _BiasALSParams):
             est = estimator.copy(paramMaps[index])
             est._check()
             key = (est.getOrDefault(est.userBiasReg), est.getOrDefault(est.itemBiasReg))
-            with lock:   # the first fit of a key estimates its biases; the others wait for them
+            with lock:  # the first fit of a key estimates its biases; the others wait for them
                 if key not in baselines:
                     baselines[key] = _Baseline.fit(dataset, *key)
             try:
@@ -142,10 +171,19 @@ class BiasCorrectedALS(Estimator, _BiasALSParams):
         """ALS on the residuals of ``baseline``, and the model that adds the biases back."""
         g = self.getOrDefault
         blocks = g(self.numBlocks) or als_blocks(baseline.residual.sparkSession)
-        als = ALS(userCol=USER, itemCol=ITEM, ratingCol=_RESIDUAL, rank=g(self.rank),
-                  maxIter=g(self.maxIter), regParam=g(self.regParam), seed=g(self.seed),
-                  numUserBlocks=blocks, numItemBlocks=blocks,
-                  coldStartStrategy="nan", checkpointInterval=CHECKPOINT_INTERVAL)
+        als = ALS(
+            userCol=USER,
+            itemCol=ITEM,
+            ratingCol=_RESIDUAL,
+            rank=g(self.rank),
+            maxIter=g(self.maxIter),
+            regParam=g(self.regParam),
+            seed=g(self.seed),
+            numUserBlocks=blocks,
+            numItemBlocks=blocks,
+            coldStartStrategy="nan",
+            checkpointInterval=CHECKPOINT_INTERVAL,
+        )
         als.setPredictionCol(_ALS_PRED)
         als_model = als.fit(baseline.residual)
         model = BiasCorrectedALSModel(baseline.mu, baseline.user_bias, baseline.item_bias, als_model)
@@ -176,11 +214,21 @@ class _Baseline:
     def fit(cls, dataset: DataFrame, user_reg: float, item_reg: float) -> "_Baseline":
         ratings = dataset.select(USER, ITEM, RATING).cache()
         mu, item_bias, user_bias = fit_biases(ratings, user_reg, item_reg)
-        residual = (ratings.join(F.broadcast(item_bias), ITEM, "left")
-                    .join(F.broadcast(user_bias), USER, "left")
-                    .select(USER, ITEM, (F.col(RATING) - F.lit(mu) - F.coalesce("item_bias", F.lit(0.0))
-                                         - F.coalesce("user_bias", F.lit(0.0))).alias(_RESIDUAL))
-                    .cache())
+        residual = (
+            ratings.join(F.broadcast(item_bias), ITEM, "left")
+            .join(F.broadcast(user_bias), USER, "left")
+            .select(
+                USER,
+                ITEM,
+                (
+                    F.col(RATING)
+                    - F.lit(mu)
+                    - F.coalesce("item_bias", F.lit(0.0))
+                    - F.coalesce("user_bias", F.lit(0.0))
+                ).alias(_RESIDUAL),
+            )
+            .cache()
+        )
         return cls(mu, item_bias, user_bias, residual, ratings)
 
     def release(self) -> None:
@@ -192,23 +240,30 @@ class _Baseline:
 class BiasCorrectedALSModel(Model, _BiasALSParams):
     """mu + b_user + b_movie + u.v, clipped to the rating scale."""
 
-    def __init__(self, mu: float = 0.0, user_bias: DataFrame | None = None,
-                 item_bias: DataFrame | None = None, als_model: ALSModel | None = None):
+    def __init__(
+        self,
+        mu: float = 0.0,
+        user_bias: DataFrame | None = None,
+        item_bias: DataFrame | None = None,
+        als_model: ALSModel | None = None,
+    ):
         super().__init__()
         self.mu, self.user_bias, self.item_bias, self.als_model = mu, user_bias, item_bias, als_model
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         out = self.als_model.transform(dataset)
-        out = (out.join(F.broadcast(self.item_bias), ITEM, "left")
-               .join(F.broadcast(self.user_bias), USER, "left"))
-        raw = (F.lit(self.mu) + F.coalesce("user_bias", F.lit(0.0))
-               + F.coalesce("item_bias", F.lit(0.0)) + F.col(_ALS_PRED))
+        out = out.join(F.broadcast(self.item_bias), ITEM, "left").join(F.broadcast(self.user_bias), USER, "left")
+        raw = (
+            F.lit(self.mu)
+            + F.coalesce("user_bias", F.lit(0.0))
+            + F.coalesce("item_bias", F.lit(0.0))
+            + F.col(_ALS_PRED)
+        )
         out = out.withColumn(PREDICTION, clip_rating(raw))
         out = out.drop(_ALS_PRED, "user_bias", "item_bias")
         if self.getOrDefault(self.coldStartStrategy) == "drop":
             out = out.dropna(subset=[PREDICTION])
         return out
-
 
 
 def clip_rating(col):
@@ -217,8 +272,7 @@ def clip_rating(col):
     Spark orders NaN above every number, so a bare ``least(5, greatest(0.5, NaN))``
     would turn an unknown movie into a confident 5.0.
     """
-    return F.when(F.isnan(col), col).otherwise(
-        F.least(F.lit(MAX_RATING), F.greatest(F.lit(MIN_RATING), col)))
+    return F.when(F.isnan(col), col).otherwise(F.least(F.lit(MAX_RATING), F.greatest(F.lit(MIN_RATING), col)))
 
 
 def fit_biases(ratings: DataFrame, user_reg: float, item_reg: float):
@@ -227,28 +281,40 @@ def fit_biases(ratings: DataFrame, user_reg: float, item_reg: float):
     Returns ``(mu, item_bias_df[movieId, item_bias], user_bias_df[userId, user_bias])``.
     """
     mu = float(ratings.agg(F.avg(RATING)).first()[0])
-    item_bias = (ratings.groupBy(ITEM)
-                 .agg((F.sum(F.col(RATING) - mu) / (F.count("*") + item_reg)).alias("item_bias"))
-                 .cache())
-    user_bias = (ratings.join(item_bias, ITEM)
-                 .groupBy(USER)
-                 .agg((F.sum(F.col(RATING) - mu - F.col("item_bias")) / (F.count("*") + user_reg))
-                      .alias("user_bias"))
-                 .cache())
+    item_bias = (
+        ratings.groupBy(ITEM).agg((F.sum(F.col(RATING) - mu) / (F.count("*") + item_reg)).alias("item_bias")).cache()
+    )
+    user_bias = (
+        ratings.join(item_bias, ITEM)
+        .groupBy(USER)
+        .agg((F.sum(F.col(RATING) - mu - F.col("item_bias")) / (F.count("*") + user_reg)).alias("user_bias"))
+        .cache()
+    )
     return mu, item_bias, user_bias
 
 
-def bias_baseline_predictions(mu: float, item_bias: DataFrame, user_bias: DataFrame,
-                              test: DataFrame) -> DataFrame:
+def bias_baseline_predictions(mu: float, item_bias: DataFrame, user_bias: DataFrame, test: DataFrame) -> DataFrame:
     """Predictions of the bias-only model (mu + b_u + b_i), the baseline in reports."""
-    raw = (F.lit(mu) + F.coalesce("user_bias", F.lit(0.0)) + F.coalesce("item_bias", F.lit(0.0)))
-    return (test.join(F.broadcast(item_bias), ITEM, "left").join(user_bias, USER, "left")
-            .withColumn(PREDICTION, clip_rating(raw)))
+    raw = F.lit(mu) + F.coalesce("user_bias", F.lit(0.0)) + F.coalesce("item_bias", F.lit(0.0))
+    return (
+        test.join(F.broadcast(item_bias), ITEM, "left")
+        .join(user_bias, USER, "left")
+        .withColumn(PREDICTION, clip_rating(raw))
+    )
 
 
 def plain_als(rank: int, max_iter: int, reg_param: float, seed: int) -> ALS:
     """Spark's own explicit ALS on raw ratings, the comparison model."""
     for name, value in (("rank", rank), ("maxIter", max_iter), ("regParam", reg_param), ("seed", seed)):
         check_param(name, value)
-    return ALS(userCol=USER, itemCol=ITEM, ratingCol=RATING, rank=rank, maxIter=max_iter,
-               regParam=reg_param, seed=seed, coldStartStrategy="drop", checkpointInterval=5)
+    return ALS(
+        userCol=USER,
+        itemCol=ITEM,
+        ratingCol=RATING,
+        rank=rank,
+        maxIter=max_iter,
+        regParam=reg_param,
+        seed=seed,
+        coldStartStrategy="drop",
+        checkpointInterval=5,
+    )

@@ -4,6 +4,7 @@ finding the movie someone means, and the most-rated movies a newcomer rates firs
 :class:`Catalogue` is a part of :class:`~engine.recommender.serving.RecommenderIndex`; it reads the
 index's ``movies`` (metadata aligned with ``item_ids``), ``item_ids`` and ``item_support``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,15 +23,15 @@ class UnknownIdError(KeyError):
 class Catalogue:
     """Movies by id, position, genre and title; what a newcomer is offered to rate first."""
 
-    movies: pd.DataFrame         # metadata aligned with item_ids (title, genres, year, links)
-    item_ids: np.ndarray         # (n_items,) movies with factors, sorted
-    item_support: np.ndarray     # (n_items,) training ratings per movie
+    movies: pd.DataFrame  # metadata aligned with item_ids (title, genres, year, links)
+    item_ids: np.ndarray  # (n_items,) movies with factors, sorted
+    item_support: np.ndarray  # (n_items,) training ratings per movie
 
     def _index_catalogue(self) -> None:
         """Positions, genre masks, readable titles and search keys: made once, when the index is built."""
         self._item_pos = {int(m): i for i, m in enumerate(self.item_ids)}
         genres = self.movies[GENRES].str.split("|").to_numpy()
-        if len(genres):   # one boolean row per genre name, sorted: which movies have it
+        if len(genres):  # one boolean row per genre name, sorted: which movies have it
             names, codes = np.unique(np.concatenate(genres), return_inverse=True)
             masks = np.zeros((len(names), len(genres)), bool)
             masks[codes, np.repeat(np.arange(len(genres)), [len(gs) for gs in genres])] = True
@@ -50,9 +51,11 @@ class Catalogue:
         try:
             return self._item_pos[int(movie_id)]
         except (KeyError, ValueError, TypeError):
-            raise UnknownIdError(f"Unknown movie id {movie_id!r}: it is not in the catalogue or "
-                                 "has no ratings in the training data. Search by title to find "
-                                 "a known movie.") from None
+            raise UnknownIdError(
+                f"Unknown movie id {movie_id!r}: it is not in the catalogue or "
+                "has no ratings in the training data. Search by title to find "
+                "a known movie."
+            ) from None
 
     def _positions(self, movie_ids) -> np.ndarray:
         """Index positions of the movie ids the model knows (others ignored)."""
@@ -65,8 +68,11 @@ class Catalogue:
         "the godfather" finds "Godfather, The (1972)", "amelie" finds "Amélie".
         """
         q = fold_for_search((query or "").strip())
-        hits = np.flatnonzero(self._title_keys.str.contains(q, regex=False).to_numpy()) if q else \
-            np.arange(len(self.movies))
+        hits = (
+            np.flatnonzero(self._title_keys.str.contains(q, regex=False).to_numpy())
+            if q
+            else np.arange(len(self.movies))
+        )
         hits = hits[np.argsort(-self.item_support[hits], kind="stable")][:limit]
         out = self.movies.iloc[hits][[ITEM, TITLE, GENRES, "year"]].reset_index(drop=True)
         out["n_ratings"] = self.item_support[hits]
@@ -108,12 +114,15 @@ class Catalogue:
             return int(text)
         hits = self.search_titles(text, limit=len(self.movies))
         if hits.empty:
-            raise UnknownIdError(f"No movie id or title matches {text!r}: check the spelling, or give "
-                                 "a part of the title.")
+            raise UnknownIdError(
+                f"No movie id or title matches {text!r}: check the spelling, or give a part of the title."
+            )
         q = fold_for_search(text)
-        whole = [int(m) for m, t in zip(hits[ITEM], hits[TITLE])
-                 if q in {fold_for_search(form) for form in
-                          (t, self.readable_titles[m], readable_title(t, with_year=False))}]
+        whole = [
+            int(m)
+            for m, t in zip(hits[ITEM], hits[TITLE])
+            if q in {fold_for_search(form) for form in (t, self.readable_titles[m], readable_title(t, with_year=False))}
+        ]
         if len(whole) == 1:
             return whole[0]
         if len(hits) == 1:
@@ -121,5 +130,6 @@ class Catalogue:
         named = hits[hits[ITEM].isin(whole)] if whole else hits
         shown = "; ".join(f"{self.readable_titles[m]} = {m}" for m in named[ITEM][:8])
         more = f" and {len(named) - 8} more" if len(named) > 8 else ""
-        raise UnknownIdError(f"{text!r} matches {len(named)} movies ({shown}{more}): pass the id or the "
-                             "whole title with its year.")
+        raise UnknownIdError(
+            f"{text!r} matches {len(named)} movies ({shown}{more}): pass the id or the whole title with its year."
+        )

@@ -4,6 +4,7 @@ Ranking protocol: for every test user, rank all movies seen in training except t
 ones the user rated in training; relevant = the user's test movies rated
 >= :data:`RELEVANT_RATING`. Users without a relevant test movie are skipped.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,10 @@ RELEVANT_RATING = 4.0
 def rmse(predictions, label_col: str = "rating", prediction_col: str = "prediction") -> float:
     """Spark RMSE of a predictions DataFrame (NaN predictions must be dropped before)."""
     from pyspark.ml.evaluation import RegressionEvaluator
-    return float(RegressionEvaluator(metricName="rmse", labelCol=label_col,
-                                     predictionCol=prediction_col).evaluate(predictions))
+
+    return float(
+        RegressionEvaluator(metricName="rmse", labelCol=label_col, predictionCol=prediction_col).evaluate(predictions)
+    )
 
 
 def ranking_metrics(recommended: dict, relevant: dict, k: int = 10) -> dict:
@@ -44,13 +47,20 @@ def ranking_metrics(recommended: dict, relevant: dict, k: int = 10) -> dict:
         cum = np.cumsum(hits)
         ap.append(float((hits * cum / np.arange(1, len(recs) + 1)).sum() / min(len(rel), k)))
     n = len(precision)
-    mean = (lambda xs: round(float(np.mean(xs)), 5) if xs else math.nan)
-    return {"precision_at_k": mean(precision), "recall_at_k": mean(recall),
-            "ndcg_at_k": mean(ndcg), "map_at_k": mean(ap), "k": k, "users": n}
+    mean = lambda xs: round(float(np.mean(xs)), 5) if xs else math.nan
+    return {
+        "precision_at_k": mean(precision),
+        "recall_at_k": mean(recall),
+        "ndcg_at_k": mean(ndcg),
+        "map_at_k": mean(ap),
+        "k": k,
+        "users": n,
+    }
 
 
-def relevant_items(test_ratings, user_col="userId", item_col="movieId", rating_col="rating",
-                   threshold: float = RELEVANT_RATING) -> dict:
+def relevant_items(
+    test_ratings, user_col="userId", item_col="movieId", rating_col="rating", threshold: float = RELEVANT_RATING
+) -> dict:
     """user -> set of test movies rated >= threshold (pandas input)."""
     liked = test_ratings[test_ratings[rating_col] >= threshold]
     return {int(u): set(g[item_col].astype(int)) for u, g in liked.groupby(user_col)}

@@ -4,6 +4,7 @@ retraining (one small least-squares solve), and lists for several people at once
 :class:`FoldIn` is a part of :class:`~engine.recommender.serving.RecommenderIndex`, next to
 :class:`~engine.recommender.scoring.Scoring` whose ranking and explanations it shares.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,13 +47,20 @@ class FoldIn:
         return self._solve_pick_user(*self._check_ratings(ratings))
 
     def _solve_pick_user(self, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return picks.fold_in(self.pick_item_factors, self._pick_gram, pos, values,
-                             self.pick_alpha, self.pick_reg)
+        return picks.fold_in(self.pick_item_factors, self._pick_gram, pos, values, self.pick_alpha, self.pick_reg)
 
-    def recommend_new_user(self, ratings: list[tuple[int, float]], n: int = 10,
-                           min_ratings: int = 0, genres: list[str] | None = None,
-                           explain: bool = True, order: str = "rating", hidden=(), skip=(),
-                           min_predicted: float | None = PICK_MIN_PREDICTED) -> pd.DataFrame:
+    def recommend_new_user(
+        self,
+        ratings: list[tuple[int, float]],
+        n: int = 10,
+        min_ratings: int = 0,
+        genres: list[str] | None = None,
+        explain: bool = True,
+        order: str = "rating",
+        hidden=(),
+        skip=(),
+        min_predicted: float | None = PICK_MIN_PREDICTED,
+    ) -> pd.DataFrame:
         """Recommendations for a person's own ratings, without retraining.
 
         ``hidden``: movie ids the person marked "not interested" (left out; unknown ids ignored).
@@ -64,13 +72,21 @@ class FoldIn:
         x, bias = self._solve_user(pos, values)
         scores = self.raw_scores(x, bias)
         ranked = scores if order == "rating" else self.pick_item_factors @ self._solve_pick_user(pos, values)
-        mask = self._candidates(np.concatenate([pos, self._positions(hidden), self._positions(skip)]).astype(int),
-                                min_ratings, genres)
+        mask = self._candidates(
+            np.concatenate([pos, self._positions(hidden), self._positions(skip)]).astype(int), min_ratings, genres
+        )
         return self._ranked(ranked, scores, mask, n, (pos, values), explain, order, min_predicted)
 
-    def recommend_group(self, members: dict, n: int = 10, min_ratings: int = 0,
-                        genres: list[str] | None = None, strategy: str = "misery", hidden=(),
-                        explain: bool = True) -> pd.DataFrame:
+    def recommend_group(
+        self,
+        members: dict,
+        n: int = 10,
+        min_ratings: int = 0,
+        genres: list[str] | None = None,
+        strategy: str = "misery",
+        hidden=(),
+        explain: bool = True,
+    ) -> pd.DataFrame:
         """Movies for several people at once (a movie night).
 
         ``members``: a label per person -> a MovieLens user id, or that person's own
@@ -84,8 +100,11 @@ class FoldIn:
         as *Because you rated…* picks it for one person.
         """
         if strategy not in GROUP_STRATEGIES:
-            raise ValueError(f"Unknown group strategy {strategy!r}: use " +
-                             " or ".join(f"{k!r} ({v})" for k, v in GROUP_STRATEGIES.items()) + ".")
+            raise ValueError(
+                f"Unknown group strategy {strategy!r}: use "
+                + " or ".join(f"{k!r} ({v})" for k, v in GROUP_STRATEGIES.items())
+                + "."
+            )
         if len(members) < 2:
             raise RatingInputError("A movie night needs at least two people: add another user or profile.")
         predicted, seen, liked = {}, [], {}
@@ -113,24 +132,28 @@ class FoldIn:
         out["n_ratings"] = self.item_support[top]
         if explain:
             reasons = {label: self._explain(top, rated, per_item=1) for label, rated in liked.items()}
-            out["because_by"] = [[(label, why[j][0]) for label, why in reasons.items() if why[j]]
-                                 for j in range(len(top))]
+            out["because_by"] = [
+                [(label, why[j][0]) for label, why in reasons.items() if why[j]] for j in range(len(top))
+            ]
         return out
 
     def _check_ratings(self, ratings) -> tuple[np.ndarray, np.ndarray]:
         if not ratings:
-            raise RatingInputError("No ratings given: rate at least one movie to get "
-                                   "recommendations.")
+            raise RatingInputError("No ratings given: rate at least one movie to get recommendations.")
         pos, values, seen = [], [], set()
         for movie_id, rating in ratings:
             try:
                 r = float(rating)
             except (TypeError, ValueError):
-                raise RatingInputError(f"Rating {rating!r} for movie {movie_id} is not a number; "
-                                       f"use {MIN_RATING}-{MAX_RATING} in half stars.") from None
+                raise RatingInputError(
+                    f"Rating {rating!r} for movie {movie_id} is not a number; "
+                    f"use {MIN_RATING}-{MAX_RATING} in half stars."
+                ) from None
             if not (MIN_RATING <= r <= MAX_RATING) or (r * 2) % 1:
-                raise RatingInputError(f"Rating {rating!r} for movie {movie_id} is off the scale: "
-                                       f"use {MIN_RATING}-{MAX_RATING} in half stars.")
+                raise RatingInputError(
+                    f"Rating {rating!r} for movie {movie_id} is off the scale: "
+                    f"use {MIN_RATING}-{MAX_RATING} in half stars."
+                )
             i = self._item(movie_id)
             if i in seen:
                 raise RatingInputError(f"Movie {movie_id} is rated twice; keep one rating.")

@@ -6,6 +6,7 @@ and the ranking equals the exact cosine ranking of :mod:`engine.recommender.serv
 LSH finds the true neighbours (recall is measured in tests and ``bench/``).
 The serving index (exact, numpy) stays the request path.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,9 +26,15 @@ class LSHIndex:
     """A fitted LSH model over the normalised item factors of one saved model, with the items'
     hashes computed and cached once (build it once per model; each query then reuses them)."""
 
-    def __init__(self, spark, item_frame: pd.DataFrame, movies: pd.DataFrame,
-                 bucket_length: float = DEFAULT_BUCKET_LENGTH,
-                 num_hash_tables: int = DEFAULT_HASH_TABLES, seed: int = 42):
+    def __init__(
+        self,
+        spark,
+        item_frame: pd.DataFrame,
+        movies: pd.DataFrame,
+        bucket_length: float = DEFAULT_BUCKET_LENGTH,
+        num_hash_tables: int = DEFAULT_HASH_TABLES,
+        seed: int = 42,
+    ):
         from pyspark.ml.feature import BucketedRandomProjectionLSH
         from pyspark.ml.linalg import Vectors
 
@@ -38,13 +45,16 @@ class LSHIndex:
         mat = mat / np.where(norms == 0, 1, norms)
         self.support = dict(zip(item_frame[ITEM].astype(int), item_frame["n_ratings"].astype(int)))
         self.movies = movies.set_index(ITEM)
-        rows = [(int(m), int(s), Vectors.dense(v)) for m, s, v in
-                zip(item_frame[ITEM], item_frame["n_ratings"], mat)]
+        rows = [(int(m), int(s), Vectors.dense(v)) for m, s, v in zip(item_frame[ITEM], item_frame["n_ratings"], mat)]
         items = spark.createDataFrame(rows, [ITEM, "n_ratings", "features"])
         self.vectors = {int(m): v for m, v in zip(item_frame[ITEM], mat)}
         self.model = BucketedRandomProjectionLSH(
-            inputCol="features", outputCol="hashes", bucketLength=bucket_length,
-            numHashTables=num_hash_tables, seed=seed).fit(items)
+            inputCol="features",
+            outputCol="hashes",
+            bucketLength=bucket_length,
+            numHashTables=num_hash_tables,
+            seed=seed,
+        ).fit(items)
         # Hashed once here, not at every query: a query only hashes its key and compares.
         self.items = self.model.transform(items).cache()
         self.items.count()
@@ -64,8 +74,7 @@ class LSHIndex:
             raise UnknownIdError(f"Unknown movie id {movie_id!r}: it is not in the model's catalogue.")
         key = Vectors.dense(self.vectors[int(movie_id)])
         pool = self.items.filter((self.items.n_ratings >= min_ratings) & (self.items[ITEM] != int(movie_id)))
-        rows = (self.model.approxNearestNeighbors(pool, key, n, distCol="distance")
-                .select(ITEM, "distance").collect())
+        rows = self.model.approxNearestNeighbors(pool, key, n, distCol="distance").select(ITEM, "distance").collect()
         ids = [r[ITEM] for r in rows]
         out = self.movies.reindex(ids)[[TITLE, GENRES, "year"]].reset_index()
         out["score"] = [round(1 - r["distance"] ** 2 / 2, 4) for r in rows]
@@ -75,12 +84,12 @@ class LSHIndex:
 
 def load_lsh_index(spark, model_dir: str | Path, **kwargs) -> LSHIndex:
     from .model_tables import read_serving_tables
-    tables = read_serving_tables(model_dir, with_ratings=False)   # factors and catalogue only
+
+    tables = read_serving_tables(model_dir, with_ratings=False)  # factors and catalogue only
     return LSHIndex(spark, tables["item_frame"], tables["movies"], **kwargs)
 
 
-def lsh_similar(spark, model_dir: str | Path, movie_id: int, n: int = 10,
-                min_ratings: int = 10) -> pd.DataFrame:
+def lsh_similar(spark, model_dir: str | Path, movie_id: int, n: int = 10, min_ratings: int = 10) -> pd.DataFrame:
     """One-shot: fit LSH on a saved model and query one movie."""
     return load_lsh_index(spark, model_dir).similar(movie_id, n, min_ratings)
 

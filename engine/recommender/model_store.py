@@ -26,6 +26,7 @@ plain folder name (:func:`check_model_name`), and the tables must have the colum
 types and finite factors serving needs (:mod:`engine.recommender.model_tables` reads
 them back); anything else is a :class:`ModelError` that names the file and what to do.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,10 +45,12 @@ CURRENT = "CURRENT"
 TABLES = ("user_factors", "item_factors", "movies", "ratings")
 PICK_TABLES = ("pick_user_factors", "pick_item_factors")
 LEFTOVER_PREFIX = ".tmp-"
-OWNER_FILE = ".owner"            # in a folder being saved: "host pid" of the saving process
-LEFTOVER_AGE_S = 6 * 3600        # a save takes seconds; untouched this long, its folder is dead
-FIX = ("Make a saved model current (`python -m engine models --use NAME`, or Saved models on the "
-       "app's Model page) or train a new one (`python -m engine train`).")
+OWNER_FILE = ".owner"  # in a folder being saved: "host pid" of the saving process
+LEFTOVER_AGE_S = 6 * 3600  # a save takes seconds; untouched this long, its folder is dead
+FIX = (
+    "Make a saved model current (`python -m engine models --use NAME`, or Saved models on the "
+    "app's Model page) or train a new one (`python -m engine train`)."
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +69,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_model(root: str | Path, *, params: dict, metrics: dict, tables: dict[str, pd.DataFrame],
-               spark_model=None, cv: dict | None = None, make_current: bool = True,
-               name: str | None = None) -> Path:
+def save_model(
+    root: str | Path,
+    *,
+    params: dict,
+    metrics: dict,
+    tables: dict[str, pd.DataFrame],
+    spark_model=None,
+    cv: dict | None = None,
+    make_current: bool = True,
+    name: str | None = None,
+) -> Path:
     """Write a complete model folder atomically; returns its path."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(root)   # killed saves' .tmp- folders: dead owner pid, or untouched for hours
+    clean_leftovers(root)  # killed saves' .tmp- folders: dead owner pid, or untouched for hours
     name = name or time.strftime("als-%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
     tmp = root / f"{LEFTOVER_PREFIX}{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         _write_model(tmp, params, metrics, tables, spark_model, cv)
-    except BaseException:   # an error or Ctrl-C: leave nothing behind (a kill: clean_leftovers)
+    except BaseException:  # an error or Ctrl-C: leave nothing behind (a kill: clean_leftovers)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     final = root / name
@@ -108,19 +119,25 @@ def compact_ratings(ratings: pd.DataFrame) -> pd.DataFrame:
     serving builds its per-user rows without a sort; ids as int32 and ratings as float32 where that
     loses nothing (12 bytes a rating, not 24: 0.4 GB for ml-32m)."""
     if not {"userId", "movieId", "rating"} <= set(ratings.columns):
-        return ratings   # not a ratings table; check_tables names what it lacks when it is read
+        return ratings  # not a ratings table; check_tables names what it lacks when it is read
     users = ratings["userId"].to_numpy()
     if pd.api.types.is_integer_dtype(users) and len(users) > 1 and (users[1:] < users[:-1]).any():
         ratings = ratings.iloc[np.argsort(users, kind="stable")]
     cast = {}
     for column in ("userId", "movieId"):
         values = ratings[column]
-        if (pd.api.types.is_integer_dtype(values) and values.dtype != np.int32
-                and (values.empty or (values.min() >= -2**31 and values.max() < 2**31))):
+        if (
+            pd.api.types.is_integer_dtype(values)
+            and values.dtype != np.int32
+            and (values.empty or (values.min() >= -(2**31) and values.max() < 2**31))
+        ):
             cast[column] = np.int32
     rating = ratings["rating"]
-    if pd.api.types.is_float_dtype(rating) and rating.dtype != np.float32 and \
-            np.array_equal(rating.to_numpy().astype(np.float32), rating.to_numpy(), equal_nan=True):
+    if (
+        pd.api.types.is_float_dtype(rating)
+        and rating.dtype != np.float32
+        and np.array_equal(rating.to_numpy().astype(np.float32), rating.to_numpy(), equal_nan=True)
+    ):
         cast["rating"] = np.float32
     return ratings.astype(cast).reset_index(drop=True) if cast else ratings.reset_index(drop=True)
 
@@ -134,7 +151,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:   # alive, another user's
+    except PermissionError:  # alive, another user's
         return True
     return True
 
@@ -154,12 +171,11 @@ def clean_leftovers(root: str | Path, max_age_s: float = LEFTOVER_AGE_S) -> list
             if not folder.is_dir():
                 continue
             owner = (folder / OWNER_FILE).read_text().split() if (folder / OWNER_FILE).is_file() else []
-            dead = (len(owner) == 2 and owner[0] == host and owner[1].isdigit()
-                    and not _pid_alive(int(owner[1])))
+            dead = len(owner) == 2 and owner[0] == host and owner[1].isdigit() and not _pid_alive(int(owner[1]))
             if dead or time.time() - _newest_change(folder) > max_age_s:
                 shutil.rmtree(folder)
                 removed.append(folder.name)
-        except OSError as exc:   # e.g. removed meanwhile by another cleaner: not our business
+        except OSError as exc:  # e.g. removed meanwhile by another cleaner: not our business
             log.warning("could not clean up %s: %s", folder, exc)
     if removed:
         log.info("removed the leftovers of interrupted saves in %s: %s", root, ", ".join(removed))
@@ -207,12 +223,14 @@ def set_current(root: str | Path, name: str) -> None:
     root = Path(root)
     check_model_name(root, name)
     pointer = root / CURRENT
-    if pointer.is_dir() and not pointer.is_symlink():   # a broken pointer: an empty folder is replaced
+    if pointer.is_dir() and not pointer.is_symlink():  # a broken pointer: an empty folder is replaced
         try:
             pointer.rmdir()
         except OSError:
-            raise ModelError(f"{pointer} is a folder with files in it, where the one-line file naming the "
-                             "current model belongs: move it away, then make a model current again.") from None
+            raise ModelError(
+                f"{pointer} is a folder with files in it, where the one-line file naming the "
+                "current model belongs: move it away, then make a model current again."
+            ) from None
     atomic_write_text(pointer, name + "\n")
 
 
@@ -222,16 +240,19 @@ def current_model_dir(root: str | Path) -> Path:
     root = Path(root)
     pointer = root / CURRENT
     if not pointer.exists():
-        raise NoModelYet(f"No trained model in {root}. Train one with `python -m engine train` "
-                         "(or the button on the app's home page).")
+        raise NoModelYet(
+            f"No trained model in {root}. Train one with `python -m engine train` "
+            "(or the button on the app's home page)."
+        )
     try:
         name = pointer.read_bytes().decode("utf-8").strip()
         problem = "is empty; it should name the current model" if not name else None
     except IsADirectoryError:
         problem = "is a folder; it should be a one-line file naming the current model (remove the folder)"
     except UnicodeDecodeError as exc:
-        problem = (f"is not a text file naming a model (byte {exc.object[exc.start]:#04x} at offset "
-                   f"{exc.start} is not UTF-8)")
+        problem = (
+            f"is not a text file naming a model (byte {exc.object[exc.start]:#04x} at offset {exc.start} is not UTF-8)"
+        )
     except OSError as exc:
         problem = f"cannot be read ({exc.strerror or exc})"
     if problem is None and (problem := _name_problem(root, name)):
@@ -253,9 +274,10 @@ def list_models(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir()
-                   if p.is_dir() and not p.name.startswith(".") and (p / "params.json").exists()),
-                  reverse=True)
+    return sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "params.json").exists()),
+        reverse=True,
+    )
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -272,19 +294,27 @@ def model_summary(folder: str | Path, current: str | None = None) -> dict:
     folder = Path(folder)
     params, metrics = read_params(folder), read_json(folder, "metrics.json")
     ds = params.get("dataset", {})
-    return {"model": folder.name, "current": folder.name == current,
-            "trained": time.strftime("%Y-%m-%d %H:%M", time.gmtime((folder / "params.json").stat().st_mtime)),
-            "dataset": ds.get("name"), "ratings": ds.get("n_ratings"), "rank": params.get("rank"),
-            "max_iter": params.get("max_iter"), "reg_param": params.get("reg_param"),
-            "test_rmse": metrics.get("test_rmse"), "picks_ndcg_at_10": metrics.get("picks_ndcg_at_10"),
-            "tuned": (folder / "cv.json").exists(), "size_mb": round(_folder_bytes(folder) / 2**20, 2)}
+    return {
+        "model": folder.name,
+        "current": folder.name == current,
+        "trained": time.strftime("%Y-%m-%d %H:%M", time.gmtime((folder / "params.json").stat().st_mtime)),
+        "dataset": ds.get("name"),
+        "ratings": ds.get("n_ratings"),
+        "rank": params.get("rank"),
+        "max_iter": params.get("max_iter"),
+        "reg_param": params.get("reg_param"),
+        "test_rmse": metrics.get("test_rmse"),
+        "picks_ndcg_at_10": metrics.get("picks_ndcg_at_10"),
+        "tuned": (folder / "cv.json").exists(),
+        "size_mb": round(_folder_bytes(folder) / 2**20, 2),
+    }
 
 
 def saved_models(root: str | Path) -> list[dict]:
     """:func:`model_summary` of every saved model, newest first."""
     current = current_name(root)
     folders = sorted(list_models(root), key=lambda f: (f / "params.json").stat().st_mtime, reverse=True)
-    return [model_summary(folder, current) for folder in folders]   # stable: same time, by name
+    return [model_summary(folder, current) for folder in folders]  # stable: same time, by name
 
 
 def delete_model(root: str | Path, name: str) -> int:
@@ -295,14 +325,16 @@ def delete_model(root: str | Path, name: str) -> int:
     listed, and the next delete clears what it left behind.
     """
     root = Path(root)
-    folder = check_model_name(root, name, complete=False)   # a broken model can still be deleted
+    folder = check_model_name(root, name, complete=False)  # a broken model can still be deleted
     if name == current_name(root):
         others = [m.name for m in list_models(root) if m.name != name]
-        raise ModelError(f"{name} is the current model, the one being served: make another model current "
-                         "first" + (f" (e.g. `python -m engine models --use {others[0]}`)." if others
-                                    else "; it is the only one saved."))
+        raise ModelError(
+            f"{name} is the current model, the one being served: make another model current "
+            "first"
+            + (f" (e.g. `python -m engine models --use {others[0]}`)." if others else "; it is the only one saved.")
+        )
     size = _folder_bytes(folder)
-    for leftover in root.glob(".trash-*"):   # what an earlier delete left behind
+    for leftover in root.glob(".trash-*"):  # what an earlier delete left behind
         shutil.rmtree(leftover, ignore_errors=True)
     trash = root / f".trash-{name}"
     os.replace(folder, trash)
@@ -318,7 +350,7 @@ def read_json(model_dir: str | Path, name: str) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path} is corrupt ({exc}). Retrain the model.") from exc
-    except OSError as exc:   # e.g. a folder of that name
+    except OSError as exc:  # e.g. a folder of that name
         raise ModelError(f"{path} cannot be read ({exc.strerror or exc}). Retrain the model.") from exc
     if not isinstance(data, dict):
         raise ModelError(f"{path} is corrupt (a JSON {type(data).__name__}, not an object). Retrain the model.")
@@ -331,8 +363,10 @@ def read_params(model_dir: str | Path) -> dict:
     if not params:
         raise ModelError(f"{model_dir} is not a model folder (no params.json). Retrain the model.")
     if params.get("format") != FORMAT_VERSION:
-        raise ModelError(f"{model_dir} was saved in format {params.get('format')!r}; this version "
-                         f"reads format {FORMAT_VERSION}. Retrain the model.")
+        raise ModelError(
+            f"{model_dir} was saved in format {params.get('format')!r}; this version "
+            f"reads format {FORMAT_VERSION}. Retrain the model."
+        )
     return params
 
 
@@ -341,7 +375,9 @@ def check_dataset(model_dir: str | Path, fingerprint: str) -> None:
     params = read_params(model_dir)
     trained = params.get("dataset", {})
     if trained.get("fingerprint") != fingerprint:
-        raise ModelError(f"Model {Path(model_dir).name} was trained on {trained.get('name')} "
-                         f"(fingerprint {trained.get('fingerprint')}), not on the data now "
-                         f"configured (fingerprint {fingerprint}). Retrain, or point "
-                         "MOVIELENS_DATA at the data it was trained on.")
+        raise ModelError(
+            f"Model {Path(model_dir).name} was trained on {trained.get('name')} "
+            f"(fingerprint {trained.get('fingerprint')}), not on the data now "
+            f"configured (fingerprint {fingerprint}). Retrain, or point "
+            "MOVIELENS_DATA at the data it was trained on."
+        )

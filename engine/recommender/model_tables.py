@@ -5,6 +5,7 @@ Columns, types, ids without repeats, finite factors of one rank: a wrong table w
 :class:`~engine.recommender.model_store.ModelError` naming the file and what to do. The folder's
 layout, saving and the ``CURRENT`` pointer are in :mod:`engine.recommender.model_store`.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,16 @@ from .model_store import PICK_TABLES, TABLES, ModelError, read_params
 SCHEMAS = {
     "user_factors": {"userId": "id", "user_bias": "finite"},
     "item_factors": {"movieId": "id", "item_bias": "finite", "n_ratings": "count"},
-    "movies": {"movieId": "id", "title": "text", "genres": "text", "year": "number", "imdbId": "any",
-               "tmdbId": "number", "total_ratings": "count", "mean_rating": "number"},
+    "movies": {
+        "movieId": "id",
+        "title": "text",
+        "genres": "text",
+        "year": "number",
+        "imdbId": "any",
+        "tmdbId": "number",
+        "total_ratings": "count",
+        "mean_rating": "number",
+    },
     "ratings": {"userId": "int", "movieId": "int", "rating": "finite"},
     "pick_user_factors": {"userId": "id"},
     "pick_item_factors": {"movieId": "id"},
@@ -33,9 +42,11 @@ FACTOR_TABLES = ("user_factors", "item_factors", *PICK_TABLES)
 
 
 def _broken(path: Path, problem: str) -> ModelError:
-    return ModelError(f"{path} {problem}: this model cannot be served. Retrain it, or make another saved "
-                      "model current (`python -m engine models --use NAME`, or Saved models on the app's "
-                      "Model page).")
+    return ModelError(
+        f"{path} {problem}: this model cannot be served. Retrain it, or make another saved "
+        "model current (`python -m engine models --use NAME`, or Saved models on the app's "
+        "Model page)."
+    )
 
 
 def _column_problem(col: pd.Series, kind: str) -> str | None:
@@ -84,8 +95,10 @@ def check_tables(model_dir: Path, params: dict, frames: dict[str, pd.DataFrame])
         path = model_dir / f"{table}.parquet"
         missing = [c for c in SCHEMAS[table] if c not in frame.columns]
         if missing:
-            raise _broken(path, f"lacks the column(s) {', '.join(missing)} (it has "
-                                f"{', '.join(map(str, frame.columns)) or 'none'})")
+            raise _broken(
+                path,
+                f"lacks the column(s) {', '.join(missing)} (it has {', '.join(map(str, frame.columns)) or 'none'})",
+            )
         for column, kind in SCHEMAS[table].items():
             if problem := _column_problem(frame[column], kind):
                 raise _broken(path, f"is damaged: column {column} {problem}")
@@ -95,13 +108,17 @@ def check_tables(model_dir: Path, params: dict, frames: dict[str, pd.DataFrame])
             ranks[table] = len(_factor_columns(path, frame))
     rank = params.get("rank")
     if (rank is not None and ranks["user_factors"] != rank) or ranks["item_factors"] != ranks["user_factors"]:
-        raise _broken(model_dir / "item_factors.parquet",
-                      f"has {ranks['item_factors']} factors per movie, user_factors.parquet "
-                      f"{ranks['user_factors']}, params.json rank {rank}; they must agree")
+        raise _broken(
+            model_dir / "item_factors.parquet",
+            f"has {ranks['item_factors']} factors per movie, user_factors.parquet "
+            f"{ranks['user_factors']}, params.json rank {rank}; they must agree",
+        )
     if "pick_user_factors" in ranks and ranks["pick_user_factors"] != ranks["pick_item_factors"]:
-        raise _broken(model_dir / "pick_item_factors.parquet",
-                      f"has {ranks['pick_item_factors']} factors per movie, pick_user_factors.parquet "
-                      f"{ranks['pick_user_factors']}; they must agree")
+        raise _broken(
+            model_dir / "pick_item_factors.parquet",
+            f"has {ranks['pick_item_factors']} factors per movie, pick_user_factors.parquet "
+            f"{ranks['pick_user_factors']}; they must agree",
+        )
 
 
 def _finite_param(model_dir: Path, params: dict, *keys: str) -> float:
@@ -131,24 +148,30 @@ def read_serving_tables(model_dir: str | Path, with_ratings: bool = True) -> dic
         if not path.exists():
             raise ModelError(f"{model_dir} is incomplete: {path.name} is missing. Retrain the model.")
         try:
-            if table == "ratings":   # tens of millions of rows: Arrow's buffers freed as they convert
+            if table == "ratings":  # tens of millions of rows: Arrow's buffers freed as they convert
                 frames[table] = pq.read_table(path).to_pandas(split_blocks=True, self_destruct=True)
             else:
                 frames[table] = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-            raise ModelError(f"{path} is corrupt ({type(exc).__name__}: {exc}). "
-                             "Retrain the model.") from exc
+            raise ModelError(f"{path} is corrupt ({type(exc).__name__}: {exc}). Retrain the model.") from exc
     check_tables(model_dir, params, frames)
-    out = {"mu": _finite_param(model_dir, params, "mu"),
-           "reg_param": _finite_param(model_dir, params, "reg_param"),
-           "user_bias_reg": _finite_param(model_dir, params, "user_bias_reg"),
-           "user_frame": frames["user_factors"], "item_frame": frames["item_factors"],
-           "movies": frames["movies"]}
+    out = {
+        "mu": _finite_param(model_dir, params, "mu"),
+        "reg_param": _finite_param(model_dir, params, "reg_param"),
+        "user_bias_reg": _finite_param(model_dir, params, "user_bias_reg"),
+        "user_frame": frames["user_factors"],
+        "item_frame": frames["item_factors"],
+        "movies": frames["movies"],
+    }
     if with_ratings:
         out["ratings"] = frames["ratings"]
     if has_picks:
-        out.update(pick_user_frame=frames["pick_user_factors"],
-                   pick_item_frame=frames["pick_item_factors"],
-                   pick_params={"alpha": _finite_param(model_dir, params, "picks", "alpha"),
-                                "reg_param": _finite_param(model_dir, params, "picks", "reg_param")})
+        out.update(
+            pick_user_frame=frames["pick_user_factors"],
+            pick_item_frame=frames["pick_item_factors"],
+            pick_params={
+                "alpha": _finite_param(model_dir, params, "picks", "alpha"),
+                "reg_param": _finite_param(model_dir, params, "picks", "reg_param"),
+            },
+        )
     return out

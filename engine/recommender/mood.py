@@ -9,6 +9,7 @@ mean ``m``), not by the raw mean that put one-vote 5.0 films on top. With a user
 top picks in those genres from the serving index (or, for a model saved without
 top picks, the user's highest predicted ratings).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,15 +40,24 @@ def matches_any_genre(genres: pd.Series, wanted: list[str]) -> np.ndarray:
     return genres.str.split("|").map(lambda gs: not wanted_set.isdisjoint(gs)).to_numpy(bool)
 
 
-def bayesian_average(mean: pd.Series, count: pd.Series, prior_mean: float,
-                     prior_weight: float = PRIOR_WEIGHT) -> pd.Series:
+def bayesian_average(
+    mean: pd.Series, count: pd.Series, prior_mean: float, prior_weight: float = PRIOR_WEIGHT
+) -> pd.Series:
     return (prior_weight * prior_mean + mean * count) / (prior_weight + count)
 
 
-def mood_recommendations(emotion: str, catalogue: pd.DataFrame, n: int = 10,
-                         min_ratings: int = DEFAULT_MIN_RATINGS, index=None, user_id=None,
-                         mapping: dict | None = None, order: str | None = None,
-                         ratings: list[tuple[int, float]] | None = None, hidden=()) -> pd.DataFrame:
+def mood_recommendations(
+    emotion: str,
+    catalogue: pd.DataFrame,
+    n: int = 10,
+    min_ratings: int = DEFAULT_MIN_RATINGS,
+    index=None,
+    user_id=None,
+    mapping: dict | None = None,
+    order: str | None = None,
+    ratings: list[tuple[int, float]] | None = None,
+    hidden=(),
+) -> pd.DataFrame:
     """Movies for an emotion.
 
     Args:
@@ -63,21 +73,27 @@ def mood_recommendations(emotion: str, catalogue: pd.DataFrame, n: int = 10,
     if index is not None and (user_id is not None or ratings):
         order = order or ("picks" if index.has_picks else "rating")
         if user_id is not None:
-            out = index.recommend(user_id, n=n + len(hidden), min_ratings=min_ratings, genres=wanted,
-                                  explain=False, order=order)
+            out = index.recommend(
+                user_id, n=n + len(hidden), min_ratings=min_ratings, genres=wanted, explain=False, order=order
+            )
             out = out[~out[ITEM].isin(hidden)].head(n).reset_index(drop=True)
         else:
-            out = index.recommend_new_user(ratings, n=n, min_ratings=min_ratings, genres=wanted,
-                                           explain=False, order=order, hidden=hidden)
+            out = index.recommend_new_user(
+                ratings, n=n, min_ratings=min_ratings, genres=wanted, explain=False, order=order, hidden=hidden
+            )
         out["ranked_by"] = "top picks" if order == "picks" else "predicted rating"
         return out[[ITEM, TITLE, GENRES, "year", "predicted_rating", "n_ratings", "ranked_by"]]
-    mask = (matches_any_genre(catalogue[GENRES], wanted) & (catalogue["total_ratings"] >= min_ratings).to_numpy()
-            & ~catalogue[ITEM].isin(hidden).to_numpy())
+    mask = (
+        matches_any_genre(catalogue[GENRES], wanted)
+        & (catalogue["total_ratings"] >= min_ratings).to_numpy()
+        & ~catalogue[ITEM].isin(hidden).to_numpy()
+    )
     pool = catalogue[mask].copy()
     rated = catalogue[catalogue["total_ratings"] > 0]
     prior = float(np.average(rated["mean_rating"], weights=rated["total_ratings"])) if len(rated) else 3.5
     pool["score"] = bayesian_average(pool["mean_rating"], pool["total_ratings"], prior).round(4)
     pool = pool.sort_values(["score", "total_ratings", ITEM], ascending=[False, False, True]).head(n)
     pool["ranked_by"] = "bayesian average"
-    return pool[[ITEM, TITLE, GENRES, "year", "score", "mean_rating", "total_ratings", "ranked_by"]] \
-        .reset_index(drop=True)
+    return pool[[ITEM, TITLE, GENRES, "year", "score", "mean_rating", "total_ratings", "ranked_by"]].reset_index(
+        drop=True
+    )

@@ -21,6 +21,7 @@ Spark's implicit solver solves for a user, with the item factors fixed::
 (Spark's ``ALS.computeFactors`` with ``implicitPrefs``: ALS-WR scaling of the
 regularisation by the user's rating count ``n``.)
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -49,14 +50,25 @@ def fit(train_df, cfg: PicksConfig | None = None):
     from pyspark.ml.recommendation import ALS
 
     cfg = cfg or PicksConfig()
-    als = ALS(userCol=USER, itemCol=ITEM, ratingCol=RATING, implicitPrefs=True, rank=cfg.rank,
-              maxIter=cfg.max_iter, regParam=cfg.reg_param, alpha=cfg.alpha, seed=cfg.seed,
-              checkpointInterval=5, coldStartStrategy="nan")
+    als = ALS(
+        userCol=USER,
+        itemCol=ITEM,
+        ratingCol=RATING,
+        implicitPrefs=True,
+        rank=cfg.rank,
+        maxIter=cfg.max_iter,
+        regParam=cfg.reg_param,
+        alpha=cfg.alpha,
+        seed=cfg.seed,
+        checkpointInterval=5,
+        coldStartStrategy="nan",
+    )
     return als.fit(train_df.select(USER, ITEM, RATING))
 
 
 def export_factors(model) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(users [userId, f0..], items [movieId, f0..]) as pandas, float32 like Spark."""
+
     def wide(factors_df, id_name):
         pdf = factors_df.toPandas()
         mat = np.vstack(pdf["features"].to_numpy()).astype(np.float32)
@@ -70,12 +82,12 @@ def export_factors(model) -> tuple[pd.DataFrame, pd.DataFrame]:
 def align(frame: pd.DataFrame, id_name: str, ids: np.ndarray) -> np.ndarray:
     """Rows of ``frame``'s factors in the order of ``ids`` (zeros for ids it lacks)."""
     fcols = [c for c in frame.columns if c.startswith("f") and c[1:].isdigit()]
-    return (frame.set_index(id_name)[fcols].reindex(ids).fillna(0.0)
-            .to_numpy(np.float64))
+    return frame.set_index(id_name)[fcols].reindex(ids).fillna(0.0).to_numpy(np.float64)
 
 
-def fold_in(item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, ratings: np.ndarray,
-            alpha: float, reg_param: float) -> np.ndarray:
+def fold_in(
+    item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, ratings: np.ndarray, alpha: float, reg_param: float
+) -> np.ndarray:
     """User vector from the positions and ratings of the movies a person rated.
 
     ``gram`` is ``item_factors.T @ item_factors`` (computed once per index).
@@ -89,11 +101,18 @@ def _normal_equations(item_factors, gram, pos, ratings, alpha, reg_param):
     v = item_factors[pos]
     c1 = alpha * np.abs(ratings)
     a = gram + (v * c1[:, None]).T @ v + reg_param * len(pos) * np.eye(gram.shape[0])
-    return a, ((1.0 + c1)[:, None] * v).T          # (k, k), (k, n_rated)
+    return a, ((1.0 + c1)[:, None] * v).T  # (k, k), (k, n_rated)
 
 
-def contributions(item_factors: np.ndarray, gram: np.ndarray, pos: np.ndarray, ratings: np.ndarray,
-                  alpha: float, reg_param: float, targets: np.ndarray) -> np.ndarray:
+def contributions(
+    item_factors: np.ndarray,
+    gram: np.ndarray,
+    pos: np.ndarray,
+    ratings: np.ndarray,
+    alpha: float,
+    reg_param: float,
+    targets: np.ndarray,
+) -> np.ndarray:
     """How much each rated movie adds to each target movie's top-picks score.
 
     The fold-in vector is ``x = A^-1 sum_j c_j v_j`` (see :func:`fold_in`), so a target's

@@ -9,6 +9,7 @@ rating; ``score`` is then the implicit score ``u.v``.
 :class:`Scoring` is a part of :class:`~engine.recommender.serving.RecommenderIndex` (its factors,
 biases and :class:`~engine.recommender.catalogue.Catalogue`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,14 +39,12 @@ class Scoring:
         """Unclipped ``mu + b_u + b_i + u.v`` for every movie."""
         return self.mu + user_bias + self.item_bias + self.item_factors @ user_vector
 
-    def _candidates(self, exclude: np.ndarray | None, min_ratings: int,
-                    genres: list[str] | None) -> np.ndarray:
+    def _candidates(self, exclude: np.ndarray | None, min_ratings: int, genres: list[str] | None) -> np.ndarray:
         mask = self.item_support >= min_ratings
         if genres:
             unknown = [g for g in genres if g not in self._genre_masks]
             if unknown:
-                raise ValueError(f"Unknown genre(s) {', '.join(unknown)}; known genres: "
-                                 f"{', '.join(self.genres)}.")
+                raise ValueError(f"Unknown genre(s) {', '.join(unknown)}; known genres: {', '.join(self.genres)}.")
             mask &= np.logical_or.reduce([self._genre_masks[g] for g in genres])
         if exclude is not None and len(exclude):
             mask[exclude] = False
@@ -62,16 +61,26 @@ class Scoring:
 
     def _check_order(self, order: str) -> None:
         if order not in ORDERS:
-            raise ValueError(f"Unknown order {order!r}: use " +
-                             " or ".join(f"{k!r} ({v})" for k, v in ORDERS.items()) + ".")
+            raise ValueError(
+                f"Unknown order {order!r}: use " + " or ".join(f"{k!r} ({v})" for k, v in ORDERS.items()) + "."
+            )
         if order == "picks" and not self.has_picks:
-            raise ValueError("This model was saved without the top-picks model: retrain it "
-                             "(`python -m engine train` or the home page) or order by rating.")
+            raise ValueError(
+                "This model was saved without the top-picks model: retrain it "
+                "(`python -m engine train` or the home page) or order by rating."
+            )
 
-    def recommend(self, user_id: int, n: int = 10, exclude_rated: bool = True,
-                  min_ratings: int = 0, genres: list[str] | None = None,
-                  explain: bool = True, order: str = "rating",
-                  min_predicted: float | None = PICK_MIN_PREDICTED) -> pd.DataFrame:
+    def recommend(
+        self,
+        user_id: int,
+        n: int = 10,
+        exclude_rated: bool = True,
+        min_ratings: int = 0,
+        genres: list[str] | None = None,
+        explain: bool = True,
+        order: str = "rating",
+        min_predicted: float | None = PICK_MIN_PREDICTED,
+    ) -> pd.DataFrame:
         """Top-``n`` movies for a known user, ranked by predicted rating or as top picks.
 
         Top picks leave out movies predicted below ``min_predicted`` stars (None keeps them: the
@@ -87,8 +96,9 @@ class Scoring:
         mask = self._candidates(rated[0] if exclude_rated else None, min_ratings, genres)
         return self._ranked(ranked, scores, mask, n, rated, explain, order, min_predicted)
 
-    def similar(self, movie_id: int, n: int = 10,
-                min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS, also=()) -> pd.DataFrame:
+    def similar(
+        self, movie_id: int, n: int = 10, min_ratings: int = DEFAULT_SIMILAR_MIN_RATINGS, also=()
+    ) -> pd.DataFrame:
         """The ``n`` movies whose factors have the highest cosine similarity.
 
         Movies with fewer than ``min_ratings`` training ratings are left out: their
@@ -111,8 +121,17 @@ class Scoring:
         out["n_ratings"] = self.item_support[top]
         return out
 
-    def _ranked(self, ranked: np.ndarray, scores: np.ndarray, mask: np.ndarray, n: int, liked: tuple | None,
-                explain: bool, order: str, min_predicted: float | None) -> pd.DataFrame:
+    def _ranked(
+        self,
+        ranked: np.ndarray,
+        scores: np.ndarray,
+        mask: np.ndarray,
+        n: int,
+        liked: tuple | None,
+        explain: bool,
+        order: str,
+        min_predicted: float | None,
+    ) -> pd.DataFrame:
         """The top ``n`` of ``ranked`` among ``mask``, as a table; top picks without the movies predicted
         below ``min_predicted`` stars (those that would have made the list are in ``attrs["held_back"]``:
         (movieId, title, predicted rating))."""
@@ -120,7 +139,7 @@ class Scoring:
         wide = self._top(ranked, mask, max(n, EXPLAIN_REFERENCE) if order == "picks" and explain else n)
         if order == "picks" and min_predicted is not None:
             held = wide[:n][scores[wide[:n]] < min_predicted]
-            if held.size:   # sorted, so the first n of a longer list are the top n
+            if held.size:  # sorted, so the first n of a longer list are the top n
                 wide = self._top(ranked, mask & (scores >= min_predicted), len(wide))
         top, reference = wide[:n], (wide if order == "picks" else None)
         out = self.movies.iloc[top].reset_index(drop=True).copy()
@@ -128,18 +147,22 @@ class Scoring:
         out["score"] = ranked[top]
         out["n_ratings"] = self.item_support[top]
         if explain:
-            out["because"] = (self._explain_picks(top, liked, reference) if order == "picks"
-                              else self._explain(top, liked))
+            out["because"] = (
+                self._explain_picks(top, liked, reference) if order == "picks" else self._explain(top, liked)
+            )
         titles = self.movies[TITLE].to_numpy()
-        out.attrs["held_back"] = [(int(self.item_ids[i]), str(titles[i]),
-                                   round(float(np.clip(scores[i], MIN_RATING, MAX_RATING)), 3)) for i in held]
+        out.attrs["held_back"] = [
+            (int(self.item_ids[i]), str(titles[i]), round(float(np.clip(scores[i], MIN_RATING, MAX_RATING)), 3))
+            for i in held
+        ]
         return out
 
     def pick_contributions(self, top: np.ndarray, liked: tuple) -> np.ndarray:
         """(len(top), len(rated)) share of each rated movie in each top pick's score."""
         pos, values = liked
-        return picks.contributions(self.pick_item_factors, self._pick_gram, pos, values,
-                                   self.pick_alpha, self.pick_reg, top)
+        return picks.contributions(
+            self.pick_item_factors, self._pick_gram, pos, values, self.pick_alpha, self.pick_reg, top
+        )
 
     @staticmethod
     def liked_mask(ratings: np.ndarray) -> np.ndarray:
@@ -149,8 +172,9 @@ class Scoring:
             return np.zeros(0, bool)
         return ratings >= max(DISLIKED_BELOW, min(LIKED_RATING, float(ratings.mean())))
 
-    def _explain_picks(self, top: np.ndarray, liked: tuple | None, reference: np.ndarray | None = None,
-                       per_item: int = 3) -> list[list[str]]:
+    def _explain_picks(
+        self, top: np.ndarray, liked: tuple | None, reference: np.ndarray | None = None, per_item: int = 3
+    ) -> list[list[str]]:
         """For each top pick, the liked movies whose part of its score is specific to it.
 
         A pick's score splits exactly into one term per rated movie (:func:`engine.recommender.picks.contributions`).
@@ -164,11 +188,11 @@ class Scoring:
             return [[] for _ in top]
         reference = top if reference is None or len(reference) == 0 else reference
         both = self.pick_contributions(np.concatenate([top, reference]), liked)
-        share, usual = both[:len(top)], both[len(top):]
+        share, usual = both[: len(top)], both[len(top) :]
         specific = (share - usual.mean(axis=0)) / (usual.std(axis=0) + 1e-12)
         specific = np.where(self.liked_mask(liked[1]) & (share > 0), specific, -np.inf)
         titles = self.movies[TITLE].to_numpy()
-        cap = max(2, (len(top) + 1) // 2)   # one title on at most about half the rows, when others qualify
+        cap = max(2, (len(top) + 1) // 2)  # one title on at most about half the rows, when others qualify
         cited, reasons = np.zeros(len(liked[0]), int), []
         for j in range(len(top)):
             ranked = [b for b in np.argsort(-specific[j], kind="stable") if specific[j, b] > 0]

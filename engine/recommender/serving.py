@@ -18,6 +18,7 @@ Example:
     >>> index = RecommenderIndex.load(current_model_dir())   # doctest: +SKIP
     >>> index.recommend(575, n=5)[["title", "predicted_rating"]]   # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,18 @@ from .catalogue import Catalogue, UnknownIdError
 from .fold_in import GROUP_STRATEGIES, FoldIn, RatingInputError
 from .scoring import DEFAULT_SIMILAR_MIN_RATINGS, LIKED_RATING, ORDERS, PICK_MIN_PREDICTED, Scoring
 
-__all__ = ["RecommenderIndex", "RatedMovies", "id_positions", "UnknownIdError", "RatingInputError", "ORDERS",
-           "GROUP_STRATEGIES", "PICK_MIN_PREDICTED", "DEFAULT_SIMILAR_MIN_RATINGS", "LIKED_RATING"]
+__all__ = [
+    "RecommenderIndex",
+    "RatedMovies",
+    "id_positions",
+    "UnknownIdError",
+    "RatingInputError",
+    "ORDERS",
+    "GROUP_STRATEGIES",
+    "PICK_MIN_PREDICTED",
+    "DEFAULT_SIMILAR_MIN_RATINGS",
+    "LIKED_RATING",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +59,7 @@ def id_positions(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
     if len(ids) == 0 or query.size == 0:
         return np.full(query.shape, -1, dtype=np.int32)
     lo, hi = int(ids[0]), int(ids[-1])
-    if hi - lo < 4 * len(ids) + 1_000_000:   # -1 on both ends of the table catches ids outside [lo, hi]
+    if hi - lo < 4 * len(ids) + 1_000_000:  # -1 on both ends of the table catches ids outside [lo, hi]
         table = np.full(hi - lo + 3, -1, dtype=np.int32)
         table[ids - lo + 1] = np.arange(len(ids), dtype=np.int32)
         return table[np.clip(np.subtract(query, lo - 1, dtype=np.int64), 0, len(table) - 1)]
@@ -68,11 +79,11 @@ class RatedMovies:
     those rows, and the ratings of users the model lacks (few: what fell outside its training split).
     """
 
-    indptr: np.ndarray        # (n_users + 1,) int64
-    items: np.ndarray         # (n,) int32 positions in item_ids
-    values: np.ndarray        # (n,) float32, float64 when a rating is not exact in float32
+    indptr: np.ndarray  # (n_users + 1,) int64
+    items: np.ndarray  # (n,) int32 positions in item_ids
+    values: np.ndarray  # (n,) float32, float64 when a rating is not exact in float32
     not_in_model: np.ndarray  # (n_users,) int32
-    others: pd.DataFrame      # (userId, movieId, rating) of the ratings outside the rows above
+    others: pd.DataFrame  # (userId, movieId, rating) of the ratings outside the rows above
 
     @classmethod
     def build(cls, ratings: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> "RatedMovies":
@@ -91,7 +102,7 @@ class RatedMovies:
             others = ratings.loc[~served, [USER, ITEM, RATING]].reset_index(drop=True)
             users, items, compact = users[served], items[served], compact[served]
         if users.size > 1 and (users[1:] < users[:-1]).any():
-            order = np.argsort(users, kind="stable")   # stable: each user's ratings keep their order
+            order = np.argsort(users, kind="stable")  # stable: each user's ratings keep their order
             users, items, compact = users[order], items[order], compact[order]
         indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(users, minlength=len(user_ids)), out=indptr[1:])
@@ -99,8 +110,13 @@ class RatedMovies:
 
     @property
     def nbytes(self) -> int:
-        return (self.indptr.nbytes + self.items.nbytes + self.values.nbytes + self.not_in_model.nbytes
-                + int(self.others.memory_usage(deep=True).sum()))
+        return (
+            self.indptr.nbytes
+            + self.items.nbytes
+            + self.values.nbytes
+            + self.not_in_model.nbytes
+            + int(self.others.memory_usage(deep=True).sum())
+        )
 
     def row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """(movie positions as int64, ratings as stored) of the user at position ``user``: copies."""
@@ -115,15 +131,15 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
     mu: float
     reg_param: float
     user_bias_reg: float
-    user_ids: np.ndarray         # (n_users,)
-    user_factors: np.ndarray     # (n_users, rank) float64
-    user_bias: np.ndarray        # (n_users,)
-    item_ids: np.ndarray         # (n_items,) movies with factors
-    item_factors: np.ndarray     # (n_items, rank)
-    item_bias: np.ndarray        # (n_items,)
-    item_support: np.ndarray     # (n_items,) training ratings per movie
-    movies: pd.DataFrame         # metadata aligned with item_ids (title, genres, year, links)
-    rated: RatedMovies           # every known rating, per user position (history, exclusion, profile)
+    user_ids: np.ndarray  # (n_users,)
+    user_factors: np.ndarray  # (n_users, rank) float64
+    user_bias: np.ndarray  # (n_users,)
+    item_ids: np.ndarray  # (n_items,) movies with factors
+    item_factors: np.ndarray  # (n_items, rank)
+    item_bias: np.ndarray  # (n_items,)
+    item_support: np.ndarray  # (n_items,) training ratings per movie
+    movies: pd.DataFrame  # metadata aligned with item_ids (title, genres, year, links)
+    rated: RatedMovies  # every known rating, per user position (history, exclusion, profile)
     pick_user_factors: np.ndarray | None = None  # (n_users, k) implicit ALS, aligned with user_ids
     pick_item_factors: np.ndarray | None = None  # (n_items, k) aligned with item_ids
     pick_alpha: float = 0.0
@@ -162,8 +178,9 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         from :attr:`rated` (serving never needs it: at ml-32m it is 0.7 GiB, the arrays 0.25)."""
         if self._ratings is None:
             r = self.rated
-            served = pd.DataFrame({USER: np.repeat(self.user_ids, np.diff(r.indptr)),
-                                   ITEM: self.item_ids[r.items], RATING: r.values})
+            served = pd.DataFrame(
+                {USER: np.repeat(self.user_ids, np.diff(r.indptr)), ITEM: self.item_ids[r.items], RATING: r.values}
+            )
             self._ratings = pd.concat([served, r.others], ignore_index=True) if len(r.others) else served
         return self._ratings
 
@@ -174,9 +191,11 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         try:
             return self._user_pos[int(user_id)]
         except (KeyError, ValueError, TypeError):
-            raise UnknownIdError(f"Unknown user id {user_id!r}: the model knows "
-                                 f"{len(self.user_ids):,} users, ids {self.user_ids.min()}-"
-                                 f"{self.user_ids.max()}. Pick one of them or use new-user mode.") from None
+            raise UnknownIdError(
+                f"Unknown user id {user_id!r}: the model knows "
+                f"{len(self.user_ids):,} users, ids {self.user_ids.min()}-"
+                f"{self.user_ids.max()}. Pick one of them or use new-user mode."
+            ) from None
 
     def user_history(self, user_id: int, n: int | None = None) -> pd.DataFrame:
         """The user's rated movies, best first (movieId, title, genres, rating)."""
@@ -200,18 +219,30 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         liked = pos[ratings >= LIKED_RATING] if (ratings >= LIKED_RATING).any() else pos
         counts = {g: int(mask[liked].sum()) for g, mask in self._genre_masks.items() if g != NO_GENRES}
         ranked = sorted(((g, c) for g, c in counts.items() if c > 0), key=lambda gc: (-gc[1], gc[0]))
-        return {"ratings": int(len(pos)), "mean_rating": float(ratings.mean()) if len(pos) else None,
-                "liked": int((ratings >= LIKED_RATING).sum()), "top_genres": ranked[:top],
-                "not_in_model": int(self.rated.not_in_model[u])}
+        return {
+            "ratings": int(len(pos)),
+            "mean_rating": float(ratings.mean()) if len(pos) else None,
+            "liked": int((ratings >= LIKED_RATING).sum()),
+            "top_genres": ranked[:top],
+            "not_in_model": int(self.rated.not_in_model[u]),
+        }
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_frames(cls, *, mu: float, reg_param: float, user_bias_reg: float,
-                    user_frame: pd.DataFrame, item_frame: pd.DataFrame,
-                    movies: pd.DataFrame, ratings: pd.DataFrame,
-                    pick_user_frame: pd.DataFrame | None = None,
-                    pick_item_frame: pd.DataFrame | None = None,
-                    pick_params: dict | None = None) -> "RecommenderIndex":
+    def from_frames(
+        cls,
+        *,
+        mu: float,
+        reg_param: float,
+        user_bias_reg: float,
+        user_frame: pd.DataFrame,
+        item_frame: pd.DataFrame,
+        movies: pd.DataFrame,
+        ratings: pd.DataFrame,
+        pick_user_frame: pd.DataFrame | None = None,
+        pick_item_frame: pd.DataFrame | None = None,
+        pick_params: dict | None = None,
+    ) -> "RecommenderIndex":
         """From the saved tables: ``user_frame`` [userId, user_bias, f0..], ``item_frame``
         [movieId, item_bias, n_ratings, f0..], catalogue ``movies`` and all ``ratings``
         [userId, movieId, rating] (kept as :class:`RatedMovies`, not as the frame);
@@ -225,7 +256,9 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         meta[GENRES] = meta[GENRES].fillna("(no genres listed)")
         user_ids, item_ids = user_frame[USER].to_numpy(np.int64), item_frame[ITEM].to_numpy(np.int64)
         return cls(
-            mu=float(mu), reg_param=float(reg_param), user_bias_reg=float(user_bias_reg),
+            mu=float(mu),
+            reg_param=float(reg_param),
+            user_bias_reg=float(user_bias_reg),
             user_ids=user_ids,
             user_factors=user_frame[fcols].to_numpy(np.float64),
             user_bias=user_frame["user_bias"].to_numpy(np.float64),
@@ -233,16 +266,21 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
             item_factors=item_frame[fcols].to_numpy(np.float64),
             item_bias=item_frame["item_bias"].to_numpy(np.float64),
             item_support=item_frame["n_ratings"].to_numpy(np.int64),
-            movies=meta, rated=RatedMovies.build(ratings, user_ids, item_ids),
-            **cls._pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, pick_params))
+            movies=meta,
+            rated=RatedMovies.build(ratings, user_ids, item_ids),
+            **cls._pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, pick_params),
+        )
 
     @staticmethod
     def _pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, params) -> dict:
         if pick_user_frame is None or pick_item_frame is None:
             return {}
-        return {"pick_user_factors": picks.align(pick_user_frame, USER, user_frame[USER].to_numpy()),
-                "pick_item_factors": picks.align(pick_item_frame, ITEM, item_frame[ITEM].to_numpy()),
-                "pick_alpha": float(params["alpha"]), "pick_reg": float(params["reg_param"])}
+        return {
+            "pick_user_factors": picks.align(pick_user_frame, USER, user_frame[USER].to_numpy()),
+            "pick_item_factors": picks.align(pick_item_frame, ITEM, item_frame[ITEM].to_numpy()),
+            "pick_alpha": float(params["alpha"]),
+            "pick_reg": float(params["reg_param"]),
+        }
 
     @classmethod
     def load(cls, model_dir) -> "RecommenderIndex":
@@ -250,14 +288,17 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         table it reads); :class:`~engine.recommender.model_store.ModelError` names what is wrong."""
         from .model_store import ModelError
         from .model_tables import read_serving_tables
+
         tables = read_serving_tables(model_dir)
         try:
             index = cls.from_frames(**tables)
-            del tables   # the ratings frame: kept as arrays now; give its memory back (Arrow keeps a pool)
+            del tables  # the ratings frame: kept as arrays now; give its memory back (Arrow keeps a pool)
             pa.default_memory_pool().release_unused()
             return index
-        except (KeyError, ValueError, TypeError, IndexError) as exc:   # what the checks did not foresee
+        except (KeyError, ValueError, TypeError, IndexError) as exc:  # what the checks did not foresee
             log.exception("loading %s", model_dir)
-            raise ModelError(f"{model_dir} cannot be served ({type(exc).__name__}: {exc}). Retrain it, or "
-                             "make another saved model current (`python -m engine models --use NAME`, "
-                             "or Saved models on the app's Model page).") from exc
+            raise ModelError(
+                f"{model_dir} cannot be served ({type(exc).__name__}: {exc}). Retrain it, or "
+                "make another saved model current (`python -m engine models --use NAME`, "
+                "or Saved models on the app's Model page)."
+            ) from exc

@@ -3,16 +3,16 @@
 Stages: ratings -> seeded split -> fit (bias-corrected ALS for predicted
 ratings, implicit ALS for the order of top picks, :mod:`engine.recommender.picks`) ->
 evaluate (RMSE against plain ALS and the bias-only baseline; ranking of both
-orders against popularity) -> export factors -> save. :func:`tune` runs Spark's
-``CrossValidator`` over a grid.
+orders against popularity) -> export factors -> save. Tuning over a grid is
+:mod:`engine.recommender.tuning`.
 
 Every long function takes ``progress(fraction, message)``; the CLI prints it,
 the app draws a progress bar.
 """
+
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
-from ..jobs import Pace, with_eta
+from ..jobs import with_eta
 from . import picks
 from .als import BiasCorrectedALS, bias_baseline_predictions, check_param, plain_als
 from .evaluation import ranking_metrics, relevant_items, rmse
@@ -60,10 +60,15 @@ class ALSConfig:
 
     def check(self) -> "ALSConfig":
         """Refuse values Spark would refuse or misuse, before any Spark job (``ValueError``)."""
-        for name, value, label in (("rank", self.rank, None), ("maxIter", self.max_iter, None),
-                                   ("regParam", self.reg_param, None), ("userBiasReg", self.user_bias_reg, None),
-                                   ("itemBiasReg", self.item_bias_reg, None), ("seed", self.seed, None),
-                                   ("seed", self.split_seed, "split seed")):
+        for name, value, label in (
+            ("rank", self.rank, None),
+            ("maxIter", self.max_iter, None),
+            ("regParam", self.reg_param, None),
+            ("userBiasReg", self.user_bias_reg, None),
+            ("itemBiasReg", self.item_bias_reg, None),
+            ("seed", self.seed, None),
+            ("seed", self.split_seed, "split seed"),
+        ):
             check_param(name, value, label)
         if not (isinstance(self.test_fraction, (int, float)) and 0 < self.test_fraction < 1):
             raise ValueError(f"test_fraction must be between 0 and 1 (got {self.test_fraction!r}).")
@@ -77,23 +82,14 @@ class ALSConfig:
 
 def check_picks_config(cfg: picks.PicksConfig) -> None:
     """:meth:`ALSConfig.check` for the top-picks model's implicit ALS."""
-    for name, value in (("rank", cfg.rank), ("maxIter", cfg.max_iter), ("regParam", cfg.reg_param),
-                        ("alpha", cfg.alpha), ("seed", cfg.seed)):
+    for name, value in (
+        ("rank", cfg.rank),
+        ("maxIter", cfg.max_iter),
+        ("regParam", cfg.reg_param),
+        ("alpha", cfg.alpha),
+        ("seed", cfg.seed),
+    ):
         check_param(name, value, f"top-picks {name}")
-
-
-def check_grid(grid: dict, folds: int) -> None:
-    """Refuse a tuning grid or fold count Spark would refuse, each value named (``ValueError``)."""
-    unknown = set(grid) - {"rank", "maxIter", "regParam"}
-    if unknown:
-        raise ValueError(f"Cannot tune {', '.join(sorted(unknown))}: the grid takes rank, maxIter, regParam.")
-    for name, values in grid.items():
-        if not len(values):
-            raise ValueError(f"The grid has no {name} values: give at least one.")
-        for value in values:
-            check_param(name, value, f"every grid {name}")
-    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
-        raise ValueError(f"folds={folds}: cross-validation needs at least 2 folds (a whole number).")
 
 
 def worse_than_baseline(metrics: dict) -> str | None:
@@ -101,11 +97,10 @@ def worse_than_baseline(metrics: dict) -> str | None:
     rmse_, baseline = metrics.get("test_rmse"), metrics.get("bias_baseline_rmse")
     if rmse_ is None or baseline is None or rmse_ <= baseline:
         return None
-    return (f"its test RMSE {rmse_:.4f} is worse than the bias-only baseline's {baseline:.4f} "
-            "(too few iterations, too little regularisation or too high a rank?)")
-
-
-DEFAULT_GRID = {"rank": [8, 16, 32], "maxIter": [10, 15, 20], "regParam": [0.05, 0.1, 0.2]}
+    return (
+        f"its test RMSE {rmse_:.4f} is worse than the bias-only baseline's {baseline:.4f} "
+        "(too few iterations, too little regularisation or too high a rank?)"
+    )
 
 
 def ratings_frame(spark, data: MovieLens, extra: pd.DataFrame | None = None):
@@ -120,13 +115,13 @@ def split(ratings_df, cfg: ALSConfig):
     """Seeded train/test split; test keeps only users and movies seen in train."""
     train, test = ratings_df.randomSplit([1 - cfg.test_fraction, cfg.test_fraction], seed=cfg.split_seed)
     train = train.cache()
-    test = (test.join(train.select(USER).distinct(), USER)
-            .join(train.select(ITEM).distinct(), ITEM).cache())
+    test = test.join(train.select(USER).distinct(), USER).join(train.select(ITEM).distinct(), ITEM).cache()
     return train, test
 
 
 def export_tables(model, train_counts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pandas user/item tables (id, bias, f0..) from a fitted :class:`BiasCorrectedALSModel`."""
+
     def wide(factors_df, id_name, bias_df, bias_name):
         pdf = factors_df.toPandas()
         mat = np.vstack(pdf["features"].to_numpy()).astype(np.float32)
@@ -148,15 +143,21 @@ def export_tables(model, train_counts: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
 def movie_catalogue(data: MovieLens) -> pd.DataFrame:
     """movies + links + whole-data rating counts and means, as saved with a model."""
     counts = data.ratings.groupby(ITEM)[RATING].agg(total_ratings="count", mean_rating="mean")
-    out = data.movies.merge(data.links, on=ITEM, how="left").merge(
-        counts, left_on=ITEM, right_index=True, how="left")
+    out = data.movies.merge(data.links, on=ITEM, how="left").merge(counts, left_on=ITEM, right_index=True, how="left")
     out["total_ratings"] = out["total_ratings"].fillna(0).astype(np.int64)
     out["mean_rating"] = out["mean_rating"].astype(float).round(3)
     return out[[ITEM, TITLE, GENRES, "year", "imdbId", "tmdbId", "total_ratings", "mean_rating"]]
 
 
-def evaluate_ranking(index: RecommenderIndex, train_pdf: pd.DataFrame, test_pdf: pd.DataFrame,
-                     k: int, min_ratings: int, max_users: int = 2000, seed: int = 0) -> dict:
+def evaluate_ranking(
+    index: RecommenderIndex,
+    train_pdf: pd.DataFrame,
+    test_pdf: pd.DataFrame,
+    k: int,
+    min_ratings: int,
+    max_users: int = 2000,
+    seed: int = 0,
+) -> dict:
     """Ranking metrics of the model (with and without the support filter) and popularity."""
     relevant = relevant_items(test_pdf)
     users = sorted(u for u in relevant if index.has_user(u))
@@ -174,22 +175,31 @@ def evaluate_ranking(index: RecommenderIndex, train_pdf: pd.DataFrame, test_pdf:
         filtered_recs[u] = index.recommend(u, k, min_ratings=min_ratings, explain=False)[ITEM].tolist()
         if index.has_picks:
             pick_recs[u] = index.recommend(u, k, explain=False, order="picks")[ITEM].tolist()
-            filtered_picks[u] = index.recommend(u, k, min_ratings=min_ratings, explain=False,
-                                                order="picks")[ITEM].tolist()
-    out = {"model": ranking_metrics(filtered_recs, relevant, k),
-           "model_unfiltered": ranking_metrics(model_recs, relevant, k),
-           "popularity": ranking_metrics(pop_recs, relevant, k),
-           "min_ratings": min_ratings, "relevant_rating": 4.0}
+            filtered_picks[u] = index.recommend(u, k, min_ratings=min_ratings, explain=False, order="picks")[
+                ITEM
+            ].tolist()
+    out = {
+        "model": ranking_metrics(filtered_recs, relevant, k),
+        "model_unfiltered": ranking_metrics(model_recs, relevant, k),
+        "popularity": ranking_metrics(pop_recs, relevant, k),
+        "min_ratings": min_ratings,
+        "relevant_rating": 4.0,
+    }
     if index.has_picks:
         out["picks"] = ranking_metrics(pick_recs, relevant, k)
         out["picks_filtered"] = ranking_metrics(filtered_picks, relevant, k)
     return out
 
 
-def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
-                       progress: Progress = log_progress, extra_ratings: pd.DataFrame | None = None,
-                       compare_baselines: bool = True,
-                       picks_cfg: picks.PicksConfig | None = None) -> dict:
+def train_and_evaluate(
+    spark,
+    data: MovieLens,
+    cfg: ALSConfig | None = None,
+    progress: Progress = log_progress,
+    extra_ratings: pd.DataFrame | None = None,
+    compare_baselines: bool = True,
+    picks_cfg: picks.PicksConfig | None = None,
+) -> dict:
     """Fit the default models on the seeded train split and measure them on test.
 
     Returns a dict with ``metrics``, ``params``, ``tables`` (for saving), the
@@ -208,17 +218,27 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
 
     progress(0.01, f"fitting bias-corrected ALS (rank {cfg.rank}, {cfg.max_iter} iterations)")
     t0 = time.perf_counter()
-    model = BiasCorrectedALS(rank=cfg.rank, maxIter=cfg.max_iter, regParam=cfg.reg_param,
-                             userBiasReg=cfg.user_bias_reg, itemBiasReg=cfg.item_bias_reg,
-                             seed=cfg.seed, numBlocks=cfg.num_blocks).fit(train)
+    model = BiasCorrectedALS(
+        rank=cfg.rank,
+        maxIter=cfg.max_iter,
+        regParam=cfg.reg_param,
+        userBiasReg=cfg.user_bias_reg,
+        itemBiasReg=cfg.item_bias_reg,
+        seed=cfg.seed,
+        numBlocks=cfg.num_blocks,
+    ).fit(train)
     fit_seconds = time.perf_counter() - t0
     progress(0.44, "scoring the test set")
-    metrics = {"test_rmse": round(rmse(model.transform(test)), 5), "split_seed": cfg.split_seed,
-               "fit_seconds": round(fit_seconds, 2)}
+    metrics = {
+        "test_rmse": round(rmse(model.transform(test)), 5),
+        "split_seed": cfg.split_seed,
+        "fit_seconds": round(fit_seconds, 2),
+    }
     if compare_baselines:
         progress(0.48, "bias-only baseline")
-        metrics["bias_baseline_rmse"] = round(rmse(bias_baseline_predictions(
-            model.mu, model.item_bias, model.user_bias, test)), 5)
+        metrics["bias_baseline_rmse"] = round(
+            rmse(bias_baseline_predictions(model.mu, model.item_bias, model.user_bias, test)), 5
+        )
         progress(0.51, "plain Spark ALS for comparison")
         plain = plain_als(cfg.rank, cfg.max_iter, cfg.reg_param, cfg.seed).fit(train)
         metrics["plain_als_rmse"] = round(rmse(plain.transform(test)), 5)
@@ -232,17 +252,24 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
     progress(0.89, "exporting factors")
     train_pdf = train.toPandas()
     test_pdf = test.toPandas()
-    metrics.update(n_train=len(train_pdf), n_test=len(test_pdf))   # here: no count() job of their own
+    metrics.update(n_train=len(train_pdf), n_test=len(test_pdf))  # here: no count() job of their own
     train_counts = train_pdf.groupby(ITEM).size().rename("n_ratings").reset_index()
     users, items = export_tables(model, train_counts)
     catalogue = movie_catalogue(data)
     all_ratings = data.ratings[[USER, ITEM, RATING]]
     if extra_ratings is not None and len(extra_ratings):
         all_ratings = pd.concat([all_ratings, extra_ratings[[USER, ITEM, RATING]]], ignore_index=True)
-    common = dict(mu=model.mu, reg_param=cfg.reg_param, user_bias_reg=cfg.user_bias_reg,
-                  user_frame=users, item_frame=items, movies=catalogue,
-                  pick_user_frame=pick_users, pick_item_frame=pick_items,
-                  pick_params=picks.params_of(picks_cfg))
+    common = dict(
+        mu=model.mu,
+        reg_param=cfg.reg_param,
+        user_bias_reg=cfg.user_bias_reg,
+        user_frame=users,
+        item_frame=items,
+        movies=catalogue,
+        pick_user_frame=pick_users,
+        pick_item_frame=pick_items,
+        pick_params=picks.params_of(picks_cfg),
+    )
 
     progress(0.90, "ranking metrics against popularity")
     eval_index = RecommenderIndex.from_frames(**common, ratings=train_pdf)
@@ -255,19 +282,46 @@ def train_and_evaluate(spark, data: MovieLens, cfg: ALSConfig | None = None,
     train.unpersist()
     test.unpersist()
     progress(0.99, "done evaluating")
-    params = {**asdict(cfg), "mu": model.mu, "picks": picks.params_of(picks_cfg),
-              "dataset": {"name": data.name, "source": data.source, "fingerprint": data.fingerprint,
-                          "n_ratings": int(len(all_ratings))}}
-    tables = {"user_factors": users, "item_factors": items, "movies": catalogue,
-              "ratings": all_ratings.reset_index(drop=True),
-              "pick_user_factors": pick_users, "pick_item_factors": pick_items}
-    return {"metrics": metrics, "params": params, "tables": tables, "model": model,
-            "picks_model": picks_model, "train_ratings": train_pdf}
+    params = {
+        **asdict(cfg),
+        "mu": model.mu,
+        "picks": picks.params_of(picks_cfg),
+        "dataset": {
+            "name": data.name,
+            "source": data.source,
+            "fingerprint": data.fingerprint,
+            "n_ratings": int(len(all_ratings)),
+        },
+    }
+    tables = {
+        "user_factors": users,
+        "item_factors": items,
+        "movies": catalogue,
+        "ratings": all_ratings.reset_index(drop=True),
+        "pick_user_factors": pick_users,
+        "pick_item_factors": pick_items,
+    }
+    return {
+        "metrics": metrics,
+        "params": params,
+        "tables": tables,
+        "model": model,
+        "picks_model": picks_model,
+        "train_ratings": train_pdf,
+    }
 
 
-def train_and_save(spark, data: MovieLens, root, cfg: ALSConfig | None = None,
-                   progress: Progress = log_progress, extra_ratings: pd.DataFrame | None = None,
-                   cv: dict | None = None, make_current: bool = True, force_current: bool = False):
+def train_and_save(
+    spark,
+    data: MovieLens,
+    root,
+    cfg: ALSConfig | None = None,
+    progress: Progress = log_progress,
+    extra_ratings: pd.DataFrame | None = None,
+    cv: dict | None = None,
+    make_current: bool = True,
+    force_current: bool = False,
+):
     """:func:`train_and_evaluate`, then save the folder and make it current.
 
     A model worse than the bias-only baseline (:func:`worse_than_baseline`) is saved
@@ -278,112 +332,17 @@ def train_and_save(spark, data: MovieLens, root, cfg: ALSConfig | None = None,
     result = train_and_evaluate(spark, data, cfg, progress, extra_ratings)
     held_back = None if force_current else worse_than_baseline(result["metrics"])
     current = make_current and held_back is None
-    path = save_model(root, params=result["params"], metrics=result["metrics"],
-                      tables=result["tables"], spark_model=result["model"].als_model, cv=cv,
-                      make_current=current)
-    progress(1.0, f"saved {path.name}" + (f"; not made current: {held_back}" if make_current and held_back
-                                          else ""))
+    path = save_model(
+        root,
+        params=result["params"],
+        metrics=result["metrics"],
+        tables=result["tables"],
+        spark_model=result["model"].als_model,
+        cv=cv,
+        make_current=current,
+    )
+    progress(1.0, f"saved {path.name}" + (f"; not made current: {held_back}" if make_current and held_back else ""))
     metrics = {**result["metrics"], "current": current}
     if make_current and held_back:
         metrics["not_current"] = held_back
     return path, metrics
-
-
-def tune(spark, data: MovieLens, grid: dict | None = None, folds: int = 5,
-         cfg: ALSConfig | None = None, progress: Progress = log_progress,
-         parallelism: int = 2, blocks: int = 0) -> dict:
-    """k-fold ``CrossValidator`` over ``grid`` on the train split; RMSE per grid point.
-
-    Every fit is a Spark job, so the same code tunes on a cluster. Per fold, the biases are
-    estimated once and shared by the grid's fits (:meth:`BiasCorrectedALS.fitMultiple`);
-    ``parallelism`` fits run at once (on 2 cores, 2 hide each other's job overhead). ``blocks``:
-    ALS blocks per fit, 0 for one per core (:func:`engine.recommender.als.als_blocks`; Spark's 10 cost a
-    task each per stage); it moves CV RMSEs by about 0.001 (the factors' random start), not
-    which point is best.
-    ``progress`` hears of each fit with the time left at the pace measured so far.
-
-    Returns ``{"table": [{rank, maxIter, regParam, rmse}, ...], "best": {...},
-    "folds": k, "seconds": ...}`` with plain numbers, sorted best first.
-    """
-    from pyspark.ml.evaluation import RegressionEvaluator
-    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
-
-    cfg = (cfg or ALSConfig()).check()
-    grid = grid or DEFAULT_GRID
-    check_grid(grid, folds)
-    if not isinstance(parallelism, (int, np.integer)) or isinstance(parallelism, bool) or parallelism < 1:
-        raise ValueError(f"parallelism={parallelism!r}: give a whole number of fits at once, 1 or more.")
-    train, _ = split(ratings_frame(spark, data), cfg)
-    builder = ParamGridBuilder()
-    check_param("numBlocks", blocks, "blocks")
-    estimator = _ProgressBiasALS(userBiasReg=cfg.user_bias_reg, itemBiasReg=cfg.item_bias_reg,
-                                 seed=cfg.seed, coldStartStrategy="drop", numBlocks=blocks)
-    for name, values in grid.items():
-        builder = builder.addGrid(estimator.getParam(name), list(values))
-    maps = builder.build()
-    # CrossValidator fits every grid point on every fold, then the best one on all of train.
-    estimator.track(progress, Pace(grid_units(grid, folds, cfg.max_iter)), total=len(maps) * folds + 1)
-    cv = CrossValidator(estimator=estimator, estimatorParamMaps=maps, numFolds=folds, seed=cfg.seed,
-                        evaluator=RegressionEvaluator(metricName="rmse", labelCol=RATING),
-                        parallelism=parallelism)
-    t0 = time.perf_counter()
-    cv_model = cv.fit(train)
-    seconds = time.perf_counter() - t0
-    table = []
-    for pmap, score in zip(maps, cv_model.avgMetrics):
-        row = {p.name: (int(v) if p.name in ("rank", "maxIter") else float(v)) for p, v in pmap.items()}
-        row["rmse"] = round(float(score), 5)
-        table.append(row)
-    table.sort(key=lambda r: r["rmse"])
-    train.unpersist()
-    fits = len(maps) * folds + 1
-    return {"table": table, "best": {k: v for k, v in table[0].items() if k != "rmse"},
-            "best_rmse": table[0]["rmse"], "folds": folds, "grid": grid,
-            "fits": fits, "seconds": round(seconds, 1), "seconds_per_fit": round(seconds / fits, 2),
-            "parallelism": parallelism, "blocks": blocks}
-
-
-#: The cost of one fit apart from its iterations (jobs to set up, factors to store, the fold's
-#: RMSE), in ALS iterations: measured on ml-latest-small (bench/bench_tune.py); it only weighs
-#: fits against one another for the time-left estimate, whose pace is measured as it runs.
-FIT_OVERHEAD_ITERATIONS = 4
-
-
-def fit_units(max_iter: int) -> float:
-    """Relative cost of one tuning fit (its share of the work in the time-left estimate)."""
-    return max_iter + FIT_OVERHEAD_ITERATIONS
-
-
-def grid_units(grid: dict, folds: int, default_iter: int = 20) -> float:
-    """The work of a k-fold grid search in :func:`fit_units`: every point on every fold, then the
-    best on all of train (counted at the grid's largest maxIter)."""
-    iters = grid.get("maxIter") or [default_iter]
-    points = int(np.prod([len(v) for k, v in grid.items() if k != "maxIter"]))
-    return folds * points * sum(map(fit_units, iters)) + fit_units(max(iters))
-
-
-class _ProgressBiasALS(BiasCorrectedALS):
-    """BiasCorrectedALS that reports each fit, and the time left at the measured pace (for tuning)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        # Params.copy() is shallow, so every per-fold copy shares this state (a dict).
-        self._tracking = {"progress": None}
-
-    def track(self, progress: Progress, pace: Pace, total: int) -> None:
-        self._tracking.update(progress=progress, pace=pace, total=total, done=0, lock=threading.Lock())
-
-    def _fit_residuals(self, baseline):
-        model = super()._fit_residuals(baseline)
-        t = self._tracking
-        if t["progress"] is None:
-            return model
-        g = self.getOrDefault
-        with t["lock"]:   # CrossValidator may run several fits at once, each in its own thread
-            t["done"] += 1
-            t["pace"].advance(fit_units(g(self.maxIter)))
-            left = t["pace"].describe()
-            t["progress"](t["pace"].fraction,
-                          f"fit {t['done']}/{t['total']}: rank {g(self.rank)}, maxIter {g(self.maxIter)}, "
-                          f"regParam {g(self.regParam)}" + (f" · {left}" if left else ""))
-        return model
