@@ -17,9 +17,8 @@ run: java venv data parquet model emotion  ## set everything up, then serve the 
 
 # CI=true (set by .ci/run) makes pytest fail, not skip, when the data, Chromium or Java is missing.
 # The files run on $(TEST_WORKERS) parallel workers (pytest-xdist); TEST_WORKERS=1 runs them one by one.
-# 4 on a 2-core machine: a full run keeps about one core busy (browsers, servers and subprocesses are
-# mostly waited for), so more workers than cores shorten it.
-TEST_WORKERS ?= 4
+# (4 workers on 2 cores took longer, 34 min against ~28, and starved the live-webcam and AppTest tests.)
+TEST_WORKERS ?= 2
 test: java venv data emotion chromium  ## lint, then every test, as CI runs them (TEST_WORKERS=1: one by one)
 	$(RUFF) check .
 	$(RUFF) format --check .
