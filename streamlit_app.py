@@ -8,7 +8,7 @@ import streamlit as st
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def keep_memory_flat() -> bool:
     """Once per server: live video decodes, analyses and encodes ~0.9 MB frames in one thread per
     stream, and glibc's malloc then raises its mmap threshold and serves those frames from per-thread
