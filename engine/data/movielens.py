@@ -268,10 +268,9 @@ def load_movielens(location: str | Path) -> MovieLens:
         raise _out_of_memory(str(location)) from exc
 
 
-def _load(location: str | Path) -> MovieLens:
-    source = _Source(location)
-    ratings = _validate_ratings(_read_csv(source, "ratings.csv"), f"{location}:ratings.csv")
-    movies = _validate_movies(_read_csv(source, "movies.csv"), f"{location}:movies.csv")
+def side_tables(source: _Source, location: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """tags.csv and links.csv (empty tables when absent), each value checked; ``location`` names the files
+    in messages. Shared by :func:`load_movielens` and the Parquet conversion."""
     tags = pd.DataFrame(
         {
             USER: pd.Series(dtype=np.int64),
@@ -284,8 +283,7 @@ def _load(location: str | Path) -> MovieLens:
         {ITEM: pd.Series(dtype=np.int64), "imdbId": pd.Series(dtype=str), "tmdbId": pd.Series(dtype="Int64")}
     )
     if source.has("tags.csv"):
-        raw = _read_csv(source, "tags.csv")
-        where = f"{location}:tags.csv"
+        raw, where = _read_csv(source, "tags.csv"), f"{location}:tags.csv"
         tags = pd.DataFrame(
             {
                 USER: _to_int(raw, USER, where),
@@ -295,8 +293,7 @@ def _load(location: str | Path) -> MovieLens:
             }
         )
     if source.has("links.csv"):
-        raw = _read_csv(source, "links.csv")
-        where = f"{location}:links.csv"
+        raw, where = _read_csv(source, "links.csv"), f"{location}:links.csv"
         links = pd.DataFrame(
             {
                 ITEM: _to_int(raw, ITEM, where),
@@ -304,6 +301,14 @@ def _load(location: str | Path) -> MovieLens:
                 "tmdbId": _to_int(raw, "tmdbId", where, allow_blank=True),
             }
         )
+    return tags, links
+
+
+def _load(location: str | Path) -> MovieLens:
+    source = _Source(location)
+    ratings = _validate_ratings(_read_csv(source, "ratings.csv"), f"{location}:ratings.csv")
+    movies = _validate_movies(_read_csv(source, "movies.csv"), f"{location}:movies.csv")
+    tags, links = side_tables(source, location)
     unknown = ~ratings[ITEM].isin(movies[ITEM])
     if unknown.any():
         i = int(np.flatnonzero(unknown.to_numpy())[0])

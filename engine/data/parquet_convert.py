@@ -28,6 +28,7 @@ from .movielens import (
     _Source,
     _validate_movies,
     load_movielens,
+    side_tables,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def convert(location: str, out: Path, say) -> dict:
         h = hashlib.sha256(fingerprint_part)
         h.update(pd.util.hash_pandas_object(movies[[ITEM, TITLE]], index=False).to_numpy().tobytes())
         fingerprint = h.hexdigest()[:16]
-        tags, links = _side_tables(source, location)
+        tags, links = side_tables(source, location)
     say("writing Parquet…")
     _write(ratings, movies, tags, links, out)
     return {
@@ -65,43 +66,6 @@ def convert(location: str, out: Path, say) -> dict:
         "movies": int(len(movies)),
         "tags": int(len(tags)),
     }
-
-
-def _side_tables(source: _Source, location: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """tags and links, checked as load_movielens checks them (small files: pandas)."""
-    from .movielens import _to_int
-
-    tags = pd.DataFrame(
-        {
-            USER: pd.Series(dtype=np.int64),
-            ITEM: pd.Series(dtype=np.int64),
-            TAG: pd.Series(dtype=str),
-            TIME: pd.Series(dtype=np.int64),
-        }
-    )
-    links = pd.DataFrame(
-        {ITEM: pd.Series(dtype=np.int64), "imdbId": pd.Series(dtype=str), "tmdbId": pd.Series(dtype="Int64")}
-    )
-    if source.has("tags.csv"):
-        raw, where = _read_csv(source, "tags.csv"), f"{location}:tags.csv"
-        tags = pd.DataFrame(
-            {
-                USER: _to_int(raw, USER, where),
-                ITEM: _to_int(raw, ITEM, where),
-                TAG: raw[TAG].str.strip(),
-                TIME: _to_int(raw, TIME, where),
-            }
-        )
-    if source.has("links.csv"):
-        raw, where = _read_csv(source, "links.csv"), f"{location}:links.csv"
-        links = pd.DataFrame(
-            {
-                ITEM: _to_int(raw, ITEM, where),
-                "imdbId": raw["imdbId"].str.strip(),
-                "tmdbId": _to_int(raw, "tmdbId", where, allow_blank=True),
-            }
-        )
-    return tags, links
 
 
 def _fast_ratings(source: _Source, out: Path, movies: pd.DataFrame, say):
