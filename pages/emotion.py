@@ -15,6 +15,7 @@ from engine.emotion.detector import EmotionRecognizer, draw_faces
 from engine.emotion.images import EmotionInputError, decode_image
 from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
+from engine.emotion.stale_frames import install as drop_stale_frames
 from engine.recommender.mood import mood_recommendations
 from engine.settings import get_settings
 from pages._charts import SERIES
@@ -32,6 +33,7 @@ from pages._common import (
 from pages._webrtc_theme import LABELS, style_webrtc_buttons
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
+drop_stale_frames()  # a server that falls behind shows the newest frame instead of queueing them all
 
 EMOJI = {"angry": "😠", "disgust": "🤢", "fear": "😨", "happy": "😄", "sad": "😢", "surprise": "😮", "neutral": "😐"}
 

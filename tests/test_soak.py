@@ -49,8 +49,7 @@ def soak_server(real_model, movielens_zip, tmp_path_factory):
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "streamlit",
+            *([str(REPO / "tests" / "soak_probe.py")] if os.environ.get("SOAK_PROBE") else ["-m", "streamlit"]),
             "run",
             "streamlit_app.py",
             "--server.port",
