@@ -262,6 +262,14 @@ def spark_session():
     return starter.wait()
 
 
+def spark_release():
+    """The configured release as Spark reads it, for training and tuning: a local release is
+    converted to Parquet on its first use (then read at once), a URI is read where it lies."""
+    from engine.data.spark_release import open_release
+
+    return open_release(spark_session(), get_settings())
+
+
 # What md_escape escapes: anything that opens inline markdown (code, emphasis, links and images,
 # HTML and <autolinks>, math, strikethrough, tables, entities) and, at a line's start, a block
 # (heading, quote, list, rule); an underscore inside a word opens nothing and is kept.

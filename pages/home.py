@@ -9,11 +9,11 @@ from pages._common import (
     admin_unlocked,
     friendly_errors,
     job_slot,
-    load_data,
     md_escape,
     model_metrics,
     progress_bar,
     running_job_note,
+    spark_release,
     spark_session,
     through_navigation,
 )
@@ -131,8 +131,7 @@ else:
 
         report = progress_bar()
         with friendly_errors("Training"), job_slot().run("Training the default model", report) as progress:
-            data = load_data(settings.movielens_data)
-            path, metrics = train_and_save(spark_session(), data, settings.model_dir, progress=progress)
+            path, metrics = train_and_save(spark_session(), spark_release(), settings.model_dir, progress=progress)
             if metrics["current"]:
                 st.success(f"Model {path.name} ready: test RMSE {metrics['test_rmse']:.4f}.")
                 st.rerun()

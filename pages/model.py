@@ -14,10 +14,10 @@ from pages._common import (
     admin_unlocked,
     friendly_errors,
     job_slot,
-    load_data,
     model_dir,
     progress_bar,
     running_job_note,
+    spark_release,
     spark_session,
     through_navigation,
 )
@@ -138,7 +138,7 @@ with tab_tune:
         with friendly_errors("Tuning"), job_slot().run("Tuning", report) as progress:
             result = tune(
                 spark_session(),
-                load_data(settings.movielens_data),
+                spark_release(),
                 {"rank": ranks, "maxIter": iters, "regParam": regs},
                 int(folds),
                 progress=progress,
@@ -172,7 +172,7 @@ with tab_tune:
                 cfg = ALSConfig(rank=best["rank"], max_iter=best["maxIter"], reg_param=best["regParam"])
                 path, m = train_and_save(
                     spark_session(),
-                    load_data(settings.movielens_data),
+                    spark_release(),
                     settings.model_dir,
                     cfg,
                     cv=result,

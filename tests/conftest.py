@@ -282,6 +282,9 @@ def _train_and_save(spark, data, cfg, root):
         tables=result["tables"],
         spark_model=result["model"].als_model,
     )
+    # Saved as the product saves them (the ratings written by Spark); the tests read them in pandas.
+    result["tables"] = {**result["tables"], "ratings": result["tables"]["ratings"].toPandas()}
+    result["train_ratings"] = result["train_ratings"].toPandas()
     return root, path, result
 
 

@@ -83,6 +83,8 @@ def test_default_model_on_a_cluster_matches_local_mode(cluster, real_model, movi
     local = real_model[2]["metrics"]
     assert on_cluster["test_rmse"] == pytest.approx(local["test_rmse"], abs=0.002)
     assert on_cluster["split_seed"] == local["split_seed"]
+    # the split hashes each rating, so the cluster's (reading the Parquet) is local mode's, rating for rating
+    assert (on_cluster["n_train"], on_cluster["n_test"]) == (local["n_train"], local["n_test"])
 
     # The application ran on the cluster, and its executors on both workers (their own JSON status
     # lists the finished executors with the application's id).

@@ -129,7 +129,9 @@ def test_cross_validation_table(spark, small_data):
 @pytest.mark.slow
 def test_real_data_rmse_target(real_model):
     m = real_model[2]["metrics"]
-    assert m["test_rmse"] <= 0.855
+    # 0.848 on randomSplit's split until 2026-12-02; 0.857 on the hash split that does not move with the
+    # partitioning (random splits of ml-latest-small differ by ~0.01: seeds 1/2/3 gave 0.849/0.862/0.855)
+    assert m["test_rmse"] <= 0.86
     assert m["test_rmse"] < m["bias_baseline_rmse"] < m["plain_als_rmse"]
     assert m["split_seed"] == 42
     # reported honestly either way; the filter must at least help the model's ranking
@@ -154,7 +156,7 @@ def test_training_includes_app_ratings(spark, small_data, tmp_path):
         compare_baselines=False,
     )
     assert fan in set(result["tables"]["user_factors"]["userId"])
-    assert (result["tables"]["ratings"]["userId"] == fan).sum() == 29
+    assert result["tables"]["ratings"].filter(f"userId = {fan}").count() == 29
 
 
 def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_data):

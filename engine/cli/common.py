@@ -114,6 +114,19 @@ def _spark():
     return get_spark(get_settings())
 
 
+def _release():
+    """(Spark session, the release as Spark reads it) for train/tune/evaluate. A local release is
+    converted to Parquet first (once; at once when done), so bad data is said before Spark starts."""
+    from ..data.prepare import prepare_release
+    from ..data.spark_release import open_release
+
+    settings = get_settings()
+    if "://" not in settings.movielens_data:
+        prepare_release(settings, lambda message: _progress(0.0, message))
+    spark = _spark()
+    return spark, open_release(spark, settings)
+
+
 def _index(model: str | None = None):
     from ..recommender.model_store import current_model_dir
     from ..recommender.serving import RecommenderIndex

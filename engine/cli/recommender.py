@@ -14,12 +14,12 @@ from .common import (
     _find_movie,
     _id_of,
     _index,
-    _load_data,
     _movie_rows,
     _parse_list,
     _progress,
     _read_ratings_file,
     _records,
+    _release,
     _spark,
 )
 
@@ -63,10 +63,10 @@ def cmd_train(args) -> int:
     from ..recommender.training import train_and_save
 
     cfg = _config(args)
-    data = _load_data()
+    spark, data = _release()
     _progress(0.0, f"dataset: {data.describe()}")
     path, metrics = train_and_save(
-        _spark(),
+        spark,
         data,
         get_settings().model_dir,
         cfg,
@@ -103,8 +103,7 @@ def cmd_tune(args) -> int:
                 raise ValueError(f"--{option} {text}: {exc}") from None
     check_grid(grid, args.folds)  # before Spark starts
     cfg = _config(args)
-    data = _load_data()
-    spark = _spark()
+    spark, data = _release()
     result = tune(
         spark, data, grid, args.folds, cfg, progress=_progress, parallelism=args.parallelism, blocks=args.blocks
     )
@@ -155,8 +154,6 @@ def cmd_evaluate(args) -> int:
         metrics = read_json(folder, "metrics.json")
         settings = None
     else:
-        data = _load_data()
-        check_dataset(folder, data.fingerprint)
         params = read_params(folder)
         # The saved model's settings, each flag given replacing its own (checked before Spark).
         cfg = ALSConfig(**{k: params[k] for k in ALSConfig.__dataclass_fields__ if k in params})
@@ -167,7 +164,9 @@ def cmd_evaluate(args) -> int:
                 raise ValueError(f"--{name.replace('_', '-')} {value}: {exc}") from None
             setattr(cfg, name, value)
         cfg.check()
-        metrics = train_and_evaluate(_spark(), data, cfg, _progress)["metrics"]
+        spark, data = _release()
+        check_dataset(folder, data.fingerprint)
+        metrics = train_and_evaluate(spark, data, cfg, _progress)["metrics"]
         settings = {k: getattr(cfg, k) for k in ("rank", "max_iter", "reg_param", "split_seed", "seed")}
     summary = {k: v for k, v in metrics.items() if k != "ranking"}
     payload = {"model": folder.name, **summary, "ranking": metrics.get("ranking")}

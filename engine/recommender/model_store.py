@@ -107,11 +107,35 @@ def _write_model(tmp: Path, params: dict, metrics: dict, tables: dict, spark_mod
     if cv is not None:
         (tmp / "cv.json").write_text(json.dumps(cv, indent=2))
     for table in TABLES + tuple(t for t in PICK_TABLES if t in tables):
+        if table == "ratings" and not isinstance(tables[table], pd.DataFrame):
+            write_spark_ratings(tables[table], tmp / "ratings.parquet")
+            continue
         frame = compact_ratings(tables[table]) if table == "ratings" else tables[table]
         frame.to_parquet(tmp / f"{table}.parquet", index=False)
     if spark_model is not None:
         spark_model.write().overwrite().save(str((tmp / "spark_model").resolve()))
     (tmp / OWNER_FILE).unlink()
+
+
+def write_spark_ratings(ratings, path: Path) -> None:
+    """A Spark DataFrame of ratings written by Spark as :func:`compact_ratings` lays them out: one
+    Parquet file sorted by user, int32 ids and float32 ratings. The ratings never pass through the
+    driver: Spark writes one part file into a scratch folder beside ``path``, which is then renamed."""
+    from pyspark.sql import functions as F
+
+    scratch = path.with_name(f".{path.name}.spark")
+    (
+        ratings.select(F.col("userId").cast("int"), F.col("movieId").cast("int"), F.col("rating").cast("float"))
+        .repartition(1)
+        .sortWithinPartitions("userId", "movieId")
+        .write.mode("overwrite")
+        .parquet(scratch.resolve().as_uri())
+    )
+    parts = sorted(scratch.glob("part-*.parquet"))
+    if len(parts) != 1:
+        raise ModelError(f"Spark wrote {len(parts)} files for {path.name} in {scratch} (expected one).")
+    os.replace(parts[0], path)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def compact_ratings(ratings: pd.DataFrame) -> pd.DataFrame:

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from ..data.movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
+from ..data.spark_release import SparkRelease, as_spark_release
 from ..jobs import with_eta
 from . import picks
 from .als import BiasCorrectedALS, bias_baseline_predictions, check_param, plain_als
-from .evaluation import ranking_metrics, relevant_items, rmse
+from .evaluation import RELEVANT_RATING, ranking_metrics, relevant_items, rmse
 from .model_store import save_model
 from .serving import RecommenderIndex
 
@@ -103,19 +104,39 @@ def worse_than_baseline(metrics: dict) -> str | None:
     )
 
 
-def ratings_frame(spark, data: MovieLens, extra: pd.DataFrame | None = None):
-    """Spark DataFrame (userId, movieId, rating) of the release, plus ``extra`` ratings."""
-    ratings = data.ratings[[USER, ITEM, RATING]]
+def ratings_frame(spark, data: "SparkRelease | MovieLens", extra: pd.DataFrame | None = None):
+    """Spark DataFrame (userId, movieId, rating) of the release, plus ``extra`` ratings (people's own,
+    a few thousand at most: sent from the driver)."""
+    ratings = as_spark_release(spark, data).ratings
     if extra is not None and len(extra):
-        ratings = pd.concat([ratings, extra[[USER, ITEM, RATING]]], ignore_index=True)
-    return spark.createDataFrame(ratings.astype({USER: "int32", ITEM: "int32", RATING: "float32"}))
+        extra = extra[[USER, ITEM, RATING]].astype({USER: "int32", ITEM: "int32", RATING: "float32"})
+        ratings = ratings.unionByName(spark.createDataFrame(extra))
+    return ratings
+
+
+#: The split hashes each rating into this many buckets; ``test_fraction`` of them are test.
+SPLIT_BUCKETS = 1_000_000
 
 
 def split(ratings_df, cfg: ALSConfig):
-    """Seeded train/test split; test keeps only users and movies seen in train."""
-    train, test = ratings_df.randomSplit([1 - cfg.test_fraction, cfg.test_fraction], seed=cfg.split_seed)
-    train = train.cache()
-    test = test.join(train.select(USER).distinct(), USER).join(train.select(ITEM).distinct(), ITEM).cache()
+    """Seeded train/test split; test keeps only users and movies seen in train.
+
+    Each rating's side is decided by a hash of (userId, movieId, split seed), not by its
+    partition: the same rating lands on the same side whether Spark read Parquet or CSV, on
+    ``local[*]`` with 2 cores or on a cluster (``randomSplit`` draws per partition, so its split
+    moved with the partitioning), and no sort of the data is needed.
+    """
+    from pyspark.sql import functions as F
+
+    bucket = F.pmod(F.xxhash64(F.col(USER), F.col(ITEM), F.lit(int(cfg.split_seed))), F.lit(SPLIT_BUCKETS))
+    in_test = bucket < F.lit(int(round(cfg.test_fraction * SPLIT_BUCKETS)))
+    train = ratings_df.filter(~in_test).cache()
+    test = (
+        ratings_df.filter(in_test)
+        .join(train.select(USER).distinct(), USER, "left_semi")
+        .join(train.select(ITEM).distinct(), ITEM, "left_semi")
+        .cache()
+    )
     return train, test
 
 
@@ -140,13 +161,45 @@ def export_tables(model, train_counts: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     return users, items
 
 
-def movie_catalogue(data: MovieLens) -> pd.DataFrame:
-    """movies + links + whole-data rating counts and means, as saved with a model."""
-    counts = data.ratings.groupby(ITEM)[RATING].agg(total_ratings="count", mean_rating="mean")
-    out = data.movies.merge(data.links, on=ITEM, how="left").merge(counts, left_on=ITEM, right_index=True, how="left")
+def movie_counts(ratings_df) -> pd.DataFrame:
+    """Per movie: ratings and their mean (a Spark job; one row per rated movie comes back)."""
+    from pyspark.sql import functions as F
+
+    out = ratings_df.groupBy(ITEM).agg(F.count("*").alias("total_ratings"), F.avg(RATING).alias("mean_rating"))
+    return out.toPandas().astype({ITEM: np.int64, "total_ratings": np.int64, "mean_rating": float})
+
+
+def movie_catalogue(movies: pd.DataFrame, links: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """movies + links + whole-data rating counts and means (:func:`movie_counts`), as saved with a model."""
+    out = movies.merge(links, on=ITEM, how="left").merge(counts, on=ITEM, how="left")
     out["total_ratings"] = out["total_ratings"].fillna(0).astype(np.int64)
     out["mean_rating"] = out["mean_rating"].astype(float).round(3)
     return out[[ITEM, TITLE, GENRES, "year", "imdbId", "tmdbId", "total_ratings", "mean_rating"]]
+
+
+def ranking_users(test, has_user, max_users: int = 2000, seed: int = 0) -> tuple[list[int], int]:
+    """The users the ranking evaluation asks (those with a relevant test rating, known to the model;
+    at most ``max_users``, a seeded sample) and the number of test ratings: one Spark job, one row
+    per user back."""
+    from pyspark.sql import functions as F
+
+    per_user = (
+        test.groupBy(USER)
+        .agg(F.count("*").alias("n"), F.sum((F.col(RATING) >= RELEVANT_RATING).cast("int")).alias("relevant"))
+        .toPandas()
+    )
+    users = sorted(int(u) for u in per_user.loc[per_user["relevant"] > 0, USER] if has_user(u))
+    if len(users) > max_users:
+        users = sorted(np.random.default_rng(seed).choice(users, max_users, replace=False).tolist())
+    return users, int(per_user["n"].sum())
+
+
+def rows_of(ratings_df, users: list[int]) -> pd.DataFrame:
+    """The ratings of ``users`` (the sampled few), brought to the driver."""
+    from pyspark.sql import functions as F
+
+    wanted = ratings_df.sparkSession.createDataFrame(pd.DataFrame({USER: np.asarray(users, dtype=np.int32)}))
+    return ratings_df.join(F.broadcast(wanted), USER, "left_semi").toPandas()
 
 
 def evaluate_ranking(
@@ -155,17 +208,14 @@ def evaluate_ranking(
     test_pdf: pd.DataFrame,
     k: int,
     min_ratings: int,
-    max_users: int = 2000,
-    seed: int = 0,
+    popular_ids: np.ndarray,
 ) -> dict:
-    """Ranking metrics of the model (with and without the support filter) and popularity."""
+    """Ranking metrics of the model (with and without the support filter) and popularity, for the users
+    of ``test_pdf`` (:func:`ranking_users`; ``train_pdf``: their training ratings; ``popular_ids``: every
+    movie, most rated in train first)."""
     relevant = relevant_items(test_pdf)
     users = sorted(u for u in relevant if index.has_user(u))
-    if len(users) > max_users:
-        users = sorted(np.random.default_rng(seed).choice(users, max_users, replace=False).tolist())
     relevant = {u: relevant[u] for u in users}
-    popular = train_pdf.groupby(ITEM).size().sort_values(ascending=False, kind="stable")
-    popular_ids = popular.index.to_numpy()
     rated = train_pdf.groupby(USER)[ITEM].agg(set).to_dict()
     pop_recs, model_recs, filtered_recs, pick_recs, filtered_picks = {}, {}, {}, {}, {}
     for u in users:
@@ -183,7 +233,7 @@ def evaluate_ranking(
         "model_unfiltered": ranking_metrics(model_recs, relevant, k),
         "popularity": ranking_metrics(pop_recs, relevant, k),
         "min_ratings": min_ratings,
-        "relevant_rating": 4.0,
+        "relevant_rating": RELEVANT_RATING,
     }
     if index.has_picks:
         out["picks"] = ranking_metrics(pick_recs, relevant, k)
@@ -193,7 +243,7 @@ def evaluate_ranking(
 
 def train_and_evaluate(
     spark,
-    data: MovieLens,
+    data: "SparkRelease | MovieLens",
     cfg: ALSConfig | None = None,
     progress: Progress = log_progress,
     extra_ratings: pd.DataFrame | None = None,
@@ -202,9 +252,13 @@ def train_and_evaluate(
 ) -> dict:
     """Fit the default models on the seeded train split and measure them on test.
 
-    Returns a dict with ``metrics``, ``params``, ``tables`` (for saving), the
-    Spark ``model`` (bias-corrected ALS), ``picks_model`` (implicit ALS) and
-    ``train_ratings`` (the training split, pandas).
+    ``data``: the release as Spark reads it (:func:`~engine.data.spark_release.open_release`), or one held
+    in pandas (small data). The ratings stay in Spark; the driver receives the factors, per-movie
+    counts and the ratings of the users the ranking evaluation samples.
+
+    Returns a dict with ``metrics``, ``params``, ``tables`` (for saving; ``ratings`` is a Spark
+    DataFrame of every rating, written by Spark), the Spark ``model`` (bias-corrected ALS),
+    ``picks_model`` (implicit ALS) and ``train_ratings`` (the training split, Spark).
     """
     cfg = (cfg or ALSConfig()).check()
     picks_cfg = picks_cfg or picks.PicksConfig()
@@ -214,7 +268,9 @@ def train_and_evaluate(
     # ~10 %), so the time left extrapolated from the pace so far holds on a quiet or busy machine.
     progress = with_eta(progress)
     progress(0.0, "splitting ratings 80/20 (seed %d)" % cfg.split_seed)
-    train, test = split(ratings_frame(spark, data, extra_ratings), cfg)
+    release = as_spark_release(spark, data)
+    all_ratings = ratings_frame(spark, release, extra_ratings)
+    train, test = split(all_ratings, cfg)
 
     progress(0.01, f"fitting bias-corrected ALS (rank {cfg.rank}, {cfg.max_iter} iterations)")
     t0 = time.perf_counter()
@@ -250,15 +306,12 @@ def train_and_evaluate(
     metrics["picks_fit_seconds"] = round(time.perf_counter() - t0, 2)
 
     progress(0.89, "exporting factors")
-    train_pdf = train.toPandas()
-    test_pdf = test.toPandas()
-    metrics.update(n_train=len(train_pdf), n_test=len(test_pdf))  # here: no count() job of their own
-    train_counts = train_pdf.groupby(ITEM).size().rename("n_ratings").reset_index()
+    train_counts = train.groupBy(ITEM).count().toPandas()
+    train_counts = train_counts.rename(columns={"count": "n_ratings"}).astype({ITEM: np.int64, "n_ratings": np.int64})
     users, items = export_tables(model, train_counts)
-    catalogue = movie_catalogue(data)
-    all_ratings = data.ratings[[USER, ITEM, RATING]]
-    if extra_ratings is not None and len(extra_ratings):
-        all_ratings = pd.concat([all_ratings, extra_ratings[[USER, ITEM, RATING]]], ignore_index=True)
+    counts = movie_counts(release.ratings)  # the release's own ratings, as the catalogue shows them
+    catalogue = movie_catalogue(release.movies, release.links, counts)
+    n_ratings = int(counts["total_ratings"].sum()) + (0 if extra_ratings is None else len(extra_ratings))
     common = dict(
         mu=model.mu,
         reg_param=cfg.reg_param,
@@ -272,14 +325,19 @@ def train_and_evaluate(
     )
 
     progress(0.90, "ranking metrics against popularity")
-    eval_index = RecommenderIndex.from_frames(**common, ratings=train_pdf)
-    ranking = evaluate_ranking(eval_index, train_pdf, test_pdf, cfg.ranking_k, cfg.min_ratings)
+    known = set(users[USER].tolist())
+    sampled, n_test = ranking_users(test, known.__contains__)
+    metrics.update(n_train=int(train_counts["n_ratings"].sum()), n_test=n_test)
+    train_rows, test_rows = rows_of(train, sampled), rows_of(test, sampled)
+    eval_index = RecommenderIndex.from_frames(**common, ratings=train_rows)
+    popular = train_counts.sort_values(["n_ratings", ITEM], ascending=[False, True], kind="stable")[ITEM].to_numpy()
+    ranking = evaluate_ranking(eval_index, train_rows, test_rows, cfg.ranking_k, cfg.min_ratings, popular)
     metrics["ranking"] = ranking
     for key in ("precision", "recall", "ndcg", "map"):
         metrics[f"{key}_at_{cfg.ranking_k}"] = ranking["model"][f"{key}_at_k"]
         metrics[f"popularity_{key}_at_{cfg.ranking_k}"] = ranking["popularity"][f"{key}_at_k"]
         metrics[f"picks_{key}_at_{cfg.ranking_k}"] = ranking["picks"][f"{key}_at_k"]
-    train.unpersist()
+    train.unpersist()  # still usable as "train_ratings" (Spark reads it again when asked)
     test.unpersist()
     progress(0.99, "done evaluating")
     params = {
@@ -287,17 +345,17 @@ def train_and_evaluate(
         "mu": model.mu,
         "picks": picks.params_of(picks_cfg),
         "dataset": {
-            "name": data.name,
-            "source": data.source,
-            "fingerprint": data.fingerprint,
-            "n_ratings": int(len(all_ratings)),
+            "name": release.name,
+            "source": release.source,
+            "fingerprint": release.fingerprint,
+            "n_ratings": n_ratings,
         },
     }
     tables = {
         "user_factors": users,
         "item_factors": items,
         "movies": catalogue,
-        "ratings": all_ratings.reset_index(drop=True),
+        "ratings": all_ratings,  # Spark: written by Spark into the model folder
         "pick_user_factors": pick_users,
         "pick_item_factors": pick_items,
     }
@@ -307,7 +365,7 @@ def train_and_evaluate(
         "tables": tables,
         "model": model,
         "picks_model": picks_model,
-        "train_ratings": train_pdf,
+        "train_ratings": train,
     }
 
 

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..data.movielens import RATING, MovieLens
+from ..data.spark_release import SparkRelease
 from ..jobs import Pace
 from .als import BiasCorrectedALS, check_param
 from .training import ALSConfig, Progress, log_progress, ratings_frame, split
@@ -38,7 +39,7 @@ def check_grid(grid: dict, folds: int) -> None:
 
 def tune(
     spark,
-    data: MovieLens,
+    data: "SparkRelease | MovieLens",
     grid: dict | None = None,
     folds: int = 5,
     cfg: ALSConfig | None = None,
@@ -67,7 +68,8 @@ def tune(
     check_grid(grid, folds)
     if not isinstance(parallelism, (int, np.integer)) or isinstance(parallelism, bool) or parallelism < 1:
         raise ValueError(f"parallelism={parallelism!r}: give a whole number of fits at once, 1 or more.")
-    train, _ = split(ratings_frame(spark, data), cfg)
+    train, test = split(ratings_frame(spark, data), cfg)
+    test.unpersist()  # tuning sees train only
     builder = ParamGridBuilder()
     check_param("numBlocks", blocks, "blocks")
     estimator = _ProgressBiasALS(
