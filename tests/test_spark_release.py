@@ -136,3 +136,14 @@ def test_ratings_from_people_join_the_spark_read_ones(spark, small_data):
     both = ratings_frame(spark, small_data, extra)
     assert both.count() == len(small_data.ratings) + 2
     assert both.filter("userId = 10001").count() == 2
+
+
+def test_the_ranking_sample_brings_only_its_users_rows(spark, small_data):
+    from engine.recommender.training import ratings_frame, rows_of
+
+    ratings = ratings_frame(spark, small_data)
+    some = sorted(small_data.ratings["userId"].unique()[:3].tolist())
+    rows = rows_of(ratings, some)
+    assert sorted(rows["userId"].unique().tolist()) == some
+    assert len(rows) == small_data.ratings["userId"].isin(some).sum()
+    assert rows_of(ratings, []).empty  # no user to rank: nothing comes back, no error

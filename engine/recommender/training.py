@@ -198,7 +198,9 @@ def rows_of(ratings_df, users: list[int]) -> pd.DataFrame:
     """The ratings of ``users`` (the sampled few), brought to the driver."""
     from pyspark.sql import functions as F
 
-    wanted = ratings_df.sparkSession.createDataFrame(pd.DataFrame({USER: np.asarray(users, dtype=np.int32)}))
+    wanted = ratings_df.sparkSession.createDataFrame(
+        pd.DataFrame({USER: np.asarray(users, dtype=np.int32)}), schema=f"{USER} int"
+    )  # the schema said: none can be inferred from no users
     return ratings_df.join(F.broadcast(wanted), USER, "left_semi").toPandas()
 
 
