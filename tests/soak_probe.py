@@ -1,6 +1,12 @@
 """The soak's server with a memory probe beside it (``SOAK_PROBE=<file>``: tests/test_soak.py starts the
 server through this). Every 15 s one JSON line: RSS, glibc's heap in use vs free, the live video's
-queues, and the most numerous Python object types, to tell a Python-level pile from native growth."""
+queues, the most numerous Python object types, the largest containers and every thread's stack, to tell
+a Python-level pile from native growth (``SOAK_PROBE_TRACE=1`` adds tracemalloc's growth by traceback).
+
+A diagnostic, not a test: while it samples it holds a reference to every object for a moment, and the
+LiteRT interpreter refuses to run while anything else holds its internals (one frame per stream was
+refused that way in a 30-minute run; the stream goes on).
+"""
 
 from __future__ import annotations
 
