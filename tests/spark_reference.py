@@ -45,8 +45,11 @@ def assert_same_ranking(expected: list, got_ids: list, got_scores: list, tol: fl
     for pos, (a, b) in enumerate(zip(exp_ids, got_ids)):
         if a != b:
             assert abs(exp_scores[pos] - got_scores[pos]) < tol, (pos, exp_ids, got_ids)
-    # the tail may differ only by a near-tie at the cut
-    assert len(set(exp_ids) ^ set(got_ids)) <= 2
+    # the tail may differ only among near-ties at the cut (movies with the same factors, e.g. rated by one
+    # person alike, score the same: Spark and the index may keep different ones of them)
+    cut = exp_scores[-1]
+    assert {m for m, s in zip(exp_ids, exp_scores) if s > cut + tol} <= set(got_ids)
+    assert {m for m, s in zip(got_ids, got_scores) if s > cut + tol} <= set(exp_ids)
 
 
 def spark_pick_top_n(spark, als_model, users: list[int], rated: dict[int, set], n: int) -> dict[int, list]:
