@@ -23,13 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_serving import latency  # noqa: E402
+from bench_serving import latency, sample_queries  # noqa: E402
 from bench_stats import SLICES  # noqa: E402
 
 STAT_SLICES = ("everything", "one genre (Comedy)", "ratings of 2015-2018")
@@ -122,14 +120,7 @@ def one(location: str, scratch: Path) -> dict:
     columnar = ColumnarRelease(folder)
     for name in STAT_SLICES:
         stage(results, f"statistics: {name}", lambda part=SLICES[name]: columnar.stats(part))
-    rng = np.random.default_rng(1)
-    users = [(int(u),) for u in rng.choice(index.user_ids, 200)]
-    popular = index.item_ids[index.item_support >= 10]
-    items = [(int(m),) for m in rng.choice(popular, 200)]
-    folds = [
-        ([(int(m), float(rng.integers(1, 11)) / 2) for m in rng.choice(popular, 20, replace=False)],)
-        for _ in range(100)
-    ]
+    users, items, folds = sample_queries(index)
     queries = {
         "recommend": latency(lambda u: index.recommend(u, 10), users),
         "similar": latency(lambda m: index.similar(m, 10), items),

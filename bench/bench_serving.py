@@ -42,6 +42,20 @@ def latency(fn, args_list) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
+def sample_queries(index, seed: int = 1):
+    """Seeded queries for :func:`latency`: 200 users, 200 movies with >= 10 ratings, and 100 new people's
+    20 ratings each of such movies (the argument tuples of recommend, similar and recommend_new_user)."""
+    rng = np.random.default_rng(seed)
+    users = [(int(u),) for u in rng.choice(index.user_ids, 200)]
+    popular = index.item_ids[index.item_support >= 10]
+    items = [(int(m),) for m in rng.choice(popular, 200)]
+    folds = [
+        ([(int(m), float(rng.integers(1, 11)) / 2) for m in rng.choice(popular, 20, replace=False)],)
+        for _ in range(100)
+    ]
+    return users, items, folds
+
+
 def row(name, p50, p95, note=""):
     print(f"  {name:<48}p50 {p50:9.3f} ms   p95 {p95:9.3f} ms  {note}")
 
@@ -296,14 +310,7 @@ def serve_large(folder: Path) -> None:
         + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in arrays.items())
         + f"; frames of > 1 M rows kept: {frames or 'none'}"
     )
-    rng = np.random.default_rng(1)
-    q_users = [(int(u),) for u in rng.choice(index.user_ids, 200)]
-    popular = index.item_ids[index.item_support >= 10]
-    q_items = [(int(m),) for m in rng.choice(popular, 200)]
-    q_fold = [
-        ([(int(m), float(rng.integers(1, 11)) / 2) for m in rng.choice(popular, 20, replace=False)],)
-        for _ in range(100)
-    ]
+    q_users, q_items, q_fold = sample_queries(index)
     row("recommend (top 10, explanations)", *latency(lambda u: index.recommend(u, 10), q_users))
     row("similar (top 10, exact cosine)", *latency(lambda m: index.similar(m, 10), q_items))
     row("fold-in new user (20 ratings) + top 10", *latency(lambda r: index.recommend_new_user(r, 10), q_fold))
