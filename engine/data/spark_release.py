@@ -144,7 +144,7 @@ def _open_uri(spark, uri: str) -> SparkRelease:
     except AnalysisException:
         pass  # links are optional: no IMDb/TMDB links then
     name = base.rsplit("/", 1)[-1] or base
-    return SparkRelease(_typed(ratings), movies, links, source=uri, name=name, fingerprint=f"uri:{base}")
+    return SparkRelease(ratings, movies, links, source=uri, name=name, fingerprint=f"uri:{base}")
 
 
 def _first_line(exc: Exception) -> str:
