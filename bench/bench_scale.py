@@ -110,12 +110,26 @@ def one(location: str, scratch: Path) -> dict:
     folder = stage(results, "prepare-data", lambda: prepare_release(settings))
     manifest = json.loads((folder / "manifest.json").read_text())
 
+    phases: list[list] = []  # [message, seconds] of each step train reports, to see where its time goes
+
+    def step(_fraction, message):
+        now = time.perf_counter()
+        if phases:
+            phases[-1][1] = round(now - phases[-1][1], 1)
+        phases.append([message, now])
+
     def train():
         spark = get_spark(settings)
         release = open_release(spark, settings)
-        return train_and_save(spark, release, settings.model_dir, progress=lambda f, m: None)
+        try:
+            return train_and_save(spark, release, settings.model_dir, progress=step)
+        finally:
+            step(1.0, "end")
+            phases.pop()
 
     path, metrics = stage(results, "train (Spark local[*])", train)
+    for message, seconds in phases:
+        print(f"    {seconds:8.1f} s  {message}", flush=True)
     index = stage(results, "serving index load", lambda: RecommenderIndex.load(path))
     columnar = ColumnarRelease(folder)
     for name in STAT_SLICES:
@@ -132,6 +146,7 @@ def one(location: str, scratch: Path) -> dict:
         "users": manifest["users"],
         "movies": manifest["movies"],
         "stages": results,
+        "train_steps": phases,
         "queries_ms": {k: [round(p50, 2), round(p95, 2)] for k, (p50, p95) in queries.items()},
         "test_rmse": metrics["test_rmse"],
         "n_train": metrics["n_train"],

@@ -323,6 +323,28 @@ def serve_large(folder: Path) -> None:
         "history + profile (the Recommendations page)",
         *latency(lambda u: (index.user_history(u, 15), index.user_profile(u)), q_users),
     )
+    # The same queries with the scans in float64 (as before 2026-12-02): the float32 scans' gain, as a
+    # ratio of two figures of this run.
+    f32 = {
+        "recommend": latency(lambda u: index.recommend(u, 10), q_users),
+        "top picks": latency(lambda u: index.recommend(u, 10, order="picks"), q_users),
+        "similar": latency(lambda m: index.similar(m, 10), q_items),
+    }
+    index._scan_items, index._scan_unit, index._scan_picks = (
+        index.item_factors,
+        index._unit_items,
+        index.pick_item_factors,
+    )
+    f64 = {
+        "recommend": latency(lambda u: index.recommend(u, 10), q_users),
+        "top picks": latency(lambda u: index.recommend(u, 10, order="picks"), q_users),
+        "similar": latency(lambda m: index.similar(m, 10), q_items),
+    }
+    for name in f32:
+        print(
+            f"  {name}: float32 scans p50 {f32[name][0]:.2f} ms / p95 {f32[name][1]:.2f} ms, float64 scans "
+            f"p50 {f64[name][0]:.2f} / p95 {f64[name][1]:.2f} ms (p50 {f64[name][0] / f32[name][0]:.2f}x)"
+        )
 
 
 def main() -> None:

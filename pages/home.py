@@ -3,6 +3,7 @@
 import streamlit as st
 
 from engine.data.stats import dataset_label
+from engine.recommender.evaluation import ranking_metric
 from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_params
 from engine.settings import get_settings
 from pages._common import (
@@ -110,14 +111,13 @@ if folder is not None:
             delta_color="inverse",
         )
         m[2].metric("Bias-only RMSE", f"{metrics['bias_baseline_rmse']:.4f}")
-        if "picks_ndcg_at_10" in metrics:
+        picks_ndcg, popular_ndcg = ranking_metric(metrics, "picks"), ranking_metric(metrics, "popularity")
+        if picks_ndcg is not None:
             m[3].metric(
-                "Top picks NDCG@10",
-                f"{metrics['picks_ndcg_at_10']:.3f}",
-                delta=f"{metrics['picks_ndcg_at_10'] - metrics['popularity_ndcg_at_10']:+.3f} vs most popular",
+                "Top picks NDCG@10", f"{picks_ndcg:.3f}", delta=f"{picks_ndcg - popular_ndcg:+.3f} vs most popular"
             )
         else:
-            m[3].metric("NDCG@10 (popularity)", f"{metrics['ndcg_at_10']:.3f} ({metrics['popularity_ndcg_at_10']:.3f})")
+            m[3].metric("NDCG@10 (popularity)", f"{ranking_metric(metrics, 'model'):.3f} ({popular_ndcg:.3f})")
 else:
     st.subheader("First run")
     st.write(

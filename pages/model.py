@@ -220,7 +220,7 @@ with tab_models:
                     "max_iter",
                     "reg_param",
                     "test_rmse",
-                    "picks_ndcg_at_10",
+                    "top_picks_ndcg_at_10",
                     "tuned",
                     "size_mb",
                 ]
@@ -246,7 +246,7 @@ with tab_models:
                         help="rank, maxIter (it.), regParam (λ); tuned: has a cross-validation table",
                     ),
                     "test_rmse": st.column_config.NumberColumn("Test RMSE", format="%.4f", width=75),
-                    "picks_ndcg_at_10": st.column_config.NumberColumn(
+                    "top_picks_ndcg_at_10": st.column_config.NumberColumn(
                         "NDCG@10",
                         format="%.3f",
                         width=65,
@@ -261,7 +261,7 @@ with tab_models:
                     "dataset",
                     "settings",
                     "test_rmse",
-                    "picks_ndcg_at_10",
+                    "top_picks_ndcg_at_10",
                     "size_mb",
                 ],
             )

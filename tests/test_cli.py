@@ -72,9 +72,10 @@ def test_train_and_evaluate(env):
         "test_rmse",
         "plain_als_rmse",
         "bias_baseline_rmse",
-        "ndcg_at_10",
+        "rating_order_ndcg_at_10",
+        "top_picks_ndcg_at_10",
         "popularity_ndcg_at_10",
-        "picks_ndcg_at_10",
+        "ndcg_at_10",  # the old name of rating_order_ndcg_at_10, kept one release
         "split_seed",
     ):
         assert key in saved

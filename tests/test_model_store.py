@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -27,7 +28,8 @@ def two_models(small_model, tmp_path):
     for table in ("pick_user_factors", "pick_item_factors"):
         (older / f"{table}.parquet").unlink()
     metrics = older / "metrics.json"
-    metrics.write_text(metrics.read_text().replace('"picks_ndcg_at_10"', '"gone"'))
+    saved = json.loads(metrics.read_text())
+    metrics.write_text(json.dumps({k: v for k, v in saved.items() if "picks_" not in k}))
     return copy, path.name, older.name
 
 
@@ -38,15 +40,31 @@ def test_saved_models_describe_each_model_newest_first(two_models, small_model):
     assert [r["current"] for r in rows] == [True, False]
     first = rows[0]
     metrics, params = small_model[2]["metrics"], small_model[2]["params"]
-    assert first["test_rmse"] == metrics["test_rmse"] and first["picks_ndcg_at_10"] == metrics["picks_ndcg_at_10"]
+    assert first["test_rmse"] == metrics["test_rmse"]
+    assert first["top_picks_ndcg_at_10"] == metrics["top_picks_ndcg_at_10"] == metrics["ranking"]["picks"]["ndcg_at_k"]
     assert (first["rank"], first["max_iter"], first["reg_param"]) == (
         params["rank"],
         params["max_iter"],
         params["reg_param"],
     )
     assert first["dataset"] == "ml-test" and first["ratings"] == params["dataset"]["n_ratings"]
-    assert rows[1]["picks_ndcg_at_10"] is None and 0 < rows[1]["size_mb"] < first["size_mb"]
+    assert rows[1]["top_picks_ndcg_at_10"] is None and 0 < rows[1]["size_mb"] < first["size_mb"]
     assert len(first["trained"]) == 16 and not first["tuned"]
+
+
+def test_a_model_saved_before_the_keys_named_their_ranker_is_read_by_the_old_names(small_model, tmp_path):
+    """metrics.json of models saved before `top_picks_…`/`rating_order_…` has only `picks_…`/`ndcg_at_10`."""
+    root, path, result = small_model
+    copy = tmp_path / "models"
+    shutil.copytree(root, copy)
+    metrics = copy / path.name / "metrics.json"
+    saved = json.loads(metrics.read_text())
+    old = {
+        k: v for k, v in saved.items() if not k.startswith(("top_picks_", "rating_order_")) and k != "deprecated_keys"
+    }
+    metrics.write_text(json.dumps(old))
+    row = next(r for r in saved_models(copy) if r["model"] == path.name)
+    assert row["top_picks_ndcg_at_10"] == result["metrics"]["ranking"]["picks"]["ndcg_at_k"]
 
 
 def test_delete_keeps_the_current_model_and_names_what_is_wrong(two_models):

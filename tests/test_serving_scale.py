@@ -150,10 +150,104 @@ def test_the_index_keeps_no_frame_of_all_ratings(tmp_path):
 
 
 @pytest.mark.parametrize("ids", [np.array([5, 9, 10, 11, 400]), np.array([5, 9, 2**40, 2**41])])
-def test_id_positions_dense_and_sparse_ids(ids):
+@pytest.mark.parametrize(
+    "query",
+    [
+        np.array([9, 5, 6, -1, 2**41, 400, 11, 2**40, 0]),  # some ids far off: looked up inside [5, 400] only
+        np.array([9, 5, 6, -1, 400, 11, 0, -3000, 5000, 401]),  # all near: one table spans them
+        np.array([400, 400, 5], dtype=np.int32),
+    ],
+)
+def test_id_positions_dense_and_sparse_ids(ids, query):
     """Positions by lookup table (ids close together) or binary search (far apart) agree."""
     from engine.recommender.serving import id_positions
 
-    query = np.array([9, 5, 6, -1, 2**41, 400, 11, 2**40, 0])
     expected = [list(ids).index(q) if q in ids else -1 for q in query]
     assert id_positions(ids, query).tolist() == expected
+
+
+def test_float32_scans_give_the_lists_of_float64_scans():
+    """Whole-catalogue scans read float32 copies of the factors; the candidates are rescored in float64.
+    Lists and shown scores must equal those of float64 scans, also with exact ties (movies with the
+    same factors) and near-ties (factors 1e-7 apart, below float32's resolution)."""
+    rng = np.random.default_rng(5)
+    tables = _tables(seed=3, n_users=200, n_movies=3000)
+    rank, k = 50, 32
+    for name, width in (("user_factors", rank), ("item_factors", rank)):
+        frame = tables[name]
+        ids = [c for c in frame.columns if not c.startswith("f")]
+        tables[name] = pd.concat(
+            [
+                frame[ids],
+                pd.DataFrame(rng.normal(0, 0.3, (len(frame), width)), columns=[f"f{i}" for i in range(width)]),
+            ],
+            axis=1,
+        )
+    items = tables["item_factors"]
+    fcols = [f"f{i}" for i in range(rank)]
+    items.loc[1:40:2, fcols] = items.loc[0:39:2, fcols].to_numpy()  # exact ties
+    items.loc[41:80:2, fcols] = items.loc[40:79:2, fcols].to_numpy() + 1e-7  # near-ties
+    items.loc[1:80:2, "item_bias"] = items.loc[0:79:2, "item_bias"].to_numpy()
+    picks_u = pd.DataFrame(rng.random((len(tables["user_factors"]), k)), columns=[f"f{i}" for i in range(k)])
+    picks_u.insert(0, "userId", tables["user_factors"]["userId"].to_numpy())
+    picks_i = pd.DataFrame(rng.random((len(items), k)) * 0.1, columns=[f"f{i}" for i in range(k)])
+    picks_i.insert(0, "movieId", items["movieId"].to_numpy())
+    index = RecommenderIndex.from_frames(
+        mu=3.5,
+        reg_param=0.1,
+        user_bias_reg=5.0,
+        user_frame=tables["user_factors"],
+        item_frame=items,
+        movies=tables["movies"],
+        ratings=tables["ratings"],
+        pick_user_frame=picks_u,
+        pick_item_frame=picks_i,
+        pick_params={"alpha": 0.5, "reg_param": 0.1},
+    )
+    assert index._scan_items.dtype == np.float32 and index._scan_picks.dtype == np.float32
+    exact = RecommenderIndex(
+        **{f: getattr(index, f) for f in ("mu", "reg_param", "user_bias_reg")},
+        **{
+            f: getattr(index, f)
+            for f in (
+                "user_ids",
+                "user_factors",
+                "user_bias",
+                "item_ids",
+                "item_factors",
+                "item_bias",
+                "item_support",
+                "movies",
+                "rated",
+                "pick_user_factors",
+                "pick_item_factors",
+                "pick_alpha",
+                "pick_reg",
+            )
+        },
+    )
+    exact._scan_items, exact._scan_unit, exact._scan_picks = (
+        exact.item_factors,
+        exact._unit_items,
+        exact.pick_item_factors,
+    )
+    some_movies = [int(m) for m in index.item_ids[:90]]
+    for u in index.user_ids[:60]:
+        for order in ("rating", "picks"):
+            a, b = index.recommend(int(u), 10, order=order), exact.recommend(int(u), 10, order=order)
+            pd.testing.assert_frame_equal(a, b)
+            assert a.attrs == b.attrs
+    for m in some_movies:
+        pd.testing.assert_frame_equal(index.similar(m, 10, min_ratings=0), exact.similar(m, 10, min_ratings=0))
+    mine = [(m, float(r)) for m, r in zip(some_movies[:15], rng.integers(1, 11, 15) / 2)]
+    for order in ("rating", "picks"):
+        pd.testing.assert_frame_equal(
+            index.recommend_new_user(mine, 10, order=order), exact.recommend_new_user(mine, 10, order=order)
+        )
+    # the scans' own scores are within float32's error of float64's
+    u = 0
+    np.testing.assert_allclose(
+        index.raw_scores(index.user_factors[u], index.user_bias[u]),
+        index.exact_scores(index.user_factors[u], index.user_bias[u], np.arange(len(index.item_ids))),
+        atol=1e-5,
+    )

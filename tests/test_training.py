@@ -22,16 +22,17 @@ def test_training_reports_every_metric(small_model):
         "test_rmse",
         "plain_als_rmse",
         "bias_baseline_rmse",
-        "ndcg_at_10",
-        "popularity_ndcg_at_10",
-        "precision_at_10",
-        "recall_at_10",
-        "map_at_10",
         "split_seed",
-        "picks_ndcg_at_10",
         "picks_fit_seconds",
     ):
         assert key in m, key
+    # ranking figures named by their ranker; the names before that kept one release, mapped to the new
+    for ranker, prefix in (("model", "rating_order"), ("picks", "top_picks"), ("popularity", "popularity")):
+        for metric in ("precision", "recall", "ndcg", "map"):
+            assert m[f"{prefix}_{metric}_at_10"] == m["ranking"][ranker][f"{metric}_at_k"]
+    assert m["deprecated_keys"]["ndcg_at_10"] == "rating_order_ndcg_at_10"
+    assert m["deprecated_keys"]["picks_map_at_10"] == "top_picks_map_at_10" and len(m["deprecated_keys"]) == 8
+    assert all(m[old] == m[new] for old, new in m["deprecated_keys"].items())
     # the generated data has latent structure: the factor model must beat the bias-only baseline
     assert m["test_rmse"] < m["bias_baseline_rmse"]
     assert 0 < m["n_test"] < m["n_train"]

@@ -172,7 +172,9 @@ def cmd_evaluate(args) -> int:
     payload = {"model": folder.name, **summary, "ranking": metrics.get("ranking")}
     if settings is not None:
         payload["settings"] = settings  # what this run used: the saved model's, or the flags'
-    _emit(args, payload, "\n".join(f"{k:>28}: {v}" for k, v in {**summary, **(settings or {})}.items()))
+    old = summary.get("deprecated_keys", {})  # the text shows each figure once, by its new name
+    shown = {k: v for k, v in {**summary, **(settings or {})}.items() if k not in old and k != "deprecated_keys"}
+    _emit(args, payload, "\n".join(f"{k:>28}: {v}" for k, v in shown.items()))
     return EXIT_OK
 
 
@@ -200,7 +202,7 @@ def cmd_models(args) -> int:
         f"{'RMSE':>8}{'NDCG@10':>9}{'MiB':>7}"
     ]
     for r in rows:
-        ndcg = f"{r['picks_ndcg_at_10']:.3f}" if r["picks_ndcg_at_10"] is not None else "-"
+        ndcg = f"{r['top_picks_ndcg_at_10']:.3f}" if r["top_picks_ndcg_at_10"] is not None else "-"
         rmse = f"{r['test_rmse']:.4f}" if r["test_rmse"] is not None else "-"
         lines.append(
             f"{'* ' if r['current'] else '  '}{r['model']:<26}{r['trained']:<18}{str(r['dataset']):<18}"

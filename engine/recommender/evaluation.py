@@ -64,3 +64,35 @@ def relevant_items(
     """user -> set of test movies rated >= threshold (pandas input)."""
     liked = test_ratings[test_ratings[rating_col] >= threshold]
     return {int(u): set(g[item_col].astype(int)) for u, g in liked.groupby(user_col)}
+
+
+#: The ranking metrics' key prefix for each ranker of :func:`engine.recommender.training.evaluate_ranking`: the explicit model's
+#: predicted-rating order (with the support filter), the app's default order (top picks), most popular.
+RANKER_KEYS = {"model": "rating_order", "picks": "top_picks", "popularity": "popularity"}
+#: Keys named before they said which ranker (``ndcg_at_10`` was the rating order's, not the app's default
+#: order): still written, with the same values, until the release after 2027-06; ``deprecated_keys`` in
+#: the metrics maps each to its new name.
+OLD_RANKER_KEYS = {"model": "", "picks": "picks_"}
+
+
+def ranking_keys(ranking: dict, k: int) -> dict:
+    """The flat metrics of :func:`engine.recommender.training.evaluate_ranking`'s result: ``{ranker}_{metric}_at_{k}`` for each of
+    :data:`RANKER_KEYS`, the old names of :data:`OLD_RANKER_KEYS` beside them, and ``deprecated_keys``."""
+    out, old_names = {}, {}
+    for ranker, prefix in RANKER_KEYS.items():
+        for metric in ("precision", "recall", "ndcg", "map"):
+            name = f"{prefix}_{metric}_at_{k}"
+            out[name] = ranking[ranker][f"{metric}_at_k"]
+            if ranker in OLD_RANKER_KEYS:
+                old_names[f"{OLD_RANKER_KEYS[ranker]}{metric}_at_{k}"] = name
+    out.update({old: out[new] for old, new in old_names.items()})
+    out["deprecated_keys"] = old_names
+    return out
+
+
+def ranking_metric(metrics: dict, ranker: str, metric: str = "ndcg", k: int = 10) -> float | None:
+    """One ranking figure of saved ``metrics`` by its new name, else its old one (models saved before
+    the keys said which ranker); None when the model has neither (saved before top picks)."""
+    new = f"{RANKER_KEYS[ranker]}_{metric}_at_{k}"
+    old = f"{OLD_RANKER_KEYS.get(ranker, RANKER_KEYS[ranker] + '_')}{metric}_at_{k}"
+    return metrics.get(new, metrics.get(old))

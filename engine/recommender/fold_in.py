@@ -69,13 +69,12 @@ class FoldIn:
         """
         self._check_order(order)
         pos, values = self._check_ratings(ratings)
-        x, bias = self._solve_user(pos, values)
-        scores = self.raw_scores(x, bias)
-        ranked = scores if order == "rating" else self.pick_item_factors @ self._solve_pick_user(pos, values)
+        rating = self._rating_scores(*self._solve_user(pos, values))
+        ranked = rating if order == "rating" else self._pick_scores(self._solve_pick_user(pos, values))
         mask = self._candidates(
             np.concatenate([pos, self._positions(hidden), self._positions(skip)]).astype(int), min_ratings, genres
         )
-        return self._ranked(ranked, scores, mask, n, (pos, values), explain, order, min_predicted)
+        return self._ranked(ranked, rating, mask, n, (pos, values), explain, order, min_predicted)
 
     def recommend_group(
         self,

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .evaluation import ranking_metric
+
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
 TABLES = ("user_factors", "item_factors", "movies", "ratings")
@@ -312,8 +314,8 @@ def model_summary(folder: str | Path, current: str | None = None) -> dict:
     """One saved model as a row of a table: what it was trained on and how well it did.
 
     ``current`` is the current model's name (``True`` in column ``current`` for it);
-    ``trained`` is when it was saved (UTC, from its params.json); ``picks_ndcg_at_10`` is
-    None for models saved before top picks.
+    ``trained`` is when it was saved (UTC, from its params.json); ``top_picks_ndcg_at_10`` (the app's
+    default order) is None for models saved before top picks.
     """
     folder = Path(folder)
     params, metrics = read_params(folder), read_json(folder, "metrics.json")
@@ -328,7 +330,7 @@ def model_summary(folder: str | Path, current: str | None = None) -> dict:
         "max_iter": params.get("max_iter"),
         "reg_param": params.get("reg_param"),
         "test_rmse": metrics.get("test_rmse"),
-        "picks_ndcg_at_10": metrics.get("picks_ndcg_at_10"),
+        "top_picks_ndcg_at_10": ranking_metric(metrics, "picks"),
         "tuned": (folder / "cv.json").exists(),
         "size_mb": round(_folder_bytes(folder) / 2**20, 2),
     }

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +51,23 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def no_huge_page_advice() -> None:
+    """Stop numpy asking the kernel for transparent huge pages (``madvise``) on arrays of 4 MiB or more.
+
+    Where THP ``defrag`` is ``madvise`` (a common kernel default) and memory is fragmented (a server with
+    a big page cache), each such allocation can stall in direct compaction for seconds: on this project's
+    host one 128 MiB lookup took 0.05 s or 2.4 s, and loading a 32 M-rating model 13-26 s instead of 9 s.
+    Called by :meth:`RecommenderIndex.load` (for the whole process, once); an explicit
+    ``NUMPY_MADVISE_HUGEPAGE`` in the environment is left to numpy."""
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # another numpy: its own default stays
+        return
+    _set_madvise_hugepage(False)
+
+
 def id_positions(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Position of each of ``query`` in the sorted, unique ``ids`` (int32; -1 where absent).
 
@@ -59,10 +77,21 @@ def id_positions(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
     if len(ids) == 0 or query.size == 0:
         return np.full(query.shape, -1, dtype=np.int32)
     lo, hi = int(ids[0]), int(ids[-1])
-    if hi - lo < 4 * len(ids) + 1_000_000:  # -1 on both ends of the table catches ids outside [lo, hi]
-        table = np.full(hi - lo + 3, -1, dtype=np.int32)
-        table[ids - lo + 1] = np.arange(len(ids), dtype=np.int32)
-        return table[np.clip(np.subtract(query, lo - 1, dtype=np.int64), 0, len(table) - 1)]
+    if hi - lo < 4 * len(ids) + 1_000_000:
+        # The table spans the query's ids too, so no id needs clipping (np.clip on 32 M ids took
+        # seconds); a query with far-off ids (damaged data) looks those up in [lo, hi] only.
+        qlo, qhi = int(query.min()), int(query.max())
+        base, top = min(lo, qlo), max(hi, qhi)
+        if top - base < 8 * len(ids) + 2_000_000:
+            table = np.full(top - base + 1, -1, dtype=np.int32)
+            table[ids - base] = np.arange(len(ids), dtype=np.int32)
+            return table[np.subtract(query, base, dtype=np.int64)]
+        table = np.full(hi - lo + 1, -1, dtype=np.int32)
+        table[ids - lo] = np.arange(len(ids), dtype=np.int32)
+        out = np.full(query.shape, -1, dtype=np.int32)
+        inside = (query >= lo) & (query <= hi)
+        out[inside] = table[np.subtract(query[inside], lo, dtype=np.int64)]
+        return out
     hits = np.minimum(np.searchsorted(ids, query), len(ids) - 1)
     return np.where(ids[hits] == query, hits, -1).astype(np.int32)
 
@@ -148,6 +177,10 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
     _user_pos: dict = field(default_factory=dict, repr=False)
     _item_pos: dict = field(default_factory=dict, repr=False)
     _unit_items: np.ndarray | None = field(default=None, repr=False)
+    _scan_items: np.ndarray | None = field(default=None, repr=False)  # float32 copies for whole-catalogue scans
+    _scan_unit: np.ndarray | None = field(default=None, repr=False)
+    _scan_picks: np.ndarray | None = field(default=None, repr=False)
+    _mu_item_bias: np.ndarray | None = field(default=None, repr=False)
     _genre_masks: dict = field(default_factory=dict, repr=False)
     _ratings: pd.DataFrame | None = field(default=None, repr=False)
     _title_keys: pd.Series | None = field(default=None, repr=False)
@@ -158,8 +191,14 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         self._user_pos = {int(u): i for i, u in enumerate(self.user_ids)}
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         self._unit_items = self.item_factors / np.where(norms == 0, 1, norms)
+        # Scans read float32 (Spark's factors are float32: nothing is lost in the copy), half the bytes
+        # per query; the few movies shown are rescored in float64 (scoring.RESCORE_MARGIN).
+        self._scan_items = self.item_factors.astype(np.float32)
+        self._scan_unit = self._unit_items.astype(np.float32)
+        self._mu_item_bias = self.mu + self.item_bias
         if self.pick_item_factors is not None:
             self._pick_gram = self.pick_item_factors.T @ self.pick_item_factors
+            self._scan_picks = self.pick_item_factors.astype(np.float32)
         self._index_catalogue()
 
     # ------------------------------------------------------------------ lookups
@@ -289,6 +328,7 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         from .model_store import ModelError
         from .model_tables import read_serving_tables
 
+        no_huge_page_advice()
         tables = read_serving_tables(model_dir)
         try:
             index = cls.from_frames(**tables)

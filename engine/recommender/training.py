@@ -25,7 +25,7 @@ from ..data.spark_release import SparkRelease, as_spark_release
 from ..jobs import with_eta
 from . import picks
 from .als import BiasCorrectedALS, bias_baseline_predictions, check_param, plain_als
-from .evaluation import RELEVANT_RATING, ranking_metrics, relevant_items, rmse
+from .evaluation import RELEVANT_RATING, ranking_keys, ranking_metrics, relevant_items, rmse
 from .model_store import save_model
 from .serving import RecommenderIndex
 
@@ -335,10 +335,7 @@ def train_and_evaluate(
     popular = train_counts.sort_values(["n_ratings", ITEM], ascending=[False, True], kind="stable")[ITEM].to_numpy()
     ranking = evaluate_ranking(eval_index, train_rows, test_rows, cfg.ranking_k, cfg.min_ratings, popular)
     metrics["ranking"] = ranking
-    for key in ("precision", "recall", "ndcg", "map"):
-        metrics[f"{key}_at_{cfg.ranking_k}"] = ranking["model"][f"{key}_at_k"]
-        metrics[f"popularity_{key}_at_{cfg.ranking_k}"] = ranking["popularity"][f"{key}_at_k"]
-        metrics[f"picks_{key}_at_{cfg.ranking_k}"] = ranking["picks"][f"{key}_at_k"]
+    metrics.update(ranking_keys(ranking, cfg.ranking_k))
     train.unpersist()  # still usable as "train_ratings" (Spark reads it again when asked)
     test.unpersist()
     progress(0.99, "done evaluating")
