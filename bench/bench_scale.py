@@ -116,6 +116,7 @@ def one(location: str, scratch: Path) -> dict:
         now = time.perf_counter()
         if phases:
             phases[-1][1] = round(now - phases[-1][1], 1)
+            print(f"    {phases[-1][1]:8.1f} s  {phases[-1][0]}", flush=True)  # as it ends: a long run shows its pace
         phases.append([message, now])
 
     def train():
@@ -128,8 +129,6 @@ def one(location: str, scratch: Path) -> dict:
             phases.pop()
 
     path, metrics = stage(results, "train (Spark local[*])", train)
-    for message, seconds in phases:
-        print(f"    {seconds:8.1f} s  {message}", flush=True)
     index = stage(results, "serving index load", lambda: RecommenderIndex.load(path))
     columnar = ColumnarRelease(folder)
     for name in STAT_SLICES:
@@ -187,14 +186,18 @@ def main() -> None:
     runs = []
     for location in args.releases:
         print(f"== {location}", flush=True)
-        proc = subprocess.run(
+        result = None
+        with subprocess.Popen(
             [sys.executable, __file__, "--one", location], stdout=subprocess.PIPE, text=True, cwd=REPO
-        )
-        lines = proc.stdout.splitlines()
-        print("\n".join(line for line in lines if not line.startswith("RESULT ")), flush=True)
-        if proc.returncode != 0:
+        ) as proc:
+            for line in proc.stdout:  # shown as they come: a 25 M run takes most of an hour
+                if line.startswith("RESULT "):
+                    result = json.loads(line[7:])
+                else:
+                    print(line, end="", flush=True)
+        if proc.returncode != 0 or result is None:
             sys.exit(f"{location}: the run failed (exit {proc.returncode}); its output is above")
-        runs.append(json.loads(next(line for line in lines if line.startswith("RESULT "))[7:]))
+        runs.append(result)
     table = markdown(runs)
     print(f"\nhost: {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}\n\n{table}")
     if args.markdown:
