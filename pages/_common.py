@@ -18,6 +18,7 @@ from engine.data.movielens import NO_GENRES, DataError, load_movielens, readable
 from engine.jobs import AdminGate, JobBusy, JobSlot
 from engine.people.user_ratings import RatingStore
 from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_json
+from engine.recommender.preload import IndexLoads
 from engine.recommender.serving import RatingInputError, RecommenderIndex, UnknownIdError
 from engine.settings import get_settings
 from engine.spark import SparkUnavailable
@@ -129,9 +130,29 @@ def _stamp(folder: Path) -> float:
     return (folder / "params.json").stat().st_mtime
 
 
-@st.cache_resource(show_spinner="Loading the recommender…", max_entries=3)
+@st.cache_resource
+def index_loads() -> IndexLoads:
+    """The server's index loads (one per model version, the newest 3 kept), on background threads."""
+    return IndexLoads(keep=3)
+
+
 def _load_index(folder: str, stamp: float) -> RecommenderIndex:
-    return RecommenderIndex.load(folder)
+    loads = index_loads()
+    if loads.ready(folder, stamp):
+        return loads.get(folder, stamp)
+    with st.spinner("Loading the recommender…", show_time=True):  # what is left of a load started earlier
+        return loads.get(folder, stamp)
+
+
+def preload_index() -> None:
+    """Start loading the current model's index unless it is loading or loaded (``streamlit_app.py``
+    calls this at every page view, as it starts Spark): the first page that needs it waits less,
+    often not at all. Quiet: the page that needs the index says what is wrong with the model."""
+    try:
+        folder = current_model_dir(get_settings().model_dir)
+        index_loads().start(str(folder), _stamp(folder))
+    except (NoModelYet, ModelError, OSError, ValueError) as exc:
+        log.debug("no index to preload: %s", exc)
 
 
 def load_index() -> RecommenderIndex | None:

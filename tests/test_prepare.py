@@ -48,6 +48,14 @@ def test_prepare_writes_typed_sorted_parquet_once(tmp_path, as_zip):
     )
     pd.testing.assert_frame_equal(back.movies, data.movies, check_dtype=False)
     pd.testing.assert_frame_equal(back.tags, data.tags, check_dtype=False)
+    # user_cells.npz: each rating of ratings.parquet (same order) as its movie's row and its year rated
+    movies = pd.read_parquet(folder / "movies.parquet")
+    with np.load(folder / "user_cells.npz") as cells:
+        np.testing.assert_array_equal(movies["movieId"].to_numpy()[cells["movie"]], ratings["movieId"].to_numpy())
+        years = pd.to_datetime(ratings["timestamp"], unit="s", utc=True).dt.year.to_numpy()
+        np.testing.assert_array_equal(cells["year"].astype(np.int64) + int(cells["first_year"]), years)
+        users = ratings["userId"].to_numpy()
+        np.testing.assert_array_equal(cells["starts"], np.flatnonzero(np.r_[True, users[1:] != users[:-1]]))
     stamp = (folder / "ratings.parquet").stat().st_mtime_ns
     assert prepare_release(settings) == folder and (folder / "ratings.parquet").stat().st_mtime_ns == stamp
 

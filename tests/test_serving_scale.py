@@ -251,3 +251,49 @@ def test_float32_scans_give_the_lists_of_float64_scans():
         index.exact_scores(index.user_factors[u], index.user_bias[u], np.arange(len(index.item_ids))),
         atol=1e-5,
     )
+
+
+# ---------------------------------------------------------------------- background loads (the app's preload)
+def test_index_loads_share_one_load_per_model_and_retry_a_failed_one(tmp_path):
+    """Eight sessions asking at once get one index from one load; a broken folder raises the
+    model's message and is tried again once fixed; a newer version (stamp) is a new load, and only
+    the newest ``keep`` loads are held."""
+    import threading
+
+    from engine.recommender.model_store import ModelError
+    from engine.recommender.preload import IndexLoads
+
+    params = {"rank": RANK, "mu": 3.5, "reg_param": 0.1, "user_bias_reg": 5.0}
+    folder = str(save_model(tmp_path, params=params, metrics={}, tables=_tables(seed=3)))
+    calls, gate = [], threading.Event()
+
+    def load(path):
+        calls.append(path)
+        gate.wait(30)  # every session asks while the load is running
+        return RecommenderIndex.load(path)
+
+    loads = IndexLoads(keep=2, load=load)
+    loads.start(folder, 1.0)
+    assert not loads.ready(folder, 1.0)
+    got = []
+    sessions = [threading.Thread(target=lambda: got.append(loads.get(folder, 1.0))) for _ in range(8)]
+    for t in sessions:
+        t.start()
+    gate.set()
+    for t in sessions:
+        t.join(60)
+    assert len(got) == 8 and all(index is got[0] for index in got) and calls == [folder]
+    assert loads.ready(folder, 1.0) and loads.get(folder, 1.0) is got[0]
+    _assert_rows_equal(got[0], _tables(seed=3)["ratings"])
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "params.json").write_text('{"format": 1, "rank": 4}')
+    with pytest.raises(ModelError, match="user_factors.parquet is missing"):
+        loads.get(str(broken), 1.0)
+    assert not loads.ready(str(broken), 1.0)
+    for name in ("params.json", "user_factors.parquet", "item_factors.parquet", "movies.parquet", "ratings.parquet"):
+        (broken / name).write_bytes((tmp_path / folder / name).read_bytes())
+    assert loads.get(str(broken), 1.0).rank == RANK  # the failed load was tried again, not kept
+    assert loads.get(folder, 2.0) is not got[0]  # a new version of the folder: a new load
+    assert len(loads._loads) == 2 and (folder, 1.0) not in loads._loads  # the oldest went

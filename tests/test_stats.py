@@ -441,3 +441,18 @@ def test_duckdb_path_matches_pandas_exactly(small_data, tmp_path, part):
     assert release.bounds() == slice_bounds(data)
     with pytest.raises(ValueError, match="Unknown genre 'Noir'"):
         release.stats(Slice(genres=("Noir",)))
+
+
+def test_duckdb_path_with_movie_ids_near_the_int32_limit(small_data, tmp_path):
+    """Movie ids up to 2^31 - 1 (allowed) are found by search: no table as long as the largest id."""
+    data = _spread_over_years(small_data)
+    big = {m: 2_147_483_647 - i for i, m in enumerate(data.movies["movieId"].head(50))}
+    data = dataclasses.replace(
+        data,
+        movies=data.movies.assign(movieId=data.movies["movieId"].replace(big)),
+        ratings=data.ratings.assign(movieId=data.ratings["movieId"].replace(big)),
+        tags=data.tags.assign(movieId=data.tags["movieId"].replace(big)),
+    )
+    release = _columnar(data, tmp_path)
+    for part in (Slice(), SLICES[0], Slice(genres=("Comedy",), rated=(2001, 2003))):
+        _assert_identical(compute_stats(data, part=part), release.stats(part))

@@ -33,7 +33,7 @@ from .movielens import (
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the folder's layout changes: older folders are not reused
+FORMAT = 2  # bump when the folder's layout changes: older folders are not reused (2: user_cells.npz)
 STARS = np.arange(1, 11) / 2  # 0.5 .. 5.0: columns r1 .. r10 of movie_years
 _INT32_MAX = np.iinfo(np.int32).max
 RATINGS_HEADER = [USER, ITEM, RATING, TIME]
@@ -271,4 +271,19 @@ def _write(ratings: pd.DataFrame, movies: pd.DataFrame, tags: pd.DataFrame, link
             }
         ),
         out / "user_years.parquet",
+    )
+    # Per rating, in ratings.parquet's order (by user): the movie's row in movies.parquet and the year
+    # rated. A slice that narrows movies counts each user's ratings from these (~3 bytes a rating),
+    # read in well under a second; decoding them from ratings.parquet took 2.6 s at 25 M.
+    movie_ids = movies[ITEM].to_numpy(np.int64)
+    by_id = np.argsort(movie_ids, kind="stable")  # ids up to 2^31: a search, not a table as long as the largest id
+    movie_row = by_id[np.searchsorted(movie_ids[by_id], item[order])]
+    year_of = yi[order]
+    sorted_users = user[order]
+    np.savez(
+        out / "user_cells.npz",
+        movie=movie_row.astype(np.uint16 if len(movies) <= 1 << 16 else np.int32),
+        year=year_of.astype(np.uint8 if n_years <= 256 else np.int16),
+        first_year=np.int64(y0),
+        starts=np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]]),
     )

@@ -12,8 +12,10 @@ same rules and messages as :func:`~engine.data.movielens.load_movielens`, and wr
         links.parquet      movieId, imdbId, tmdbId
         movie_years.parquet  movieId, year rated (UTC), r1..r10: ratings of 0.5..5.0 stars
         user_years.parquet   userId, year rated (UTC), n: ratings
+        user_cells.npz     per rating in ratings.parquet's order: movie's row in movies.parquet, year
+                           rated (offset from first_year); starts: each user's first rating
 
-The last two are small summaries from which every slice of the statistics page is
+The last three are compact summaries from which every slice of the statistics page is
 counted without touching the 25 M rows (see :mod:`engine.data.stats_columnar`). ``<key>`` is
 cheap to compute (names, sizes and modification times of the release's files), so a
 second run finds the folder at once; the folder is built under a temporary name and

@@ -5,8 +5,8 @@ table by table), without loading the ratings: every slice narrows movies (genres
 years) and ratings (years given), so the movie-level figures are sums over the prepared
 ``movie_years`` summary (movie x year rated x star; ~1 M rows at 25 M ratings, held as
 arrays), and the user-level ones over ``user_years`` (user x year) or, when movies are
-narrowed, one pass over compact per-rating arrays (movie row, year rated) read once from the
-ratings' Parquet. DuckDB reads the Parquet (and parses the CSV in ``prepare-data``). The
+narrowed, one pass over compact per-rating arrays (movie row, year rated) that ``prepare-data``
+wrote (``user_cells.npz``). DuckDB reads the Parquet (and parses the CSV in ``prepare-data``). The
 movie table stays in pandas, so the slice's movies are chosen as :func:`engine.data.stats.slice_data`
 chooses them, and the final tables are built by the same helpers as the pandas path.
 
@@ -90,11 +90,10 @@ class ColumnarRelease:
         self._user_n = users["n"].to_numpy(np.int64)
 
     def _position(self, movie_ids: np.ndarray) -> np.ndarray:
-        """Row of each (known) movie id in ``self.movies``: a lookup table, one gather per id."""
+        """Row of each (known) movie id in ``self.movies``."""
         ids = self.movies[ITEM].to_numpy()
-        lookup = np.zeros(int(ids.max()) + 1, np.int64)
-        lookup[ids] = np.arange(len(ids))
-        return lookup[movie_ids]
+        by_id = np.argsort(ids, kind="stable")  # ids up to 2^31: a search, not a table as long as the largest id
+        return by_id[np.searchsorted(ids[by_id], movie_ids)]
 
     @property
     def name(self) -> str:
@@ -248,28 +247,16 @@ class ColumnarRelease:
     def _rating_arrays(self) -> dict:
         """Per rating, in userId order: the movie's row and the year rated (offset); where each user starts.
 
-        ~2 bytes + 1 byte a rating (~75 MB at 25 M), read once, at the first slice that narrows
-        movies: what a user rated cannot be summed ahead for every set of genres.
+        Written by ``prepare-data`` (``user_cells.npz``, ~3 bytes a rating: ~75 MB at 25 M) and
+        read once, at the first slice that narrows movies: what a user rated cannot be summed
+        ahead for every set of genres.
         """
         with self._lock:
             if self._ratings is None:
-                cur = self._con.cursor()
-                try:  # numpy straight from DuckDB: a pandas frame of 25 M rows costs seconds more
-                    table = cur.execute(
-                        f"SELECT {USER}, {ITEM}, timestamp FROM read_parquet(?)", [self._files["ratings"]]
-                    ).fetchnumpy()
-                finally:
-                    cur.close()
-                user = np.asarray(table[USER])
-                row = self._position(np.asarray(table[ITEM]))
-                y0, y1 = int(self._year.min()), int(self._year.max())
-                starts = np.array([_epoch(y) for y in range(y0 + 1, y1 + 1)], np.int64)  # 1 January each year
-                year = np.searchsorted(starts, np.asarray(table["timestamp"]), side="right")
-                self._ratings = {
-                    "movie": row.astype(np.uint16 if len(self.movies) <= 1 << 16 else np.int32),
-                    "year": year.astype(np.uint8 if year.max() < 256 else np.int16),
-                    "starts": np.flatnonzero(np.r_[True, user[1:] != user[:-1]]),
-                }
+                with np.load(self.folder / "user_cells.npz") as cells:
+                    self._ratings = {name: cells[name] for name in ("movie", "year", "starts")}
+                    if int(cells["first_year"]) != int(self._year.min()):  # the summaries are of another release
+                        raise RuntimeError(f"{self.folder}: user_cells.npz does not match movie_years.parquet")
             return self._ratings
 
     def _users(self, part: Slice, movies: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,74 @@
+"""Serving indexes loaded on background threads, one load per saved model, shared by every session.
+
+The app starts the current model's load at its first page view, as it starts Spark
+(:class:`engine.spark.SparkStarter`): at 25 M ratings a load takes seconds, so the first page that
+needs the index would otherwise wait for all of it. A page asks for the index and waits only
+for what is left of that load; concurrent sessions wait for the same load, never start a
+second. A load that failed is forgotten, so the next request tries again (the folder may have
+been fixed, or another model made current).
+
+Example:
+    >>> loads = IndexLoads()
+    >>> loads.start("models/als/2026-12-02T10-00-00", stamp=1.0)   # doctest: +SKIP
+    >>> index = loads.get("models/als/2026-12-02T10-00-00", stamp=1.0)  # waits for that load   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+
+from .serving import RecommenderIndex
+
+
+class IndexLoads:
+    """Loads of :meth:`RecommenderIndex.load`, keyed by (folder, stamp); the newest ``keep`` are kept.
+
+    ``stamp`` tells versions of a folder apart (the app uses params.json's modification time).
+    ``load`` is the loading function (a test may count or slow its calls).
+    """
+
+    def __init__(self, keep: int = 3, load=RecommenderIndex.load):
+        self._keep = keep
+        self._load = load
+        self._lock = threading.Lock()
+        self._loads: OrderedDict[tuple[str, float], Future] = OrderedDict()
+
+    def start(self, folder: str, stamp: float) -> Future:
+        """The load of ``folder`` at ``stamp``: started on a thread of its own unless one is running
+        or done (a failed one is started again)."""
+        key = (str(folder), float(stamp))
+        with self._lock:
+            future = self._loads.get(key)
+            if future is not None and not (future.done() and future.exception() is not None):
+                self._loads.move_to_end(key)
+                return future
+            future = Future()
+            future.set_running_or_notify_cancel()
+            self._loads[key] = future
+            self._loads.move_to_end(key)
+            while len(self._loads) > self._keep:  # an older model's index: its memory goes back
+                self._loads.popitem(last=False)
+        threading.Thread(target=self._run, args=(future, key[0]), name="index-load", daemon=True).start()
+        return future
+
+    def _run(self, future: Future, folder: str) -> None:
+        try:
+            future.set_result(self._load(folder))
+        except BaseException as exc:  # noqa: BLE001  (handed to whoever waits: they show it)
+            future.set_exception(exc)
+
+    def ready(self, folder: str, stamp: float) -> bool:
+        """Whether :meth:`get` would return at once (a load that failed is tried again: not ready)."""
+        with self._lock:
+            future = self._loads.get((str(folder), float(stamp)))
+        return future is not None and future.done() and future.exception() is None
+
+    def get(self, folder: str, stamp: float) -> RecommenderIndex:
+        """The loaded index (waiting for its load, started now when none is running); raises what
+        the load raised (:class:`~engine.recommender.model_store.ModelError` for a broken model)."""
+        return self.start(folder, stamp).result()
+
+
+__all__ = ["IndexLoads"]
