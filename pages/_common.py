@@ -15,6 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from engine.data.movielens import NO_GENRES, DataError, load_movielens, readable_title
+from engine.data.stats_columnar import ColumnarRelease
 from engine.jobs import AdminGate, JobBusy, JobSlot
 from engine.people.user_ratings import RatingStore
 from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_json
@@ -174,6 +175,13 @@ def model_metrics(folder: str, stamp: float) -> dict:
     return read_json(folder, "metrics.json")
 
 
+@st.cache_resource(show_spinner=False)
+def columnar_for(folder: str) -> ColumnarRelease:
+    """DuckDB over the release's prepared Parquet (statistics, the About panel): shared by the
+    sessions (each query has its own cursor)."""
+    return ColumnarRelease(folder)
+
+
 @st.cache_data(show_spinner="Reading MovieLens…")
 def load_data(location: str):
     return load_movielens(location)
@@ -206,6 +214,48 @@ def hidden_movies(*profiles: str) -> list[int]:
 
 
 PROFILE = "profile:"  # a person picker's option for a profile; MovieLens users are their int ids
+
+
+#: A picker lists at most this many choices. Past that (162 k users or 59 k movies at 25 M ratings: seconds
+#: to send and draw at every rerun) it lists the first ones and takes any other typed in, checked.
+LISTED = 3_000
+
+
+def listed(choices: list, *current) -> tuple[list, bool]:
+    """(options, whether typed values are taken) of a picker over ``choices``: every choice when there
+    are few; else the first :data:`LISTED` and ``current`` (what is chosen now, so that it stays shown)."""
+    if len(choices) <= LISTED:
+        return choices, False
+    head = choices[:LISTED]
+    shown, known = set(head), set(choices)
+    return head + [c for c in current if c in known and c not in shown], True
+
+
+def typed_user(value, index: RecommenderIndex):
+    """A picker's value as a user: options come as they are; a typed id (text) as that user's int,
+    or None (after a warning naming it) when this model does not know it."""
+    if not isinstance(value, str) or value.startswith(PROFILE) or value == "Anyone":
+        return value
+    text = value.strip()
+    if text.isdigit() and index.has_user(int(text)):
+        return int(text)
+    st.warning(
+        f"“{md_escape(value)}” is not a MovieLens user of this model (ids {int(index.user_ids[0])}–"
+        f"{int(index.user_ids[-1])}): type one of those ids."
+    )
+    return None
+
+
+def typed_movie(value, index: RecommenderIndex):
+    """A picker's value as a movie id: listed ones as they are; a typed id or title through
+    ``find_movie``, or None (after a warning saying why) when it names no single movie."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return index.find_movie(value)
+    except UnknownIdError as exc:
+        st.warning(f"“{md_escape(value)}”: {md_escape(exc)}")
+        return None
 
 
 def person_label(choice, profiles: dict) -> str:

@@ -25,10 +25,12 @@ from pages._common import (
     for_display,
     friendly_errors,
     hidden_movies,
+    listed,
     load_index,
     person_label,
     saved_profiles,
     through_navigation,
+    typed_user,
 )
 from pages._webrtc_theme import LABELS, style_webrtc_buttons
 
@@ -77,15 +79,20 @@ with st.sidebar:
     if index is not None:
         with friendly_errors("Reading the saved profiles"):
             profiles = saved_profiles()
+        options, typed = listed(
+            ["Anyone", *(PROFILE + p for p in profiles), *map(int, index.user_ids)], st.session_state.get("mood_user")
+        )
         choice = st.selectbox(
             "Rank for (optional)",
-            ["Anyone", *(PROFILE + p for p in profiles), *map(int, index.user_ids)],
+            options,
             key="mood_user",
             format_func=lambda c: person_label(c, profiles),
             persist_state="session",
+            accept_new_options=typed,
             help="Anyone: the best-rated movies of the mood's genres. A profile of the Recommendations "
             "page (new-user mode) or a MovieLens user: their own top picks in those genres.",
         )
+        choice = typed_user(choice, index) or "Anyone"
         if isinstance(choice, str) and choice.startswith(PROFILE):
             mine = profiles.get(choice.removeprefix(PROFILE))  # None (anyone) if emptied meanwhile
             hidden = hidden_movies(choice.removeprefix(PROFILE)) if mine else []

@@ -21,12 +21,14 @@ from pages._common import (
     for_display,
     friendly_errors,
     hidden_movies,
+    listed,
     load_index,
     md_escape,
     person_label,
     rating_store,
     saved_profiles,
     through_navigation,
+    typed_user,
 )
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
@@ -326,15 +328,20 @@ def movie_night() -> None:
     profiles = {}
     with friendly_errors("Reading the saved profiles"):  # MovieLens users can still be picked
         profiles = saved_profiles()
+    options, typed = listed(
+        [*(PROFILE + p for p in profiles), *map(int, index.user_ids)], *st.session_state.get("group_members", ())
+    )
     chosen = st.multiselect(
         "Who is watching? (two to six people)",
-        [*(PROFILE + p for p in profiles), *map(int, index.user_ids)],
+        options,
         key="group_members",
         max_selections=6,
         format_func=lambda c: person_label(c, profiles),
         persist_state="session",
-        placeholder="Profiles from “Me (new user)” and MovieLens users",
+        placeholder="Profiles from “Me (new user)” and MovieLens users" + (" (or type an id)" if typed else ""),
+        accept_new_options=typed,
     )
+    chosen = [c for c in (typed_user(c, index) for c in chosen) if c is not None]
     strategy = st.radio(
         "Pick the movies",
         list(GROUP_STRATEGIES),
@@ -439,7 +446,17 @@ elif mode != "Me (new user)":
             type="primary" if st.session_state.get("rec_user") == quick_user else "secondary",
             on_click=lambda u=quick_user: st.session_state.update(rec_user=u),
         )
-    user = st.selectbox("User (type to search)", users, key="rec_user", persist_state="session")
+    options, typed = listed(users, st.session_state.get("rec_user"))
+    user = st.selectbox(
+        "User (type to search" + (", or type any id)" if typed else ")"),
+        options,
+        key="rec_user",
+        persist_state="session",
+        accept_new_options=typed,
+    )
+    user = typed_user(user, index)
+    if user is None:
+        st.stop()
     set_address(user=str(user))  # the address bar now links to this user's list
     # One table per row: side by side, *Because you rated…* was cut off below ~1,600 px.
     with friendly_errors("Recommending"):

@@ -6,20 +6,24 @@ import plotly.express as px
 import streamlit as st
 
 from engine.data.movie_profile import movie_profile
+from engine.data.prepare import parquet_release
 from engine.recommender.lsh import LSHIndex, recall_at_k
 from engine.recommender.serving import UnknownIdError
 from engine.settings import get_settings
 from pages._common import (
     MOVIE_COLUMNS,
+    columnar_for,
     entered_page,
     for_display,
     friendly_errors,
+    listed,
     load_data,
     load_index,
     md_escape,
     model_dir,
     spark_session,
     through_navigation,
+    typed_movie,
 )
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
@@ -42,9 +46,13 @@ def lsh_index(folder: str, _spark) -> LSHIndex:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def about(location: str, movie_id: int):
-    """The movie's profile in the ratings data, or None when the data lacks it (another release)."""
+def about(location: str, movie_id: int, folder: str = ""):
+    """The movie's profile in the ratings data, or None when the data lacks it (another release).
+    From the prepared Parquet's summaries when there is one (at 25 M ratings the pandas path reads
+    the whole release: two minutes), else with pandas."""
     try:
+        if folder:
+            return columnar_for(folder).movie_profile(movie_id)
         return movie_profile(load_data(location), movie_id)
     except ValueError:
         return None
@@ -52,7 +60,8 @@ def about(location: str, movie_id: int):
 
 def about_panel(movie_id: int, title: str) -> None:
     """A collapsed *About* panel: how many rated the movie, how, when, and the tags people gave it."""
-    p = about(get_settings().movielens_data, movie_id)
+    settings = get_settings()
+    p = about(settings.movielens_data, movie_id, str(parquet_release(settings) or ""))
     if p is None or not p.ratings:
         return
     label = f"About {md_escape(title)}: {p.ratings:,} ratings, mean {p.mean_rating:.2f} ⭐"
@@ -92,16 +101,27 @@ if "sim_movie" not in st.session_state or linked:
                 f"The link asks for movie “{md_escape(asked)}”: {md_escape(exc)} "
                 f"Showing {md_escape(options[st.session_state.sim_movie])} instead."
             )
+listed_movies, typed = listed(list(options), st.session_state.get("sim_movie"))
 movie = st.selectbox(
-    "Movie (type to search)", list(options), format_func=options.get, key="sim_movie", persist_state="session"
+    "Movie (type to search" + (", or type any title or id)" if typed else ")"),
+    listed_movies,
+    format_func=lambda m: options.get(m, m),
+    key="sim_movie",
+    persist_state="session",
+    accept_new_options=typed,
 )
+movie = typed_movie(movie, index)
+if movie is None:
+    st.stop()
 if "sim_also" not in st.session_state or linked:  # a shared link may name more: ?movie=858&also=1221,1213
     also_asked = [a for a in st.query_params.get("also", "").split(",") if a.strip()]
     st.session_state.sim_also = [int(a) for a in also_asked if a.strip().isdigit() and int(a) in options][:MAX_ALSO]
+listed_also, typed = listed(list(options), *st.session_state.get("sim_also", ()))
 also = st.multiselect(
     "…and also like (optional: several movies at once)",
-    list(options),
-    format_func=options.get,
+    listed_also,
+    format_func=lambda m: options.get(m, m),
+    accept_new_options=typed,
     key="sim_also",
     max_selections=MAX_ALSO,
     placeholder="Add movies to blend in",
@@ -109,7 +129,7 @@ also = st.multiselect(
     help="The list is then close to all of them at once (the mean of their directions "
     "in the model's taste space), each counting the same.",
 )
-also = [m for m in also if m != movie]
+also = [m for m in (typed_movie(m, index) for m in also) if m is not None and m != movie]
 st.query_params["movie"] = str(movie)  # the address bar now links to this movie (and the others)
 if also:
     st.query_params["also"] = ",".join(map(str, also))

@@ -21,12 +21,12 @@ from engine.data.stats import (
     summarize,
     top_movies,
 )
-from engine.data.stats_columnar import ColumnarRelease
 from engine.settings import get_settings
 from pages._charts import SCALE, SERIES
 from pages._common import (
     MOVIE_COLUMNS,
     chart_text,
+    columnar_for,
     entered_page,
     for_display,
     friendly_errors,
@@ -41,12 +41,6 @@ through_navigation()  # first: a deep link into a fresh server runs through stre
 # A release bigger than this (CSV, uncompressed) is converted to Parquet on the first visit when
 # `make run` / `python -m engine prepare-data` has not done it yet; a smaller one is read with pandas.
 PANDAS_UP_TO = 64 << 20
-
-
-@st.cache_resource(show_spinner=False)
-def columnar_for(folder: str) -> ColumnarRelease:
-    """DuckDB over the release's Parquet: shared by the sessions (each query has its own cursor)."""
-    return ColumnarRelease(folder)
 
 
 @st.cache_data(show_spinner=False)  # the page says what it is doing (a cold load takes seconds)

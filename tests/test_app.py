@@ -731,3 +731,35 @@ def test_choices_stay_when_you_come_back_and_a_followed_link_still_wins(app_env)
     at.sidebar.button(key="slice_apply").click().run()
     assert any("Slice: Drama or Horror movies released 1990–1999" in i.value for i in at.info)  # is kept
     no_exception(at)
+
+
+def test_pickers_over_many_choices_list_some_and_take_any_typed_in(app_env, monkeypatch):
+    """Past LISTED choices (162 k users, 59 k movies at 25 M ratings) a picker lists the first ones, keeps
+    the current choice shown, and takes any other typed in: a known user or movie (id or title) is
+    served, an unknown one is named in a warning. (AppTest cannot type a value that is not listed: the
+    typed values go through typed_user / typed_movie, called here as the pages call them.)"""
+    import pages._common as common
+
+    index = RecommenderIndex.load(app_env[1])
+    monkeypatch.setattr(common, "LISTED", 3)
+    users = [int(u) for u in index.user_ids]
+    at = open_page("pages/recommendations.py")
+    assert at.selectbox(key="rec_user").options == [str(u) for u in users[:3]]
+    at = _open_link("pages/recommendations.py", user=str(users[-1]))  # chosen by a link: listed too
+    no_exception(at)
+    assert at.selectbox(key="rec_user").options == [str(u) for u in [*users[:3], users[-1]]]
+    assert at.subheader[0].value.endswith(f" for user {users[-1]}") and len(at.dataframe[0].value)
+    at = open_page("pages/similar.py")
+    assert len(at.selectbox(key="sim_movie").options) <= 4 and len(at.multiselect(key="sim_also").options) <= 4
+    at = open_page("pages/emotion.py")
+    assert at.selectbox(key="mood_user").options[:1] == ["Anyone"] and len(at.selectbox(key="mood_user").options) <= 4
+
+    assert common.listed(list(range(10)), 7, 42) == ([0, 1, 2, 7], True)  # 42 is no choice: not shown
+    assert common.listed([1, 2], 2) == ([1, 2], False)
+    assert common.typed_user(f" {users[-1]} ", index) == users[-1] and common.typed_user(5, index) == 5
+    assert common.typed_user("424242", index) is None and common.typed_user("x; drop", index) is None
+    assert common.typed_user(common.PROFILE + "sam", index) == common.PROFILE + "sam"
+    last = int(index.search_titles("", limit=len(index.item_ids))["movieId"].iloc[-1])  # the least rated
+    title = index.readable_titles[last]
+    assert common.typed_movie(str(last), index) == last and common.typed_movie(title, index) == last
+    assert common.typed_movie("no such film at all", index) is None

@@ -456,3 +456,63 @@ def test_duckdb_path_with_movie_ids_near_the_int32_limit(small_data, tmp_path):
     release = _columnar(data, tmp_path)
     for part in (Slice(), SLICES[0], Slice(genres=("Comedy",), rated=(2001, 2003))):
         _assert_identical(compute_stats(data, part=part), release.stats(part))
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_user_cells_file_names_itself_and_the_fix(small_data, tmp_path, damage):
+    from engine.data.movielens import DataError
+
+    release = _columnar(_spread_over_years(small_data), tmp_path)
+    release.stats()  # everything: from the summaries, without the per-rating cells
+    path = release.folder / "user_cells.npz"
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DataError, match=r"user_cells.npz cannot be read .*run `python -m engine prepare-data` again"):
+        release.stats(SLICES[0])
+
+
+def _assert_same_profile(a, b):
+    assert a.as_dict() == b.as_dict(), a.movie_id
+    pd.testing.assert_frame_equal(a.rating_values, b.rating_values, check_exact=True)
+    pd.testing.assert_frame_equal(a.tags, b.tags, check_exact=True)
+
+
+def test_duckdb_movie_profile_equals_pandas_for_every_movie(small_data, tmp_path):
+    """The similar page's About panel from the prepared release: what load_movielens + movie_profile give."""
+    from engine.data.movie_profile import movie_profile
+    from engine.data.movielens import load_movielens
+
+    data = _spread_over_years(small_data)
+    data = dataclasses.replace(
+        data,
+        movies=pd.concat(
+            [data.movies, pd.DataFrame({"movieId": [999_001], "title": ["Unwatched (2020)"], "genres": ["Drama"]})],
+            ignore_index=True,
+        ),
+    )
+    release = _columnar(data, tmp_path)
+    loaded = load_movielens(tmp_path / "release")  # the pandas path as the app reads it (float32 stars)
+    for movie in loaded.movies["movieId"]:
+        _assert_same_profile(movie_profile(loaded, movie), release.movie_profile(movie))
+    assert release.movie_profile(999_001).ratings == 0
+    with pytest.raises(ValueError, match="Movie id 123456789 is not in"):
+        release.movie_profile(123456789)
+
+
+@pytest.mark.integration
+def test_duckdb_movie_profile_equals_pandas_on_real_data(real_data, movielens_zip, tmp_path):
+    from engine.data.movie_profile import movie_profile
+    from engine.data.prepare import prepare_release
+    from engine.data.stats_columnar import ColumnarRelease
+    from engine.settings import get_settings
+
+    settings = dataclasses.replace(get_settings(), movielens_data=str(movielens_zip), data_dir=tmp_path)
+    release = ColumnarRelease(prepare_release(settings))
+    counts = real_data.ratings["movieId"].value_counts()
+    tagged = real_data.tags["movieId"].value_counts().index[:40]
+    rng = np.random.default_rng(0)
+    movies = {*counts.index[:40], *tagged, *rng.choice(real_data.movies["movieId"], 120, replace=False)}
+    for movie in sorted(int(m) for m in movies):
+        _assert_same_profile(movie_profile(real_data, movie), release.movie_profile(movie))

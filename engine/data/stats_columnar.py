@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import calendar
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .movielens import GENRES, ITEM, TITLE, USER, explode_genres
+from .movie_profile import MovieProfile
+from .movielens import GENRES, ITEM, NO_GENRES, RATING, TITLE, USER, DataError, explode_genres
 from .parquet_convert import STARS
 from .prepare import read_manifest
 from .stats import DatasetStats, EmptySlice, Slice, _counts, _genre_table, _movie_decades, rank_movies
@@ -253,10 +255,22 @@ class ColumnarRelease:
         """
         with self._lock:
             if self._ratings is None:
-                with np.load(self.folder / "user_cells.npz") as cells:
-                    self._ratings = {name: cells[name] for name in ("movie", "year", "starts")}
-                    if int(cells["first_year"]) != int(self._year.min()):  # the summaries are of another release
-                        raise RuntimeError(f"{self.folder}: user_cells.npz does not match movie_years.parquet")
+                path = self.folder / "user_cells.npz"
+                try:
+                    with np.load(path) as cells:
+                        ratings = {name: cells[name] for name in ("movie", "year", "starts")}
+                        first_year = int(cells["first_year"])
+                except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                    raise DataError(
+                        f"{path} cannot be read ({type(exc).__name__}: {exc}). Delete the folder {self.folder} "
+                        "and run `python -m engine prepare-data` again."
+                    ) from exc
+                if first_year != int(self._year.min()) or len(ratings["starts"]) > len(ratings["movie"]):
+                    raise DataError(
+                        f"{path} does not belong with movie_years.parquet beside it. Delete the folder "
+                        f"{self.folder} and run `python -m engine prepare-data` again."
+                    )
+                self._ratings = ratings
             return self._ratings
 
     def _users(self, part: Slice, movies: pd.DataFrame) -> pd.DataFrame:
@@ -284,6 +298,44 @@ class ColumnarRelease:
             per_user = per_user[per_user > 0]
         sizes, users = np.unique(per_user.astype(np.int64), return_counts=True)
         return pd.DataFrame({"n_ratings": sizes.astype(np.int64), "users": users.astype(np.int64)})
+
+    def movie_profile(self, movie_id: int, top_tags: int = 12) -> MovieProfile:
+        """:func:`engine.data.movie_profile.movie_profile` of one movie, from the summaries (the
+        similar page's *About* panel: the pandas path loads the whole release, 130 s at 25 M)."""
+        ids = self.movies[ITEM].to_numpy()
+        hits = np.flatnonzero(ids == int(movie_id))
+        if not len(hits):
+            raise ValueError(f"Movie id {movie_id} is not in {self.name}'s movies.csv.")
+        row = int(hits[0])
+        rows = self._movie == row
+        stars = self._stars[rows].sum(axis=0)
+        n = int(stars.sum())
+        per_movie = np.bincount(self._movie, weights=self._n, minlength=len(self.movies))
+        counts = per_movie[per_movie > 0]
+        years = self._year[rows]
+        tag_codes = self._tag[self._tag_movie == row]
+        used, tag_n = np.unique(tag_codes, return_counts=True)
+        tags = (
+            pd.DataFrame({"tag": np.asarray(self._tag_names, dtype=object)[used], "count": tag_n.astype(np.int64)})
+            .sort_values(["count", "tag"], ascending=[False, True])
+            .head(top_tags)
+            .reset_index(drop=True)
+        )
+        n_users = int(self.manifest["users"])
+        mean = np.float32(np.float32(stars @ STARS) / np.float32(n)) if n else None  # as pandas means float32
+        movie = self.movies.iloc[row]
+        return MovieProfile(
+            movie_id=int(movie_id),
+            title=str(movie[TITLE]),
+            genres=[g for g in str(movie[GENRES]).split("|") if g != NO_GENRES],
+            ratings=n,
+            mean_rating=round(float(mean), 4) if n else None,
+            popularity_rank=int((counts > n).sum()) + 1 if n else None,
+            users_share=round(n / n_users, 6) if n_users else 0.0,  # one rating per user and movie (checked)
+            years_rated=(int(years.min()), int(years.max())) if n else None,
+            rating_values=pd.DataFrame({RATING: STARS, "count": stars.astype(np.int64)}),
+            tags=tags,
+        )
 
     def top_movies(
         self, part: Slice | None = None, by: str = "count", min_ratings: int = 50, n: int = 20
