@@ -45,3 +45,23 @@ def test_default_model_has_todays_test_rmse(real_model):
     metrics = real_model[2]["metrics"]
     for key, before in BEFORE_TEST.items():
         assert metrics[key] == pytest.approx(before, abs=1e-3), key
+
+
+def test_fits_up_to_15_iterations_skip_checkpoints_and_give_the_same_predictions(spark, small_data, monkeypatch):
+    """A checkpoint changes where Spark keeps the factors, not their values: a 15-iteration fit without
+    one predicts what the same fit with one every 10 iterations predicts."""
+    from engine.recommender import als
+    from engine.recommender.als import BiasCorrectedALS, checkpoint_interval
+    from engine.recommender.training import ratings_frame
+
+    assert checkpoint_interval(15) == -1 and checkpoint_interval(20) == checkpoint_interval(16) == 10
+    ratings = ratings_frame(spark, small_data)
+    est = BiasCorrectedALS(rank=4, maxIter=15, regParam=0.1, seed=42, numBlocks=2)
+    without = est.fit(ratings).transform(ratings).select("userId", "movieId", "prediction").toPandas()
+    monkeypatch.setattr(als, "MAX_ITER_WITHOUT_CHECKPOINT", 10)
+    assert checkpoint_interval(15) == 10
+    with_checkpoints = est.fit(ratings).transform(ratings).select("userId", "movieId", "prediction").toPandas()
+    key = ["userId", "movieId"]
+    left, right = (f.sort_values(key, ignore_index=True) for f in (without, with_checkpoints))
+    assert len(left) == len(small_data.ratings)
+    assert (left["prediction"] == right["prediction"]).all()
