@@ -22,7 +22,7 @@ TEST_WORKERS ?= 2
 test: java venv data emotion chromium  ## lint, then every test, as CI runs them (TEST_WORKERS=1: one by one)
 	$(RUFF) check .
 	$(RUFF) format --check .
-	$(PY) -m pytest -q --durations=25 $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	$(PY) -m pytest -q --durations=25 $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test-fast: java venv  ## lint, then the tests that are neither browser nor slow
 	$(RUFF) check .

@@ -83,7 +83,8 @@ def pytest_configure(config):
 
 
 # `make test` runs the files on parallel workers (pytest-xdist, --dist loadfile: a file's tests share a
-# worker and its module fixtures). Workers take files in collection order, so the longest files go first
+# worker and its module fixtures). Workers take files in collection order (--no-loadscope-reorder: xdist's
+# default orders files by their number of tests instead), so the longest files go first
 # and the short ones fill the gaps at the end (the soak mostly waits on the browser: it overlaps the rest).
 LONGEST_FIRST = (
     "test_emotion.py",

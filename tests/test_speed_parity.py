@@ -11,6 +11,7 @@ different fifth of the ratings. The before/after times are bench/bench_tune.py's
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
@@ -50,7 +51,7 @@ def test_default_model_has_todays_test_rmse(real_model):
 def test_fits_up_to_15_iterations_skip_checkpoints_and_give_the_same_predictions(spark, small_data, monkeypatch):
     """A checkpoint changes where Spark keeps the factors, not their values: a 15-iteration fit without
     one predicts what the same fit with one every 10 iterations predicts."""
-    from engine.recommender import als
+    from engine.recommender import als, picks
     from engine.recommender.als import BiasCorrectedALS, checkpoint_interval
     from engine.recommender.training import ratings_frame
 
@@ -58,6 +59,8 @@ def test_fits_up_to_15_iterations_skip_checkpoints_and_give_the_same_predictions
     ratings = ratings_frame(spark, small_data)
     est = BiasCorrectedALS(rank=4, maxIter=15, regParam=0.1, seed=42, numBlocks=2)
     without = est.fit(ratings).transform(ratings).select("userId", "movieId", "prediction").toPandas()
+    picks_cfg = picks.PicksConfig(rank=4, max_iter=15)  # the top-picks model follows the same rule
+    picks_without = picks.export_factors(picks.fit(ratings, picks_cfg))
     monkeypatch.setattr(als, "MAX_ITER_WITHOUT_CHECKPOINT", 10)
     assert checkpoint_interval(15) == 10
     with_checkpoints = est.fit(ratings).transform(ratings).select("userId", "movieId", "prediction").toPandas()
@@ -65,3 +68,5 @@ def test_fits_up_to_15_iterations_skip_checkpoints_and_give_the_same_predictions
     left, right = (f.sort_values(key, ignore_index=True) for f in (without, with_checkpoints))
     assert len(left) == len(small_data.ratings)
     assert (left["prediction"] == right["prediction"]).all()
+    for a, b in zip(picks_without, picks.export_factors(picks.fit(ratings, picks_cfg))):
+        pd.testing.assert_frame_equal(a, b)

@@ -325,5 +325,5 @@ def plain_als(rank: int, max_iter: int, reg_param: float, seed: int) -> ALS:
         regParam=reg_param,
         seed=seed,
         coldStartStrategy="drop",
-        checkpointInterval=5,
+        checkpointInterval=checkpoint_interval(max_iter),
     )

@@ -49,6 +49,8 @@ def fit(train_df, cfg: PicksConfig | None = None):
     """Spark ``ALSModel`` with ``implicitPrefs`` on (userId, movieId, rating)."""
     from pyspark.ml.recommendation import ALS
 
+    from .als import checkpoint_interval
+
     cfg = cfg or PicksConfig()
     als = ALS(
         userCol=USER,
@@ -60,7 +62,7 @@ def fit(train_df, cfg: PicksConfig | None = None):
         regParam=cfg.reg_param,
         alpha=cfg.alpha,
         seed=cfg.seed,
-        checkpointInterval=5,
+        checkpointInterval=checkpoint_interval(cfg.max_iter),  # 15 iterations: none (same factors)
         coldStartStrategy="nan",
     )
     return als.fit(train_df.select(USER, ITEM, RATING))
