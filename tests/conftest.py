@@ -86,19 +86,24 @@ def pytest_configure(config):
 # worker and its module fixtures). Workers take files in collection order (--no-loadscope-reorder: xdist's
 # default orders files by their number of tests instead), so the longest files go first
 # and the short ones fill the gaps at the end (the soak mostly waits on the browser: it overlaps the rest).
-LONGEST_FIRST = (
+LONGEST_FIRST = (  # by their time in the last CI run (ci5: 2 workers, 2 cores)
+    "test_cli.py",
     "test_emotion.py",
     "test_emotion_training.py",
-    "test_cluster.py",
-    "test_cli.py",
     "test_app.py",
     "test_browser.py",
-    "test_emotion_gpu_script.py",
+    "test_cluster.py",
     "test_speed_parity.py",
-    "test_training.py",
-    "test_faults_injection.py",
-    "test_stats.py",
+    "test_serving.py",
     "test_screenshots.py",
+    "test_faults_cli.py",
+    "test_stats.py",
+    "test_faults_injection.py",
+    "test_emotion_gpu_script.py",
+    "test_training.py",
+    "test_detector.py",
+    "test_faults_models.py",
+    "test_faults_storage.py",
 )
 # The live-webcam soak goes last, when the machine is least busy: it checks that the server's memory
 # stays flat, and on a starved machine (4 workers on 2 cores) its RSS grew ~1 MiB/s (docs/operations.md).
