@@ -71,12 +71,12 @@ def spark_status(starter) -> None:
         )
 
 
-from pages._common import md_escape, preload_index, spark_starter  # noqa: E402  (after the settings check)
+from pages._common import md_escape, preload, spark_starter  # noqa: E402  (after the settings check)
 
 _starter = spark_starter()
 if settings.spark_start == "background":
     _starter.start()  # once per server: the JVM starts while the visitor reads the page
-preload_index()  # the current model's serving index loads meanwhile too (seconds at 25 M ratings)
+preload()  # the serving index and the prepared release open meanwhile too (seconds each at 25 M ratings)
 with st.sidebar:
     # While Spark starts, the line redraws itself every 2 s (a fragment, not the whole page).
     st.fragment(spark_status, run_every=2 if _starter.state == "starting" and _starter.started else None)(_starter)

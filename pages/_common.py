@@ -15,11 +15,12 @@ from pathlib import Path
 import streamlit as st
 
 from engine.data.movielens import NO_GENRES, DataError, load_movielens, readable_title
+from engine.data.prepare import parquet_release
 from engine.data.stats_columnar import ColumnarRelease
 from engine.jobs import AdminGate, JobBusy, JobSlot
 from engine.people.user_ratings import RatingStore
+from engine.preload import BackgroundLoads
 from engine.recommender.model_store import ModelError, NoModelYet, current_model_dir, read_json
-from engine.recommender.preload import IndexLoads
 from engine.recommender.serving import RatingInputError, RecommenderIndex, UnknownIdError
 from engine.settings import get_settings
 from engine.spark import SparkUnavailable
@@ -132,9 +133,9 @@ def _stamp(folder: Path) -> float:
 
 
 @st.cache_resource
-def index_loads() -> IndexLoads:
+def index_loads() -> BackgroundLoads[RecommenderIndex]:
     """The server's index loads (one per model version, the newest 3 kept), on background threads."""
-    return IndexLoads(keep=3)
+    return BackgroundLoads(RecommenderIndex.load, keep=3, name="index-load")
 
 
 def _load_index(folder: str, stamp: float) -> RecommenderIndex:
@@ -145,15 +146,23 @@ def _load_index(folder: str, stamp: float) -> RecommenderIndex:
         return loads.get(folder, stamp)
 
 
-def preload_index() -> None:
-    """Start loading the current model's index unless it is loading or loaded (``streamlit_app.py``
-    calls this at every page view, as it starts Spark): the first page that needs it waits less,
-    often not at all. Quiet: the page that needs the index says what is wrong with the model."""
+def preload() -> None:
+    """Start opening what the pages read, unless it is opening or open (``streamlit_app.py`` calls
+    this at every page view, as it starts Spark): the current model's serving index and the
+    release's prepared Parquet. The first page that needs one waits less, often not at all. Quiet:
+    the page that needs it says what is wrong."""
+    settings = get_settings()
     try:
-        folder = current_model_dir(get_settings().model_dir)
+        folder = current_model_dir(settings.model_dir)
         index_loads().start(str(folder), _stamp(folder))
     except (NoModelYet, ModelError, OSError, ValueError) as exc:
         log.debug("no index to preload: %s", exc)
+    try:
+        prepared = parquet_release(settings)
+        if prepared is not None:
+            columnar_loads().start(str(prepared), _manifest_stamp(prepared))
+    except (OSError, ValueError) as exc:
+        log.debug("no prepared release to preload: %s", exc)
 
 
 def load_index() -> RecommenderIndex | None:
@@ -175,11 +184,21 @@ def model_metrics(folder: str, stamp: float) -> dict:
     return read_json(folder, "metrics.json")
 
 
-@st.cache_resource(show_spinner=False)
+def _manifest_stamp(folder: str | Path) -> float:
+    return (Path(folder) / "manifest.json").stat().st_mtime  # written last by prepare-data
+
+
+@st.cache_resource
+def columnar_loads() -> BackgroundLoads[ColumnarRelease]:
+    """The server's opened prepared releases (the newest 2 kept), opened on background threads."""
+    return BackgroundLoads(ColumnarRelease, keep=2, name="release-open")
+
+
 def columnar_for(folder: str) -> ColumnarRelease:
     """DuckDB over the release's prepared Parquet (statistics, the About panel): shared by the
-    sessions (each query has its own cursor)."""
-    return ColumnarRelease(folder)
+    sessions (each query has its own cursor); waits for what is left of an open started by
+    :func:`preload` (the caller's spinner says so)."""
+    return columnar_loads().get(str(folder), _manifest_stamp(folder))
 
 
 @st.cache_data(show_spinner="Reading MovieLens…")

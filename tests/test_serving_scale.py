@@ -260,8 +260,8 @@ def test_index_loads_share_one_load_per_model_and_retry_a_failed_one(tmp_path):
     the newest ``keep`` loads are held."""
     import threading
 
+    from engine.preload import BackgroundLoads
     from engine.recommender.model_store import ModelError
-    from engine.recommender.preload import IndexLoads
 
     params = {"rank": RANK, "mu": 3.5, "reg_param": 0.1, "user_bias_reg": 5.0}
     folder = str(save_model(tmp_path, params=params, metrics={}, tables=_tables(seed=3)))
@@ -272,7 +272,7 @@ def test_index_loads_share_one_load_per_model_and_retry_a_failed_one(tmp_path):
         gate.wait(30)  # every session asks while the load is running
         return RecommenderIndex.load(path)
 
-    loads = IndexLoads(keep=2, load=load)
+    loads = BackgroundLoads(load, keep=2)
     loads.start(folder, 1.0)
     assert not loads.ready(folder, 1.0)
     got = []
