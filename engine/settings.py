@@ -69,6 +69,7 @@ class Settings:
     spark_ui: bool = False  # Spark's web UI (no authentication; kill enabled): off unless asked
     admin_password: str = ""  # set: tuning, training and model switching/deletion need it in the app
     spark_start: str = "background"  # the app starts Spark at its first page view; "on-demand": when a page needs it
+    emotion_load: str = "background"  # the app loads the emotion networks at its first page view; or "on-demand"
 
 
 def get_settings() -> Settings:
@@ -92,6 +93,7 @@ def get_settings() -> Settings:
         spark_ui=_choice_env("SPARK_UI", ("0", "1")) == "1",
         admin_password=os.environ.get("ADMIN_PASSWORD", ""),
         spark_start=_choice_env("SPARK_START", ("background", "on-demand")),
+        emotion_load=_choice_env("EMOTION_LOAD", ("background", "on-demand")),
     )
 
 

@@ -148,9 +148,10 @@ def _load_index(folder: str, stamp: float) -> RecommenderIndex:
 
 def preload() -> None:
     """Start opening what the pages read, unless it is opening or open (``streamlit_app.py`` calls
-    this at every page view, as it starts Spark): the current model's serving index and the
-    release's prepared Parquet. The first page that needs one waits less, often not at all. Quiet:
-    the page that needs it says what is wrong."""
+    this at every page view, as it starts Spark): the current model's serving index, the
+    release's prepared Parquet and (unless ``EMOTION_LOAD=on-demand``) the emotion networks. The
+    first page that needs one waits less, often not at all. Quiet: the page that needs it says
+    what is wrong."""
     settings = get_settings()
     try:
         folder = current_model_dir(settings.model_dir)
@@ -163,6 +164,8 @@ def preload() -> None:
             columnar_loads().start(str(prepared), _manifest_stamp(prepared))
     except (OSError, ValueError) as exc:
         log.debug("no prepared release to preload: %s", exc)
+    if settings.emotion_load == "background":
+        recognizer_loads().start(*_recognizer_key(settings))
 
 
 def load_index() -> RecommenderIndex | None:
@@ -182,6 +185,35 @@ def load_index() -> RecommenderIndex | None:
 @st.cache_data(show_spinner=False)
 def model_metrics(folder: str, stamp: float) -> dict:
     return read_json(folder, "metrics.json")
+
+
+def _recognizer_key(settings) -> tuple[str, float]:
+    from engine.emotion.runs import MODEL_FILE
+
+    path = settings.emotion_model_dir / MODEL_FILE
+    return str(settings.emotion_model_dir), path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_resource
+def recognizer_loads() -> BackgroundLoads:
+    """The server's emotion networks (the newest version kept), loaded on a background thread."""
+    from engine.emotion.detector import EmotionRecognizer
+
+    return BackgroundLoads(EmotionRecognizer.load, keep=1, name="emotion-load")
+
+
+def load_recognizer():
+    """The emotion recognizer (:class:`engine.emotion.detector.EmotionRecognizer`), waiting for what
+    is left of its load; raises ``FileNotFoundError``/``RuntimeError`` for a missing or broken model."""
+    loads, key = recognizer_loads(), _recognizer_key(get_settings())
+    if loads.ready(*key):
+        return loads.get(*key)
+    with st.spinner(
+        "Loading the emotion model (on a machine's first start it is also converted to LiteRT for fast "
+        "inference; later starts read that conversion back)…",
+        show_time=True,
+    ):
+        return loads.get(*key)
 
 
 def _manifest_stamp(folder: str | Path) -> float:

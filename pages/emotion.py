@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from engine.emotion import EMOTIONS
-from engine.emotion.detector import EmotionRecognizer, draw_faces
+from engine.emotion.detector import draw_faces
 from engine.emotion.images import EmotionInputError, decode_image
 from engine.emotion.live import FrameProcessor
 from engine.emotion.report import ReportError, load_report
@@ -27,6 +27,7 @@ from pages._common import (
     hidden_movies,
     listed,
     load_index,
+    load_recognizer,
     person_label,
     saved_profiles,
     through_navigation,
@@ -43,17 +44,9 @@ st.title("🙂 Mood from your face")
 st.caption("Your face is analysed in memory, frame by frame; no image is stored or logged.")
 
 
-@st.cache_resource(
-    show_spinner="Loading the emotion model (on a machine's first start it is also converted "
-    "to LiteRT for fast inference; later starts read that conversion back)…"
-)
-def recognizer() -> EmotionRecognizer:
-    return EmotionRecognizer.load()
-
-
 index = load_index()
 try:
-    model = recognizer()
+    model = load_recognizer()  # loading since the first page view (EMOTION_LOAD=background)
 except (FileNotFoundError, RuntimeError) as exc:
     st.error(str(exc))
     st.stop()

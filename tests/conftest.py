@@ -20,6 +20,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
+# AppTest runs clear the app's resources and start from a first page view: in the background, each
+# would load the emotion networks again (seconds of CPU a test). The page loads them when visited;
+# the background load has its own test, and the browser tests' servers run as `make run` does.
+os.environ.setdefault("EMOTION_LOAD", "on-demand")
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # as scripts/ensure_chromium.sh finds it

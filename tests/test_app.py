@@ -70,26 +70,33 @@ def test_every_page_renders(app_env, page):
     assert at.title and not at.error, [e.value for e in at.error]
 
 
-def test_first_page_view_opens_the_index_and_the_prepared_release(app_env, monkeypatch, tmp_path):
-    """The first page view (any page) starts the model's index load and the release's open on
-    background threads; the statistics page then reads that same open release, not a second one."""
+def test_first_page_view_opens_the_index_the_prepared_release_and_the_emotion_model(app_env, monkeypatch, tmp_path):
+    """The first page view (any page) starts the model's index load, the release's open and the
+    emotion networks' load on background threads; the statistics and webcam pages then use those,
+    not second ones."""
     from engine.data.prepare import parquet_release, prepare_release
     from engine.recommender.model_store import current_model_dir
     from engine.settings import get_settings
     from pages import _common
 
     monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EMOTION_LOAD", "background")  # as `make run` (tests/conftest.py: on-demand)
     prepare_release(get_settings(), progress=lambda message: None)
     prepared = str(parquet_release(get_settings()))
-    open_page("pages/home.py")  # the home page reads neither
+    open_page("pages/home.py")  # the home page reads none of them
     model = current_model_dir(app_env[0])
-    columnar, index = _common.columnar_loads(), _common.index_loads()
+    columnar, index, networks = _common.columnar_loads(), _common.index_loads(), _common.recognizer_loads()
     assert [key[0] for key in columnar._loads] == [prepared] and [key[0] for key in index._loads] == [str(model)]
+    assert [key[0] for key in networks._loads] == [str(get_settings().emotion_model_dir)]
     release = columnar.get(prepared, _common._manifest_stamp(prepared))
     at = open_page("pages/statistics.py")
     no_exception(at)
     assert _common.columnar_for(prepared) is release and len(columnar._loads) == 1
     assert at.metric[0].label == "Users"
+    recognizer = networks.get(*_common._recognizer_key(get_settings()))
+    at = open_page("pages/emotion.py")
+    no_exception(at)
+    assert _common.load_recognizer() is recognizer and len(networks._loads) == 1
 
 
 def test_home_shows_model_metrics(app_env):

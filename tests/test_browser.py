@@ -98,6 +98,7 @@ def _app_env(real_model, movielens_zip, tmp: Path) -> dict:
         MODEL_DIR=real_model[0],
         RATINGS_DB=tmp / "ratings.sqlite",
         SPARK_CHECKPOINT_DIR=tmp / "ckpt",
+        EMOTION_LOAD="background",  # as `make run` (the AppTests load them on demand: tests/conftest.py)
     )
 
 
