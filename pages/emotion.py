@@ -163,8 +163,13 @@ def analyse_photo(data: bytes, where, key: str, show_image: bool = True) -> None
         show_movies(where, face.label, key=f"{key}_movies")
 
 
+# Every tab but "About the model" is drawn on every run (a live stream keeps running while another tab
+# is open); the model card's charts only while it is open: they would load Plotly (seconds in a fresh
+# browser) for a tab that most visits never open.
 live, photo, upload, manual, about = st.tabs(
-    ["Live webcam", "Take a photo", "Upload a photo", "Choose by hand", "About the model"]
+    ["Live webcam", "Take a photo", "Upload a photo", "Choose by hand", "About the model"],
+    key="mood_tab",
+    on_change="rerun",
 )
 
 with live:
@@ -228,111 +233,120 @@ with manual:
         show_movies(manual, emotion)
 
 with about:
-    try:
-        report = load_report()
-    except ReportError as exc:
-        st.error(str(exc))
-    else:
-        info = report.summary
-        a, b, c = st.columns(3)
-        nets = info["networks"]
-        a.metric(
-            "FER2013 test accuracy",
-            f"{info['accuracy']:.1%}",
-            help=f"{info['n_images']:,} test images never seen in training, each averaged with "
-            "its mirror image as photos are here"
-            + (
-                f"; {info['accuracy_single_pass']:.1%} in one pass"
-                + (" of one network" if nets > 1 else "")
-                + ", as live video runs each frame"
-                if info["accuracy_single_pass"]
-                else ""
-            ),
-        )
-        b.metric(
-            "Parameters",
-            f"{info['parameters'] / 1e6:.2f} M" if info["parameters"] else "—",
-            help=(f"{nets} networks" if nets > 1 else "")
-            + ("; weights stored as float16 (half the file), run as float32" if info["storage"] == "float16" else "")
-            or None,
-        )
-        c.metric(
-            "Training",
-            f"{info['epochs'] or '?'} epochs · {info['training_hours']:.1f} h",
-            help=f"{info['runs']} learning-rate cycle(s)"
-            + (f" over {nets} networks" if nets > 1 else "")
-            + "; hours as measured by the training machine",
-        )
-        starts = (
-            "different random starts and architectures" if len(info["architectures"]) > 1 else "different random starts"
-        )
-        shipped = {
-            "weight_average": "Shipped weights: the average of the last epochs' weights.",
-            "ensemble": f"Shipped: {nets} networks trained from {starts}, their "
-            "answers averaged (live video runs them in turn, one per frame).",
-        }
-        st.caption(
-            "Humans agree with FER2013's labels about 65 % of the time; the best single networks "
-            "reach about 73 %. " + shipped.get(info["shipped"], "")
-        )
-        if nets > 1:
-            st.dataframe(
-                report.networks,
-                hide_index=True,
-                width="stretch",
-                column_config={
-                    "test accuracy": st.column_config.NumberColumn(
-                        format="percent", help="this network alone, face + mirror"
-                    ),
-                    "one pass": st.column_config.NumberColumn(
-                        format="percent", help="this network alone, one pass (live video)"
-                    ),
-                    "parameters": st.column_config.NumberColumn(format="compact"),
-                    "trained with": st.column_config.TextColumn(help="the Keras backend (and device) it trained on"),
-                },
+    if about.open:  # drawn while open only (see the tabs)
+        try:
+            report = load_report()
+        except ReportError as exc:
+            st.error(str(exc))
+        else:
+            info = report.summary
+            a, b, c = st.columns(3)
+            nets = info["networks"]
+            a.metric(
+                "FER2013 test accuracy",
+                f"{info['accuracy']:.1%}",
+                help=f"{info['n_images']:,} test images never seen in training, each averaged with "
+                "its mirror image as photos are here"
+                + (
+                    f"; {info['accuracy_single_pass']:.1%} in one pass"
+                    + (" of one network" if nets > 1 else "")
+                    + ", as live video runs each frame"
+                    if info["accuracy_single_pass"]
+                    else ""
+                ),
             )
-        left, right = st.columns(2)
-        per_class = report.per_class.melt(
-            id_vars=["emotion", "support"], value_vars=["precision", "recall"], var_name="measure"
-        )
-        left.plotly_chart(
-            px.bar(
-                per_class,
-                x="emotion",
-                y="value",
-                color="measure",
-                barmode="group",
-                color_discrete_sequence=SERIES,
-                range_y=[0, 1],
-                title="Per emotion (test)",
-                hover_data=["support"],
-            ),
-            width="stretch",
-        )
-        right.plotly_chart(
-            px.imshow(
-                report.confusion,
-                text_auto=".0%",
-                color_continuous_scale="Blues",
-                zmin=0,
-                zmax=1,
-                title="Confusion (row = true emotion)",
-            ),
-            width="stretch",
-        )
-        if not report.curve.empty:
-            st.plotly_chart(
-                px.line(
-                    report.curve,
-                    x="epoch",
-                    y="accuracy",
-                    color="split",
+            b.metric(
+                "Parameters",
+                f"{info['parameters'] / 1e6:.2f} M" if info["parameters"] else "—",
+                help=(f"{nets} networks" if nets > 1 else "")
+                + (
+                    "; weights stored as float16 (half the file), run as float32"
+                    if info["storage"] == "float16"
+                    else ""
+                )
+                or None,
+            )
+            c.metric(
+                "Training",
+                f"{info['epochs'] or '?'} epochs · {info['training_hours']:.1f} h",
+                help=f"{info['runs']} learning-rate cycle(s)"
+                + (f" over {nets} networks" if nets > 1 else "")
+                + "; hours as measured by the training machine",
+            )
+            starts = (
+                "different random starts and architectures"
+                if len(info["architectures"]) > 1
+                else "different random starts"
+            )
+            shipped = {
+                "weight_average": "Shipped weights: the average of the last epochs' weights.",
+                "ensemble": f"Shipped: {nets} networks trained from {starts}, their "
+                "answers averaged (live video runs them in turn, one per frame).",
+            }
+            st.caption(
+                "Humans agree with FER2013's labels about 65 % of the time; the best single networks "
+                "reach about 73 %. " + shipped.get(info["shipped"], "")
+            )
+            if nets > 1:
+                st.dataframe(
+                    report.networks,
+                    hide_index=True,
+                    width="stretch",
+                    column_config={
+                        "test accuracy": st.column_config.NumberColumn(
+                            format="percent", help="this network alone, face + mirror"
+                        ),
+                        "one pass": st.column_config.NumberColumn(
+                            format="percent", help="this network alone, one pass (live video)"
+                        ),
+                        "parameters": st.column_config.NumberColumn(format="compact"),
+                        "trained with": st.column_config.TextColumn(
+                            help="the Keras backend (and device) it trained on"
+                        ),
+                    },
+                )
+            left, right = st.columns(2)
+            per_class = report.per_class.melt(
+                id_vars=["emotion", "support"], value_vars=["precision", "recall"], var_name="measure"
+            )
+            left.plotly_chart(
+                px.bar(
+                    per_class,
+                    x="emotion",
+                    y="value",
+                    color="measure",
+                    barmode="group",
                     color_discrete_sequence=SERIES,
-                    line_dash="run",
-                    title="Training curve (all runs)",
+                    range_y=[0, 1],
+                    title="Per emotion (test)",
+                    hover_data=["support"],
                 ),
                 width="stretch",
             )
+            right.plotly_chart(
+                px.imshow(
+                    report.confusion,
+                    text_auto=".0%",
+                    color_continuous_scale="Blues",
+                    zmin=0,
+                    zmax=1,
+                    title="Confusion (row = true emotion)",
+                ),
+                width="stretch",
+            )
+            if not report.curve.empty:
+                st.plotly_chart(
+                    px.line(
+                        report.curve,
+                        x="epoch",
+                        y="accuracy",
+                        color="split",
+                        color_discrete_sequence=SERIES,
+                        line_dash="run",
+                        title="Training curve (all runs)",
+                    ),
+                    width="stretch",
+                )
 
 # Last: while the camera plays this loop holds the script, so every other tab is drawn first.
 with live:

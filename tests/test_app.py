@@ -601,6 +601,9 @@ def test_emotion_model_card(app_env, monkeypatch, tmp_path):
     metrics = json.loads((REPO / "models/emotion/metrics.json").read_text())
     at = open_page("pages/emotion.py")
     no_exception(at)
+    # The card's tab is drawn only while open (its charts would load Plotly on every visit).
+    assert not at.metric and not at.get("plotly_chart")
+    at = open_about(at)
     shown = {m.label: m.value for m in at.metric}
     assert shown["FER2013 test accuracy"] == f"{metrics['accuracy']:.1%}"
     assert len(at.get("plotly_chart")) >= 3  # per class, confusion, training curve
@@ -618,9 +621,16 @@ def test_emotion_model_card(app_env, monkeypatch, tmp_path):
     import streamlit as st
 
     st.cache_resource.clear()
-    at = open_page("pages/emotion.py")
-    no_exception(at)
+    at = open_about(open_page("pages/emotion.py"))
     assert any("metrics.json, line 2: not valid JSON" in e.value for e in at.error)
+
+
+def open_about(at: AppTest) -> AppTest:
+    """The webcam page with its "About the model" tab open (as a click on it sets the tabs' state)."""
+    at.session_state["mood_tab"] = "About the model"
+    at.run()
+    no_exception(at)
+    return at
 
 
 @pytest.mark.parametrize(
