@@ -265,8 +265,8 @@ def test_ensemble_averages_its_networks_and_live_video_takes_turns(tmp_path, hap
 
 
 def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys):
-    from engine.emotion import lite
-    from engine.emotion.ensemble import build_ensemble
+    from engine.emotion import lite, model_file
+    from engine.emotion.ensemble import MEMBER_PREFIX, build_ensemble
 
     a, b = _two_nets(tmp_path)
     folder = tmp_path / "emotion"
@@ -281,8 +281,12 @@ def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys)
     assert emotion_cli.main(["prepare", "--model", str(tmp_path / "nowhere")]) == 3
     assert "No emotion model at" in capsys.readouterr().err
     cache = tmp_path / "data" / "litert-cache"
-    names = sorted(p.name for p in cache.iterdir())
+    names = sorted(p.name for p in cache.glob("*.tflite"))
     assert [n.split("-")[1] for n in names] == ["net0", "net1"]
+    [about] = cache.glob("*.json")  # what a load needs to run them without Keras
+    recorded = json.loads(about.read_text())
+    assert recorded["networks"] == 2 and recorded["outputs"] == 7
+    assert [name.startswith(MEMBER_PREFIX) for name in recorded["names"]] == [True, True]
     rec = EmotionRecognizer.load(folder)
     assert rec.n_members == 2 and rec.runtime == "litert"
     x = faces[..., None].astype(np.float32)
@@ -295,10 +299,32 @@ def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys)
     def no_conversion(model):
         raise AssertionError("converted again despite the cache")
 
+    def no_keras(path):
+        raise AssertionError("the Keras file was loaded despite the cache")
+
+    read_keras = model_file.load_model
     monkeypatch.setattr(lite, "to_litert", no_conversion)
+    monkeypatch.setattr(model_file, "load_model", no_keras)
     again = EmotionRecognizer.load(folder)
-    assert again.runtime == "litert"
+    assert again.runtime == "litert" and again.n_members == 2
     np.testing.assert_allclose(again.classify(faces), rec.classify(faces), atol=1e-6)
+    np.testing.assert_allclose(again.classify(faces, False, member=1), b.predict(x, verbose=0), atol=1e-5)
+    monkeypatch.setattr(model_file, "load_model", read_keras)
+    assert again.model.name == rec.model.name  # the Keras model is read when asked for
+    # ... nor import Keras or TensorFlow (a server's first webcam visit: seconds and memory saved) ...
+    check = (
+        "import sys; from engine.emotion.detector import EmotionRecognizer as R; r = R.load(sys.argv[1]); "
+        "print(r.runtime, r.n_members, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, str(folder)],
+        env=cli_env(ENGINE_DATA_DIR=tmp_path / "data"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["litert", "2", "False", "False"], done.stderr[-2000:]
     # ... a damaged cache file is converted again and replaced ...
     monkeypatch.setattr(lite, "to_litert", convert)
     damaged = next(p for p in cache.iterdir() if "-net0-" in p.name)
@@ -309,7 +335,7 @@ def test_litert_conversions_are_cached_by_content(tmp_path, monkeypatch, capsys)
     # ... and another model file gets conversions of its own.
     build_ensemble([b, a]).save(folder / "emotion.keras")
     swapped = EmotionRecognizer.load(folder)
-    assert len(list(cache.iterdir())) == 4
+    assert len(list(cache.glob("*.tflite"))) == 4 and len(list(cache.glob("*.json"))) == 2
     np.testing.assert_allclose(
         swapped.classify(faces, False, member=0), rec.classify(faces, False, member=1), atol=1e-6
     )

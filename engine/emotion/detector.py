@@ -34,7 +34,7 @@ import numpy as np
 from .dataset import EMOTIONS, IMAGE_SIZE
 from .faces import FaceDetector, FaceTracker
 from .images import crop_face, to_gray
-from .lite import cache_keys, compile_networks, runtime_of
+from .lite import cache_keys, cached_networks, compile_networks, record_networks, runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,28 @@ class EmotionRecognizer:
         labels: tuple[str, ...] = EMOTIONS,
         detector: FaceDetector | None = None,
         model_file: Path | None = None,
+        networks: list | None = None,
     ):
         """``model_file``: the file ``model`` was loaded from (None: built in memory); its
-        networks' LiteRT conversions are then cached on disk (:mod:`engine.emotion.lite`)."""
-        from .ensemble import members_of
-
-        self.model = model
+        networks' LiteRT conversions are then cached on disk (:mod:`engine.emotion.lite`).
+        ``networks``: the compiled networks themselves (``model`` None), as :meth:`load` reads
+        them from that cache without Keras."""
+        self._model, self._model_file = model, model_file
         self.labels = tuple(labels)
         self.detector = detector or FaceDetector()
-        # An ensemble runs as its networks, each compiled on its own (live video may take them
-        # in turn), their scores averaged here as the ensemble's last layer does: one conversion
-        # per network instead of one more for the whole.
-        members = members_of(model)
-        self._member_forward = compile_networks(members, cache_keys(model_file, len(members)) if model_file else None)
+        if networks is not None:
+            self._member_forward = list(networks)
+        else:
+            from .ensemble import members_of
+
+            # An ensemble runs as its networks, each compiled on its own (live video may take them
+            # in turn), their scores averaged here as the ensemble's last layer does: one conversion
+            # per network instead of one more for the whole.
+            members = members_of(model)
+            keys = cache_keys(model_file, len(members)) if model_file else None
+            self._member_forward = compile_networks(members, keys)
+            if model_file and all(runtime_of(f) == "litert" for f in self._member_forward):
+                record_networks(model_file, [m.name for m in members], int(model.output_shape[-1]))
         if len(self._member_forward) == 1:
             self._forward = self._member_forward[0]
         else:
@@ -87,6 +96,16 @@ class EmotionRecognizer:
         self.classify(blank)  # plan the buffers now, not on frame 1
         for k in range(1, len(self._member_forward)):
             self.classify(blank, False, member=k)
+
+    @property
+    def model(self):
+        """The Keras model (loaded now from its file when the networks came from the LiteRT cache:
+        serving never needs it, evaluation and benchmarks may)."""
+        if self._model is None:
+            from .model_file import load_model
+
+            self._model = load_model(self._model_file)
+        return self._model
 
     @property
     def n_members(self) -> int:
@@ -106,14 +125,6 @@ class EmotionRecognizer:
                 "restore it with git, or train one with "
                 "`python -m engine.emotion train --data fer2013.zip`."
             )
-        from .model_file import load_model
-
-        try:
-            model = load_model(path)
-        except Exception as exc:  # Keras raises many types for a damaged archive
-            raise RuntimeError(
-                f"{path} could not be loaded ({type(exc).__name__}: {exc}). Restore it with git or retrain."
-            ) from exc
         labels = EMOTIONS
         metrics = folder / METRICS_FILE
         try:
@@ -123,11 +134,29 @@ class EmotionRecognizer:
         except (ValueError, AttributeError) as exc:
             # Training always writes the outputs in EMOTIONS order; the file only documents it.
             logging.getLogger(__name__).warning("%s unreadable (%s): using the standard labels", metrics, exc)
-        if len(labels) != model.output_shape[-1]:
+
+        def check(outputs: int) -> None:
+            if len(labels) != outputs:
+                raise RuntimeError(
+                    f"{metrics} lists {len(labels)} labels but {path} has {outputs} outputs. "
+                    "Restore both files with git."
+                )
+
+        if get_settings().emotion_runtime == "litert":
+            cached = cached_networks(path)  # no Keras, no TensorFlow: the conversions of an earlier load
+            if cached is not None:
+                networks, outputs = cached
+                check(outputs)
+                return cls(None, labels, model_file=path, networks=networks)
+        from .model_file import load_model
+
+        try:
+            model = load_model(path)
+        except Exception as exc:  # Keras raises many types for a damaged archive
             raise RuntimeError(
-                f"{metrics} lists {len(labels)} labels but {path} has "
-                f"{model.output_shape[-1]} outputs. Restore both files with git."
-            )
+                f"{path} could not be loaded ({type(exc).__name__}: {exc}). Restore it with git or retrain."
+            ) from exc
+        check(model.output_shape[-1])
         return cls(model, labels, model_file=path)
 
     def classify(self, faces: np.ndarray, flip_average: bool = True, member: int | None = None) -> np.ndarray:

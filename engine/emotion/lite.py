@@ -13,7 +13,9 @@ back when the child exits, and a converter that crashes cannot take the app's se
 down with it (the recognizer then falls back to TensorFlow). Networks loaded from a
 file keep their conversion in ``<ENGINE_DATA_DIR>/litert-cache``, named by the sha256
 of the model file, the network's place in it and the versions that converted it, so
-the next start skips it; a damaged or missing cache file is simply converted again. An interpreter is
+the next start skips it; a damaged or missing cache file is simply converted again. Beside them a
+small JSON says how many networks the file holds: a later load then runs the cached conversions
+without importing Keras or TensorFlow at all (:func:`cached_networks`). An interpreter is
 not thread-safe, and live video calls from a WebRTC worker thread while photos are
 analysed in the page's thread, so every call holds the network's lock.
 
@@ -26,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -66,15 +69,62 @@ def to_litert(models: list) -> list[bytes]:
         return [path.with_suffix(".tflite").read_bytes() for path in paths]
 
 
+def _version(*distributions: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in distributions:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "none"
+
+
+def _cache_names(model_file: Path) -> tuple[str, str]:
+    """(content digest, converter versions) of a model file's cache names, read without importing
+    Keras or TensorFlow (their installed versions are the packages' metadata)."""
+    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]  # read once for all
+    tf_version = _version("tensorflow", "tensorflow-cpu")
+    return digest, f"keras{_version('keras')}-tf{tf_version}-litert{_version('ai-edge-litert')}"
+
+
 def cache_keys(model_file: Path, networks: int) -> list[str]:
     """The cache names of a model file's networks: its content, their place, the converter's versions."""
-    import keras
-    import tensorflow as tf
-    from ai_edge_litert import __version__ as litert_version
-
-    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:20]  # read once for all
-    versions = f"keras{keras.__version__}-tf{tf.__version__}-litert{litert_version}"
+    digest, versions = _cache_names(model_file)
     return [f"{digest}-net{k}-{versions}" for k in range(networks)]
+
+
+def _cache_dir() -> Path:
+    from ..settings import get_settings
+
+    return get_settings().data_dir / CACHE_DIR
+
+
+def record_networks(model_file: Path, names: list[str], outputs: int) -> None:
+    """Note beside the cached conversions what a load needs to run them without Keras: how many
+    networks the file holds, their names and their number of outputs (see :func:`cached_networks`)."""
+    digest, versions = _cache_names(model_file)
+    about = json.dumps({"networks": len(names), "names": names, "outputs": outputs})
+    _store(_cache_dir() / f"{digest}-{versions}.json", about.encode())
+
+
+def cached_networks(model_file: Path) -> tuple[list[LiteNetwork], int] | None:
+    """(interpreters, outputs) of a model file's networks straight from the cache, without loading
+    Keras or TensorFlow (~4 s and hundreds of MB of a server's memory): when an earlier load of the
+    same file with the same versions recorded them and every conversion is there and readable;
+    otherwise None (the caller loads the file, converting what is missing)."""
+    digest, versions = _cache_names(model_file)
+    cache = _cache_dir()
+    try:
+        about = json.loads((cache / f"{digest}-{versions}.json").read_text())
+        names, outputs = list(about["names"]), int(about["outputs"])
+        return [
+            LiteNetwork((cache / f"{digest}-net{k}-{versions}.tflite").read_bytes(), name)
+            for k, name in enumerate(names)
+        ], outputs
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # missing, damaged: the full load
+        log.info("LiteRT cache of %s not usable on its own (%s): loading the model file", model_file, exc)
+        return None
 
 
 class LiteNetwork:
@@ -104,9 +154,7 @@ class LiteNetwork:
 
 def _lite_networks(models: list, keys: list[str | None]) -> list[LiteNetwork]:
     """Interpreters for ``models``: cached conversions where ``keys`` name good ones, the rest converted."""
-    from ..settings import get_settings
-
-    cache = get_settings().data_dir / CACHE_DIR
+    cache = _cache_dir()
     nets: list[LiteNetwork | None] = [None] * len(models)
     for i, key in enumerate(keys):
         file = cache / f"{key}.tflite" if key else None
