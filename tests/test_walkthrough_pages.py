@@ -182,6 +182,9 @@ def test_training_curves_and_per_emotion_bars_have_distinct_colours(app_env):  #
     (its placeholders "#000001", "#000002"), so train and validation looked alike."""
     at = open_page("pages/emotion.py", timeout=120)
     no_exception(at)
+    at.session_state["mood_tab"] = "About the model"  # the card's charts are drawn while it is open
+    at.run()
+    no_exception(at)
     figures = {f["layout"]["title"]["text"]: f for f in _figures(at) if f["layout"].get("title")}
     curve, bars = figures["Training curve (all runs)"], figures["Per emotion (test)"]
     by_split = {t["legendgroup"].split(",")[0]: t["line"]["color"] for t in curve["data"]}
