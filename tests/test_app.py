@@ -382,7 +382,28 @@ def test_statistics_tables(app_env):
         )
         for c in captions
     ), captions
-    assert len(at.get("plotly_chart")) == 8  # all ratings given in 2001: no genres-over-the-years chart
+    # The charts are in three tabs, each drawn while open; all ratings given in 2001: no genres-over-the-years chart.
+    titles = {}
+    for tab in ("Ratings", "Genres and years", "Tags"):
+        at.session_state["stats_tab"] = tab
+        at.run()
+        no_exception(at)
+        titles[tab] = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert titles == {
+        "Ratings": [
+            "Ratings per user (logarithmic bins)",
+            "Ratings per movie (logarithmic bins)",
+            "Rating values",
+            "How concentrated the ratings are (Lorenz curve)",
+        ],
+        "Genres and years": [
+            "Movies per genre, coloured by mean rating",
+            "Movies per release decade, coloured by mean rating",
+            "Ratings per year",
+        ],
+        "Tags": ["Top tags"],
+    }, titles
+    assert at.dataframe, "the most- and best-rated tables stay under every tab"
     at.slider(key="stats_min").set_value(5).run()
     assert len(at.dataframe) == 2
 
@@ -440,6 +461,8 @@ def test_statistics_of_titles_without_years(app_env, monkeypatch, tmp_path):
     at = open_page("pages/statistics.py")
     no_exception(at)
     assert not at.error and not any(s.label == "Released" for s in at.sidebar.slider)
+    at.session_state["stats_tab"] = "Genres and years"
+    at.run()
     assert any("No movie in this slice has a year in its title." in i.value for i in at.info)
     at.sidebar.multiselect(key="slice_genres").set_value(["Comedy"])
     at.sidebar.button(key="slice_apply").click().run()

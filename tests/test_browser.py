@@ -249,14 +249,23 @@ def test_every_page_renders(server, playwright, width):
         page.get_by_text(ready).first.wait_for(timeout=120000)
         _wait_idle(page, timeout=120000)
         TIMINGS[f"first_render_s@{width}"][path] = round(time.perf_counter() - t0, 2)
-        if path == "statistics":  # nine Plotly charts, drawn (not left as skeletons)
+        if path == "statistics":  # nine Plotly charts in three tabs, each tab's drawn (not skeletons) when opened
             titles = page.locator("[data-testid=stPlotlyChart] .gtitle").all_text_contents()
             assert (
-                len(titles) == 9
+                len(titles) == 4
                 and "How concentrated the ratings are (Lorenz curve)" in titles
                 and "Ratings per user (logarithmic bins)" in titles
             ), titles
-            assert "Movies per release decade, coloured by mean rating" in titles, titles
+            for tab, count, title in (
+                ("Genres and years", 4, "Movies per release decade, coloured by mean rating"),
+                ("Tags", 1, "Top tags"),
+            ):
+                page.get_by_role("tab", name=tab).click()
+                _wait_idle(page, timeout=120000)
+                titles = page.locator("[data-testid=stPlotlyChart] .gtitle").all_text_contents()
+                assert len(titles) == count and title in titles, (tab, titles)
+            page.get_by_role("tab", name="Ratings").click()
+            _wait_idle(page, timeout=120000)
         assert "Traceback" not in page.locator("body").inner_text()
         assert_no_error(page)
         page.screenshot(path=str(SHOTS / f"{path}-{width}.png"), full_page=True)

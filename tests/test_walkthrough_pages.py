@@ -165,7 +165,13 @@ def test_statistics_colours_read_on_dark_and_light(spread_release):
     and series in one chart differ."""
     at = _statistics(genres="Comedy")
     no_exception(at)
-    figures = _figures(at)
+    figures = []
+    for tab in ("Ratings", "Genres and years", "Tags"):  # each tab's charts are drawn while it is open
+        at.session_state["stats_tab"] = tab
+        at.run()
+        no_exception(at)
+        figures += _figures(at)
+    assert any(f["layout"]["title"]["text"].startswith("Movies per genre") for f in figures)  # tab 2 read too
     colours = [c for f in figures for c in _colours(f)]
     assert colours
     dark_bg, white = _luminance("#0f1117"), 1.0
