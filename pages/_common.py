@@ -16,6 +16,7 @@ import streamlit as st
 
 from engine.data.movielens import NO_GENRES, DataError, load_movielens, readable_title
 from engine.data.prepare import parquet_release
+from engine.data.stats import EmptySlice
 from engine.data.stats_columnar import ColumnarRelease
 from engine.jobs import AdminGate, JobBusy, JobSlot
 from engine.people.user_ratings import RatingStore
@@ -223,7 +224,16 @@ def _manifest_stamp(folder: str | Path) -> float:
 @st.cache_resource
 def columnar_loads() -> BackgroundLoads[ColumnarRelease]:
     """The server's opened prepared releases (the newest 2 kept), opened on background threads."""
-    return BackgroundLoads(ColumnarRelease, keep=2, name="release-open")
+    return BackgroundLoads(_open_release, keep=2, name="release-open")
+
+
+def _open_release(folder: str) -> ColumnarRelease:
+    release = ColumnarRelease(folder)
+    try:
+        release.stats()  # the whole release's figures, which the statistics page's first visit shows (kept)
+    except EmptySlice:
+        pass  # the page says so
+    return release
 
 
 def columnar_for(folder: str) -> ColumnarRelease:

@@ -248,7 +248,7 @@ with friendly_errors("Loading the dataset"):
     # The charts in three tabs, each drawn only while open: all nine at once took ~3 s to draw in a
     # fresh browser on a 2-core machine (Plotly), at any size of data.
     ratings_tab, genres_tab, tags_tab = st.tabs(
-        ["Ratings", "Genres and years", "Tags"], key="stats_tab", on_change="rerun"
+        ["Ratings", "Genres and years", "Popularity and tags"], key="stats_tab", on_change="rerun"
     )
     if ratings_tab.open:
         with ratings_tab:
@@ -277,9 +277,8 @@ with friendly_errors("Loading the dataset"):
                     f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, min {m['min']:,}, max {m['max']:,} ratings."
                 )
 
-            left, right = st.columns(2)
             if part.everything:
-                fig = px.bar(s.rating_values, x="rating", y="count", title="Rating values", height=440)
+                fig = px.bar(s.rating_values, x="rating", y="count", title="Rating values", height=380)
             else:  # shares side by side: does this slice rate higher or lower than everyone?
                 both = pd.concat(
                     [s.rating_values.assign(of="this slice"), whole.rating_values.assign(of="all ratings")]
@@ -291,7 +290,7 @@ with friendly_errors("Loading the dataset"):
                     y="share",
                     color="of",
                     barmode="group",
-                    height=440,
+                    height=380,
                     color_discrete_sequence=SERIES,
                     title="Rating values: this slice against all ratings",
                     hover_data={"count": ":,"},
@@ -300,48 +299,12 @@ with friendly_errors("Loading the dataset"):
                 fig.update_yaxes(tickformat=".0%")
                 fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
             fig.update_xaxes(dtick=0.5)
-            left.plotly_chart(fig, width="stretch")
+            st.plotly_chart(fig, width="stretch")
             if not part.everything:
                 mean = lambda values: (values["rating"] * values["count"]).sum() / values["count"].sum()
-                left.caption(
+                st.caption(
                     f"Mean rating {mean(s.rating_values):.2f} in this slice, {mean(whole.rating_values):.2f} over all ratings."
                 )
-            curve, _ = concentration(s.ratings_per_movie)
-            spread = s.concentration()
-            gini, top10 = spread["gini"], spread["top_10_percent_share"]
-            fig = px.area(
-                curve,
-                x="share_of_items",
-                y="share_of_ratings",
-                height=440,
-                title="How concentrated the ratings are (Lorenz curve)",
-                labels={
-                    "share_of_items": "the most-rated share of rated movies",
-                    "share_of_ratings": "share of all ratings they hold",
-                },
-            )
-            fig.add_scatter(
-                x=[0, 1],
-                y=[0, 1],
-                mode="lines",
-                line=dict(dash="dot", color="grey"),
-                name="every movie rated equally",
-                hoverinfo="skip",
-            )
-            fig.update_xaxes(tickformat=".0%")
-            fig.update_yaxes(tickformat=".0%")
-            fig.update_layout(showlegend=False)
-            fig.update_traces(
-                hovertemplate="the top %{x:.0%} of movies hold %{y:.1%} of ratings<extra></extra>",
-                selector=dict(type="scatter", fill="tozeroy"),
-            )
-            right.plotly_chart(fig, width="stretch")
-            right.caption(
-                f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini coefficient "
-                f"{gini:.2f} (0: every movie rated as often, 1: one movie has them all). This long tail is "
-                "why the recommendations page offers a minimum number of ratings."
-            )
-
     if genres_tab.open:
         with genres_tab:
             left, right = st.columns(2)
@@ -416,6 +379,42 @@ with friendly_errors("Loading the dataset"):
 
     if tags_tab.open:
         with tags_tab:
+            left, right = st.columns(2)
+            curve, _ = concentration(s.ratings_per_movie)
+            spread = s.concentration()
+            gini, top10 = spread["gini"], spread["top_10_percent_share"]
+            fig = px.area(
+                curve,
+                x="share_of_items",
+                y="share_of_ratings",
+                height=440,
+                title="How concentrated the ratings are (Lorenz curve)",
+                labels={
+                    "share_of_items": "the most-rated share of rated movies",
+                    "share_of_ratings": "share of all ratings they hold",
+                },
+            )
+            fig.add_scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                line=dict(dash="dot", color="grey"),
+                name="every movie rated equally",
+                hoverinfo="skip",
+            )
+            fig.update_xaxes(tickformat=".0%")
+            fig.update_yaxes(tickformat=".0%")
+            fig.update_layout(showlegend=False)
+            fig.update_traces(
+                hovertemplate="the top %{x:.0%} of movies hold %{y:.1%} of ratings<extra></extra>",
+                selector=dict(type="scatter", fill="tozeroy"),
+            )
+            left.plotly_chart(fig, width="stretch")
+            left.caption(
+                f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini coefficient "
+                f"{gini:.2f} (0: every movie rated as often, 1: one movie has them all). This long tail is "
+                "why the recommendations page offers a minimum number of ratings."
+            )
             height = max(450, 22 * len(s.top_tags) + 120)
             if len(s.top_tags):
                 fig = px.bar(
@@ -427,9 +426,9 @@ with friendly_errors("Loading the dataset"):
                     height=height,
                 )
                 fig.update_yaxes(dtick=1)
-                st.plotly_chart(fig, width="stretch")
+                right.plotly_chart(fig, width="stretch")
             else:
-                st.info("No tags in this slice." if not part.everything else "This dataset has no tags.")
+                right.info("No tags in this slice." if not part.everything else "This dataset has no tags.")
 
     st.subheader("Most-rated and best-rated movies")
     # Tabs, each table the page's full width: side by side at 1280 px, Genres and the links were cut off.

@@ -166,7 +166,7 @@ def test_statistics_colours_read_on_dark_and_light(spread_release):
     at = _statistics(genres="Comedy")
     no_exception(at)
     figures = []
-    for tab in ("Ratings", "Genres and years", "Tags"):  # each tab's charts are drawn while it is open
+    for tab in ("Ratings", "Genres and years", "Popularity and tags"):  # each tab's charts are drawn while it is open
         at.session_state["stats_tab"] = tab
         at.run()
         no_exception(at)

@@ -85,6 +85,7 @@ class ColumnarRelease:
         self._tag_movie[known] = self._position(tags.loc[known, ITEM].to_numpy())
         self._tag_time = tags["timestamp"].to_numpy(np.int64)
         self._ratings = None  # per-rating arrays, read at the first slice by genre or release year
+        self._whole = None  # stats() of everything, once computed
         self._lock = threading.Lock()
         users = self._query("SELECT * FROM {user_years}")
         self._user = np.unique(users[USER].to_numpy(), return_inverse=True)[1].ravel()
@@ -163,6 +164,9 @@ class ColumnarRelease:
     def stats(self, part: Slice | None = None, top_tags: int = 20) -> DatasetStats:
         """:func:`engine.data.stats.compute_stats` of ``part`` (everything when None), from the Parquet."""
         part = part or Slice()
+        whole = part.everything and top_tags == 20  # the figures every first visit shows: kept
+        if whole and self._whole is not None:
+            return self._whole
         movies = self.movies_of(part)
         rows = self._rows(part, movies)
         movie_sums = self._movie_sums(rows)
@@ -211,7 +215,7 @@ class ColumnarRelease:
         per_user = self._users(part, movies)
         per_movie = movie_sums["n"]
         genres = self.genres[self.genres[ITEM].isin(movies[ITEM])]
-        return DatasetStats(
+        result = DatasetStats(
             counts=_counts(
                 int(per_user["users"].sum()),
                 len(movies),
@@ -230,6 +234,9 @@ class ColumnarRelease:
             release_decades=_movie_decades(movies, movie_sums, movies["year"]),
             genre_years=genre_years,
         )
+        if whole:
+            self._whole = result
+        return result
 
     def _tag_counts(self, part: Slice, movies: pd.DataFrame) -> pd.DataFrame:
         """``tag`` (lower case), ``count`` of the slice's tags (of its movies, given in its years)."""
