@@ -16,7 +16,6 @@ import streamlit as st
 
 from engine.data.movielens import NO_GENRES, DataError, load_movielens, readable_title
 from engine.data.prepare import parquet_release
-from engine.data.stats import EmptySlice
 from engine.data.stats_columnar import ColumnarRelease
 from engine.jobs import AdminGate, JobBusy, JobSlot
 from engine.people.user_ratings import RatingStore
@@ -229,10 +228,7 @@ def columnar_loads() -> BackgroundLoads[ColumnarRelease]:
 
 def _open_release(folder: str) -> ColumnarRelease:
     release = ColumnarRelease(folder)
-    try:
-        release.stats()  # the whole release's figures, which the statistics page's first visit shows (kept)
-    except EmptySlice:
-        pass  # the page says so
+    release.warm()  # the whole release's figures and the arrays of a first slice by genre
     return release
 
 

@@ -90,6 +90,7 @@ def test_first_page_view_opens_the_index_the_prepared_release_and_the_emotion_mo
     assert [key[0] for key in networks._loads] == [str(get_settings().emotion_model_dir)]
     release = columnar.get(prepared, _common._manifest_stamp(prepared))
     assert release._whole is not None and release.stats() is release._whole  # computed in the background
+    assert release._ratings is not None  # read in the background too (a first slice by genre needs them)
     at = open_page("pages/statistics.py")
     no_exception(at)
     assert _common.columnar_for(prepared) is release and len(columnar._loads) == 1

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import calendar
+import logging
 import threading
 import zipfile
 from pathlib import Path
@@ -38,6 +39,8 @@ from .movielens import GENRES, ITEM, NO_GENRES, RATING, TITLE, USER, DataError, 
 from .parquet_convert import STARS
 from .prepare import read_manifest
 from .stats import DatasetStats, EmptySlice, Slice, _counts, _genre_table, _movie_decades, rank_movies
+
+log = logging.getLogger(__name__)
 
 _STAR_COLS = [f"r{k}" for k in range(1, 11)]
 
@@ -252,6 +255,17 @@ class ColumnarRelease:
         return pd.DataFrame(
             {"tag": np.asarray(self._tag_names, dtype=object)[used], "count": counts[used].astype(np.int64)}
         )
+
+    def warm(self) -> None:
+        """Compute the whole release's figures and read the per-rating arrays now: the app calls
+        this on a background thread at its first page view, so that neither the statistics page's
+        first visit nor its first slice by genre waits for them. Quiet: a damaged prepared folder is
+        reported by the query that needs it."""
+        try:
+            self.stats()
+            self._rating_arrays()
+        except (EmptySlice, DataError) as exc:
+            log.info("%s: not warmed (%s)", self.folder, exc)
 
     def _rating_arrays(self) -> dict:
         """Per rating, in userId order: the movie's row and the year rated (offset); where each user starts.
