@@ -432,25 +432,28 @@ with friendly_errors("Loading the dataset"):
 
     st.subheader("Most-rated and best-rated movies")
     # Tabs, each table the page's full width: side by side at 1280 px, Genres and the links were cut off.
-    most_tab, best_tab = st.tabs(["Most rated", "Best rated"])
-    most_tab.dataframe(
-        for_display(top_for(location, part, "count", 1, folder)),
-        hide_index=True,
-        width="stretch",
-        column_config=TOP_COLUMNS,
-        column_order=TOP_ORDER,
-    )
-    min_ratings = best_tab.slider(
-        "Best-rated: minimum number of ratings", 1, 300, 50, step=5, key="stats_min", persist_state="session"
-    )
-    best_tab.caption(f"Best rated (at least {min_ratings} ratings)")
-    best = top_for(location, part, "mean", min_ratings, folder)
-    if best.empty:
-        best_tab.info(f"No movie in this slice has {min_ratings} ratings. Lower the minimum above.")
-    else:
-        best_tab.dataframe(
-            for_display(best), hide_index=True, width="stretch", column_config=TOP_COLUMNS, column_order=TOP_ORDER
+    # Each table drawn while its tab is open, as the charts are.
+    most_tab, best_tab = st.tabs(["Most rated", "Best rated"], key="stats_table", on_change="rerun")
+    if most_tab.open:
+        most_tab.dataframe(
+            for_display(top_for(location, part, "count", 1, folder)),
+            hide_index=True,
+            width="stretch",
+            column_config=TOP_COLUMNS,
+            column_order=TOP_ORDER,
         )
+    if best_tab.open:
+        min_ratings = best_tab.slider(
+            "Best-rated: minimum number of ratings", 1, 300, 50, step=5, key="stats_min", persist_state="session"
+        )
+        best_tab.caption(f"Best rated (at least {min_ratings} ratings)")
+        best = top_for(location, part, "mean", min_ratings, folder)
+        if best.empty:
+            best_tab.info(f"No movie in this slice has {min_ratings} ratings. Lower the minimum above.")
+        else:
+            best_tab.dataframe(
+                for_display(best), hide_index=True, width="stretch", column_config=TOP_COLUMNS, column_order=TOP_ORDER
+            )
 
 with st.expander("Where the data comes from"):
     st.caption("The server reads the release from `MOVIELENS_DATA`:")
