@@ -257,10 +257,17 @@ def test_every_page_renders(server, playwright, width):
                 ("Popularity and tags", 2, "How concentrated the ratings are (Lorenz curve)"),
             ):
                 page.get_by_role("tab", name=tab).click()
+                page.wait_for_function(  # the rerun that draws the tab's charts has reached the page
+                    """title => [...document.querySelectorAll('[data-testid=stPlotlyChart] .gtitle')]
+                                   .some(e => e.textContent === title)""",
+                    arg=title,
+                    timeout=120000,
+                )
                 _wait_idle(page, timeout=120000)
                 titles = page.locator("[data-testid=stPlotlyChart] .gtitle").all_text_contents()
                 assert len(titles) == count and title in titles, (tab, titles)
             page.get_by_role("tab", name="Ratings").click()
+            page.locator("[data-testid=stPlotlyChart] .gtitle", has_text="Ratings per user").wait_for(timeout=120000)
             _wait_idle(page, timeout=120000)
         assert "Traceback" not in page.locator("body").inner_text()
         assert_no_error(page)
