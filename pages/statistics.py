@@ -2,8 +2,6 @@
 
 import json
 
-import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from engine.data.prepare import parquet_release, prepare_release, release_bytes
@@ -11,9 +9,7 @@ from engine.data.stats import (
     EmptySlice,
     Slice,
     compute_stats,
-    concentration,
     dataset_label,
-    log_binned,
     parse_years,
     slice_bounds,
     slice_data,
@@ -22,10 +18,8 @@ from engine.data.stats import (
     top_movies,
 )
 from engine.settings import get_settings
-from pages._charts import SCALE, SERIES
 from pages._common import (
     MOVIE_COLUMNS,
-    chart_text,
     columnar_for,
     entered_page,
     for_display,
@@ -34,6 +28,7 @@ from pages._common import (
     md_escape,
     through_navigation,
 )
+from pages._stats_charts import BUILDERS, TABS
 
 through_navigation()  # first: a deep link into a fresh server runs through streamlit_app.py
 
@@ -48,6 +43,15 @@ def stats_for(location: str, part: Slice = Slice(), folder: str = ""):
     if folder:
         return columnar_for(folder).stats(part)
     return compute_stats(load_data(location), part=part)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def charts_for(tab: str, location: str, part: Slice, folder: str) -> dict:
+    """The figures of one chart tab for one slice, built once and shared by every session: Plotly
+    Express takes ~50 ms a figure (0.4 s for the server's first), on every rerun before this.
+    ``st.plotly_chart`` only reads a Figure, so one object serves everyone."""
+    whole = stats_for(location, folder=folder)
+    return BUILDERS[tab](stats_for(location, part, folder) if not part.everything else whole, whole, part)
 
 
 @st.cache_data(show_spinner=False)
@@ -247,59 +251,18 @@ with friendly_errors("Loading the dataset"):
 
     # The charts in three tabs, each drawn only while open: all nine at once took ~3 s to draw in a
     # fresh browser on a 2-core machine (Plotly), at any size of data.
-    ratings_tab, genres_tab, tags_tab = st.tabs(
-        ["Ratings", "Genres and years", "Popularity and tags"], key="stats_tab", on_change="rerun"
-    )
+    ratings_tab, genres_tab, tags_tab = st.tabs(list(TABS), key="stats_tab", on_change="rerun")
     if ratings_tab.open:
         with ratings_tab:
+            figs = charts_for("Ratings", location, part, folder)
             left, right = st.columns(2)
-            for column, dist, per, who, axis in (
-                (left, s.ratings_per_user, "user", "users", "ratings by a user"),
-                (right, s.ratings_per_movie, "movie", "movies", "ratings of a movie"),
-            ):
-                # Logarithmic bins: exact counts on log axes draw a comb of single users at the long end.
-                fig = px.bar(
-                    log_binned(dist),
-                    x="label",
-                    y=who,
-                    log_y=True,
-                    hover_data=["lo", "hi"],
-                    title=f"Ratings per {per} (logarithmic bins)",
-                    labels={"label": axis},
-                )
-                fig.update_yaxes(dtick=1)  # ticks at 1, 10, 100, ...: minor ticks crowd a short log axis
-                fig.update_traces(
-                    hovertemplate=f"%{{customdata[0]}}–%{{customdata[1]}} ratings: %{{y:,}} {who}<extra></extra>"
-                )
-                column.plotly_chart(fig, width="stretch")
+            for column, dist, per in ((left, s.ratings_per_user, "user"), (right, s.ratings_per_movie, "movie")):
+                column.plotly_chart(figs[f"per_{per}"], width="stretch")
                 m = summarize(dist)
                 column.caption(
                     f"Per {per}: median {m['median']:g}, mean {m['mean']:.1f}, min {m['min']:,}, max {m['max']:,} ratings."
                 )
-
-            if part.everything:
-                fig = px.bar(s.rating_values, x="rating", y="count", title="Rating values", height=380)
-            else:  # shares side by side: does this slice rate higher or lower than everyone?
-                both = pd.concat(
-                    [s.rating_values.assign(of="this slice"), whole.rating_values.assign(of="all ratings")]
-                )
-                both["share"] = both["count"] / both.groupby("of")["count"].transform("sum")
-                fig = px.bar(
-                    both,
-                    x="rating",
-                    y="share",
-                    color="of",
-                    barmode="group",
-                    height=380,
-                    color_discrete_sequence=SERIES,
-                    title="Rating values: this slice against all ratings",
-                    hover_data={"count": ":,"},
-                    labels={"share": "share of ratings", "of": ""},
-                )
-                fig.update_yaxes(tickformat=".0%")
-                fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
-            fig.update_xaxes(dtick=0.5)
-            st.plotly_chart(fig, width="stretch")
+            st.plotly_chart(figs["values"], width="stretch")
             if not part.everything:
                 mean = lambda values: (values["rating"] * values["count"]).sum() / values["count"].sum()
                 st.caption(
@@ -307,126 +270,32 @@ with friendly_errors("Loading the dataset"):
                 )
     if genres_tab.open:
         with genres_tab:
+            figs = charts_for("Genres and years", location, part, folder)
             left, right = st.columns(2)
-            height = max(450, 22 * len(s.genres) + 120)  # room to name every genre
-            fig = px.bar(
-                chart_text(s.genres.sort_values("movies"), "genre"),
-                x="movies",
-                y="genre",
-                orientation="h",
-                color="mean_rating",
-                color_continuous_scale=SCALE,
-                height=height,
-                title="Movies per genre, coloured by mean rating",
-                hover_data={"ratings": ":,", "mean_rating": ":.2f"},
-                labels={"mean_rating": "mean rating"},
-            )
-            fig.update_yaxes(dtick=1)  # every genre named, not every other one
-            left.plotly_chart(fig, width="stretch")
-
-            if len(s.release_decades):
-                decades = s.release_decades.assign(label=s.release_decades["decade"].astype(str) + "s")
-                fig = px.bar(
-                    decades,
-                    x="label",
-                    y="movies",
-                    color="mean_rating",
-                    color_continuous_scale=SCALE,
-                    title="Movies per release decade, coloured by mean rating",
-                    height=height,
-                    hover_data={"ratings": ":,", "mean_rating": ":.2f", "label": False},
-                    labels={"label": "released", "mean_rating": "mean rating"},
-                )
-                right.plotly_chart(fig, width="stretch")
+            left.plotly_chart(figs["genres"], width="stretch")
+            if figs["decades"] is not None:
+                right.plotly_chart(figs["decades"], width="stretch")
                 right.caption("The year comes from the title; movies without one are left out of this chart.")
             else:
                 right.info("No movie in this slice has a year in its title.")
-            if s.ratings_per_year["year"].nunique() > 1:
-                top = s.genres.sort_values("ratings", ascending=False)["genre"].head(6).tolist()
-                trend = s.genre_years[s.genre_years["genre"].isin(top)].merge(
-                    s.ratings_per_year[["year", "ratings"]].rename(columns={"ratings": "of_year"}), on="year"
-                )
-                trend["share"] = trend["ratings"] / trend["of_year"]
-                trend, top = chart_text(trend, "genre"), chart_text(top)
-                fig = px.line(
-                    trend,
-                    x="year",
-                    y="share",
-                    color="genre",
-                    markers=True,
-                    height=420,
-                    color_discrete_sequence=SERIES,
-                    category_orders={"genre": top},
-                    hover_data={"ratings": ":,"},
-                    title="Genres over the years: share of each year's ratings (the six most rated genres)",
-                    labels={"share": "share of the year's ratings"},
-                )
-                fig.update_yaxes(tickformat=".0%")
-                st.plotly_chart(fig, width="stretch")
+            if figs["trend"] is not None:
+                st.plotly_chart(figs["trend"], width="stretch")
                 st.caption("A movie with several genres counts for each, so the shares add up to more than 100 %.")
-
-            fig = px.line(
-                s.ratings_per_year,
-                x="year",
-                y="ratings",
-                markers=True,
-                title="Ratings per year",
-                height=420,
-                hover_data={"mean_rating": ":.2f"},
-                labels={"mean_rating": "mean rating"},
-            )
-            st.plotly_chart(fig, width="stretch")
+            st.plotly_chart(figs["per_year"], width="stretch")
 
     if tags_tab.open:
         with tags_tab:
+            figs = charts_for("Popularity and tags", location, part, folder)
             left, right = st.columns(2)
-            curve, _ = concentration(s.ratings_per_movie)
+            left.plotly_chart(figs["lorenz"], width="stretch")
             spread = s.concentration()
-            gini, top10 = spread["gini"], spread["top_10_percent_share"]
-            fig = px.area(
-                curve,
-                x="share_of_items",
-                y="share_of_ratings",
-                height=440,
-                title="How concentrated the ratings are (Lorenz curve)",
-                labels={
-                    "share_of_items": "the most-rated share of rated movies",
-                    "share_of_ratings": "share of all ratings they hold",
-                },
-            )
-            fig.add_scatter(
-                x=[0, 1],
-                y=[0, 1],
-                mode="lines",
-                line=dict(dash="dot", color="grey"),
-                name="every movie rated equally",
-                hoverinfo="skip",
-            )
-            fig.update_xaxes(tickformat=".0%")
-            fig.update_yaxes(tickformat=".0%")
-            fig.update_layout(showlegend=False)
-            fig.update_traces(
-                hovertemplate="the top %{x:.0%} of movies hold %{y:.1%} of ratings<extra></extra>",
-                selector=dict(type="scatter", fill="tozeroy"),
-            )
-            left.plotly_chart(fig, width="stretch")
             left.caption(
-                f"The most-rated 10 % of rated movies hold {top10:.0%} of the ratings; Gini coefficient "
-                f"{gini:.2f} (0: every movie rated as often, 1: one movie has them all). This long tail is "
-                "why the recommendations page offers a minimum number of ratings."
+                f"The most-rated 10 % of rated movies hold {spread['top_10_percent_share']:.0%} of the ratings; "
+                f"Gini coefficient {spread['gini']:.2f} (0: every movie rated as often, 1: one movie has them all). "
+                "This long tail is why the recommendations page offers a minimum number of ratings."
             )
-            height = max(450, 22 * len(s.top_tags) + 120)
-            if len(s.top_tags):
-                fig = px.bar(
-                    chart_text(s.top_tags.sort_values("count"), "tag"),
-                    x="count",
-                    y="tag",
-                    orientation="h",
-                    title="Top tags",
-                    height=height,
-                )
-                fig.update_yaxes(dtick=1)
-                right.plotly_chart(fig, width="stretch")
+            if figs["tags"] is not None:
+                right.plotly_chart(figs["tags"], width="stretch")
             else:
                 right.info("No tags in this slice." if not part.everything else "This dataset has no tags.")
 

@@ -409,6 +409,47 @@ def test_statistics_tables(app_env):
     assert len(at.dataframe) == 1 and any(c.value == "Best rated (at least 5 ratings)" for c in at.caption)
 
 
+def test_statistics_charts_built_once_per_slice_for_every_session(app_env, monkeypatch):
+    """The figures of a tab are built once per slice and then drawn as they are for each visitor:
+    a second session, and a rerun, get the same charts without building them again; another slice
+    gets its own."""
+    from pages import _stats_charts
+
+    built = []
+    for tab, builder in list(_stats_charts.BUILDERS.items()):
+
+        def counted(s, whole, part, builder=builder, tab=tab):
+            built.append((tab, part))
+            return builder(s, whole, part)
+
+        monkeypatch.setitem(_stats_charts.BUILDERS, tab, counted)
+
+    def specs(at) -> list[str]:
+        return [c.proto.spec for c in at.get("plotly_chart")]
+
+    first = open_page("pages/statistics.py")
+    no_exception(first)
+    second = open_page("pages/statistics.py")  # another visitor
+    second.run()  # and a rerun
+    no_exception(second)
+    assert specs(first) == specs(second) and len(specs(first)) == 3
+    assert [tab for tab, _ in built] == ["Ratings"], built  # the other tabs are not open
+    titles = [json.loads(spec)["layout"]["title"]["text"] for spec in specs(second)]
+    assert titles[-1] == "Rating values"
+
+    second.sidebar.multiselect(key="slice_genres").set_value(["Comedy"])
+    second.sidebar.button(key="slice_apply").click().run()
+    no_exception(second)
+    assert len(built) == 2 and built[-1][1].genres == ("Comedy",)
+    sliced = [json.loads(spec)["layout"]["title"]["text"] for spec in specs(second)]
+    assert sliced[-1] == "Rating values: this slice against all ratings"
+    first.session_state["stats_tab"] = "Genres and years"  # the first visitor, on everything
+    first.run()
+    no_exception(first)
+    assert [tab for tab, _ in built] == ["Ratings", "Ratings", "Genres and years"]
+    assert built[-1][1].everything
+
+
 def _metrics(at) -> dict:
     return {m.label: m.value for m in at.metric}
 
