@@ -307,10 +307,78 @@ def real_data(movielens_zip):
 
 @pytest.fixture(scope="session")
 def real_model(spark, real_data, tmp_path_factory):
-    """The default model trained on ml-latest-small (once per test run)."""
+    """The default model trained on ml-latest-small, once per test run: ``(root, model folder, result)``.
+
+    Under xdist the workers share it (each trained its own before: ~100 s of a 2-core run): the first
+    worker to need it trains and saves it, with what the tests compare against (the Spark models,
+    the biases, the ratings) beside it, under a lock in the run's shared temp folder; the others wait
+    for the lock and read it back into their own Spark session.
+    """
+    import fcntl
+
     from engine.recommender.training import ALSConfig
 
-    return _train_and_save(spark, real_data, ALSConfig(), tmp_path_factory.mktemp("models-real"))
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # pytest-N/: every worker's basetemp (popen-gwK) is in it
+    root, kept = shared / "models-real", shared / "models-real-reference"
+    with open(shared / "models-real.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if training fails
+        if (kept / "result.pkl").exists():
+            return _read_reference(spark, root, kept)
+        shutil.rmtree(root, ignore_errors=True)  # a worker that failed halfway left it
+        root.mkdir()
+        trained = _train_and_save(spark, real_data, ALSConfig(), root)
+        _write_reference(trained, kept)
+        return trained
+
+
+def _write_reference(trained, kept: Path) -> None:
+    """What the tests read of a trained result besides its model folder, for another worker."""
+    import pickle
+
+    _, path, result = trained
+    model = result["model"]
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.mkdir()
+    model.als_model.write().overwrite().save(str(kept / "als"))
+    result["picks_model"].write().overwrite().save(str(kept / "picks"))
+    plain = {
+        "folder": path.name,
+        "metrics": result["metrics"],
+        "params": result["params"],
+        "tables": result["tables"],  # pandas, the ratings too (_train_and_save)
+        "train_ratings": result["train_ratings"],
+        "mu": model.mu,
+        "user_bias": model.user_bias.toPandas(),
+        "item_bias": model.item_bias.toPandas(),
+    }
+    with open(kept / "result.tmp", "wb") as f:
+        pickle.dump(plain, f)
+    os.replace(kept / "result.tmp", kept / "result.pkl")  # last: its presence says the rest is there
+
+
+def _read_reference(spark, root: Path, kept: Path):
+    import pickle
+
+    from pyspark.ml.recommendation import ALSModel
+
+    from engine.recommender.als import BiasCorrectedALSModel
+
+    with open(kept / "result.pkl", "rb") as f:
+        plain = pickle.load(f)
+    model = BiasCorrectedALSModel(
+        plain["mu"],
+        spark.createDataFrame(plain["user_bias"]),
+        spark.createDataFrame(plain["item_bias"]),
+        ALSModel.load(str(kept / "als")),
+    )
+    result = {
+        **{k: plain[k] for k in ("metrics", "params", "tables", "train_ratings")},
+        "model": model,
+        "picks_model": ALSModel.load(str(kept / "picks")),
+    }
+    return root, root / plain["folder"], result
 
 
 def cli_env(**extra) -> dict:
