@@ -65,7 +65,12 @@ def about_panel(movie_id: int, title: str) -> None:
     if p is None or not p.ratings:
         return
     label = f"About {md_escape(title)}: {p.ratings:,} ratings, mean {p.mean_rating:.2f} ⭐"
-    with st.expander(label, icon=":material/info:"):
+    # Drawn only while open: its chart was the page's only Plotly chart, so a closed panel made every
+    # visit load and run Plotly's code (~1.5 s in a fresh browser). Each movie's panel starts closed.
+    panel = st.expander(label, icon=":material/info:", key="sim_about", on_change="rerun")
+    if not panel.open:
+        return
+    with panel:
         left, right = st.columns([1, 2])
         left.metric("Ratings", f"{p.ratings:,}", help="Ratings in the MovieLens data")
         left.caption(

@@ -319,7 +319,16 @@ def test_similar_exact(app_env):
     p = movie_profile(load_movielens(os.environ["MOVIELENS_DATA"]), 3)
     about = [e for e in at.expander if e.label.startswith("About ")]
     assert len(about) == 1 and about[0].label.endswith(f": {p.ratings:,} ratings, mean {p.mean_rating:.2f} ⭐")
+    assert not about[0].metric and not at.get("plotly_chart"), "the closed panel is not drawn (no Plotly to load)"
+    at.session_state["sim_about"] = True  # opened
+    at.run()
+    about = [e for e in at.expander if e.label.startswith("About ")]
     assert [m.value for m in about[0].metric] == [f"{p.ratings:,}", f"{p.mean_rating:.2f} ⭐"]
+    assert len(at.get("plotly_chart")) == 1
+    at.selectbox(key="sim_movie").set_value(5).run()  # another movie's panel starts closed, as before
+    about = [e for e in at.expander if e.label.startswith("About ")]
+    assert not about[0].metric and not at.get("plotly_chart")
+    at.selectbox(key="sim_movie").set_value(3).run()
     df = at.dataframe[0].value
     assert len(df) == 10 and not df["title"].str.startswith("Movie 3,").any()
 

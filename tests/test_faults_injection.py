@@ -206,6 +206,8 @@ def test_similar_movies_of_payload_titles_tags_and_links(payload_env, payload_mo
     at = _open("pages/similar.py", movie=str(top[0]))
     at.slider(key="sim_min").set_value(0).run()
     at.multiselect(key="sim_also").set_value([top[1]]).run()
+    at.session_state["sim_about"] = True  # the About panel (its tags) is drawn while open
+    at.run()
     title = RecommenderIndex.load(payload_model[1]).readable_titles[top[0]]
     assert_as_text(at, f"Most similar to {title} + ", f"About {title}", *TAGS)
 
