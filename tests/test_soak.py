@@ -210,7 +210,9 @@ def test_camera_buttons_look_like_the_apps(soak_server, face, playwright, tmp_pa
             timeout=30000,
         )
         look = (
-            "async e => { const s = getComputedStyle(e); await e.ownerDocument.fonts.ready; "
+            # the style arrives after the button is drawn: its box-shadow transition (250 ms) may still run
+            "async e => { await Promise.all(e.getAnimations().map(a => a.finished)); "
+            "const s = getComputedStyle(e); await e.ownerDocument.fonts.ready; "
             "return [s.textTransform, s.borderRadius, s.boxShadow, s.fontFamily.split(',')[0], "
             "[...e.ownerDocument.fonts].some(f => f.family.replaceAll('\"', '') === 'Source Sans' "
             "&& f.status === 'loaded')]; }"
