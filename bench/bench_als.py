@@ -30,6 +30,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the grid search")
     parser.add_argument("--grid-only", action="store_true", help="only the grid search")
     parser.add_argument("--out", help="also write the figures as JSON here")
+    parser.add_argument(
+        "--beside-runs",
+        type=int,
+        default=2,
+        help="then time train + evaluate this many times each way, alternating: the comparison and "
+        "top-picks fits beside the main fit (the default up to BESIDE_UP_TO ratings), and one at a time",
+    )
     args = parser.parse_args()
 
     settings = get_settings()
@@ -42,6 +49,8 @@ def main() -> None:
     figures = {}
     if not args.grid_only:
         figures = report_model(spark, data, quiet)
+        if args.beside_runs:
+            figures["beside"] = compare_beside(spark, data, quiet, args.beside_runs)
     if not args.quick:
         points = len(DEFAULT_GRID["rank"]) * len(DEFAULT_GRID["maxIter"]) * len(DEFAULT_GRID["regParam"])
         print(f"\n== {args.folds}-fold CrossValidator over {points} grid points {DEFAULT_GRID}")
@@ -91,6 +100,33 @@ def report_model(spark, data, quiet) -> dict:
     print(f"  top-picks fit (implicit ALS, rank 32):     {m['picks_fit_seconds']:.1f} s")
     print(f"  train + full evaluation incl. baselines:  {total:.1f} s")
     return {"metrics": m, "train_and_evaluate_seconds": round(total, 1)}
+
+
+def compare_beside(spark, data, quiet, runs: int) -> dict:
+    """Seconds of a default train + evaluate with the side fits beside the main fit and one at a time,
+    alternating in this process (after report_model's run, so both are warm); the figures must agree."""
+    from engine.recommender import training
+
+    seconds = {"beside": [], "one at a time": []}
+    metrics = {}
+    default = training.BESIDE_UP_TO
+    try:
+        for _ in range(runs):
+            for way, limit in (("one at a time", 0), ("beside", default)):
+                training.BESIDE_UP_TO = limit
+                t0 = time.perf_counter()
+                m = train_and_evaluate(spark, data, ALSConfig(), progress=quiet)["metrics"]
+                seconds[way].append(round(time.perf_counter() - t0, 1))
+                metrics[way] = {k: v for k, v in m.items() if not k.endswith("seconds")}
+    finally:
+        training.BESIDE_UP_TO = default
+    same = metrics["beside"] == metrics["one at a time"]
+    best = {way: min(s) for way, s in seconds.items()}
+    print("\n== train + evaluate, the comparison and top-picks fits beside the main fit or one at a time")
+    for way, s in seconds.items():
+        print(f"  {way:<14} {', '.join(f'{x:.1f}' for x in s)} s")
+    print(f"  ratio (best of each): {best['one at a time'] / best['beside']:.2f}x; same figures: {same}")
+    return {"seconds": seconds, "same_figures": same}
 
 
 if __name__ == "__main__":

@@ -160,6 +160,36 @@ def test_training_includes_app_ratings(spark, small_data, tmp_path):
     assert result["tables"]["ratings"].filter(f"userId = {fan}").count() == 29
 
 
+def test_fits_beside_each_other_give_what_fits_one_at_a_time_give(spark, small_data, small_model, monkeypatch):
+    """On small data the comparison and top-picks fits run beside the main fit (two driver threads);
+    above BESIDE_UP_TO ratings, one after another. Same figures and factors either way."""
+    from engine.recommender import training
+    from engine.recommender.training import ALSConfig, train_and_evaluate
+
+    cfg = ALSConfig(rank=4, max_iter=10, reg_param=0.1, min_ratings=1)  # small_model's
+    said = []
+    monkeypatch.setattr(training, "BESIDE_UP_TO", 0)  # the generated release is ~ thousands of ratings
+    alone = train_and_evaluate(spark, small_data, cfg, progress=lambda f, m: said.append(m))
+    assert not any("beside it" in m for m in said)
+    order = [
+        next(i for i, m in enumerate(said) if m.startswith(x))
+        for x in ("fitting bias", "plain Spark", "fitting the top")
+    ]
+    assert order == sorted(order), said  # one at a time, in the order the messages say
+    together = small_model[2]  # trained with the fits beside each other
+    timings = ("fit_seconds", "picks_fit_seconds")
+    assert {k: v for k, v in alone["metrics"].items() if k not in timings} == {
+        k: v for k, v in together["metrics"].items() if k not in timings
+    }
+    for name in ("user_factors", "item_factors", "pick_user_factors", "pick_item_factors"):
+        a, b = (r["tables"][name].sort_values(r["tables"][name].columns[0]) for r in (alone, together))
+        np.testing.assert_array_equal(a.to_numpy(), b.to_numpy(), err_msg=name)
+    said.clear()
+    monkeypatch.setattr(training, "BESIDE_UP_TO", 10**9)
+    train_and_evaluate(spark, small_data, ALSConfig(rank=2, max_iter=2), progress=lambda f, m: said.append(m))
+    assert any("with the plain-ALS comparison and the top-picks model (implicit ALS, rank" in m for m in said), said
+
+
 def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_data):
     """CrossValidator's fitMultiple estimates the biases once per fold; each model still equals the
     model a fit of its own gives (same biases, same ALS), and its ALS is a Spark model of its own."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -243,6 +244,35 @@ def evaluate_ranking(
     return out
 
 
+#: Up to this many ratings, the comparison and top-picks fits run beside the main fit (see train_and_evaluate).
+BESIDE_UP_TO = 2_000_000
+
+
+def _start(pool: ThreadPoolExecutor | None, fn, *args):
+    """``fn(*args)`` started on ``pool``; without one, run where its ``.result()`` is asked for (so the
+    fits run one at a time, in the order the progress messages say)."""
+    if pool is not None:
+        return pool.submit(fn, *args)
+
+    class Later:
+        def result(self):
+            return fn(*args)
+
+    return Later()
+
+
+def _timed(fit, *args):
+    """(what ``fit(*args)`` returns, its seconds)."""
+    t0 = time.perf_counter()
+    return fit(*args), time.perf_counter() - t0
+
+
+def _plain_rmse(cfg: ALSConfig, train, test) -> float:
+    """Test RMSE of Spark's own ALS with the model's settings, on raw ratings (the comparison)."""
+    plain = plain_als(cfg.rank, cfg.max_iter, cfg.reg_param, cfg.seed).fit(train)
+    return round(rmse(plain.transform(test)), 5)
+
+
 def train_and_evaluate(
     spark,
     data: "SparkRelease | MovieLens",
@@ -274,38 +304,59 @@ def train_and_evaluate(
     all_ratings = ratings_frame(spark, release, extra_ratings)
     train, test = split(all_ratings, cfg)
 
-    progress(0.01, f"fitting bias-corrected ALS (rank {cfg.rank}, {cfg.max_iter} iterations)")
-    t0 = time.perf_counter()
-    model = BiasCorrectedALS(
-        rank=cfg.rank,
-        maxIter=cfg.max_iter,
-        regParam=cfg.reg_param,
-        userBiasReg=cfg.user_bias_reg,
-        itemBiasReg=cfg.item_bias_reg,
-        seed=cfg.seed,
-        numBlocks=cfg.num_blocks,
-    ).fit(train)
-    fit_seconds = time.perf_counter() - t0
-    progress(0.44, "scoring the test set")
-    metrics = {
-        "test_rmse": round(rmse(model.transform(test)), 5),
-        "split_seed": cfg.split_seed,
-        "fit_seconds": round(fit_seconds, 2),
-    }
-    if compare_baselines:
-        progress(0.48, "bias-only baseline")
-        metrics["bias_baseline_rmse"] = round(
-            rmse(bias_baseline_predictions(model.mu, model.item_bias, model.user_bias, test)), 5
+    # The plain-ALS comparison and the top-picks model do not depend on the bias-corrected model. Up to
+    # BESIDE_UP_TO ratings they run as Spark jobs beside it, from two driver threads: on a small machine
+    # an ALS fit of such data is mostly job and stage overhead, gaps the other fits' tasks fill (as the
+    # tuning's CrossValidator(parallelism=2) does). Nothing changes: each fit is seeded, and its factors
+    # do not depend on the schedule. Bigger data (or an unknown size) fits one model at a time: each fit
+    # then has the machine's (or the cluster's) memory to itself.
+    beside = release.n_ratings is not None and release.n_ratings <= BESIDE_UP_TO
+    side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="train-beside") if beside else None
+    try:
+        plain_future = _start(side, _plain_rmse, cfg, train, test) if compare_baselines else None
+        picks_future = _start(side, _timed, picks.fit, train, picks_cfg)
+        progress(
+            0.01,
+            f"fitting bias-corrected ALS (rank {cfg.rank}, {cfg.max_iter} iterations)"
+            + (
+                f", with {'the plain-ALS comparison and ' if compare_baselines else ''}"
+                f"the top-picks model (implicit ALS, rank {picks_cfg.rank}) beside it"
+                if beside
+                else ""
+            ),
         )
-        progress(0.51, "plain Spark ALS for comparison")
-        plain = plain_als(cfg.rank, cfg.max_iter, cfg.reg_param, cfg.seed).fit(train)
-        metrics["plain_als_rmse"] = round(rmse(plain.transform(test)), 5)
-
-    progress(0.70, f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
-    t0 = time.perf_counter()
-    picks_model = picks.fit(train, picks_cfg)
+        model, fit_seconds = _timed(
+            BiasCorrectedALS(
+                rank=cfg.rank,
+                maxIter=cfg.max_iter,
+                regParam=cfg.reg_param,
+                userBiasReg=cfg.user_bias_reg,
+                itemBiasReg=cfg.item_bias_reg,
+                seed=cfg.seed,
+                numBlocks=cfg.num_blocks,
+            ).fit,
+            train,
+        )
+        progress(0.44, "scoring the test set")
+        metrics = {
+            "test_rmse": round(rmse(model.transform(test)), 5),
+            "split_seed": cfg.split_seed,
+            "fit_seconds": round(fit_seconds, 2),
+        }
+        if compare_baselines:
+            progress(0.48, "bias-only baseline")
+            metrics["bias_baseline_rmse"] = round(
+                rmse(bias_baseline_predictions(model.mu, model.item_bias, model.user_bias, test)), 5
+            )
+            progress(0.51, "plain Spark ALS for comparison")
+            metrics["plain_als_rmse"] = plain_future.result()
+        progress(0.70, f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
+        picks_model, picks_seconds = picks_future.result()
+    finally:
+        if side is not None:
+            side.shutdown(wait=True, cancel_futures=True)  # a failed fit: the others' jobs end before it is raised
     pick_users, pick_items = picks.export_factors(picks_model)
-    metrics["picks_fit_seconds"] = round(time.perf_counter() - t0, 2)
+    metrics["picks_fit_seconds"] = round(picks_seconds, 2)
 
     progress(0.89, "exporting factors")
     train_counts = train.groupBy(ITEM).count().toPandas()
