@@ -45,14 +45,17 @@ class PicksConfig:
     seed: int = 42
 
 
-def fit(train_df, cfg: PicksConfig | None = None):
-    """Spark ``ALSModel`` with ``implicitPrefs`` on (userId, movieId, rating)."""
+def fit(train_df, cfg: PicksConfig | None = None, blocks: int = 0):
+    """Spark ``ALSModel`` with ``implicitPrefs`` on (userId, movieId, rating), with ``blocks`` user and
+    item blocks (0: Spark's 10)."""
     from pyspark.ml.recommendation import ALS
 
-    from .als import checkpoint_interval
+    from .als import SPARK_BLOCKS, checkpoint_interval
 
     cfg = cfg or PicksConfig()
     als = ALS(
+        numUserBlocks=blocks or SPARK_BLOCKS,
+        numItemBlocks=blocks or SPARK_BLOCKS,
         userCol=USER,
         itemCol=ITEM,
         ratingCol=RATING,

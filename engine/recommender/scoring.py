@@ -33,6 +33,11 @@ RESCORE_MARGIN = 32
 ORDERS = {"rating": "highest predicted rating", "picks": "top picks (implicit ALS)"}
 
 
+def _as_shown(scores):
+    """Predicted ratings as the app shows them: within the rating scale, 3 decimals."""
+    return np.clip(scores, MIN_RATING, MAX_RATING).round(3)
+
+
 class Scoring:
     """Recommendations for a known user, similar movies, and why each movie is on a list.
 
@@ -171,14 +176,15 @@ class Scoring:
         if order == "picks":
             scores[wide] = exact_rating(wide)
         if order == "picks" and min_predicted is not None:
-            held = wide[:n][scores[wide[:n]] < min_predicted]
+            # compared as shown (3 decimals): a movie listed at 3.000 stars is not held back as "below 3"
+            held = wide[:n][_as_shown(scores[wide[:n]]) < min_predicted]
             if held.size:  # sorted, so the first n of a longer list are the top n
-                wide = self._top(ranked, mask & (scores >= min_predicted), len(wide), exact_ranked)
+                wide = self._top(ranked, mask & (_as_shown(scores) >= min_predicted), len(wide), exact_ranked)
                 scores[wide] = exact_rating(wide)
         top, reference = wide[:n], (wide if order == "picks" else None)
         # One frame made at once (inserting columns one by one into a copy took 0.5 ms more per query)
         columns = {c: self.movies[c].array.take(top) for c in self.movies.columns}
-        columns["predicted_rating"] = np.clip(scores[top], MIN_RATING, MAX_RATING).round(3)
+        columns["predicted_rating"] = _as_shown(scores[top])
         columns["score"] = ranked[top]
         columns["n_ratings"] = self.item_support[top]
         if explain:
@@ -188,7 +194,7 @@ class Scoring:
         out = pd.DataFrame(columns)
         titles = self.movies[TITLE].to_numpy()
         out.attrs["held_back"] = [
-            (int(self.item_ids[i]), str(titles[i]), round(float(np.clip(scores[i], MIN_RATING, MAX_RATING)), 3))
+            (int(self.item_ids[i]), str(titles[i]), float(_as_shown(scores[i])))
             for i in held
         ]
         return out
