@@ -193,10 +193,7 @@ class Scoring:
             )
         out = pd.DataFrame(columns)
         titles = self.movies[TITLE].to_numpy()
-        out.attrs["held_back"] = [
-            (int(self.item_ids[i]), str(titles[i]), float(_as_shown(scores[i])))
-            for i in held
-        ]
+        out.attrs["held_back"] = [(int(self.item_ids[i]), str(titles[i]), float(_as_shown(scores[i]))) for i in held]
         return out
 
     def pick_contributions(self, top: np.ndarray, liked: tuple) -> np.ndarray:
