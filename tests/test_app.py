@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -75,10 +76,14 @@ def test_first_page_view_opens_the_index_the_prepared_release_and_the_emotion_mo
     emotion networks' load on background threads; the statistics and webcam pages then use those,
     not second ones."""
     from engine.data.prepare import parquet_release, prepare_release
+    from engine.emotion import lite
     from engine.recommender.model_store import current_model_dir
     from engine.settings import get_settings
     from pages import _common
 
+    shipped = get_settings().data_dir / lite.CACHE_DIR  # converted by `make test` (as by `make run`)
+    if shipped.is_dir():  # caching conversions is tests/test_emotion.py's; here: no conversion to wait for
+        shutil.copytree(shipped, tmp_path / "data" / lite.CACHE_DIR)
     monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("EMOTION_LOAD", "background")  # as `make run` (tests/conftest.py: on-demand)
     prepare_release(get_settings(), progress=lambda message: None)

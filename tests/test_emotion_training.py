@@ -5,13 +5,10 @@ the test workers share the emotion tests' time)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_env
 from engine.emotion import cli as emotion_cli
 from engine.emotion.averaging import snapshots
 from engine.emotion.dataset import load_split
@@ -25,25 +22,15 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
     root = _fake_fer(tmp_path)
     out = tmp_path / "model"
 
-    def cli(*argv, subprocess_run=False):
-        """(exit code, stdout, stderr) of `python -m engine.emotion ARGV`: as its own process, or in
-        this one (TensorFlow imported once; each process would spend seconds importing it)."""
-        if subprocess_run:
-            done = subprocess.run(
-                [sys.executable, "-m", "engine.emotion", *argv],
-                cwd=REPO,
-                env=cli_env(),
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            return done.returncode, done.stdout, done.stderr
+    def cli(*argv):
+        """(exit code, stdout, stderr) of `python -m engine.emotion ARGV`, run in this process (TensorFlow
+        imported once; each process would spend seconds importing it)."""
         capsys.readouterr()
         code = emotion_cli.main(list(argv))
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
-    def train(epochs, *extra, to=out, code=0, subprocess_run=False):
+    def train(epochs, *extra, to=out, code=0):
         returncode, _, stderr = cli(
             "train",
             "--data",
@@ -55,7 +42,6 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
             "--batch-size",
             "16",
             *extra,
-            subprocess_run=subprocess_run,
         )
         assert returncode == code, stderr[-2000:]
         if code:
@@ -63,7 +49,7 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
             return stderr
         return json.loads((to / "checkpoints" / "state.json").read_text())
 
-    state = train(1, "--average-last", "2", subprocess_run=True)
+    state = train(1, "--average-last", "2")  # as a process of its own: tests/test_emotion_gpu_script.py
     assert state["epoch"] == 1 and (out / "checkpoints" / "last.keras").exists()
     state = train(2, "--resume", "--average-last", "2")
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
@@ -89,9 +75,22 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
 
     # A new learning-rate cycle from the finished model: its weights are the start, and
     # metrics.json keeps the lineage so the total training effort stays visible.
+    # Another weight/augmentation seed on the same split is fine: its validation images are ours.
     more = tmp_path / "more"
-    state = train(1, "--init-from", str(out / "emotion.keras"), "--learning-rate", "1e-9", to=more)
+    state = train(
+        1,
+        "--init-from",
+        str(out / "emotion.keras"),
+        "--learning-rate",
+        "1e-9",
+        "--seed",
+        "7",
+        "--split-seed",
+        "42",
+        to=more,
+    )
     assert state["init"]["epochs_run"] == 2 and state["init"]["accuracy"] == metrics["accuracy"]
+    assert state["config"]["seed"] == 7 and state["config"]["split_seed"] == 42
     import keras
 
     first, again = (keras.models.load_model(d / "emotion.keras", compile=False) for d in (out, more))
@@ -105,9 +104,6 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
     error = train(1, "--init-from", str(out / "emotion.keras"), "--seed", "7", to=tmp_path / "x", code=2)
     assert "split seed 42; this run has" in error and "split seed 7)" in error
     assert "Train from scratch" in error
-    # Another weight/augmentation seed on the same split is fine: its validation images are ours.
-    other = train(1, "--init-from", str(out / "emotion.keras"), "--seed", "7", "--split-seed", "42", to=tmp_path / "x")
-    assert other["config"]["seed"] == 7 and other["config"]["split_seed"] == 42
     # Distillation: the small live network learns from a teacher's flip-averaged scores (computed
     # once, cached in checkpoints/teacher.npy) on the teacher's validation split.
     from engine.emotion.evaluation import predict_probabilities
@@ -206,14 +202,15 @@ def test_training_checkpoints_and_resumes(tmp_path, capsys):
     code, _, stderr = cli("average", "--last", "3", "--out", str(more))
     assert code == 2 and "no weight snapshots" in stderr
 
-    # Ensemble of the seed-42 run and the seed-7 run on the same split, from the command line.
+    # Ensemble of the seed-42 run, the seed-5 student and the seed-9 residual network on the same split,
+    # from the command line.
     # Its decision is checked against one computed here: ship iff the average beats both on
     # validation (flip-averaged).
     import keras
 
     from engine.emotion.evaluation import predict_probabilities
 
-    members = [out / "emotion.keras", tmp_path / "x" / "emotion.keras", tmp_path / "r" / "emotion.keras"]
+    members = [out / "emotion.keras", tmp_path / "s" / "emotion.keras", tmp_path / "r" / "emotion.keras"]
     split = load_split(root, "train")
     _, val = stratified_split(split.labels, 0.1, 42)
 
