@@ -127,6 +127,37 @@ def test_model_without_pick_tables_still_serves(small_model, tmp_path):
         index.recommend(user, 5, order="picks")
 
 
+def test_disliked_ratings_and_models_saved_before_them(small_model, small_index, tmp_path):
+    """Ratings below the neutral 3 stars are "watched and disliked" (Spark's negative implicit feedback:
+    preference 0, confidence 1 + alpha * distance), and add nothing to a pick's score; a model saved before
+    that took every rating as liked, and still folds in so (neutral 0)."""
+    from engine.recommender import picks
+    from engine.recommender.training import check_picks_config
+
+    params = json.loads((small_model[1] / "params.json").read_text())["picks"]
+    assert params["neutral"] == small_index.pick_neutral == 3.0
+    pairs = [(int(m), r) for m, r in zip(small_index.item_ids[:6], [5.0, 4.5, 1.0, 2.0, 3.0, 4.0])]
+    top = np.arange(small_index.item_ids.size)
+    parts = small_index.pick_contributions(top, small_index._check_ratings(pairs))
+    assert np.abs(parts[:, 2:5]).max() == 0 and np.abs(parts[:, [0, 1, 5]]).max() > 0  # 1, 2 and 3 stars: none
+    np.testing.assert_allclose(parts.sum(1), small_index.pick_item_factors @ small_index.pick_fold_in(pairs))
+    old = tmp_path / "before-neutral"
+    shutil.copytree(small_model[1], old)
+    saved = json.loads((old / "params.json").read_text())
+    del saved["picks"]["neutral"]
+    (old / "params.json").write_text(json.dumps(saved))
+    before = RecommenderIndex.load(old)
+    assert before.pick_neutral == 0.0
+    pos, values = before._check_ratings(pairs)
+    v, k = before.pick_item_factors[pos], before.pick_item_factors.shape[1]
+    c = before.pick_alpha * values  # every rating liked: confidence 1 + alpha * rating, lambda * n
+    a = before._pick_gram + (v * c[:, None]).T @ v + before.pick_reg * len(pos) * np.eye(k)
+    np.testing.assert_allclose(before.pick_fold_in(pairs), np.linalg.solve(a, ((1 + c)[:, None] * v).sum(0)))
+    for bad in (float("nan"), -1.0, 6.0, True):
+        with pytest.raises(ValueError, match="top-picks neutral"):
+            check_picks_config(picks.PicksConfig(neutral=bad))
+
+
 def test_half_saved_picks_are_an_error(small_model, tmp_path):
     broken = tmp_path / "broken-model"
     shutil.copytree(small_model[1], broken)

@@ -47,7 +47,9 @@ class FoldIn:
         return self._solve_pick_user(*self._check_ratings(ratings))
 
     def _solve_pick_user(self, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return picks.fold_in(self.pick_item_factors, self._pick_gram, pos, values, self.pick_alpha, self.pick_reg)
+        return picks.fold_in(
+            self.pick_item_factors, self._pick_gram, pos, values, self.pick_alpha, self.pick_reg, self.pick_neutral
+        )
 
     def recommend_new_user(
         self,

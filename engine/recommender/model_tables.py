@@ -187,6 +187,10 @@ def read_serving_tables(model_dir: str | Path, with_ratings: bool = True) -> dic
             pick_params={
                 "alpha": _finite_param(model_dir, params, "picks", "alpha"),
                 "reg_param": _finite_param(model_dir, params, "picks", "reg_param"),
+                # models saved before 2026-12-03 took every rating as liked: neutral 0
+                "neutral": _finite_param(model_dir, params, "picks", "neutral")
+                if "neutral" in params.get("picks", {})
+                else 0.0,
             },
         )
     return out

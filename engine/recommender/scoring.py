@@ -200,7 +200,7 @@ class Scoring:
         """(len(top), len(rated)) share of each rated movie in each top pick's score."""
         pos, values = liked
         return picks.contributions(
-            self.pick_item_factors, self._pick_gram, pos, values, self.pick_alpha, self.pick_reg, top
+            self.pick_item_factors, self._pick_gram, pos, values, self.pick_alpha, self.pick_reg, top, self.pick_neutral
         )
 
     @staticmethod

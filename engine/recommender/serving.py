@@ -194,6 +194,7 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
     pick_item_factors: np.ndarray | None = None  # (n_items, k) aligned with item_ids
     pick_alpha: float = 0.0
     pick_reg: float = 0.0
+    pick_neutral: float = 0.0  # ratings above it are liked (see engine.recommender.picks)
     _pick_gram: np.ndarray | None = field(default=None, repr=False)
     _user_pos: dict = field(default_factory=dict, repr=False)
     _item_pos: dict = field(default_factory=dict, repr=False)
@@ -340,6 +341,7 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
             "pick_item_factors": picks.align(pick_item_frame, ITEM, item_frame[ITEM].to_numpy()),
             "pick_alpha": float(params["alpha"]),
             "pick_reg": float(params["reg_param"]),
+            "pick_neutral": float(params.get("neutral", 0.0)),
         }
 
     @classmethod

@@ -92,6 +92,9 @@ def check_picks_config(cfg: picks.PicksConfig) -> None:
         ("seed", cfg.seed),
     ):
         check_param(name, value, f"top-picks {name}")
+    neutral = cfg.neutral
+    if isinstance(neutral, bool) or not isinstance(neutral, (int, float)) or not 0 <= neutral <= 5:
+        raise ValueError(f"top-picks neutral={neutral!r}: give a rating from 0 to 5 (0: every rating counts as liked).")
 
 
 def worse_than_baseline(metrics: dict) -> str | None:
