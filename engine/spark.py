@@ -74,6 +74,10 @@ def safe_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+#: JVM options of the driver and executors (``SPARK_CONF`` may replace them: keep an -Xss there).
+JVM_STACK = "-Xss8m"
+
+
 def get_spark(settings: Settings | None = None, app_name: str = "movie-recommender", **conf):
     """Build (or reuse) the session: master, shuffle partitions, checkpoint dir, quiet logs.
 
@@ -98,8 +102,13 @@ def get_spark(settings: Settings | None = None, app_name: str = "movie-recommend
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.memory", "4g")
         .config("spark.cleaner.referenceTracking.cleanCheckpoints", "true")
-        .config("spark.sql.session.timeZone", "UTC")
-    )  # calendar years as pandas counts them
+        .config("spark.sql.session.timeZone", "UTC")  # calendar years as pandas counts them
+        # Serialising a task walks its RDD lineage recursively; an ALS fit of 15 iterations (not checkpointed,
+        # see engine.recommender.als.checkpoint_interval) overflowed the default 1 MiB thread stack once in a
+        # cold JVM. 8 MiB stacks on the driver and the executors (reserved, used only as deep as a walk goes).
+        .config("spark.driver.extraJavaOptions", JVM_STACK)
+        .config("spark.executor.extraJavaOptions", JVM_STACK)
+    )
     for key, value in {**safe_conf(settings), **settings.spark_conf, **extra}.items():
         builder = builder.config(key, str(value))
     try:

@@ -226,3 +226,14 @@ def test_tuning_progress_says_the_time_left(spark, small_data):
     )
     assert len(seen) == 5 and all(" left" in m for _, m in seen)  # from the first fit on, measured
     assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == pytest.approx(1.0)
+
+
+@pytest.mark.spark
+def test_the_driver_jvm_has_room_for_als_lineages(spark):
+    """A 15-iteration ALS fit (not checkpointed) overflowed the default 1 MiB stack once in a cold JVM while
+    its task was serialised: the session starts its JVM with engine.spark.JVM_STACK."""
+    from engine.spark import JVM_STACK
+
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert JVM_STACK in list(runtime.getInputArguments())
+    assert spark.conf.get("spark.executor.extraJavaOptions") == JVM_STACK
