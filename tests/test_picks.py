@@ -153,6 +153,16 @@ def test_disliked_ratings_and_models_saved_before_them(small_model, small_index,
     c = before.pick_alpha * values  # every rating liked: confidence 1 + alpha * rating, lambda * n
     a = before._pick_gram + (v * c[:, None]).T @ v + before.pick_reg * len(pos) * np.eye(k)
     np.testing.assert_allclose(before.pick_fold_in(pairs), np.linalg.solve(a, ((1 + c)[:, None] * v).sum(0)))
+    # Someone new who has only disliked movies so far: the implicit vector is 0; top picks are then the
+    # most rated movies (not the lowest ids that ties of 0 would give), still without the disliked-looking.
+    first = [(int(m), r) for m, r in zip(small_index.item_ids[:3], [1.0, 2.0, 3.0])]
+    np.testing.assert_allclose(small_index.pick_fold_in(first), 0.0)
+    everything = small_index.recommend_new_user(first, 10, order="picks", explain=False, min_predicted=None)
+    assert everything["n_ratings"].is_monotonic_decreasing and everything["n_ratings"].iloc[0] == max(
+        small_index.item_support[3:]
+    )
+    shown = small_index.recommend_new_user(first, 10, order="picks", explain=True)
+    assert len(shown) == 10 and (shown["predicted_rating"] >= 3.0).all()
     for bad in (float("nan"), -1.0, 6.0, True):
         with pytest.raises(ValueError, match="top-picks neutral"):
             check_picks_config(picks.PicksConfig(neutral=bad))
