@@ -218,7 +218,7 @@ def blocks_for(spark, n_ratings: int | None) -> int:
     :data:`SMALL_FIT_BLOCKS` up to :data:`SMALL_FIT_RATINGS` ratings, else Spark's 10 (also when the
     count is unknown). It depends on the data, not on the machine: a model trained on a laptop and one
     trained on a cluster from the same data get the same factors."""
-    configured = int(spark.conf.get("spark.recommender.alsBlocks", "0") or 0)
+    configured = _configured_blocks(spark)
     if configured > 0:
         return configured
     return SMALL_FIT_BLOCKS if n_ratings is not None and n_ratings <= SMALL_FIT_RATINGS else SPARK_BLOCKS
@@ -228,8 +228,13 @@ def als_blocks(spark) -> int:
     """ALS user/item blocks for this session: ``spark.recommender.alsBlocks`` when set (e.g. in
     ``SPARK_CONF``), else the session's default parallelism (its cores). Spark's default of 10
     suits a cluster; on 2 cores each block is a task whose overhead outweighs its arithmetic."""
-    configured = int(spark.conf.get("spark.recommender.alsBlocks", "0") or 0)
+    configured = _configured_blocks(spark)
     return configured if configured > 0 else max(1, spark.sparkContext.defaultParallelism)
+
+
+def _configured_blocks(spark) -> int:
+    """``spark.recommender.alsBlocks`` of the session (0: not set)."""
+    return int(spark.conf.get("spark.recommender.alsBlocks", "0") or 0)
 
 
 class _Baseline:

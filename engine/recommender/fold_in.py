@@ -72,13 +72,7 @@ class FoldIn:
         self._check_order(order)
         pos, values = self._check_ratings(ratings)
         rating = self._rating_scores(*self._solve_user(pos, values))
-        if order == "rating":
-            ranked = rating
-        elif (values > self.pick_neutral).any():
-            ranked = self._pick_scores(self._solve_pick_user(pos, values))
-        else:  # nothing rated above neutral: the implicit model's vector is 0, every score 0. Most rated first.
-            support = self.item_support.astype(np.float64)
-            ranked = (support.copy(), lambda p: support[p])
+        ranked = rating if order == "rating" else self._pick_scores(self._solve_pick_user(pos, values))
         mask = self._candidates(
             np.concatenate([pos, self._positions(hidden), self._positions(skip)]).astype(int), min_ratings, genres
         )

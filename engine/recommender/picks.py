@@ -54,12 +54,11 @@ def fit(train_df, cfg: PicksConfig | None = None, blocks: int = 0):
     """Spark ``ALSModel`` with ``implicitPrefs`` on (userId, movieId, rating), with ``blocks`` user and
     item blocks (0: Spark's 10)."""
     from pyspark.ml.recommendation import ALS
+    from pyspark.sql import functions as F
 
     from .als import SPARK_BLOCKS, checkpoint_interval
 
     cfg = cfg or PicksConfig()
-    from pyspark.sql import functions as F
-
     centred = train_df.select(USER, ITEM, (F.col(RATING) - F.lit(float(cfg.neutral))).alias(RATING))
     als = ALS(
         numUserBlocks=blocks or SPARK_BLOCKS,

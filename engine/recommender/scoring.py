@@ -61,7 +61,12 @@ class Scoring:
         return self.raw_scores(user_vector, user_bias), lambda pos: self.exact_scores(user_vector, user_bias, pos)
 
     def _pick_scores(self, pick_vector: np.ndarray):
-        """(every movie's top-picks score from the scan, the float64 rescorer of some)."""
+        """(every movie's top-picks score from the scan, the float64 rescorer of some). A vector of zeros (someone
+        who rated nothing above the neutral rating: Spark's solve and the fold-in both give 0) scores every movie 0;
+        the most rated come first then, not ties broken by id."""
+        if not pick_vector.any():
+            support = self.item_support.astype(np.float64)
+            return support.copy(), lambda pos: support[pos]
         scan = (self._scan_picks @ pick_vector.astype(np.float32)).astype(np.float64)
         return scan, lambda pos: self.pick_item_factors[pos] @ pick_vector
 
