@@ -1,6 +1,6 @@
 """ALS benchmark on ml-latest-small, one seeded split: accuracy, ranking, fit and grid times.
 
-    python bench/bench_als.py [--folds 5] [--quick]
+    python bench/bench_als.py [--folds 5] [--quick] [--source release|pandas]
 
 Prints test RMSE (default model, plain Spark ALS, bias-only baseline), ranking
 metrics against popularity, the time of one default fit, and the time of the full
@@ -18,6 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.data.movielens import load_movielens  # noqa: E402
+from engine.data.prepare import prepare_release  # noqa: E402
+from engine.data.spark_release import open_release  # noqa: E402
 from engine.recommender.training import ALSConfig, train_and_evaluate  # noqa: E402
 from engine.recommender.tuning import DEFAULT_GRID, tune
 from engine.settings import get_settings  # noqa: E402
@@ -37,12 +39,25 @@ def main() -> None:
         help="then time train + evaluate this many times each way, alternating: the comparison and "
         "top-picks fits beside the main fit (the default up to BESIDE_UP_TO ratings), and one at a time",
     )
+    parser.add_argument(
+        "--source",
+        choices=("release", "pandas"),
+        default="release",
+        help="release: the prepared Parquet copy, as `python -m engine train` and the app read it (default); "
+        "pandas: loaded in pandas and sent from the driver, as the tests do (a local relation holding every "
+        "rating in its query plan: each Spark query over it takes longer to plan)",
+    )
     args = parser.parse_args()
 
     settings = get_settings()
-    data = load_movielens(settings.movielens_data)
-    spark = get_spark(settings)
-    print(f"dataset: {data.describe()}")
+    if args.source == "pandas":
+        data = load_movielens(settings.movielens_data)
+        spark = get_spark(settings)
+    else:
+        prepare_release(settings, lambda message: None)
+        spark = get_spark(settings)
+        data = open_release(spark, settings)
+    print(f"dataset: {data.describe()} ({args.source})")
     print(f"spark: {spark.sparkContext.master}, {spark.sparkContext.defaultParallelism} cores")
 
     quiet = lambda f, m: None  # noqa: E731
@@ -53,7 +68,7 @@ def main() -> None:
             figures["beside"] = compare_beside(spark, data, quiet, args.beside_runs)
     if not args.quick:
         points = len(DEFAULT_GRID["rank"]) * len(DEFAULT_GRID["maxIter"]) * len(DEFAULT_GRID["regParam"])
-        print(f"\n== {args.folds}-fold CrossValidator over {points} grid points {DEFAULT_GRID}")
+        print(f"\n== {args.folds}-fold cross-validation over {points} grid points {DEFAULT_GRID}")
         t_grid = time.perf_counter()
 
         def each_fit(fraction, message):

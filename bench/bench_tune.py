@@ -31,9 +31,16 @@ from engine.recommender.training import ALSConfig, train_and_evaluate
 from engine.recommender.tuning import tune
 args = json.loads(sys.argv[1])
 settings = get_settings()
-data = load_movielens(settings.movielens_data)
+if args.get("source") == "pandas":  # the release in pandas, sent to Spark from the driver (as tests do)
+    data = load_movielens(settings.movielens_data)
+else:  # as `python -m engine tune` and the app read it: the prepared Parquet copy
+    from engine.data.prepare import prepare_release
+    prepare_release(settings, lambda message: None)
 t = time.perf_counter()
 spark = get_spark(settings)
+if args.get("source") != "pandas":
+    from engine.data.spark_release import open_release
+    data = open_release(spark, settings)
 out = {"spark_start_s": round(time.perf_counter() - t, 1), "cores": spark.sparkContext.defaultParallelism}
 jvm = spark.sparkContext._gateway.proc.pid
 
@@ -53,7 +60,7 @@ if args["train"]:
                test_rmse=m["test_rmse"], picks_ndcg_at_10=m.get("picks_ndcg_at_10"))
 if args["grid"]:
     t, c = time.perf_counter(), cpu()
-    r = tune(spark, data, args["grid"], args["folds"], progress=quiet)
+    r = tune(spark, data, args["grid"], args["folds"], progress=quiet, **({"parallelism": args["parallelism"]} if args.get("parallelism") else {}))
     out.update(tune_s=round(time.perf_counter() - t, 1), tune_cpu_s=round(cpu() - c, 1), fits=r["fits"],
                best=r["best"], best_rmse=r["best_rmse"], table=r["table"])
 print("RESULT " + json.dumps(out))
@@ -82,6 +89,15 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="also time one default train + evaluate")
     parser.add_argument("--no-tune", action="store_true", help="skip the grid search")
     parser.add_argument("--out", help="also write the figures as JSON here")
+    parser.add_argument("--parallelism", type=int, help="fits at once (tune's default when not given)")
+    parser.add_argument(
+        "--source",
+        choices=("release", "pandas"),
+        default="release",
+        help="release: the prepared Parquet copy, as `python -m engine tune` and the app read it (default); "
+        "pandas: the release loaded in pandas and sent from the driver, as the tests do (a Spark local "
+        "relation that holds every rating in its query plan, slower to plan)",
+    )
     a = parser.parse_args()
     grid = (
         None
@@ -92,13 +108,13 @@ def main() -> None:
             "regParam": [float(x) for x in a.regs.split(",")],
         }
     )
-    job = {"grid": grid, "folds": a.folds, "train": a.train}
+    job = {"grid": grid, "folds": a.folds, "train": a.train, "source": a.source, "parallelism": a.parallelism}
     trees = {"after": REPO} if a.before is None else {"before": a.before.resolve(), "after": REPO}
     results = {}
     for name, tree in trees.items():
         print(f"running {name} ({tree})…", flush=True)
         results[name] = run_tree(tree, job)
-    print(f"\nspark {results['after']['cores']} cores; grid {grid}, {a.folds} folds")
+    print(f"\nspark {results['after']['cores']} cores; grid {grid}, {a.folds} folds; ratings from {a.source}")
     print("(CPU s: of the Python and its JVM, the figure that other users' load barely moves)")
     print(
         f"{'tree':<8}{'fits':>6}{'seconds':>9}{'s/fit':>7}{'CPU s':>8}  best point (CV RMSE)"

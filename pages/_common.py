@@ -77,7 +77,7 @@ def entered_page() -> bool:
 def progress_bar(text: str = "Starting…"):
     """An ``st.progress`` bar and a ``progress(fraction, message)`` callback for engine calls.
 
-    Spark's CrossValidator fits models in worker threads; the callback attaches this
+    Tuning and training fit models in worker threads; the callback attaches this
     script run's context to whichever thread calls it, so the bar can be updated there.
     """
     import threading

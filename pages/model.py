@@ -109,7 +109,7 @@ with tab_eval:
 
 with tab_tune:
     st.write(
-        "Cross-validated grid search (Spark `CrossValidator`, RMSE) on the seeded training split. "
+        "Cross-validated grid search (k-fold, RMSE; every fit a Spark job) on the seeded training split. "
         "Nothing is saved until you choose to train the best model."
     )
     c = st.columns(4)

@@ -115,11 +115,11 @@ def test_cross_validation_table(spark, small_data):
         cfg=ALSConfig(),
         progress=lambda f, m: seen.append((f, m)),
     )
-    assert len(result["table"]) == 4 and result["fits"] == 9
+    assert len(result["table"]) == 4 and result["fits"] == 8  # every point on every fold
     assert [r["rmse"] for r in result["table"]] == sorted(r["rmse"] for r in result["table"])
     best = result["best"]
     assert isinstance(best["rank"], int) and isinstance(best["regParam"], float)
-    assert len(seen) == 9 and seen[-1][0] == pytest.approx(1.0)
+    assert len(seen) == 8 and seen[-1][0] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="at least 2 folds"):
         tune(spark, small_data, folds=1)
     with pytest.raises(ValueError, match="Cannot tune alpha"):
@@ -211,6 +211,33 @@ def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_dat
         np.testing.assert_allclose(merged["prediction_x"], merged["prediction_y"], atol=1e-6)
 
 
+def test_tuning_folds_and_scores_are_the_ones_spark_crossvalidator_gives(spark, small_data):
+    """Tuning scores a fold's models together in one Spark query: each model's figure is the one
+    RegressionEvaluator gives on its own transform (coldStartStrategy "drop"), on CrossValidator's folds."""
+    from pyspark.ml.evaluation import RegressionEvaluator
+    from pyspark.ml.tuning import CrossValidator
+
+    from engine.recommender.als import BiasCorrectedALS
+    from engine.recommender.training import ratings_frame
+    from engine.recommender.tuning import fold_rmses, k_folds, with_baseline
+
+    ratings = ratings_frame(spark, small_data)
+    keys = lambda frame: sorted(map(tuple, frame.select("userId", "movieId").collect()))  # noqa: E731
+    ours = list(k_folds(ratings, 3, 7))
+    theirs = CrossValidator(numFolds=3, seed=7)._kFold(ratings)
+    assert [len(keys(v)) for _, v in ours] != [0, 0, 0]
+    for (train, valid), (their_train, their_valid) in zip(ours, theirs):
+        assert keys(valid) == keys(their_valid) and keys(train) == keys(their_train)
+    train, valid = ours[0]
+    est = BiasCorrectedALS(rank=3, maxIter=5, regParam=0.1, numBlocks=2, coldStartStrategy="drop")
+    maps = [{est.rank: 2}, {est.rank: 4, est.regParam: 0.5}, {est.maxIter: 1}]
+    models = [model for _, model in sorted(est.fitMultiple(train, maps), key=lambda pair: pair[0])]
+    got = fold_rmses(models, with_baseline(models[0], valid))
+    evaluator = RegressionEvaluator(metricName="rmse", labelCol="rating")
+    want = [evaluator.evaluate(model.transform(valid)) for model in models]
+    assert len(set(want)) == 3 and got == pytest.approx(want, abs=1e-9)
+
+
 def test_tuning_progress_says_the_time_left(spark, small_data):
     from engine.recommender.training import ALSConfig
     from engine.recommender.tuning import tune
@@ -224,7 +251,7 @@ def test_tuning_progress_says_the_time_left(spark, small_data):
         cfg=ALSConfig(),
         progress=lambda f, m: seen.append((f, m)),
     )
-    assert len(seen) == 5 and all(" left" in m for _, m in seen)  # from the first fit on, measured
+    assert len(seen) == 4 and all(" left" in m for _, m in seen)  # from the first fit on, measured
     assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == pytest.approx(1.0)
 
 

@@ -6,10 +6,10 @@ is liked by everyone". Taking those effects out first (Koren's baseline
 predictor) and factorising only what is left is what moves ml-latest-small from
 RMSE ~0.88 to ~0.85.
 
-:class:`BiasCorrectedALS` is a real Spark ML ``Estimator``, so ``CrossValidator``
+:class:`BiasCorrectedALS` is a real Spark ML ``Estimator``, so cross-validation
 re-estimates the biases inside every fold (no leakage from the held-out fold). The biases
 depend on the fold only, not on rank, maxIter or regParam: ``fitMultiple`` (what
-``CrossValidator`` calls once per fold) estimates them once per fold and fits every grid
+tuning calls once per fold, as ``CrossValidator`` would) estimates them once per fold and fits every grid
 point's ALS on the same cached residuals, each fit still a Spark job.
 
 Example:

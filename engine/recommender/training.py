@@ -314,7 +314,7 @@ def train_and_evaluate(
     # The plain-ALS comparison and the top-picks model do not depend on the bias-corrected model. Up to
     # BESIDE_UP_TO ratings they run as Spark jobs beside it, from two driver threads: on a small machine
     # an ALS fit of such data is mostly job and stage overhead, gaps the other fits' tasks fill (as the
-    # tuning's CrossValidator(parallelism=2) does). Nothing changes: each fit is seeded, and its factors
+    # tuning's two fits at a time do). Nothing changes: each fit is seeded, and its factors
     # do not depend on the schedule. Bigger data (or an unknown size) fits one model at a time: each fit
     # then has the machine's (or the cluster's) memory to itself.
     beside = release.n_ratings is not None and release.n_ratings <= BESIDE_UP_TO
