@@ -236,6 +236,8 @@ def test_tuning_folds_and_scores_are_the_ones_spark_crossvalidator_gives(spark, 
     evaluator = RegressionEvaluator(metricName="rmse", labelCol="rating")
     want = [evaluator.evaluate(model.transform(valid)) for model in models]
     assert len(set(want)) == 3 and got == pytest.approx(want, abs=1e-9)
+    # one model per query (data over SMALL_FIT_RATINGS), the same figure
+    assert fold_rmses(models[2:], with_baseline(models[0], valid)) == pytest.approx(want[2:], abs=1e-9)
 
 
 def test_tuning_progress_says_the_time_left(spark, small_data):

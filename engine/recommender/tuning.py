@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..data.movielens import ITEM, RATING, USER, MovieLens
-from ..data.spark_release import SparkRelease
+from ..data.spark_release import SparkRelease, as_spark_release
 from ..jobs import Pace
-from .als import BiasCorrectedALS, check_param, clip_rating
+from .als import SMALL_FIT_RATINGS, BiasCorrectedALS, check_param, clip_rating
 from .training import ALSConfig, Progress, log_progress, ratings_frame, split
 
 DEFAULT_GRID = {"rank": [8, 16, 32], "maxIter": [10, 15, 20], "regParam": [0.05, 0.1, 0.2]}
@@ -73,8 +73,12 @@ def tune(
     check_grid(grid, folds)
     if not isinstance(parallelism, (int, np.integer)) or isinstance(parallelism, bool) or parallelism < 1:
         raise ValueError(f"parallelism={parallelism!r}: give a whole number of fits at once, 1 or more.")
-    train, test = split(ratings_frame(spark, data), cfg)
+    release = as_spark_release(spark, data)
+    train, test = split(ratings_frame(spark, release), cfg)
     test.unpersist()  # tuning sees train only
+    # Each scoring query broadcasts its models' factors: a batch of them for small data, one model above.
+    small = release.n_ratings is not None and release.n_ratings <= SMALL_FIT_RATINGS
+    per_query = SCORE_BATCH if small else 1
     builder = ParamGridBuilder()
     check_param("numBlocks", blocks, "blocks")
     estimator = _ProgressBiasALS(
@@ -94,7 +98,7 @@ def tune(
     for i, (fold_train, fold_valid) in enumerate(k_folds(train, folds, cfg.seed)):
         fold_train, fold_valid = fold_train.cache(), fold_valid.cache()
         try:
-            scores[i] = _fit_and_score(estimator, fold_train, fold_valid, maps, parallelism)
+            scores[i] = _fit_and_score(estimator, fold_train, fold_valid, maps, parallelism, per_query)
         finally:
             fold_train.unpersist()
             fold_valid.unpersist()
@@ -135,15 +139,16 @@ def k_folds(train, folds: int, seed: int):
         yield frame.filter(~inside), frame.filter(inside)
 
 
-#: Models scored by one Spark query (:func:`fold_rmses`). Scoring one model alone took as long as a
-#: 1-iteration fit (8 jobs, ~1 s on 2 cores for ml-latest-small, nearly all of it per-job overhead); a
-#: batch's models are held until it is scored.
+#: Models scored by one Spark query (:func:`fold_rmses`) up to SMALL_FIT_RATINGS ratings. Scoring one model
+#: alone took as long as a 1-iteration fit (8 jobs, ~1 s on 2 cores for ml-latest-small, nearly all of it
+#: per-job overhead); a batch's models are held until it is scored, and their factors are broadcast (16
+#: models of rank 25 on ml-latest-small: ~16 MB). Bigger data scores one model per query.
 SCORE_BATCH = 16
 
 
-def _fit_and_score(estimator, train, validation, maps, parallelism: int) -> list[float]:
+def _fit_and_score(estimator, train, validation, maps, parallelism: int, per_query: int) -> list[float]:
     """Validation RMSE of every param map's model on one fold: ``parallelism`` fits at once (each a Spark
-    job), scored :data:`SCORE_BATCH` models at a time while the next ones fit."""
+    job), scored ``per_query`` models at a time while the next ones fit."""
     fitted = estimator.fitMultiple(train, maps)  # the fold's biases estimated once, for every map
     rmses = [float("nan")] * len(maps)
     scored = None
@@ -151,9 +156,9 @@ def _fit_and_score(estimator, train, validation, maps, parallelism: int) -> list
         # Every fit queued at once, so the pool keeps fitting while this thread scores a finished batch.
         queued = [pool.submit(next, fitted) for _ in maps]
         try:
-            for start in range(0, len(maps), SCORE_BATCH):
-                batch = [job.result() for job in queued[start : start + SCORE_BATCH]]
-                queued[start : start + SCORE_BATCH] = [None] * len(batch)  # the models go once scored
+            for start in range(0, len(maps), per_query):
+                batch = [job.result() for job in queued[start : start + per_query]]
+                queued[start : start + per_query] = [None] * len(batch)  # the models go once scored
                 if scored is None:  # every model of the fold shares its biases
                     scored = with_baseline(batch[0][1], validation).cache()
                 for (index, _), value in zip(batch, fold_rmses([model for _, model in batch], scored)):
