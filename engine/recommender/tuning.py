@@ -92,7 +92,7 @@ def tune(
         builder = builder.addGrid(estimator.getParam(name), list(values))
     maps = builder.build()
     fits = len(maps) * folds
-    estimator.track(progress, Pace(grid_units(grid, folds)), total=fits)
+    estimator.track(progress, Pace(grid_units(grid, folds, cfg.max_iter)), total=fits)
     t0 = time.perf_counter()
     scores = np.empty((folds, len(maps)))
     for i, (fold_train, fold_valid) in enumerate(k_folds(train, folds, cfg.seed)):
@@ -189,7 +189,7 @@ def with_baseline(model, ratings):
 
 
 def fold_rmses(models: list, scored) -> list[float]:
-    """RMSE of each of ``models`` (one fold's :class:`BiasCorrectedALSModel`\ s) on ``scored``
+    """RMSE of each of ``models`` (one fold's, each a :class:`BiasCorrectedALSModel`) on ``scored``
     (:func:`with_baseline` of the fold's validation ratings), in one Spark query.
 
     The same figure as ``RegressionEvaluator(metricName="rmse")`` on each model's ``transform`` with
