@@ -225,7 +225,8 @@ def test_tuning_folds_and_scores_are_the_ones_spark_crossvalidator_gives(spark, 
     keys = lambda frame: sorted(map(tuple, frame.select("userId", "movieId").collect()))  # noqa: E731
     ours = list(k_folds(ratings, 3, 7))
     theirs = CrossValidator(numFolds=3, seed=7)._kFold(ratings)
-    assert [len(keys(v)) for _, v in ours] != [0, 0, 0]
+    sizes = [len(keys(valid)) for _, valid in ours]
+    assert all(sizes) and sum(sizes) == ratings.count()  # every rating validates in exactly one fold
     for (train, valid), (their_train, their_valid) in zip(ours, theirs):
         assert keys(valid) == keys(their_valid) and keys(train) == keys(their_train)
     train, valid = ours[0]
