@@ -241,6 +241,37 @@ def test_tuning_folds_and_scores_are_the_ones_spark_crossvalidator_gives(spark, 
     assert fold_rmses(models[2:], with_baseline(models[0], valid)) == pytest.approx(want[2:], abs=1e-9)
 
 
+def test_tuning_data_of_unknown_size_scores_one_model_per_query_with_the_same_table(spark, small_data, monkeypatch):
+    """A release whose size is not known without a job (or is over 2 M ratings) scores one model per Spark
+    query, so no query broadcasts many models' factors of big data: the table is the batched one."""
+    from dataclasses import replace
+
+    from engine.data.spark_release import as_spark_release
+    from engine.recommender import tuning
+    from engine.recommender.training import ALSConfig
+
+    grid = {"rank": [2, 3], "maxIter": [3], "regParam": [0.1, 0.5]}
+    release = as_spark_release(spark, small_data)
+    batched = tuning.tune(spark, release, grid, folds=2, cfg=ALSConfig(), progress=lambda f, m: None)
+    queries = []
+    original = tuning.fold_rmses
+
+    def counted(models, scored):
+        queries.append(len(models))
+        return original(models, scored)
+
+    monkeypatch.setattr(tuning, "fold_rmses", counted)
+    alone = tuning.tune(
+        spark, replace(release, n_ratings=None), grid, folds=2, cfg=ALSConfig(), progress=lambda f, m: None
+    )
+    assert queries == [1] * 8
+    assert [(r["rank"], r["regParam"]) for r in alone["table"]] == [
+        (r["rank"], r["regParam"]) for r in batched["table"]
+    ]
+    for a, b in zip(alone["table"], batched["table"]):
+        assert a["rmse"] == pytest.approx(b["rmse"], abs=1e-9)
+
+
 def test_tuning_progress_says_the_time_left(spark, small_data):
     from engine.recommender.training import ALSConfig
     from engine.recommender.tuning import tune

@@ -287,17 +287,18 @@ class BiasCorrectedALSModel(Model, _BiasALSParams):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         out = self.als_model.transform(dataset)
         out = out.join(F.broadcast(self.item_bias), ITEM, "left").join(F.broadcast(self.user_bias), USER, "left")
-        raw = (
-            F.lit(self.mu)
-            + F.coalesce("user_bias", F.lit(0.0))
-            + F.coalesce("item_bias", F.lit(0.0))
-            + F.col(_ALS_PRED)
-        )
+        raw = bias_sum(self.mu) + F.col(_ALS_PRED)
         out = out.withColumn(PREDICTION, clip_rating(raw))
         out = out.drop(_ALS_PRED, "user_bias", "item_bias")
         if self.getOrDefault(self.coldStartStrategy) == "drop":
             out = out.dropna(subset=[PREDICTION])
         return out
+
+
+def bias_sum(mu: float):
+    """mu + b_user + b_movie over rows joined with the ``user_bias`` and ``item_bias`` tables (0 for a
+    user or movie without one): the baseline every prediction of the bias-corrected model starts from."""
+    return F.lit(mu) + F.coalesce("user_bias", F.lit(0.0)) + F.coalesce("item_bias", F.lit(0.0))
 
 
 def clip_rating(col):
@@ -329,11 +330,10 @@ def fit_biases(ratings: DataFrame, user_reg: float, item_reg: float):
 
 def bias_baseline_predictions(mu: float, item_bias: DataFrame, user_bias: DataFrame, test: DataFrame) -> DataFrame:
     """Predictions of the bias-only model (mu + b_u + b_i), the baseline in reports."""
-    raw = F.lit(mu) + F.coalesce("user_bias", F.lit(0.0)) + F.coalesce("item_bias", F.lit(0.0))
     return (
         test.join(F.broadcast(item_bias), ITEM, "left")
         .join(user_bias, USER, "left")
-        .withColumn(PREDICTION, clip_rating(raw))
+        .withColumn(PREDICTION, clip_rating(bias_sum(mu)))
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..data.movielens import ITEM, RATING, USER, MovieLens
 from ..data.spark_release import SparkRelease, as_spark_release
 from ..jobs import Pace
-from .als import SMALL_FIT_RATINGS, BiasCorrectedALS, check_param, clip_rating
+from .als import SMALL_FIT_RATINGS, BiasCorrectedALS, bias_sum, check_param, clip_rating
 from .training import ALSConfig, Progress, log_progress, ratings_frame, split
 
 DEFAULT_GRID = {"rank": [8, 16, 32], "maxIter": [10, 15, 20], "regParam": [0.05, 0.1, 0.2]}
@@ -180,11 +180,10 @@ def with_baseline(model, ratings):
     """``ratings`` with each one's bias prediction (mu + b_user + b_movie, as ``model`` adds them)."""
     from pyspark.sql import functions as F
 
-    base = F.lit(model.mu) + F.coalesce("user_bias", F.lit(0.0)) + F.coalesce("item_bias", F.lit(0.0))
     return (
         ratings.join(F.broadcast(model.item_bias), ITEM, "left")
         .join(F.broadcast(model.user_bias), USER, "left")
-        .select(USER, ITEM, RATING, base.alias(_BASE))
+        .select(USER, ITEM, RATING, bias_sum(model.mu).alias(_BASE))
     )
 
 
