@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)
 EMOTION_FILE  := $(or $(EMOTION_MODEL_DIR),models/emotion)/emotion.keras
 EMOTION_STAMP := $(VENV)/.emotion-ready-$(shell cat $(EMOTION_FILE) requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help run lint test test-fast soak screenshots bench java venv data parquet model emotion chromium clean
+.PHONY: help run lint test test-fast soak screenshots bench bench-deps java venv data parquet model emotion chromium clean
 
 run: java venv data parquet model emotion  ## set everything up, then serve the app on http://localhost:8501
 	$(VENV)/bin/streamlit run streamlit_app.py
@@ -50,6 +50,9 @@ bench: java venv data model  ## every benchmark in bench/, figures printed
 	$(PY) bench/bench_emotion.py
 	$(PY) bench/bench_emotion_training.py --arch vgg res
 	$(PY) bench/bench_browser.py
+
+bench-deps: venv  ## the peers' libraries for bench/bench_ranking.py (bench/requirements.txt; not the app's)
+	$(PY) -m pip install -r bench/requirements.txt
 
 java:  ## check that Java 17+ is there for Spark (says how to get it)
 	@scripts/check_java.sh

@@ -119,7 +119,7 @@ with tab_tune:
         "regParam", [0.01, 0.05, 0.1, 0.2, 0.3], [0.05, 0.1, 0.2], key="grid_reg", persist_state="session"
     )
     folds = c[3].number_input("folds", 2, 10, 3, key="grid_folds", persist_state="session")
-    fits = len(ranks) * len(iters) * len(regs) * folds + 1
+    fits = len(ranks) * len(iters) * len(regs) * folds  # no refit on all of train (tuning.py)
     last = st.session_state.get("cv_result") or {}
     if last.get("seconds") and last.get("grid") and last.get("folds"):  # the pace of the last grid run here
         per_unit = last["seconds"] / grid_units(last["grid"], last["folds"])

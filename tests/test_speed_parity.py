@@ -22,8 +22,10 @@ FOLDS = 3
 #: CV RMSE per (rank, maxIter, regParam), recorded 2026-12-02 on the hash split (355 s on a busy machine).
 BEFORE_CV = {(10, 10, 0.5): 0.86903, (20, 10, 0.5): 0.86906, (20, 10, 0.1): 0.87488, (10, 10, 0.1): 0.88974}
 BEFORE_BEST = {"rank": 10, "maxIter": 10, "regParam": 0.5}
-#: The default model (ALSConfig(): rank 16, 20 iterations, regParam 0.1, split seed 42), recorded 2026-12-02.
-BEFORE_TEST = {"test_rmse": 0.85706, "bias_baseline_rmse": 0.86334, "plain_als_rmse": 0.88155}
+#: The default model (ALSConfig(), split seed 42). Recorded again 2026-12-03, when the defaults became rank 64,
+#: 15 iterations, regParam 0.13 (chosen on a validation split, issue 29; rank 16, 20 iterations, regParam 0.1
+#: had 0.85706 / 0.86334 / 0.88155 before): the speed work must keep these, the model's settings moved them.
+BEFORE_TEST = {"test_rmse": 0.84463, "bias_baseline_rmse": 0.86334, "plain_als_rmse": 0.87103}
 
 
 def test_tuning_finds_the_same_best_point_and_rmse(spark, real_data):

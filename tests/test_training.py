@@ -130,9 +130,10 @@ def test_cross_validation_table(spark, small_data):
 @pytest.mark.slow
 def test_real_data_rmse_target(real_model):
     m = real_model[2]["metrics"]
-    # 0.848 on randomSplit's split until 2026-12-02; 0.857 on the hash split that does not move with the
-    # partitioning (random splits of ml-latest-small differ by ~0.01: seeds 1/2/3 gave 0.849/0.862/0.855)
-    assert m["test_rmse"] <= 0.86
+    # 0.8446 since 2026-12-03 (rank 64, regParam 0.13; Surprise's tuned SVD 0.8469 on the same split,
+    # bench/bench_ranking.py); 0.857 before with rank 16, regParam 0.1. Random splits of ml-latest-small
+    # differ by ~0.01 (seeds 1/2/3: 0.839/0.846/0.837).
+    assert m["test_rmse"] <= 0.850
     assert m["test_rmse"] < m["bias_baseline_rmse"] < m["plain_als_rmse"]
     assert m["split_seed"] == 42
     # reported honestly either way; the filter must at least help the model's ranking

@@ -41,11 +41,19 @@ def log_progress(fraction: float, message: str) -> None:
 
 @dataclass
 class ALSConfig:
-    """Hyper-parameters and protocol. Defaults reach test RMSE ~0.84 on ml-latest-small."""
+    """Hyper-parameters and protocol.
 
-    rank: int = 16
-    max_iter: int = 20
-    reg_param: float = 0.1
+    rank, max_iter and reg_param were chosen on a validation split carved from split seed 42's training
+    split (the hash split again, seed 7; test untouched), 2026-12-03: validation RMSE 0.8449 at rank 64,
+    15 iterations, regParam 0.13, against 0.8631 for the earlier rank 16, 20 iterations, regParam 0.1
+    (regParam 0.15 / 0.17 / 0.2: 0.8453 / 0.8462 / 0.8481 at rank 64; ranks 32 / 48 / 100: 0.8475 / 0.8455
+    / 0.8452; 20 iterations: the same as 15; Surprise's tuned SVD: 0.8473). docs/recommender.md has the
+    test figures of every seed.
+    """
+
+    rank: int = 64
+    max_iter: int = 15
+    reg_param: float = 0.13
     user_bias_reg: float = 5.0
     item_bias_reg: float = 5.0
     seed: int = 42
