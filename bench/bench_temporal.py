@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.data.movielens import ITEM, RATING, TIME, USER, load_movielens  # noqa: E402
 from engine.recommender import picks  # noqa: E402
-from engine.recommender.als import BiasCorrectedALS, bias_baseline_predictions, fit_biases  # noqa: E402
+from engine.recommender.als import bias_baseline_predictions, blocks_for, fit_biases  # noqa: E402
 from engine.recommender.evaluation import ranking_metrics, relevant_items, rmse  # noqa: E402
 from engine.recommender.training import ALSConfig, ratings_frame, split  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
@@ -55,19 +56,12 @@ def measure(spark, train: pd.DataFrame, test: pd.DataFrame, cfg: ALSConfig) -> d
     cols = [USER, ITEM, RATING]
     train_df = spark.createDataFrame(train[cols].astype({USER: "int32", ITEM: "int32", RATING: "float32"})).cache()
     test_df = spark.createDataFrame(test[cols].astype({USER: "int32", ITEM: "int32", RATING: "float32"})).cache()
-    model = BiasCorrectedALS(
-        rank=cfg.rank,
-        maxIter=cfg.max_iter,
-        regParam=cfg.reg_param,
-        userBiasReg=cfg.user_bias_reg,
-        itemBiasReg=cfg.item_bias_reg,
-        seed=cfg.seed,
-        numBlocks=2,
-    ).fit(train_df)
+    cfg = replace(cfg, num_blocks=blocks_for(spark, len(train)))  # as train_and_evaluate chooses them
+    model = cfg.estimator().fit(train_df)
     test_rmse = rmse(model.transform(test_df).dropna(subset=["prediction"]))
     mu, item_bias, user_bias = fit_biases(train_df, cfg.user_bias_reg, cfg.item_bias_reg)
     bias_rmse = rmse(bias_baseline_predictions(mu, item_bias, user_bias, test_df))
-    users_f, items_f = picks.export_factors(picks.fit(train_df, picks.PicksConfig(), blocks=2))
+    users_f, items_f = picks.export_factors(picks.fit(train_df, picks.PicksConfig(), blocks=cfg.num_blocks))
     users, items = np.sort(train[USER].unique()), np.sort(train[ITEM].unique())
     scores = picks.align(users_f, USER, users) @ picks.align(items_f, ITEM, items).T
     popularity = train[ITEM].value_counts().reindex(items).to_numpy(np.float64)
