@@ -4,8 +4,9 @@
 
 The project's split (``split``) draws a random fifth of the ratings, so training sees ratings given after the
 ones it is tested on. Here each user's last ``--fraction`` of their ratings by timestamp is test (at least one,
-users with a single rating stay in train); as in the project's split, test keeps only users and movies seen in
-train. Both splits get the same default models (``ALSConfig``, ``PicksConfig``), fitted by Spark:
+users with a single rating stay in train): the engine's ``split`` with ``split_by="time"``, what
+``python -m engine evaluate --split-by time`` runs; test keeps only users and movies seen in train. Both splits
+get the same default models (``ALSConfig``, ``PicksConfig``), fitted by Spark:
 
 * test RMSE of the bias-corrected ALS and of the bias-only baseline;
 * NDCG@10 (P, R, MAP) of top picks by the implicit score alone (every movie seen in training except the
@@ -29,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.data.movielens import ITEM, RATING, TIME, USER, load_movielens  # noqa: E402
+from engine.data.movielens import ITEM, RATING, USER, load_movielens  # noqa: E402
 from engine.recommender import picks  # noqa: E402
 from engine.recommender.als import bias_baseline_predictions, blocks_for, fit_biases  # noqa: E402
 from engine.recommender.evaluation import ranking_metrics, relevant_items, rmse  # noqa: E402
@@ -38,18 +39,6 @@ from engine.settings import get_settings  # noqa: E402
 from engine.spark import get_spark  # noqa: E402
 
 K = 10
-
-
-def temporal_split(ratings: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test): each user's last ``fraction`` of ratings by time (ties by movie id) is test."""
-    ordered = ratings.sort_values([USER, TIME, ITEM], kind="stable")
-    position = ordered.groupby(USER).cumcount()
-    count = ordered.groupby(USER)[ITEM].transform("size")
-    n_test = np.where(count > 1, np.maximum(1, np.floor(count * fraction)), 0)
-    is_test = position >= count - n_test
-    train, test = ordered[~is_test], ordered[is_test]
-    test = test[test[USER].isin(train[USER]) & test[ITEM].isin(train[ITEM])]
-    return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
 def measure(spark, train: pd.DataFrame, test: pd.DataFrame, cfg: ALSConfig) -> dict:
@@ -93,14 +82,15 @@ def main(argv=None) -> None:
     data = load_movielens(settings.movielens_data)
     spark = get_spark(settings)
     cfg = ALSConfig()
-    ratings = data.ratings[[USER, ITEM, RATING, TIME]]
-    random_train, random_test = (d.toPandas() for d in split(ratings_frame(spark, data), cfg))
+    timed = replace(cfg, split_by="time", test_fraction=args.fraction)
     rows = []
-    for name, (train, test) in (
-        (f"random (hash, seed {cfg.split_seed})", (random_train, random_test)),
-        (f"temporal (each user's last {args.fraction:.0%})", temporal_split(ratings, args.fraction)),
+    for name, protocol in (
+        (f"random (hash, seed {cfg.split_seed})", cfg),
+        (f"temporal (each user's last {args.fraction:.0%})", timed),
     ):
         t0 = time.perf_counter()
+        frame = ratings_frame(spark, data, with_time=protocol.split_by == "time")
+        train, test = (d.toPandas() for d in split(frame, protocol))  # the engine's split (evaluate --split-by)
         rows.append((name, measure(spark, train, test, cfg)))
         print(f"{name}: {time.perf_counter() - t0:.1f} s", flush=True)
     print(

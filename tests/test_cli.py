@@ -87,6 +87,13 @@ def test_train_and_evaluate(env):
     assert other["settings"]["split_seed"] == other["split_seed"] == 7 and other["settings"]["rank"] == 3
     assert other["n_test"] != fresh["n_test"]  # the seeded split of this data: deterministic
     assert "takes no --rank" in run_cli(env, "evaluate", "--saved", "--rank", "3", "--json", expect=2)["error"]
+    # the temporal protocol: each user's latest ratings are test (here the highest movie ids: see conftest)
+    timed = run_cli(env, "evaluate", "--split-by", "time", "--json")
+    assert timed["settings"]["split_by"] == timed["split_by"] == "time" and fresh["split_by"] == "random"
+    assert timed["n_test"] != fresh["n_test"] and timed["test_rmse"] > 0
+    assert (
+        "takes no --split-by" in run_cli(env, "evaluate", "--saved", "--split-by", "time", "--json", expect=2)["error"]
+    )
 
 
 def test_recommend_and_similar(env):

@@ -49,6 +49,39 @@ def test_split_is_seeded(spark, small_data):
     assert not a.reset_index(drop=True).equals(c.reset_index(drop=True))
 
 
+def test_the_temporal_split_holds_out_each_users_latest_ratings(spark):
+    """split_by="time": each user's last floor(n * 0.2) ratings by timestamp (at least one from two
+    ratings on; ties by movie id) are test, whatever order the rows come in."""
+    import pandas as pd
+
+    from engine.recommender.training import ALSConfig, split
+
+    rng = np.random.default_rng(3)
+    rows = []
+    # user 1: ten ratings at shuffled times -> the two latest (movies 10 and 3) are held out; nobody
+    # else rated movie 10, so only movie 3 is tested (a model cannot score a movie it never saw)
+    for movie, t in zip(range(1, 11), [5, 9, 100, 1, 2, 3, 4, 6, 7, 200]):
+        rows.append((1, movie, 4.0, t))
+    rows.append((2, 1, 3.0, 10**9))  # one rating: stays in train
+    rows += [(3, 2, 2.0, 50), (3, 5, 3.5, 40), (3, 4, 5.0, 60)]  # three: max(1, floor(0.6)) = 1 -> movie 4
+    # user 4: five ratings, the last two at the same second: the higher movie id counts as later
+    rows += [(4, m, 3.0, t) for m, t in ((1, 10), (2, 20), (3, 30), (7, 99), (6, 99))]
+    rows.append((5, 11, 4.0, 1))
+    rows.append((5, 1, 4.0, 2))  # user 5's latest is movie 1; movie 11 (nobody else's) stays in train
+    rows.append((6, 12, 4.0, 9))
+    rows.append((6, 2, 4.0, 1))  # user 6's latest is movie 12, rated by nobody in train: not tested either
+    frame = pd.DataFrame([rows[i] for i in rng.permutation(len(rows))], columns=["userId", "movieId", "rating", "ts"])
+    frame = frame.rename(columns={"ts": "timestamp"})
+    df = spark.createDataFrame(frame).repartition(3)
+    train, test = split(df, ALSConfig(split_by="time"))
+    assert train.columns == ["userId", "movieId", "rating"] and sorted(test.columns) == sorted(train.columns)
+    got = {(int(r.userId), int(r.movieId)) for r in test.collect()}
+    assert got == {(1, 3), (3, 4), (4, 7), (5, 1)}
+    assert train.count() == len(rows) - len(got) - 2  # (1, 10) and (6, 12): on neither side
+    with pytest.raises(ValueError, match="split_by must be one of random, time"):
+        ALSConfig(split_by="future").check()
+
+
 def test_save_load_round_trip(spark, small_model):
     root, path, result = small_model
     assert current_model_dir(root) == path

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["evaluate"].add_argument(
         "--saved", action="store_true", help="print the current model's stored metrics"
     )
+    sub.choices["evaluate"].add_argument(
+        "--split-by",
+        choices=("random", "time"),
+        help="random: the seeded hash split models are trained on (default); "
+        "time: each user's last 20%% of ratings by timestamp is test (training never sees the future)",
+    )
     p = add("models", cmd_models, "list the saved models; make one current or delete one")
     act = p.add_mutually_exclusive_group()
     act.add_argument("--use", metavar="NAME", help="make this saved model the current one")

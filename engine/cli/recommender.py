@@ -142,7 +142,7 @@ def cmd_evaluate(args) -> int:
     folder = current_model_dir(get_settings().model_dir)
     flags = {
         name: getattr(args, name)
-        for name in ("rank", "max_iter", "reg_param", "split_seed", "seed")
+        for name in ("rank", "max_iter", "reg_param", "split_seed", "seed", "split_by")
         if getattr(args, name, None) is not None
     }
     if args.saved:
@@ -167,7 +167,7 @@ def cmd_evaluate(args) -> int:
         spark, data = _release()
         check_dataset(folder, data.fingerprint)
         metrics = train_and_evaluate(spark, data, cfg, _progress)["metrics"]
-        settings = {k: getattr(cfg, k) for k in ("rank", "max_iter", "reg_param", "split_seed", "seed")}
+        settings = {k: getattr(cfg, k) for k in ("rank", "max_iter", "reg_param", "split_seed", "seed", "split_by")}
     summary = {k: v for k, v in metrics.items() if k != "ranking"}
     payload = {"model": folder.name, **summary, "ranking": metrics.get("ranking")}
     if settings is not None:

@@ -20,19 +20,21 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..settings import Settings
-from .movielens import GENRES, ITEM, RATING, TITLE, USER, DataError, MovieLens, release_years
+from .movielens import GENRES, ITEM, RATING, TIME, TITLE, USER, DataError, MovieLens, release_years
 
 
 @dataclass
 class SparkRelease:
     """ratings: Spark DataFrame (userId int, movieId int, rating float); movies (movieId, title, genres,
-    year) and links (movieId, imdbId, tmdbId): pandas, one row per movie."""
+    year) and links (movieId, imdbId, tmdbId): pandas, one row per movie. ``timed()`` gives the ratings
+    with their ``timestamp`` (bigint, seconds) as well, for the temporal split; built when asked."""
 
     ratings: object
     movies: pd.DataFrame
@@ -41,27 +43,31 @@ class SparkRelease:
     name: str
     fingerprint: str
     n_ratings: int | None = None  # when known without a Spark job (a prepared release's manifest)
+    timed: Callable[[], object] | None = None  # () -> the ratings with their timestamp; None: none known
 
     def describe(self) -> str:
         count = f"{self.n_ratings:,} ratings" if self.n_ratings is not None else "ratings"
         return f"{self.name}: {count} on {len(self.movies):,} movies, read by Spark ({self.source})"
 
 
-def _typed(ratings):
+def _typed(ratings, with_time: bool = False):
     from pyspark.sql import functions as F
 
-    return ratings.select(
+    columns = [
         F.col(USER).cast("int").alias(USER),
         F.col(ITEM).cast("int").alias(ITEM),
         F.col(RATING).cast("float").alias(RATING),
-    )
+    ]
+    return ratings.select(*columns, *([F.col(TIME).cast("bigint").alias(TIME)] if with_time else []))
 
 
 def from_movielens(spark, data: MovieLens) -> SparkRelease:
     """A release held in pandas (small data, tests), as a Spark DataFrame of its ratings."""
-    ratings = data.ratings[[USER, ITEM, RATING]].astype({USER: "int32", ITEM: "int32", RATING: "float32"})
+    types = {USER: "int32", ITEM: "int32", RATING: "float32"}
+    ratings = data.ratings[[USER, ITEM, RATING]].astype(types)
     return SparkRelease(
         ratings=spark.createDataFrame(ratings),
+        timed=lambda: spark.createDataFrame(data.ratings[[USER, ITEM, RATING, TIME]].astype({**types, TIME: "int64"})),
         movies=data.movies,
         links=data.links,
         source=data.source,
@@ -90,6 +96,7 @@ def open_release(spark, settings: Settings, progress=None) -> SparkRelease:
     ratings = spark.read.parquet(Path(folder, "ratings.parquet").resolve().as_uri())
     return SparkRelease(
         ratings=_typed(ratings),
+        timed=lambda: _typed(ratings, with_time=True),
         movies=movies,
         links=links,
         source=manifest["source"],
@@ -121,7 +128,7 @@ def _open_uri(spark, uri: str) -> SparkRelease:
                 f"{base}: Spark found neither ratings.parquet nor ratings.csv there ({_first_line(exc)}). "
                 "Point MOVIELENS_DATA at a GroupLens release folder (or a prepared Parquet folder)."
             ) from None
-    ratings = _typed(ratings)
+    raw, ratings = ratings, _typed(ratings)
     bad = ratings.filter(F.col(USER).isNull() | F.col(ITEM).isNull() | F.col(RATING).isNull()).limit(1).collect()
     if bad:
         raise DataError(
@@ -144,7 +151,8 @@ def _open_uri(spark, uri: str) -> SparkRelease:
     except AnalysisException:
         pass  # links are optional: no IMDb/TMDB links then
     name = base.rsplit("/", 1)[-1] or base
-    return SparkRelease(ratings, movies, links, source=uri, name=name, fingerprint=f"uri:{base}")
+    timed = (lambda: _typed(raw, with_time=True)) if TIME in raw.columns else None
+    return SparkRelease(ratings, movies, links, source=uri, name=name, fingerprint=f"uri:{base}", timed=timed)
 
 
 def _first_line(exc: Exception) -> str:

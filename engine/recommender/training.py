@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..data.movielens import GENRES, ITEM, RATING, TITLE, USER, MovieLens
+from ..data.movielens import GENRES, ITEM, RATING, TIME, TITLE, USER, MovieLens
 from ..data.spark_release import SparkRelease, as_spark_release
 from ..jobs import with_eta
 from . import picks
@@ -59,6 +59,10 @@ class ALSConfig:
     seed: int = 42
     split_seed: int = 42
     test_fraction: float = 0.2
+    #: "random": each rating's side by a hash of (user, movie, split_seed); "time": each user's last
+    #: ``test_fraction`` of ratings by timestamp (:func:`split`). Models are trained on the random split;
+    #: ``evaluate --split-by time`` measures the same settings on the future.
+    split_by: str = "random"
     ranking_k: int = 10
     #: Top-N lists leave out movies with fewer training ratings than this: a
     #: predicted 4.9 from three ratings is noise, and users agree (see README).
@@ -92,6 +96,8 @@ class ALSConfig:
             ("seed", self.split_seed, "split seed"),
         ):
             check_param(name, value, label)
+        if self.split_by not in SPLITS:
+            raise ValueError(f"split_by must be one of {', '.join(SPLITS)} (got {self.split_by!r}).")
         if not (isinstance(self.test_fraction, (int, float)) and 0 < self.test_fraction < 1):
             raise ValueError(f"test_fraction must be between 0 and 1 (got {self.test_fraction!r}).")
         check_param("numBlocks", self.num_blocks, "num_blocks")
@@ -128,13 +134,22 @@ def worse_than_baseline(metrics: dict) -> str | None:
     )
 
 
-def ratings_frame(spark, data: "SparkRelease | MovieLens", extra: pd.DataFrame | None = None):
+def ratings_frame(spark, data: "SparkRelease | MovieLens", extra: pd.DataFrame | None = None, with_time=False):
     """Spark DataFrame (userId, movieId, rating) of the release, plus ``extra`` ratings (people's own,
-    a few thousand at most: sent from the driver)."""
-    ratings = as_spark_release(spark, data).ratings
+    a few thousand at most: sent from the driver). ``with_time``: with each rating's ``timestamp`` too
+    (``extra`` must have one then); a ``ValueError`` when the release has none."""
+    release = as_spark_release(spark, data)
+    columns, types = [USER, ITEM, RATING], {USER: "int32", ITEM: "int32", RATING: "float32"}
+    if with_time:
+        if release.timed is None:
+            raise ValueError(f"{release.name}: its ratings have no timestamp column, so no temporal split.")
+        ratings, columns, types = release.timed(), columns + [TIME], {**types, TIME: "int64"}
+    else:
+        ratings = release.ratings
     if extra is not None and len(extra):
-        extra = extra[[USER, ITEM, RATING]].astype({USER: "int32", ITEM: "int32", RATING: "float32"})
-        ratings = ratings.unionByName(spark.createDataFrame(extra))
+        if with_time and TIME not in extra.columns:
+            raise ValueError("The temporal split needs a timestamp for every added rating.")
+        ratings = ratings.unionByName(spark.createDataFrame(extra[columns].astype(types)))
     return ratings
 
 
@@ -142,21 +157,39 @@ def ratings_frame(spark, data: "SparkRelease | MovieLens", extra: pd.DataFrame |
 SPLIT_BUCKETS = 1_000_000
 
 
-def split(ratings_df, cfg: ALSConfig):
-    """Seeded train/test split; test keeps only users and movies seen in train.
+#: ALSConfig.split_by's choices.
+SPLITS = ("random", "time")
 
-    Each rating's side is decided by a hash of (userId, movieId, split seed), not by its
-    partition: the same rating lands on the same side whether Spark read Parquet or CSV, on
-    ``local[*]`` with 2 cores or on a cluster (``randomSplit`` draws per partition, so its split
-    moved with the partitioning), and no sort of the data is needed.
+
+def split(ratings_df, cfg: ALSConfig):
+    """Train/test split of (userId, movieId, rating); test keeps only users and movies seen in train.
+
+    ``cfg.split_by`` "random" (the default): each rating's side is decided by a hash of (userId,
+    movieId, split seed), not by its partition: the same rating lands on the same side whether Spark
+    read Parquet or CSV, on ``local[*]`` with 2 cores or on a cluster (``randomSplit`` draws per
+    partition, so its split moved with the partitioning), and no sort of the data is needed.
+
+    "time": ``ratings_df`` has a ``timestamp`` column (:func:`ratings_frame` ``with_time``); each user's
+    last ``floor(n * test_fraction)`` ratings by time (ties by movie id; at least one when the user has
+    two or more) are test, so training never sees a rating made after the ones it is tested on for that
+    user. Both sides keep (userId, movieId, rating) only.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    bucket = F.pmod(F.xxhash64(F.col(USER), F.col(ITEM), F.lit(int(cfg.split_seed))), F.lit(SPLIT_BUCKETS))
-    in_test = bucket < F.lit(int(round(cfg.test_fraction * SPLIT_BUCKETS)))
-    train = ratings_df.filter(~in_test).cache()
+    if cfg.split_by == "time":
+        n = F.count(F.lit(1)).over(Window.partitionBy(USER))
+        position = F.row_number().over(Window.partitionBy(USER).orderBy(TIME, ITEM))  # 1 = the earliest
+        n_test = F.when(n > 1, F.greatest(F.lit(1), F.floor(n * F.lit(float(cfg.test_fraction))))).otherwise(0)
+        marked = ratings_df.withColumn("_in_test", position > n - n_test)
+        in_test, ratings_df = F.col("_in_test"), marked
+    else:
+        bucket = F.pmod(F.xxhash64(F.col(USER), F.col(ITEM), F.lit(int(cfg.split_seed))), F.lit(SPLIT_BUCKETS))
+        in_test = bucket < F.lit(int(round(cfg.test_fraction * SPLIT_BUCKETS)))
+    train = ratings_df.filter(~in_test).select(USER, ITEM, RATING).cache()
     test = (
         ratings_df.filter(in_test)
+        .select(USER, ITEM, RATING)
         .join(train.select(USER).distinct(), USER, "left_semi")
         .join(train.select(ITEM).distinct(), ITEM, "left_semi")
         .cache()
@@ -322,13 +355,16 @@ def train_and_evaluate(
     # fit includes the split's jobs, the two ALS comparisons and the top picks ~20 % each, ranking
     # ~10 %), so the time left extrapolated from the pace so far holds on a quiet or busy machine.
     progress = with_eta(progress)
-    progress(0.0, "splitting ratings 80/20 (seed %d)" % cfg.split_seed)
+    if cfg.split_by == "time":
+        progress(0.0, f"splitting ratings by time (each user's last {cfg.test_fraction:.0%} is test)")
+    else:
+        progress(0.0, f"splitting ratings {1 - cfg.test_fraction:.0%}/{cfg.test_fraction:.0%} (seed {cfg.split_seed})")
     release = as_spark_release(spark, data)
     if not cfg.num_blocks:  # the saved params say which blocks the fits had
         extra = 0 if extra_ratings is None else len(extra_ratings)
         n = None if release.n_ratings is None else release.n_ratings + extra
         cfg = replace(cfg, num_blocks=blocks_for(spark, n))
-    all_ratings = ratings_frame(spark, release, extra_ratings)
+    all_ratings = ratings_frame(spark, release, extra_ratings, with_time=cfg.split_by == "time")
     train, test = split(all_ratings, cfg)
 
     # The plain-ALS comparison and the top-picks model do not depend on the bias-corrected model. Up to
@@ -357,6 +393,7 @@ def train_and_evaluate(
         metrics = {
             "test_rmse": round(rmse(model.transform(test)), 5),
             "split_seed": cfg.split_seed,
+            "split_by": cfg.split_by,
             "fit_seconds": round(fit_seconds, 2),
         }
         if compare_baselines:
