@@ -173,6 +173,27 @@ def test_real_data_rmse_target(real_model):
     assert m["ranking"]["model"]["ndcg_at_k"] > m["ranking"]["model_unfiltered"]["ndcg_at_k"]
 
 
+@pytest.mark.integration
+def test_the_temporal_split_of_the_real_release(spark, real_data):
+    """evaluate --split-by time on ml-latest-small: Spark's window split equals the same rule written in
+    pandas, rating for rating (80,896 / 18,258 ratings, as bench/bench_temporal.py reported)."""
+    from engine.recommender.training import ALSConfig, ratings_frame, split
+
+    train, test = split(ratings_frame(spark, real_data, with_time=True), ALSConfig(split_by="time"))
+    got_train = set(map(tuple, train.select("userId", "movieId").toPandas().to_numpy().tolist()))
+    got_test = set(map(tuple, test.select("userId", "movieId").toPandas().to_numpy().tolist()))
+    ordered = real_data.ratings.sort_values(["userId", "timestamp", "movieId"], kind="stable")
+    position = ordered.groupby("userId").cumcount().to_numpy()
+    count = ordered.groupby("userId")["movieId"].transform("size").to_numpy()
+    held = position >= count - np.where(count > 1, np.maximum(1, np.floor(count * 0.2)), 0)
+    pairs = ordered[["userId", "movieId"]].to_numpy()
+    want_train = set(map(tuple, pairs[~held].tolist()))
+    seen_users, seen_movies = {u for u, _ in want_train}, {m for _, m in want_train}
+    want_test = {(u, m) for u, m in map(tuple, pairs[held].tolist()) if u in seen_users and m in seen_movies}
+    assert got_train == want_train and got_test == want_test
+    assert (len(got_train), len(got_test)) == (80_896, 18_258)
+
+
 def test_training_includes_app_ratings(spark, small_data, tmp_path):
     from engine.people.user_ratings import RatingStore
     from engine.recommender.training import ALSConfig, train_and_evaluate
