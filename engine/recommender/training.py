@@ -181,8 +181,8 @@ def split(ratings_df, cfg: ALSConfig):
         n = F.count(F.lit(1)).over(Window.partitionBy(USER))
         position = F.row_number().over(Window.partitionBy(USER).orderBy(TIME, ITEM))  # 1 = the earliest
         n_test = F.when(n > 1, F.greatest(F.lit(1), F.floor(n * F.lit(float(cfg.test_fraction))))).otherwise(0)
-        marked = ratings_df.withColumn("_in_test", position > n - n_test)
-        in_test, ratings_df = F.col("_in_test"), marked
+        ratings_df = ratings_df.withColumn("_in_test", position > n - n_test)
+        in_test = F.col("_in_test")
     else:
         bucket = F.pmod(F.xxhash64(F.col(USER), F.col(ITEM), F.lit(int(cfg.split_seed))), F.lit(SPLIT_BUCKETS))
         in_test = bucket < F.lit(int(round(cfg.test_fraction * SPLIT_BUCKETS)))
