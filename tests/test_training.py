@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.recommender.model_store import ModelError, check_dataset, current_model_dir, list_models, set_current
@@ -20,6 +21,7 @@ def test_training_reports_every_metric(small_model):
     m = result["metrics"]
     for key in (
         "test_rmse",
+        "explicit_rmse",
         "plain_als_rmse",
         "bias_baseline_rmse",
         "split_seed",
@@ -232,13 +234,17 @@ def test_fits_beside_each_other_give_what_fits_one_at_a_time_give(spark, small_d
     ]
     assert order == sorted(order), said  # one at a time, in the order the messages say
     together = small_model[2]  # trained with the fits beside each other
-    timings = ("fit_seconds", "picks_fit_seconds")
+    timings = ("fit_seconds", "picks_fit_seconds", "neighbours_seconds")
     assert {k: v for k, v in alone["metrics"].items() if k not in timings} == {
         k: v for k, v in together["metrics"].items() if k not in timings
     }
     for name in ("user_factors", "item_factors", "pick_user_factors", "pick_item_factors"):
         a, b = (r["tables"][name].sort_values(r["tables"][name].columns[0]) for r in (alone, together))
         np.testing.assert_array_equal(a.to_numpy(), b.to_numpy(), err_msg=name)
+    # the similarities are sums over partitions, added in the order the tasks end: equal to ~1e-16
+    a, b = (r["tables"]["neighbours"] for r in (alone, together))
+    pd.testing.assert_frame_equal(a[["movieId", "neighbourId"]], b[["movieId", "neighbourId"]])
+    np.testing.assert_allclose(a["similarity"], b["similarity"], rtol=1e-12)
     said.clear()
     monkeypatch.setattr(training, "BESIDE_UP_TO", 10**9)
     train_and_evaluate(spark, small_data, ALSConfig(rank=2, max_iter=2), progress=lambda f, m: said.append(m))

@@ -81,7 +81,8 @@ def cmd_train(args) -> int:
         args,
         {"model": str(path), "dataset": data.name, **summary},
         f"model {path.name} ({data.name}): test RMSE {metrics['test_rmse']:.4f} "
-        f"(plain ALS {metrics['plain_als_rmse']:.4f}, bias baseline {metrics['bias_baseline_rmse']:.4f})\n"
+        + (f"(bias-corrected ALS alone {metrics['explicit_rmse']:.4f}, " if "explicit_rmse" in metrics else "(")
+        + f"plain ALS {metrics['plain_als_rmse']:.4f}, bias baseline {metrics['bias_baseline_rmse']:.4f})\n"
         + _saved_text(path, metrics),
     )
     return EXIT_OK
@@ -137,7 +138,8 @@ def cmd_tune(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from ..recommender.model_store import check_dataset, current_model_dir, read_json, read_params
-    from ..recommender.training import ALSConfig, train_and_evaluate
+    from ..recommender.neighbours import Blend, NeighbourConfig
+    from ..recommender.training import NO_BLEND, ALSConfig, train_and_evaluate
 
     folder = current_model_dir(get_settings().model_dir)
     flags = {
@@ -166,7 +168,10 @@ def cmd_evaluate(args) -> int:
         cfg.check()
         spark, data = _release()
         check_dataset(folder, data.fingerprint)
-        metrics = train_and_evaluate(spark, data, cfg, _progress)["metrics"]
+        # The saved model's blend of the predicted stars (models saved before it had none: the ALS alone).
+        blend = Blend.of(params.get("blend")) or NO_BLEND
+        found = NeighbourConfig(**params["neighbours"]) if "neighbours" in params else None
+        metrics = train_and_evaluate(spark, data, cfg, _progress, blend=blend, neighbours_cfg=found)["metrics"]
         settings = {k: getattr(cfg, k) for k in ("rank", "max_iter", "reg_param", "split_seed", "seed", "split_by")}
     summary = {k: v for k, v in metrics.items() if k != "ranking"}
     payload = {"model": folder.name, **summary, "ranking": metrics.get("ranking")}

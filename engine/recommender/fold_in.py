@@ -51,6 +51,12 @@ class FoldIn:
             self.pick_item_factors, self._pick_gram, pos, values, self.pick_alpha, self.pick_reg, self.pick_neutral
         )
 
+    def _new_user_scores(self, pos: np.ndarray, values: np.ndarray, pick_vector: np.ndarray | None = None):
+        """:meth:`~engine.recommender.scoring.Scoring._predicted_scores` of someone new (both models folded in)."""
+        if self.blend is not None and pick_vector is None:
+            pick_vector = self._solve_pick_user(pos, values)
+        return self._predicted_scores(*self._solve_user(pos, values), pick_vector, (pos, values))
+
     def recommend_new_user(
         self,
         ratings: list[tuple[int, float]],
@@ -71,8 +77,9 @@ class FoldIn:
         """
         self._check_order(order)
         pos, values = self._check_ratings(ratings)
-        rating = self._rating_scores(*self._solve_user(pos, values))
-        ranked = rating if order == "rating" else self._pick_scores(self._solve_pick_user(pos, values))
+        pick_vector = self._solve_pick_user(pos, values) if self.has_picks else None
+        rating = self._new_user_scores(pos, values, pick_vector)
+        ranked = rating if order == "rating" else self._pick_scores(pick_vector)
         mask = self._candidates(
             np.concatenate([pos, self._positions(hidden), self._positions(skip)]).astype(int), min_ratings, genres
         )
@@ -112,12 +119,12 @@ class FoldIn:
         for label, who in members.items():
             if isinstance(who, (int, np.integer)):
                 u = self._user(who)
-                scores = self.raw_scores(self.user_factors[u], self.user_bias[u])
+                scores = self._known_scores(u)[0]
                 liked[str(label)] = self.rated.row(u)
                 seen.append(liked[str(label)][0])
             else:
                 pos, values = self._check_ratings(who)
-                scores = self.raw_scores(*self._solve_user(pos, values))
+                scores = self._new_user_scores(pos, values)[0]
                 seen.append(pos)
                 liked[str(label)] = (pos, values)
             predicted[str(label)] = np.clip(scores, MIN_RATING, MAX_RATING)

@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .model_store import PICK_TABLES, TABLES, ModelError, read_params
+from .model_store import BLEND_TABLES, PICK_TABLES, TABLES, ModelError, read_params
+from .neighbours import BLEND_WEIGHTS
 
 #: The columns serving reads from each table, and what they must hold (besides f0..f{k-1}
 #: factor columns in the factor tables): "id" integers without repeats, "int" integers,
@@ -38,6 +39,7 @@ SCHEMAS = {
     "ratings": {"userId": "int", "movieId": "int", "rating": "finite"},
     "pick_user_factors": {"userId": "id"},
     "pick_item_factors": {"movieId": "id"},
+    "neighbours": {"movieId": "int", "neighbourId": "int", "similarity": "finite"},
 }
 FACTOR_TABLES = ("user_factors", "item_factors", *PICK_TABLES)
 
@@ -158,7 +160,11 @@ def read_serving_tables(model_dir: str | Path, with_ratings: bool = True) -> dic
     # Top-picks tables are optional (older models lack them), but never half there.
     has_picks = "picks" in params or any((model_dir / f"{t}.parquet").exists() for t in PICK_TABLES)
     tables = TABLES if with_ratings else tuple(t for t in TABLES if t != "ratings")
-    for table in tables + (PICK_TABLES if has_picks else ()):
+    # The blend of the predicted stars (models from 2026-12-03 on) needs its neighbours and the top picks.
+    has_blend = with_ratings and "blend" in params
+    if has_blend and not has_picks:
+        raise _broken(model_dir / "params.json", "has a blend of the predicted stars but no top-picks model")
+    for table in tables + (PICK_TABLES if has_picks else ()) + (BLEND_TABLES if has_blend else ()):
         path = model_dir / f"{table}.parquet"
         if not path.exists():
             raise ModelError(f"{model_dir} is incomplete: {path.name} is missing. Retrain the model.")
@@ -180,6 +186,12 @@ def read_serving_tables(model_dir: str | Path, with_ratings: bool = True) -> dic
     }
     if with_ratings:
         out["ratings"] = frames["ratings"]
+    if has_blend:
+        blend = params["blend"]
+        if not isinstance(blend, dict):
+            raise _broken(model_dir / "params.json", f"has blend = {blend!r}, not its weights")
+        out["neighbour_frame"] = frames["neighbours"]
+        out["blend_params"] = {k: _finite_param(model_dir, params, "blend", k) for k in BLEND_WEIGHTS}
     if has_picks:
         out.update(
             pick_user_frame=frames["pick_user_factors"],

@@ -1,10 +1,12 @@
 """Scores for people the model knows, and similar movies: ranked lists with their explanations.
 
-Scores are ``mu + b_user + b_movie + u.v`` as in the Spark model. Lists are ranked by that raw score;
-the *predicted rating* shown is the score clipped to 0.5-5.0 (clipping first would tie every score above
-5.0). ``order="picks"`` ranks by the implicit-ALS model instead (:mod:`engine.recommender.picks`): movies
-the user is most likely to watch and like next. The list still shows the explicit model's predicted
-rating; ``score`` is then the implicit score ``u.v``.
+The predicted stars are the model's blend (:mod:`engine.recommender.neighbours`) of the explicit model's
+``mu + b_user + b_movie + u.v``, the movie neighbourhood over the person's own ratings and the top-picks
+score, as Spark computes it for the test RMSE (models saved before the blend: the explicit score alone, as
+in the Spark model). Lists are ranked by that raw score; the *predicted rating* shown is the score clipped
+to 0.5-5.0 (clipping first would tie every score above 5.0). ``order="picks"`` ranks by the implicit-ALS
+model instead (:mod:`engine.recommender.picks`): movies the user is most likely to watch and like next. The
+list still shows the predicted stars; ``score`` is then the implicit score ``u.v``.
 
 :class:`Scoring` is a part of :class:`~engine.recommender.serving.RecommenderIndex` (its factors,
 biases and :class:`~engine.recommender.catalogue.Catalogue`).
@@ -45,7 +47,8 @@ class Scoring:
     movies per user and the catalogue's genre masks and positions."""
 
     def raw_scores(self, user_vector: np.ndarray, user_bias: float) -> np.ndarray:
-        """Unclipped ``mu + b_u + b_i + u.v`` for every movie, the products from the float32 scan
+        """The explicit model's unclipped ``mu + b_u + b_i + u.v`` for every movie (one part of the
+        blend: :meth:`_predicted_scores` gives the stars shown), the products from the float32 scan
         (within ~1e-6 of float64's; :meth:`exact_scores` gives those for the few that are shown)."""
         dots = (self._scan_items @ user_vector.astype(np.float32)).astype(np.float64)
         dots += self._mu_item_bias
@@ -59,6 +62,34 @@ class Scoring:
     def _rating_scores(self, user_vector: np.ndarray, user_bias: float):
         """(every movie's score from the scan, the float64 rescorer of some) for :meth:`_ranked`."""
         return self.raw_scores(user_vector, user_bias), lambda pos: self.exact_scores(user_vector, user_bias, pos)
+
+    def _predicted_scores(self, user_vector: np.ndarray, user_bias: float, pick_vector, rated: tuple):
+        """(every movie's predicted stars, unclipped, from the float32 scans; the float64 rescorer of some):
+        the model's blend (:mod:`engine.recommender.neighbours`) of the explicit score, the neighbourhood's
+        and the top-picks score for a person with these factors and ``rated`` (positions, ratings); models
+        without a blend: the explicit model's :meth:`_rating_scores`."""
+        blend = self.blend
+        if blend is None:
+            return self._rating_scores(user_vector, user_bias)
+        pos, values = rated
+        base = self._mu_item_bias + user_bias
+        residuals = values - base[pos]
+        common = blend.intercept + (blend.explicit + blend.neighbourhood) * base
+        common += blend.neighbourhood * self.neighbours.offsets(pos, residuals)
+        scan = common + blend.explicit * (self._scan_items @ user_vector.astype(np.float32)).astype(np.float64)
+        if pick_vector.any():
+            scan += blend.picks * (self._scan_picks @ pick_vector.astype(np.float32)).astype(np.float64)
+
+        def exact(at):
+            out = common[at] + blend.explicit * (self.item_factors[at] @ user_vector)
+            return out + blend.picks * (self.pick_item_factors[at] @ pick_vector)
+
+        return scan, exact
+
+    def _known_scores(self, u: int):
+        """:meth:`_predicted_scores` of the known user at position ``u``."""
+        picks_u = self.pick_user_factors[u] if self.blend is not None else None
+        return self._predicted_scores(self.user_factors[u], self.user_bias[u], picks_u, self.rated.row(u))
 
     def _pick_scores(self, pick_vector: np.ndarray):
         """(every movie's top-picks score from the scan, the float64 rescorer of some). A vector of zeros (someone
@@ -128,7 +159,7 @@ class Scoring:
         self._check_order(order)
         u = self._user(user_id)
         rated = self.rated.row(u)
-        rating = self._rating_scores(self.user_factors[u], self.user_bias[u])
+        rating = self._known_scores(u)
         ranked = rating if order == "rating" else self._pick_scores(self.pick_user_factors[u])
         mask = self._candidates(rated[0] if exclude_rated else None, min_ratings, genres)
         return self._ranked(ranked, rating, mask, n, rated, explain, order, min_predicted)

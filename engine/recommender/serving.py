@@ -33,6 +33,7 @@ from ..data.movielens import GENRES, ITEM, NO_GENRES, RATING, TITLE, USER
 from . import picks
 from .catalogue import Catalogue, UnknownIdError
 from .fold_in import GROUP_STRATEGIES, FoldIn, RatingInputError
+from .neighbours import Blend, NeighbourIndex
 from .scoring import DEFAULT_SIMILAR_MIN_RATINGS, LIKED_RATING, ORDERS, PICK_MIN_PREDICTED, Scoring
 
 __all__ = [
@@ -195,6 +196,10 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
     pick_alpha: float = 0.0
     pick_reg: float = 0.0
     pick_neutral: float = 0.0  # ratings above it are liked (see engine.recommender.picks)
+    #: the predicted stars' blend and its movie neighbours (engine.recommender.neighbours); None in models
+    #: saved before 2026-12-03 (and in models without top picks): the explicit model's score alone
+    neighbours: NeighbourIndex | None = None
+    blend: Blend | None = None
     _pick_gram: np.ndarray | None = field(default=None, repr=False)
     _user_pos: dict = field(default_factory=dict, repr=False)
     _item_pos: dict = field(default_factory=dict, repr=False)
@@ -303,12 +308,15 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         pick_user_frame: pd.DataFrame | None = None,
         pick_item_frame: pd.DataFrame | None = None,
         pick_params: dict | None = None,
+        neighbour_frame: pd.DataFrame | None = None,
+        blend_params: dict | None = None,
     ) -> "RecommenderIndex":
         """From the saved tables: ``user_frame`` [userId, user_bias, f0..], ``item_frame``
         [movieId, item_bias, n_ratings, f0..], catalogue ``movies`` and all ``ratings``
         [userId, movieId, rating] (kept as :class:`RatedMovies`, not as the frame);
         optionally the top-picks factors [userId|movieId, f0..] and ``pick_params``
-        {alpha, reg_param}."""
+        {alpha, reg_param}, and the movie neighbours [movieId, neighbourId, similarity] with the
+        ``blend_params`` of the predicted stars (both, and the top picks, or no blend)."""
         fcols = [c for c in item_frame.columns if c.startswith("f") and c[1:].isdigit()]
         item_frame = item_frame.sort_values(ITEM).reset_index(drop=True)
         user_frame = user_frame.sort_values(USER).reset_index(drop=True)
@@ -330,7 +338,14 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
             movies=meta,
             rated=RatedMovies.build(ratings, user_ids, item_ids),
             **cls._pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, pick_params),
+            **cls._blend_fields(item_ids, pick_item_frame, neighbour_frame, blend_params),
         )
+
+    @staticmethod
+    def _blend_fields(item_ids, pick_item_frame, neighbour_frame, blend_params) -> dict:
+        if pick_item_frame is None or neighbour_frame is None or not blend_params:
+            return {}
+        return {"neighbours": NeighbourIndex.from_frame(neighbour_frame, item_ids), "blend": Blend.of(blend_params)}
 
     @staticmethod
     def _pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, params) -> dict:

@@ -24,6 +24,7 @@ import pandas as pd
 from ..data.movielens import GENRES, ITEM, RATING, TIME, TITLE, USER, MovieLens
 from ..data.spark_release import SparkRelease, as_spark_release
 from ..jobs import with_eta
+from . import neighbours as movie_neighbours
 from . import picks
 from .als import BiasCorrectedALS, bias_baseline_predictions, blocks_for, check_param, plain_als
 from .evaluation import RELEVANT_RATING, ranking_keys, ranking_metrics, relevant_items, rmse
@@ -124,14 +125,20 @@ def check_picks_config(cfg: picks.PicksConfig) -> None:
 
 
 def worse_than_baseline(metrics: dict) -> str | None:
-    """Why a model should not be served: its test RMSE is worse than the bias-only baseline's."""
-    rmse_, baseline = metrics.get("test_rmse"), metrics.get("bias_baseline_rmse")
-    if rmse_ is None or baseline is None or rmse_ <= baseline:
+    """Why a model should not be served: its test RMSE (the stars shown), or its bias-corrected ALS's alone,
+    is worse than the bias-only baseline's. The blend's weights were fitted for a sound ALS: one that cannot
+    beat the biases (broken settings) is held back even where the blend makes up for it."""
+    baseline = metrics.get("bias_baseline_rmse")
+    if baseline is None:
         return None
-    return (
-        f"its test RMSE {rmse_:.4f} is worse than the bias-only baseline's {baseline:.4f} "
-        "(too few iterations, too little regularisation or too high a rank?)"
-    )
+    for key, what in (("test_rmse", "test RMSE"), ("explicit_rmse", "bias-corrected ALS's test RMSE")):
+        value = metrics.get(key)
+        if value is not None and value > baseline:
+            return (
+                f"its {what} {value:.4f} is worse than the bias-only baseline's {baseline:.4f} "
+                "(too few iterations, too little regularisation or too high a rank?)"
+            )
+    return None
 
 
 def ratings_frame(spark, data: "SparkRelease | MovieLens", extra: pd.DataFrame | None = None, with_time=False):
@@ -329,6 +336,10 @@ def _plain_rmse(cfg: ALSConfig, train, test) -> float:
     return round(rmse(plain.transform(test)), 5)
 
 
+#: ``train_and_evaluate(blend=NO_BLEND)``: the bias-corrected ALS's stars alone (no neighbours are found)
+NO_BLEND = movie_neighbours.Blend()
+
+
 def train_and_evaluate(
     spark,
     data: "SparkRelease | MovieLens",
@@ -337,12 +348,18 @@ def train_and_evaluate(
     extra_ratings: pd.DataFrame | None = None,
     compare_baselines: bool = True,
     picks_cfg: picks.PicksConfig | None = None,
+    blend: "movie_neighbours.Blend | None" = None,
+    neighbours_cfg: "movie_neighbours.NeighbourConfig | None" = None,
 ) -> dict:
     """Fit the default models on the seeded train split and measure them on test.
 
     ``data``: the release as Spark reads it (:func:`~engine.data.spark_release.open_release`), or one held
     in pandas (small data). The ratings stay in Spark; the driver receives the factors, per-movie
     counts and the ratings of the users the ranking evaluation samples.
+
+    The predicted stars are ``blend`` (default :data:`~engine.recommender.neighbours.DEFAULT_BLEND`) of the
+    bias-corrected ALS, the movie neighbourhood (``neighbours_cfg``) and the top-picks score; ``test_rmse``
+    is the blend's, ``explicit_rmse`` the bias-corrected ALS's alone (``NO_BLEND``: no blend, no neighbours).
 
     Returns a dict with ``metrics``, ``params``, ``tables`` (for saving; ``ratings`` is a Spark
     DataFrame of every rating, written by Spark), the Spark ``model`` (bias-corrected ALS),
@@ -351,6 +368,9 @@ def train_and_evaluate(
     cfg = (cfg or ALSConfig()).check()
     picks_cfg = picks_cfg or picks.PicksConfig()
     check_picks_config(picks_cfg)
+    blend = movie_neighbours.DEFAULT_BLEND if blend is None else blend
+    blend = None if blend is NO_BLEND else blend
+    neighbours_cfg = (neighbours_cfg or movie_neighbours.NeighbourConfig()).check()
     # The fractions below are each stage's share of the time (measured on ml-latest-small: the first
     # fit includes the split's jobs, the two ALS comparisons and the top picks ~20 % each, ranking
     # ~10 %), so the time left extrapolated from the pace so far holds on a quiet or busy machine.
@@ -389,13 +409,23 @@ def train_and_evaluate(
             ),
         )
         model, fit_seconds = _timed(cfg.estimator().fit, train)
-        progress(0.44, "scoring the test set")
         metrics = {
-            "test_rmse": round(rmse(model.transform(test)), 5),
+            "test_rmse": None,
             "split_seed": cfg.split_seed,
             "split_by": cfg.split_by,
             "fit_seconds": round(fit_seconds, 2),
         }
+        neighbour_table = neighbour_df = None
+        if blend is not None:
+            progress(0.40, "finding each movie's most similar movies (the neighbourhood of the predicted stars)")
+            t0 = time.perf_counter()
+            neighbour_df = movie_neighbours.movie_neighbours(
+                movie_neighbours.residuals_of(train, model), neighbours_cfg
+            ).cache()
+            neighbour_table = movie_neighbours.as_table(neighbour_df.toPandas())
+            metrics["neighbours_seconds"] = round(time.perf_counter() - t0, 2)
+        progress(0.44, "scoring the test set")
+        metrics["explicit_rmse"] = round(rmse(model.transform(test)), 5)
         if compare_baselines:
             progress(0.48, "bias-only baseline")
             metrics["bias_baseline_rmse"] = round(
@@ -405,6 +435,13 @@ def train_and_evaluate(
             metrics["plain_als_rmse"] = plain_future.result()
         progress(0.70, f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
         picks_model, picks_seconds = picks_future.result()
+        if blend is not None:
+            progress(0.80, "scoring the test set with the blend of the three")
+            components = movie_neighbours.blend_components(test, model, picks_model, neighbour_df, train)
+            metrics["test_rmse"] = round(rmse(movie_neighbours.blend_predictions(components, blend)), 5)
+            neighbour_df.unpersist()
+        else:
+            metrics["test_rmse"] = metrics["explicit_rmse"]
     finally:
         if side is not None:
             side.shutdown(wait=True, cancel_futures=True)  # a failed fit: the others' jobs end before it is raised
@@ -428,6 +465,8 @@ def train_and_evaluate(
         pick_user_frame=pick_users,
         pick_item_frame=pick_items,
         pick_params=picks.params_of(picks_cfg),
+        neighbour_frame=neighbour_table,
+        blend_params=None if blend is None else asdict(blend),
     )
 
     progress(0.90, "ranking metrics against popularity")
@@ -447,6 +486,7 @@ def train_and_evaluate(
         **asdict(cfg),
         "mu": model.mu,
         "picks": picks.params_of(picks_cfg),
+        **({} if blend is None else {"blend": asdict(blend), "neighbours": asdict(neighbours_cfg)}),
         "dataset": {
             "name": release.name,
             "source": release.source,
@@ -462,6 +502,8 @@ def train_and_evaluate(
         "pick_user_factors": pick_users,
         "pick_item_factors": pick_items,
     }
+    if neighbour_table is not None:
+        tables["neighbours"] = neighbour_table
     return {
         "metrics": metrics,
         "params": params,
