@@ -16,6 +16,7 @@ import gc
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine.recommender.lsh import LSHIndex, recall_at_k  # noqa: E402
 from engine.recommender.model_store import current_model_dir  # noqa: E402
 from engine.recommender.model_tables import read_serving_tables  # noqa: E402
+from engine.recommender.neighbours import DEFAULT_BLEND, NeighbourConfig  # noqa: E402
 from engine.recommender.serving import RecommenderIndex  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 
@@ -235,12 +237,24 @@ def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Pat
     pick_users.insert(0, "userId", users.userId)
     pick_items = pd.DataFrame(rng.gamma(1.0, 0.1, (n_items, pick_rank)).astype(np.float32), columns=pcols)
     pick_items.insert(0, "movieId", items.movieId)
+    # The stars' movie neighbours as training keeps them: 50 per movie with >= 10 ratings, among those movies.
+    found = NeighbourConfig()
+    supported = items.movieId.to_numpy()[counts >= found.min_ratings]
+    neighbours = pd.DataFrame(
+        {
+            "movieId": np.repeat(supported, found.keep),
+            "neighbourId": rng.choice(supported, len(supported) * found.keep),
+            "similarity": rng.uniform(0.01, 0.3, len(supported) * found.keep),
+        }
+    ).drop_duplicates(["movieId", "neighbourId"])
     params = {
         "rank": rank,
         "mu": 3.5,
         "reg_param": 0.1,
         "user_bias_reg": 5.0,
         "picks": {"alpha": 0.5, "reg_param": 0.1},
+        "blend": asdict(DEFAULT_BLEND),
+        "neighbours": asdict(found),
         "dataset": {"name": "bench-32m", "n_ratings": len(ratings)},
     }
     folder = save_model(
@@ -254,6 +268,7 @@ def make_large_model(root: Path, n_ratings: int, n_items: int, rank: int) -> Pat
             "ratings": ratings,
             "pick_user_factors": pick_users,
             "pick_item_factors": pick_items,
+            "neighbours": neighbours,
         },
     )
     print(f"  (model folder written in {time.perf_counter() - t0:.0f} s: {folder})")
@@ -296,6 +311,9 @@ def serve_large(folder: Path) -> None:
             )
         ),
         "rated movies (CSR)": rated.nbytes,
+        "movie neighbours": 0
+        if index.neighbours is None
+        else sum(a.nbytes for a in (index.neighbours.indptr, index.neighbours.targets, index.neighbours.similarity)),
         "movies table": int(index.movies.memory_usage(deep=True).sum()),
     }
     frames = [k for k, v in vars(index).items() if isinstance(v, pd.DataFrame) and len(v) > 1_000_000]

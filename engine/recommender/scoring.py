@@ -22,7 +22,7 @@ from . import picks
 
 LIKED_RATING = 4.0  # history ratings that count as "you liked" in explanations
 DISLIKED_BELOW = 3.0  # a rating under this is a dislike, whatever the person's mean
-#: Top picks leave out movies the explicit model predicts below this many stars: a list called
+#: Top picks leave out movies whose predicted stars are below this many: a list called
 #: "top picks" should not offer a film the person would probably dislike (user 232 got
 #: Wild Wild West at 2.37). The result's ``attrs["held_back"]`` lists what was left out.
 PICK_MIN_PREDICTED = 3.0
