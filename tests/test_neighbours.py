@@ -4,6 +4,7 @@ neighbourhood against a loop, and the blend served from numpy against the same b
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -59,14 +60,32 @@ def _by_formula(frame: pd.DataFrame, cfg: NeighbourConfig) -> pd.DataFrame:
 
 def test_spark_similarities_follow_the_formula(spark):
     frame = _residuals()
-    cfg = NeighbourConfig(keep=6, shrinkage=10.0, min_ratings=3)
+    cfg = NeighbourConfig(keep=6, shrinkage=10.0, min_ratings=3, max_user_ratings=0)
     got = neighbours.as_table(movie_neighbours(spark.createDataFrame(frame), cfg).toPandas())
     want = _by_formula(frame, cfg)
     assert len(got) == len(want) and 99 not in set(got["movieId"]) | set(got["neighbourId"])
     pd.testing.assert_frame_equal(got[["movieId", "neighbourId"]], want[["movieId", "neighbourId"]], check_dtype=False)
     np.testing.assert_allclose(got["similarity"], want["similarity"], rtol=1e-12)
     assert (got.groupby("movieId").size() <= 6).all() and (got["similarity"] > 0).all()
+    # Each person's ratings capped: the first by a hash of (user, movie), as Spark draws them.
+    from pyspark.sql import functions as F
+
+    capped = NeighbourConfig(keep=6, shrinkage=10.0, min_ratings=3, max_user_ratings=7)
+    got = neighbours.as_table(movie_neighbours(spark.createDataFrame(frame), capped).toPandas())
+    counts = frame["movieId"].value_counts()
+    hashed = (
+        spark.createDataFrame(frame[frame["movieId"].map(counts) >= 3])
+        .select("userId", "movieId", "residual", F.xxhash64("userId", "movieId").alias("h"))
+        .toPandas()
+    )
+    sample = hashed.sort_values(["userId", "h", "movieId"]).groupby("userId").head(7)
+    assert len(sample) < len(hashed) and sample.groupby("userId").size().max() == 7
+    want = _by_formula(sample.drop(columns="h"), replace(capped, min_ratings=0))
+    pd.testing.assert_frame_equal(got[["movieId", "neighbourId"]], want[["movieId", "neighbourId"]], check_dtype=False)
+    np.testing.assert_allclose(got["similarity"], want["similarity"], rtol=1e-12)
     for bad, message in (
+        (dict(max_user_ratings=1), "max_user_ratings=1"),
+        (dict(max_user_ratings=-5), "max_user_ratings=-5"),
         (dict(keep=0), "keep=0"),
         (dict(shrinkage=-1), "shrinkage=-1"),
         (dict(min_ratings=1), "at least 2"),
