@@ -216,3 +216,17 @@ def test_the_blend_weights_are_least_squares():
     assert Blend.of(None) is None and Blend.of(
         {"intercept": 1, "explicit": 0, "neighbourhood": 0, "picks": 0}
     ) == Blend(1.0, 0.0, 0.0, 0.0)
+
+
+def test_no_blend_trains_the_als_alone(spark, small_data):
+    """``NO_BLEND`` (what `evaluate` uses for a model saved before the blend): no neighbours are found or
+    saved, and the stars are the ALS's, as before."""
+    from engine.recommender.training import NO_BLEND, ALSConfig, train_and_evaluate
+
+    cfg = ALSConfig(rank=2, max_iter=2, min_ratings=1)
+    result = train_and_evaluate(
+        spark, small_data, cfg, progress=lambda f, m: None, compare_baselines=False, blend=NO_BLEND
+    )
+    assert "neighbours" not in result["tables"] and "blend" not in result["params"]
+    metrics = result["metrics"]
+    assert metrics["test_rmse"] == metrics["explicit_rmse"] and "neighbours_seconds" not in metrics

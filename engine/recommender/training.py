@@ -369,7 +369,7 @@ def train_and_evaluate(
     picks_cfg = picks_cfg or picks.PicksConfig()
     check_picks_config(picks_cfg)
     blend = movie_neighbours.DEFAULT_BLEND if blend is None else blend
-    blend = None if blend is NO_BLEND else blend
+    blend = None if blend == NO_BLEND else blend  # the ALS alone: no neighbours to find
     neighbours_cfg = (neighbours_cfg or movie_neighbours.NeighbourConfig()).check()
     # The fractions below are each stage's share of the time (measured on ml-latest-small: the first
     # fit includes the split's jobs, the two ALS comparisons and the top picks ~20 % each, ranking
