@@ -25,7 +25,14 @@ BEFORE_BEST = {"rank": 10, "maxIter": 10, "regParam": 0.5}
 #: The default model (ALSConfig(), split seed 42). Recorded again 2026-12-03, when the defaults became rank 64,
 #: 15 iterations, regParam 0.13 (chosen on a validation split, issue 29; rank 16, 20 iterations, regParam 0.1
 #: had 0.85706 / 0.86334 / 0.88155 before): the speed work must keep these, the model's settings moved them.
-BEFORE_TEST = {"test_rmse": 0.84463, "bias_baseline_rmse": 0.86334, "plain_als_rmse": 0.87103}
+#: Since the 11th session the stars shown are a blend (engine.recommender.neighbours): test_rmse is the blend's,
+#: explicit_rmse the ALS's alone (the 0.84463 recorded above).
+BEFORE_TEST = {
+    "test_rmse": 0.83318,
+    "explicit_rmse": 0.84463,
+    "bias_baseline_rmse": 0.86334,
+    "plain_als_rmse": 0.87103,
+}
 
 
 def test_tuning_finds_the_same_best_point_and_rmse(spark, real_data):
