@@ -230,3 +230,32 @@ def test_no_blend_trains_the_als_alone(spark, small_data):
     assert "neighbours" not in result["tables"] and "blend" not in result["params"]
     metrics = result["metrics"]
     assert metrics["test_rmse"] == metrics["explicit_rmse"] and "neighbours_seconds" not in metrics
+
+
+def test_a_damaged_neighbours_table_or_blend_is_named(small_model, tmp_path):
+    """A model folder whose neighbours or blend weights were tampered with is refused with the file and what
+    is wrong, never served with NaN stars."""
+    import shutil
+
+    from engine.recommender.model_store import ModelError
+    from engine.recommender.model_tables import read_serving_tables
+
+    folder = tmp_path / "model"
+    shutil.copytree(small_model[1], folder)
+    table = pd.read_parquet(folder / "neighbours.parquet")
+    params = json.loads((folder / "params.json").read_text())
+    assert "blend" in params and len(read_serving_tables(folder)["neighbour_frame"]) == len(table)
+    bad = pd.DataFrame({"movieId": [1, 2], "neighbourId": [2, 1], "similarity": [float("nan"), 0.5]})
+    bad.to_parquet(folder / "neighbours.parquet", index=False)
+    with pytest.raises(ModelError, match="neighbours.parquet is damaged: column similarity has 1 value"):
+        read_serving_tables(folder)
+    (folder / "neighbours.parquet").unlink()
+    with pytest.raises(ModelError, match="neighbours.parquet is missing"):
+        read_serving_tables(folder)
+    table.to_parquet(folder / "neighbours.parquet", index=False)
+    (folder / "params.json").write_text(json.dumps({**params, "blend": {**params["blend"], "picks": "inf"}}))
+    with pytest.raises(ModelError, match="blend.picks"):
+        read_serving_tables(folder)
+    (folder / "params.json").write_text(json.dumps({**params, "blend": [1, 2]}))
+    with pytest.raises(ModelError, match="not its weights"):
+        read_serving_tables(folder)
