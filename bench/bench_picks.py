@@ -1,6 +1,7 @@
 """Top-picks settings: chosen on a validation split, then read once on each seed's test split.
 
     python bench/bench_picks.py validate [--split-seed 42]      # the grid on validation (test untouched)
+    python bench/bench_picks.py ease [--split-seed 42]          # EASE beside the implicit ALS, on validation
     python bench/bench_picks.py test [--seeds 42,1,2,3]         # before vs now, each seed's test read once
 
 ``validate`` carves a validation split from split seed 42's training split (the project's hash split, seed 7),
@@ -8,7 +9,10 @@ fits Spark's implicit ALS for each setting on the rest, and prints NDCG@10 (P@10
 lists by the implicit score alone (movies rated in the fitted part left out; relevant = rated >= 4), beside
 most popular and EASE (Steck 2019, numpy, lambda 400). ``test`` runs ``train_and_evaluate`` (the app's own
 metric: top picks with the held-back rule) with the settings before 2026-12-03 and the current
-:class:`~engine.recommender.picks.PicksConfig` on each split seed. MOVIELENS_DATA picks the release.
+:class:`~engine.recommender.picks.PicksConfig` on each split seed. ``ease`` scores, on the same validation
+split, the app's top-picks order: the implicit ALS (the default settings) standardised and blended with EASE
+(:mod:`engine.recommender.ease`, its Gram in numpy here, as tests/test_ease.py checks Spark's), over a grid of
+EASE's settings and share. MOVIELENS_DATA picks the release.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.data.movielens import load_movielens  # noqa: E402
-from engine.recommender import picks  # noqa: E402
+from engine.recommender import ease, picks  # noqa: E402
 from engine.recommender.evaluation import RELEVANT_RATING, ranking_metrics  # noqa: E402
 from engine.recommender.training import ALSConfig, ratings_frame, split, train_and_evaluate  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
@@ -102,6 +106,71 @@ def validate(spark, data, split_seed: int) -> None:
     print(_line(f"EASE (numpy, lambda {EASE_LAMBDA:g})", ranking_metrics(top10(lambda i: x[i] @ b), relevant)))
 
 
+#: (min_ratings, (liked, middle, disliked)): EASE's movies and X's entries; each with every lam and share below
+EASE_GRID = [
+    (m, w) for m in (5, 10, 20) for w in ((1.0, 0.5, 0.2), (1.0, 0.5, 0.0), (1.0, 0.5, -0.2), (1.0, 0.3, -0.3))
+]
+EASE_LAMS = (100.0, 200.0, 400.0, 800.0)
+EASE_SHARES = (0.4, 0.5, 0.6)
+
+
+def validate_ease(spark, data, split_seed: int) -> None:
+    train, _ = split(ratings_frame(spark, data), ALSConfig(split_seed=split_seed))
+    fit_df, val_df = split(train, ALSConfig(split_seed=7))
+    fit, val = fit_df.toPandas(), val_df.toPandas()
+    users, items = np.sort(fit.userId.unique()), np.sort(fit.movieId.unique())
+    uix = {int(u): i for i, u in enumerate(users)}
+    rows, cols = np.searchsorted(users, fit.userId.to_numpy()), np.searchsorted(items, fit.movieId.to_numpy())
+    seen = {int(u): np.searchsorted(items, g.movieId.to_numpy()) for u, g in fit.groupby("userId")}
+    liked = val[val.rating >= RELEVANT_RATING]
+    relevant = {int(u): set(g.movieId.astype(int)) for u, g in liked.groupby("userId") if int(u) in uix}
+    print(f"validation: {len(fit):,} ratings fitted, {len(val):,} held out, {len(relevant)} users")
+
+    def ndcg(scores: np.ndarray) -> dict:
+        out = {}
+        for u in relevant:
+            s = scores[uix[u]].copy()
+            s[seen[u]] = -np.inf
+            top = np.argpartition(-s, 10)[:10]
+            out[u] = items[top[np.argsort(-s[top], kind="stable")]].tolist()
+        return ranking_metrics(out, relevant)
+
+    user_frame, item_frame = picks.export_factors(picks.fit(fit_df, picks.PicksConfig(), blocks=2))
+    implicit = picks.align(user_frame, "userId", users) @ picks.align(item_frame, "movieId", items).T
+    z_implicit = (implicit - implicit.mean(1, keepdims=True)) / implicit.std(1, keepdims=True)
+    print(_line("implicit ALS alone (the default settings)", ndcg(implicit)), flush=True)
+    counts = np.bincount(cols, minlength=len(items))
+    results = []
+    for min_ratings, (liked_w, middle_w, disliked_w) in EASE_GRID:
+        cfg = ease.EaseConfig(min_ratings=min_ratings, liked=liked_w, middle=middle_w, disliked=disliked_w)
+        keep = np.flatnonzero(counts >= min_ratings)  # ml-latest-small: fewer than max_movies
+        column = np.full(len(items), -1)
+        column[keep] = np.arange(len(keep))
+        x = np.zeros((len(users), len(keep)))
+        inside = column[cols] >= 0
+        x[rows[inside], column[cols[inside]]] = ease.weights_of(fit.rating.to_numpy()[inside], cfg)
+        gram = x.T @ x
+        for lam in EASE_LAMS:
+            e = x @ ease.weights(gram, lam)
+            z_ease = np.zeros_like(implicit)
+            z_ease[:, keep] = (e - e.mean(1, keepdims=True)) / np.maximum(e.std(1, keepdims=True), 1e-12)
+            for share in EASE_SHARES:
+                metrics = ndcg((1 - share) * z_implicit + share * z_ease)
+                name = f"min {min_ratings} w {liked_w:g}/{middle_w:g}/{disliked_w:g} lam {lam:g} share {share:g}"
+                chosen = ease.EaseConfig(**{**vars(cfg), "lam": lam, "share": share}) == ease.EaseConfig()
+                results.append((metrics["ndcg_at_k"], name + (" (chosen)" if chosen else ""), metrics))
+            if (min_ratings, lam) == (ease.EaseConfig().min_ratings, ease.EaseConfig().lam):
+                print(_line(f"EASE alone, {name.rsplit(' share', 1)[0]}", ndcg(np.where(column >= 0, z_ease, -9))))
+        print(f"  ... {len(results)} of {len(EASE_GRID) * len(EASE_LAMS) * len(EASE_SHARES)} settings", flush=True)
+    results.sort(key=lambda r: -r[0])
+    print("best 12 (the implicit ALS blended with EASE):")
+    for _, name, metrics in results[:12]:
+        print(_line(name, metrics))
+    for _, name, metrics in results:
+        if name.endswith("(chosen)"):
+            print(_line(name, metrics) + f"  rank {[r[1] for r in results].index(name) + 1} of {len(results)}")
+
+
 def test(spark, data, seeds: list[int]) -> None:
     print(f"  {'split seed / top picks':44s} P@10    R@10    NDCG@10 MAP@10")
     means = {"before": [], "now": []}
@@ -121,7 +190,7 @@ def test(spark, data, seeds: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["validate", "test"])
+    parser.add_argument("what", choices=["validate", "ease", "test"])
     parser.add_argument("--split-seed", type=int, default=42)
     parser.add_argument("--seeds", default="42,1,2,3")
     args = parser.parse_args()
@@ -130,6 +199,8 @@ def main() -> None:
     data = load_movielens(settings.movielens_data)
     if args.what == "validate":
         validate(spark, data, args.split_seed)
+    elif args.what == "ease":
+        validate_ease(spark, data, args.split_seed)
     else:
         test(spark, data, [int(s) for s in args.seeds.split(",")])
 

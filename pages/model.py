@@ -75,7 +75,7 @@ with tab_eval:
             ranking = metrics.get("ranking", {})
             rows = []
             for key, label in (
-                ("picks", "Top picks (implicit ALS)"),
+                ("picks", "Top picks (implicit ALS + EASE)"),
                 ("picks_filtered", f"Top picks (≥{ranking.get('min_ratings')} ratings)"),
                 ("model", f"Predicted rating (≥{ranking.get('min_ratings')} ratings)"),
                 ("model_unfiltered", "Predicted rating (no filter)"),

@@ -582,7 +582,7 @@ def test_model_page_tables(app_env):
     at = open_page("pages/model.py")
     no_exception(at)
     rankers = at.dataframe[0].value["ranker"].tolist()
-    assert rankers[0] == "Top picks (implicit ALS)" and "Most popular" in rankers
+    assert rankers[0] == "Top picks (implicit ALS + EASE)" and "Most popular" in rankers
     saved = at.dataframe[-1].value
     assert saved["model"].tolist() == [app_env[1].name] and saved["current"].tolist() == [True]
 

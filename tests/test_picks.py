@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,17 +20,23 @@ def small_index(small_model):
     return RecommenderIndex.load(small_model[1])
 
 
+@pytest.fixture(scope="module")
+def implicit_index(small_index):
+    """The small model's top picks from the implicit ALS alone (its blend with EASE: tests/test_ease.py)."""
+    return replace(small_index, ease=None)
+
+
 def _rated(result) -> dict[int, set]:
     return {int(u): set(g) for u, g in result["tables"]["ratings"].groupby("userId")["movieId"]}
 
 
 @pytest.mark.spark
-def test_picks_equal_spark_small(spark, small_model, small_index):
+def test_picks_equal_spark_small(spark, small_model, implicit_index):
     _, _, result = small_model
-    users = [int(u) for u in small_index.user_ids[:25]]
+    users = [int(u) for u in implicit_index.user_ids[:25]]
     expected = spark_pick_top_n(spark, result["picks_model"], users, _rated(result), n=10)
     for u in users:
-        got = small_index.recommend(u, 10, explain=False, order="picks", min_predicted=None)
+        got = implicit_index.recommend(u, 10, explain=False, order="picks", min_predicted=None)
         assert_same_ranking(expected[u], got["movieId"].tolist(), got["score"].tolist())
 
 
@@ -38,7 +45,7 @@ def test_picks_equal_spark_small(spark, small_model, small_index):
 @pytest.mark.slow
 def test_picks_equal_spark_real(spark, real_model):
     _, path, result = real_model
-    index = RecommenderIndex.load(path)
+    index = replace(RecommenderIndex.load(path), ease=None)  # the implicit ALS's own order
     users = [575, 232] + [int(u) for u in np.random.default_rng(2).choice(index.user_ids, 30, replace=False)]
     expected = spark_pick_top_n(spark, result["picks_model"], users, _rated(result), n=10)
     for u in users:
@@ -57,7 +64,8 @@ def test_pick_fold_in_solves_sparks_equations(small_model, small_index):
         np.testing.assert_allclose(folded, trained, rtol=1e-5, atol=1e-6)  # measured 5e-8
 
 
-def test_new_user_picks_match_trained_user(small_model, small_index):
+def test_new_user_picks_match_trained_user(small_model, implicit_index):
+    small_index = implicit_index
     train = small_model[2]["train_ratings"]
     user, rows = next(iter(train.groupby("userId")))
     pairs = list(zip(rows["movieId"].astype(int), rows["rating"].astype(float)))
@@ -71,8 +79,10 @@ def test_new_user_picks_match_trained_user(small_model, small_index):
     assert folded["predicted_rating"].between(0.5, 5.0).all()
 
 
-def test_pick_explanations_split_the_score_exactly(small_model, small_index):
-    """'Because' for top picks: the rated movies whose terms add most to the pick's score."""
+def test_pick_explanations_split_the_score_exactly(small_model, implicit_index):
+    """'Because' for top picks: the rated movies whose terms add most to the pick's score (the implicit
+    ALS's part; with EASE beside it: tests/test_ease.py)."""
+    small_index = implicit_index
     train = small_model[2]["train_ratings"]
     user, rows = list(train.groupby("userId"))[4]
     pairs = list(zip(rows["movieId"].astype(int), rows["rating"].astype(float)))
@@ -116,13 +126,14 @@ def test_model_without_pick_tables_still_serves(small_model, tmp_path):
     shutil.copytree(small_model[1], old)
     for name in ("pick_user_factors", "pick_item_factors"):
         (old / f"{name}.parquet").unlink()
-    (old / "neighbours.parquet").unlink()  # nor the blend of the stars, which came after them
+    (old / "neighbours.parquet").unlink()  # nor the blend of the stars, nor EASE, which came after them
+    (old / "ease_gram.parquet").unlink()
     params = json.loads((old / "params.json").read_text())
-    for key in ("picks", "blend", "neighbours"):
+    for key in ("picks", "blend", "neighbours", "ease"):
         params.pop(key)
     (old / "params.json").write_text(json.dumps(params))
     index = RecommenderIndex.load(old)
-    assert not index.has_picks and index.blend is None
+    assert not index.has_picks and index.blend is None and index.ease is None
     user = int(index.user_ids[0])
     assert len(index.recommend(user, 5)) == 5
     with pytest.raises(ValueError, match="without the top-picks model: retrain"):
@@ -159,11 +170,12 @@ def test_disliked_ratings_and_models_saved_before_them(small_model, small_index,
     # most rated movies (not the lowest ids that ties of 0 would give), still without the disliked-looking.
     first = [(int(m), r) for m, r in zip(small_index.item_ids[:3], [1.0, 2.0, 3.0])]
     np.testing.assert_allclose(small_index.pick_fold_in(first), 0.0)
-    everything = small_index.recommend_new_user(first, 10, order="picks", explain=False, min_predicted=None)
+    implicit = replace(small_index, ease=None)  # with EASE, its own scores of those ratings order them
+    everything = implicit.recommend_new_user(first, 10, order="picks", explain=False, min_predicted=None)
     assert everything["n_ratings"].is_monotonic_decreasing and everything["n_ratings"].iloc[0] == max(
         small_index.item_support[3:]
     )
-    shown = small_index.recommend_new_user(first, 10, order="picks", explain=True)
+    shown = implicit.recommend_new_user(first, 10, order="picks", explain=True)
     assert len(shown) == 10 and (shown["predicted_rating"] >= 3.0).all()
     for bad in (float("nan"), -1.0, 6.0, True):
         with pytest.raises(ValueError, match="top-picks neutral"):

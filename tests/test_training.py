@@ -234,11 +234,11 @@ def test_fits_beside_each_other_give_what_fits_one_at_a_time_give(spark, small_d
     ]
     assert order == sorted(order), said  # one at a time, in the order the messages say
     together = small_model[2]  # trained with the fits beside each other
-    timings = ("fit_seconds", "picks_fit_seconds", "neighbours_seconds")
+    timings = ("fit_seconds", "picks_fit_seconds", "neighbours_seconds", "ease_gram_seconds")
     assert {k: v for k, v in alone["metrics"].items() if k not in timings} == {
         k: v for k, v in together["metrics"].items() if k not in timings
     }
-    for name in ("user_factors", "item_factors", "pick_user_factors", "pick_item_factors"):
+    for name in ("user_factors", "item_factors", "pick_user_factors", "pick_item_factors", "ease_gram"):
         a, b = (r["tables"][name].sort_values(r["tables"][name].columns[0]) for r in (alone, together))
         np.testing.assert_array_equal(a.to_numpy(), b.to_numpy(), err_msg=name)
     # the similarities are sums over partitions, added in the order the tasks end: equal to ~1e-16

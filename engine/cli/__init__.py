@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(ORDERS),
         default="rating",
         help="rating: highest predicted rating first (default); picks: top picks, the "
-        "movies the user is most likely to watch and like (implicit ALS)",
+        "movies the user is most likely to watch and like (implicit ALS blended with EASE)",
     )
     p.add_argument("--model", help="model folder (default: current)")
     p = add("similar", cmd_similar, "movies similar to one movie")

@@ -137,6 +137,8 @@ def cmd_tune(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from ..recommender.ease import OFF as EASE_OFF
+    from ..recommender.ease import EaseConfig
     from ..recommender.model_store import check_dataset, current_model_dir, read_json, read_params
     from ..recommender.neighbours import Blend, NeighbourConfig
     from ..recommender.training import NO_BLEND, ALSConfig, train_and_evaluate
@@ -171,7 +173,12 @@ def cmd_evaluate(args) -> int:
         # The saved model's blend of the predicted stars (models saved before it had none: the ALS alone).
         blend = Blend.of(params.get("blend")) or NO_BLEND
         found = NeighbourConfig(**params["neighbours"]) if "neighbours" in params else None
-        metrics = train_and_evaluate(spark, data, cfg, _progress, blend=blend, neighbours_cfg=found)["metrics"]
+        # The saved model's EASE beside the top picks' implicit ALS (models saved before it: none).
+        saved_ease = params.get("ease")
+        ease_cfg = EaseConfig(**saved_ease) if isinstance(saved_ease, dict) else EASE_OFF
+        metrics = train_and_evaluate(spark, data, cfg, _progress, blend=blend, neighbours_cfg=found, ease_cfg=ease_cfg)[
+            "metrics"
+        ]
         settings = {k: getattr(cfg, k) for k in ("rank", "max_iter", "reg_param", "split_seed", "seed", "split_by")}
     summary = {k: v for k, v in metrics.items() if k != "ranking"}
     payload = {"model": folder.name, **summary, "ranking": metrics.get("ranking")}

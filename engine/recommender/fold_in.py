@@ -79,7 +79,7 @@ class FoldIn:
         pos, values = self._check_ratings(ratings)
         pick_vector = self._solve_pick_user(pos, values) if self.has_picks else None
         rating = self._new_user_scores(pos, values, pick_vector)
-        ranked = rating if order == "rating" else self._pick_scores(pick_vector)
+        ranked = rating if order == "rating" else self._pick_scores(pick_vector, (pos, values))
         mask = self._candidates(
             np.concatenate([pos, self._positions(hidden), self._positions(skip)]).astype(int), min_ratings, genres
         )

@@ -48,6 +48,8 @@ TABLES = ("user_factors", "item_factors", "movies", "ratings")
 PICK_TABLES = ("pick_user_factors", "pick_item_factors")
 #: the predicted stars' movie neighbours (engine.recommender.neighbours), with params.json's "blend"
 BLEND_TABLES = ("neighbours",)
+#: top picks' EASE Gram (engine.recommender.ease), with params.json's "ease"
+EASE_TABLES = ("ease_gram",)
 LEFTOVER_PREFIX = ".tmp-"
 OWNER_FILE = ".owner"  # in a folder being saved: "host pid" of the saving process
 LEFTOVER_AGE_S = 6 * 3600  # a save takes seconds; untouched this long, its folder is dead
@@ -110,7 +112,7 @@ def _write_model(tmp: Path, params: dict, metrics: dict, tables: dict, spark_mod
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cv is not None:
         (tmp / "cv.json").write_text(json.dumps(cv, indent=2))
-    for table in TABLES + tuple(t for t in PICK_TABLES + BLEND_TABLES if t in tables):
+    for table in TABLES + tuple(t for t in PICK_TABLES + BLEND_TABLES + EASE_TABLES if t in tables):
         if table == "ratings" and not isinstance(tables[table], pd.DataFrame):
             write_spark_ratings(tables[table], tmp / "ratings.parquet")
             continue

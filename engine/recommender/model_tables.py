@@ -16,7 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .model_store import BLEND_TABLES, PICK_TABLES, TABLES, ModelError, read_params
+from .ease import WEIGHTS as EASE_WEIGHTS
+from .ease import EaseConfig
+from .model_store import BLEND_TABLES, EASE_TABLES, PICK_TABLES, TABLES, ModelError, read_params
 from .neighbours import BLEND_WEIGHTS
 
 #: The columns serving reads from each table, and what they must hold (besides f0..f{k-1}
@@ -40,6 +42,7 @@ SCHEMAS = {
     "pick_user_factors": {"userId": "id"},
     "pick_item_factors": {"movieId": "id"},
     "neighbours": {"movieId": "int", "neighbourId": "int", "similarity": "finite"},
+    "ease_gram": {"movieId": "int", "otherId": "int", "value": "finite"},
 }
 FACTOR_TABLES = ("user_factors", "item_factors", *PICK_TABLES)
 
@@ -164,7 +167,14 @@ def read_serving_tables(model_dir: str | Path, with_ratings: bool = True) -> dic
     has_blend = with_ratings and "blend" in params
     if has_blend and not has_picks:
         raise _broken(model_dir / "params.json", "has a blend of the predicted stars but no top-picks model")
-    for table in tables + (PICK_TABLES if has_picks else ()) + (BLEND_TABLES if has_blend else ()):
+    # Top picks' EASE (models from 2026-12-03's EASE on) needs its Gram and the top picks.
+    has_ease = with_ratings and isinstance(params.get("ease"), dict) and params["ease"].get("share") != 0
+    if has_ease and not has_picks:
+        raise _broken(model_dir / "params.json", "has EASE for top picks but no top-picks model")
+    optional = (
+        (PICK_TABLES if has_picks else ()) + (BLEND_TABLES if has_blend else ()) + (EASE_TABLES if has_ease else ())
+    )
+    for table in tables + optional:
         path = model_dir / f"{table}.parquet"
         if not path.exists():
             raise ModelError(f"{model_dir} is incomplete: {path.name} is missing. Retrain the model.")
@@ -192,6 +202,9 @@ def read_serving_tables(model_dir: str | Path, with_ratings: bool = True) -> dic
             raise _broken(model_dir / "params.json", f"has blend = {blend!r}, not its weights")
         out["neighbour_frame"] = frames["neighbours"]
         out["blend_params"] = {k: _finite_param(model_dir, params, "blend", k) for k in BLEND_WEIGHTS}
+    if has_ease:
+        out["ease_frame"] = frames["ease_gram"]
+        out["ease_params"] = _ease_params(model_dir, params)
     if has_picks:
         out.update(
             pick_user_frame=frames["pick_user_factors"],
@@ -206,3 +219,18 @@ def read_serving_tables(model_dir: str | Path, with_ratings: bool = True) -> dic
             },
         )
     return out
+
+
+def _ease_params(model_dir: Path, params: dict) -> dict:
+    """params.json's ``ease``, checked (:meth:`~engine.recommender.ease.EaseConfig.check`)."""
+    values = {k: _finite_param(model_dir, params, "ease", k) for k in EASE_WEIGHTS}
+    for name in ("min_ratings", "max_movies"):
+        value = params["ease"].get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _broken(model_dir / "params.json", f"has ease {name} = {value!r}, not a whole number")
+        values[name] = value
+    try:
+        EaseConfig(**values).check()
+    except ValueError as exc:
+        raise _broken(model_dir / "params.json", f"has settings EASE cannot use ({exc})") from None
+    return values

@@ -32,7 +32,15 @@ DEFAULT_SIMILAR_MIN_RATINGS = 10
 #: read per query, the bound on serving time for big catalogues); this many more candidates than asked
 #: for are then rescored in float64, so lists and the scores shown are float64's.
 RESCORE_MARGIN = 32
-ORDERS = {"rating": "highest predicted rating", "picks": "top picks (implicit ALS)"}
+ORDERS = {"rating": "highest predicted rating", "picks": "top picks (implicit ALS + EASE)"}
+
+
+def _spread(scores: np.ndarray | None, share: float) -> tuple[float, float]:
+    """(mean, share / standard deviation) of a part of the top-picks score; (0, 0) without spread."""
+    if scores is None or not share or scores.size == 0:
+        return 0.0, 0.0
+    sd = float(scores.std())
+    return (float(scores.mean()), share / sd) if sd > 1e-12 else (0.0, 0.0)
 
 
 def _as_shown(scores):
@@ -91,15 +99,47 @@ class Scoring:
         picks_u = self.pick_user_factors[u] if self.blend is not None else None
         return self._predicted_scores(self.user_factors[u], self.user_bias[u], picks_u, self.rated.row(u))
 
-    def _pick_scores(self, pick_vector: np.ndarray):
-        """(every movie's top-picks score from the scan, the float64 rescorer of some). A vector of zeros (someone
-        who rated nothing above the neutral rating: Spark's solve and the fold-in both give 0) scores every movie 0;
-        the most rated come first then, not ties broken by id."""
-        if not pick_vector.any():
-            support = self.item_support.astype(np.float64)
-            return support.copy(), lambda pos: support[pos]
-        scan = (self._scan_picks @ pick_vector.astype(np.float32)).astype(np.float64)
-        return scan, lambda pos: self.pick_item_factors[pos] @ pick_vector
+    def _pick_scores(self, pick_vector: np.ndarray, rated: tuple):
+        """(every movie's top-picks score from the scan, the float64 rescorer of some, the scales of its two parts
+        for :meth:`pick_contributions`) for someone with this implicit-ALS vector and ``rated`` (positions,
+        ratings). With EASE (:mod:`engine.recommender.ease`) the score is ``(1 - share) * z(u'.v') + share *
+        z(EASE)``, each part standardised over the catalogue (EASE's over its movies; the others' EASE part is
+        0); without it, ``u'.v'``. A part without spread (a vector of zeros: someone who rated nothing above
+        the neutral rating; no rated movie in EASE) counts 0; with neither, the most rated come first, not ties
+        broken by id."""
+        ease = self.ease
+        has_picks = bool(pick_vector.any())
+        if ease is None:
+            if not has_picks:
+                return self._by_support()
+            scan = (self._scan_picks @ pick_vector.astype(np.float32)).astype(np.float64)
+            return scan, lambda pos: self.pick_item_factors[pos] @ pick_vector, None
+        p = (self._scan_picks @ pick_vector.astype(np.float32)).astype(np.float64) if has_picks else None
+        e = ease.scores(*rated)
+        p_mean, p_scale = _spread(p, 1.0 - ease.cfg.share)
+        e_mean, e_scale = _spread(e, ease.cfg.share)
+        if not p_scale and not e_scale:
+            return self._by_support()
+        scan = np.zeros(len(self.item_ids))
+        if p_scale:
+            scan += p_scale * (p - p_mean)
+        if e_scale:
+            scan[ease.positions] += e_scale * (e - e_mean)
+        inside = ease.column >= 0
+
+        def exact(at):
+            out = np.zeros(len(at))
+            if p_scale:
+                out += p_scale * (self.pick_item_factors[at] @ pick_vector - p_mean)
+            if e_scale:
+                out += np.where(inside[at], e_scale * (ease.exact(at, *rated) - e_mean), 0.0)
+            return out
+
+        return scan, exact, (p_scale, e_scale)
+
+    def _by_support(self):
+        support = self.item_support.astype(np.float64)
+        return support.copy(), lambda pos: support[pos], None
 
     def _candidates(self, exclude: np.ndarray | None, min_ratings: int, genres: list[str] | None) -> np.ndarray:
         mask = self.item_support >= min_ratings
@@ -160,7 +200,7 @@ class Scoring:
         u = self._user(user_id)
         rated = self.rated.row(u)
         rating = self._known_scores(u)
-        ranked = rating if order == "rating" else self._pick_scores(self.pick_user_factors[u])
+        ranked = rating if order == "rating" else self._pick_scores(self.pick_user_factors[u], rated)
         mask = self._candidates(rated[0] if exclude_rated else None, min_ratings, genres)
         return self._ranked(ranked, rating, mask, n, rated, explain, order, min_predicted)
 
@@ -205,7 +245,7 @@ class Scoring:
         (movieId, title, predicted rating)). ``ranked`` and ``rating`` are (scores of every movie from a
         float32 scan, their float64 rescorer) of the order and of the explicit model (the same pair when
         ordering by rating); what is shown is float64's."""
-        (ranked, exact_ranked), (scores, exact_rating) = ranked, rating
+        (ranked, exact_ranked, *scales), (scores, exact_rating, *_) = ranked, rating
         held, reference = np.array([], int), None
         k = max(n, EXPLAIN_REFERENCE) if order == "picks" and explain else n
         wide = self._top(ranked, mask, k, exact_ranked)
@@ -225,19 +265,26 @@ class Scoring:
         columns["n_ratings"] = self.item_support[top]
         if explain:
             columns["because"] = (
-                self._explain_picks(top, liked, reference) if order == "picks" else self._explain(top, liked)
+                self._explain_picks(top, liked, reference, scales[0] if scales else None)
+                if order == "picks"
+                else self._explain(top, liked)
             )
         out = pd.DataFrame(columns)
         titles = self.movies[TITLE].to_numpy()
         out.attrs["held_back"] = [(int(self.item_ids[i]), str(titles[i]), float(_as_shown(scores[i]))) for i in held]
         return out
 
-    def pick_contributions(self, top: np.ndarray, liked: tuple) -> np.ndarray:
-        """(len(top), len(rated)) share of each rated movie in each top pick's score."""
+    def pick_contributions(self, top: np.ndarray, liked: tuple, scales: tuple | None = None) -> np.ndarray:
+        """(len(top), len(rated)) share of each rated movie in each top pick's score; with EASE, ``scales`` (from
+        :meth:`_pick_scores`) weigh the implicit model's terms and EASE's as the order does."""
         pos, values = liked
-        return picks.contributions(
+        implicit = picks.contributions(
             self.pick_item_factors, self._pick_gram, pos, values, self.pick_alpha, self.pick_reg, top, self.pick_neutral
         )
+        if scales is None:
+            return implicit
+        p_scale, e_scale = scales
+        return p_scale * implicit + e_scale * self.ease.contributions(top, pos, values)
 
     @staticmethod
     def liked_mask(ratings: np.ndarray) -> np.ndarray:
@@ -248,7 +295,12 @@ class Scoring:
         return ratings >= max(DISLIKED_BELOW, min(LIKED_RATING, float(ratings.mean())))
 
     def _explain_picks(
-        self, top: np.ndarray, liked: tuple | None, reference: np.ndarray | None = None, per_item: int = 3
+        self,
+        top: np.ndarray,
+        liked: tuple | None,
+        reference: np.ndarray | None = None,
+        scales: tuple | None = None,
+        per_item: int = 3,
     ) -> list[list[str]]:
         """For each top pick, the liked movies whose part of its score is specific to it.
 
@@ -262,7 +314,7 @@ class Scoring:
         if liked is None or len(liked[0]) == 0 or len(top) == 0:
             return [[] for _ in top]
         reference = top if reference is None or len(reference) == 0 else reference
-        both = self.pick_contributions(np.concatenate([top, reference]), liked)
+        both = self.pick_contributions(np.concatenate([top, reference]), liked, scales)
         share, usual = both[: len(top)], both[len(top) :]
         specific = (share - usual.mean(axis=0)) / (usual.std(axis=0) + 1e-12)
         specific = np.where(self.liked_mask(liked[1]) & (share > 0), specific, -np.inf)

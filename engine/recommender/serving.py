@@ -32,6 +32,7 @@ import pyarrow as pa
 from ..data.movielens import GENRES, ITEM, NO_GENRES, RATING, TITLE, USER
 from . import picks
 from .catalogue import Catalogue, UnknownIdError
+from .ease import EaseIndex
 from .fold_in import GROUP_STRATEGIES, FoldIn, RatingInputError
 from .neighbours import Blend, NeighbourIndex
 from .scoring import DEFAULT_SIMILAR_MIN_RATINGS, LIKED_RATING, ORDERS, PICK_MIN_PREDICTED, Scoring
@@ -200,6 +201,8 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
     #: saved before 2026-12-03 (and in models without top picks): the explicit model's score alone
     neighbours: NeighbourIndex | None = None
     blend: Blend | None = None
+    #: top picks' second ranker (engine.recommender.ease); None in models saved before 2026-12-03's EASE
+    ease: EaseIndex | None = None
     _pick_gram: np.ndarray | None = field(default=None, repr=False)
     _user_pos: dict = field(default_factory=dict, repr=False)
     _item_pos: dict = field(default_factory=dict, repr=False)
@@ -310,13 +313,16 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
         pick_params: dict | None = None,
         neighbour_frame: pd.DataFrame | None = None,
         blend_params: dict | None = None,
+        ease_frame: pd.DataFrame | None = None,
+        ease_params: dict | None = None,
     ) -> "RecommenderIndex":
         """From the saved tables: ``user_frame`` [userId, user_bias, f0..], ``item_frame``
         [movieId, item_bias, n_ratings, f0..], catalogue ``movies`` and all ``ratings``
         [userId, movieId, rating] (kept as :class:`RatedMovies`, not as the frame);
         optionally the top-picks factors [userId|movieId, f0..] and ``pick_params``
         {alpha, reg_param}, and the movie neighbours [movieId, neighbourId, similarity] with the
-        ``blend_params`` of the predicted stars (both, and the top picks, or no blend)."""
+        ``blend_params`` of the predicted stars (both, and the top picks, or no blend), and top picks' EASE
+        Gram [movieId, otherId, value] with its ``ease_params`` (both, and the top picks, or none)."""
         fcols = [c for c in item_frame.columns if c.startswith("f") and c[1:].isdigit()]
         item_frame = item_frame.sort_values(ITEM).reset_index(drop=True)
         user_frame = user_frame.sort_values(USER).reset_index(drop=True)
@@ -339,7 +345,17 @@ class RecommenderIndex(Catalogue, Scoring, FoldIn):
             rated=RatedMovies.build(ratings, user_ids, item_ids),
             **cls._pick_fields(user_frame, item_frame, pick_user_frame, pick_item_frame, pick_params),
             **cls._blend_fields(item_ids, pick_item_frame, neighbour_frame, blend_params),
+            **cls._ease_fields(item_ids, pick_item_frame, ease_frame, ease_params),
         )
+
+    @staticmethod
+    def _ease_fields(item_ids, pick_item_frame, ease_frame, ease_params) -> dict:
+        if pick_item_frame is None or ease_frame is None or not ease_params or not ease_params.get("share"):
+            return {}
+        try:
+            return {"ease": EaseIndex.from_frame(ease_frame, ease_params, item_ids)}
+        except ValueError as exc:
+            raise ValueError(f"ease_gram.parquet {exc}") from exc
 
     @staticmethod
     def _blend_fields(item_ids, pick_item_frame, neighbour_frame, blend_params) -> dict:

@@ -24,8 +24,8 @@ import pandas as pd
 from ..data.movielens import GENRES, ITEM, RATING, TIME, TITLE, USER, MovieLens
 from ..data.spark_release import SparkRelease, as_spark_release
 from ..jobs import with_eta
+from . import ease, picks
 from . import neighbours as movie_neighbours
-from . import picks
 from .als import BiasCorrectedALS, bias_baseline_predictions, blocks_for, check_param, plain_als
 from .evaluation import RELEVANT_RATING, ranking_keys, ranking_metrics, relevant_items, rmse
 from .model_store import save_model
@@ -350,6 +350,7 @@ def train_and_evaluate(
     picks_cfg: picks.PicksConfig | None = None,
     blend: "movie_neighbours.Blend | None" = None,
     neighbours_cfg: "movie_neighbours.NeighbourConfig | None" = None,
+    ease_cfg: "ease.EaseConfig | None" = None,
 ) -> dict:
     """Fit the default models on the seeded train split and measure them on test.
 
@@ -360,6 +361,8 @@ def train_and_evaluate(
     The predicted stars are ``blend`` (default :data:`~engine.recommender.neighbours.DEFAULT_BLEND`) of the
     bias-corrected ALS, the movie neighbourhood (``neighbours_cfg``) and the top-picks score; ``test_rmse``
     is the blend's, ``explicit_rmse`` the bias-corrected ALS's alone (``NO_BLEND``: no blend, no neighbours).
+    Top picks blend the implicit ALS with EASE (``ease_cfg``, default :class:`~engine.recommender.ease.EaseConfig`;
+    ``ease.OFF``: the implicit ALS alone, no Gram).
 
     Returns a dict with ``metrics``, ``params``, ``tables`` (for saving; ``ratings`` is a Spark
     DataFrame of every rating, written by Spark), the Spark ``model`` (bias-corrected ALS),
@@ -371,6 +374,7 @@ def train_and_evaluate(
     blend = movie_neighbours.DEFAULT_BLEND if blend is None else blend
     blend = None if blend == NO_BLEND else blend  # the ALS alone: no neighbours to find
     neighbours_cfg = (neighbours_cfg or movie_neighbours.NeighbourConfig()).check()
+    ease_cfg = (ease_cfg or ease.EaseConfig()).check()
     # The fractions below are each stage's share of the time (measured on ml-latest-small: the first
     # fit includes the split's jobs, the two ALS comparisons and the top picks ~20 % each, ranking
     # ~10 %), so the time left extrapolated from the pace so far holds on a quiet or busy machine.
@@ -398,6 +402,7 @@ def train_and_evaluate(
     try:
         plain_future = _start(side, _plain_rmse, cfg, train, test) if compare_baselines else None
         picks_future = _start(side, _timed, picks.fit, train, picks_cfg, cfg.num_blocks)
+        gram_future = _start(side, _timed, ease.gram, train, ease_cfg) if ease_cfg.on else None
         progress(
             0.01,
             f"fitting bias-corrected ALS (rank {cfg.rank}, {cfg.max_iter} iterations)"
@@ -442,6 +447,12 @@ def train_and_evaluate(
             neighbour_df.unpersist()
         else:
             metrics["test_rmse"] = metrics["explicit_rmse"]
+        ease_table = None
+        if gram_future is not None:
+            progress(0.86, "EASE for top picks: the movies' Gram matrix")
+            (ease_ids, ease_gram), gram_seconds = gram_future.result()
+            ease_table = ease.as_table(ease_ids, ease_gram)
+            metrics["ease_gram_seconds"] = round(gram_seconds, 2)
     finally:
         if side is not None:
             side.shutdown(wait=True, cancel_futures=True)  # a failed fit: the others' jobs end before it is raised
@@ -467,6 +478,8 @@ def train_and_evaluate(
         pick_params=picks.params_of(picks_cfg),
         neighbour_frame=neighbour_table,
         blend_params=None if blend is None else asdict(blend),
+        ease_frame=ease_table,
+        ease_params=ease.params_of(ease_cfg) if ease_table is not None else None,
     )
 
     progress(0.90, "ranking metrics against popularity")
@@ -487,6 +500,7 @@ def train_and_evaluate(
         "mu": model.mu,
         "picks": picks.params_of(picks_cfg),
         **({} if blend is None else {"blend": asdict(blend), "neighbours": asdict(neighbours_cfg)}),
+        **({} if ease_table is None else {"ease": ease.params_of(ease_cfg)}),
         "dataset": {
             "name": release.name,
             "source": release.source,
@@ -504,6 +518,8 @@ def train_and_evaluate(
     }
     if neighbour_table is not None:
         tables["neighbours"] = neighbour_table
+    if ease_table is not None:
+        tables["ease_gram"] = ease_table
     return {
         "metrics": metrics,
         "params": params,
