@@ -293,7 +293,7 @@ def print_tables(results: list[dict]) -> None:
         )
     peers = list(results[0]["rating"])
     print("\nTest RMSE on each seed's test split")
-    print(f"{'seed':>5} {'project (bias-corrected ALS)':>29} " + " ".join(f"{p:>26}" for p in peers))
+    print(f"{'seed':>5} {'project (the stars: blend)':>29} " + " ".join(f"{p:>26}" for p in peers))
     for r in results:
         cells = " ".join(f"{r['rating'][p]['rmse']:26.4f}" for p in peers)
         print(f"{r['seed']:>5} {r['project']['test_rmse']:29.4f} {cells}")

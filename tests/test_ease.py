@@ -71,10 +71,11 @@ def _expected_order(index: RecommenderIndex, pick_vector: np.ndarray, pos: np.nd
     """The top-picks score of every movie from the formula, in float64 from the saved arrays."""
     e_model, cfg = index.ease, index.ease.cfg
     p = index.pick_item_factors @ pick_vector
-    w = np.zeros(len(e_model.positions))
+    n = len(e_model.positions)
+    w = np.zeros(n)
     cols = e_model.column[pos]
-    w[cols[cols >= 0]] = ease.weights_of(values[cols >= 0], cfg)
-    e = w @ e_model.b.astype(np.float64)
+    w[cols[cols < n]] = ease.weights_of(values[cols < n], cfg)
+    e = w @ e_model.b[:n, :n].astype(np.float64)
     score = (1 - cfg.share) * (p - p.mean()) / p.std()
     score[e_model.positions] += cfg.share * (e - e.mean()) / e.std()
     return score
@@ -141,7 +142,7 @@ def test_pick_explanations_split_the_blended_score(small_model, small_index):
     # each row sums to the target's score up to the two per-person means (one constant for EASE's movies,
     # another for the rest)
     offset = exact(targets) - parts.sum(axis=1)
-    inside = small_index.ease.column[targets] >= 0
+    inside = small_index.ease.column[targets] < len(small_index.ease.positions)
     assert inside.any() and (~inside).any()
     for group in (inside, ~inside):
         np.testing.assert_allclose(offset[group], offset[group][0], atol=1e-9)

@@ -165,12 +165,20 @@ def weights(g: np.ndarray, lam: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EaseIndex:
-    """EASE for serving: its movies' catalogue positions, B (float32) and the settings."""
+    """EASE for serving: its movies' catalogue positions, B (float32) and the settings.
+
+    ``b`` has one more row and column than there are EASE movies, all zeros, where every other movie points
+    (:attr:`column`): a rated or scored movie outside EASE then reads zeros, with no masks on the hot path."""
 
     positions: np.ndarray  # (n,) catalogue positions of the EASE movies
-    column: np.ndarray  # (n_catalogue,) each catalogue movie's column in B, -1 if not in it
-    b: np.ndarray  # (n, n) float32
+    column: np.ndarray  # (n_catalogue,) each catalogue movie's column in B; n (the zero one) if not in it
+    b: np.ndarray  # (n + 1, n + 1) float32
     cfg: EaseConfig
+    #: B transposed, contiguous: a few movies' scores read their rows of it, not a strided column of B
+    bt: np.ndarray | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "bt", np.ascontiguousarray(self.b.T))
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, params: dict, item_ids: np.ndarray) -> "EaseIndex":
@@ -181,44 +189,39 @@ class EaseIndex:
         known[known] = item_ids[positions[known]] == ids[known]
         if not known.all():
             raise ValueError(f"names movie {int(ids[~known][0])}, which has no factors in this model")
-        column = np.full(len(item_ids), -1, np.int64)
-        column[positions] = np.arange(len(ids))
-        return cls(positions, column, weights(g, cfg.lam).astype(np.float32), cfg)
+        n = len(ids)
+        column = np.full(len(item_ids), n, np.int64)
+        column[positions] = np.arange(n)
+        b = np.zeros((n + 1, n + 1), np.float32)
+        b[:n, :n] = weights(g, cfg.lam)
+        return cls(positions, column, b, cfg)
 
     @property
     def nbytes(self) -> int:
-        return self.b.nbytes + self.column.nbytes + self.positions.nbytes
+        return self.b.nbytes + self.bt.nbytes + self.column.nbytes + self.positions.nbytes
 
-    def _rows(self, pos: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B's rows of the rated movies that are in EASE, their X weights)."""
-        cols = self.column[pos]
-        inside = cols >= 0
-        return cols[inside], weights_of(np.asarray(values)[inside], self.cfg)
+    def _dense(self, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """A person's row of X over B's rows (float64; the zero row collects the movies outside EASE)."""
+        dense = np.zeros(len(self.b))
+        dense[self.column[pos]] = weights_of(values, self.cfg)
+        dense[-1] = 0.0
+        return dense
 
     def scores(self, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
         """EASE's score of each EASE movie (float64, B's column order) for a person's ratings."""
-        rows, w = self._rows(pos, values)
         n = len(self.positions)
-        if rows.size == 0:
-            return np.zeros(n)
+        rows = self.column[pos]
         if rows.size * 2 < n:  # gather those rows (reads len(rows) x n floats, plus a copy)
-            return (w.astype(np.float32) @ self.b[rows]).astype(np.float64)
-        dense = np.zeros(n, np.float32)  # most of them: one pass over B, no copy
-        dense[rows] = w
-        return (dense @ self.b).astype(np.float64)
+            w = weights_of(values, self.cfg).astype(np.float32)
+            return (w @ self.b[rows])[:n].astype(np.float64)
+        return (self._dense(pos, values).astype(np.float32) @ self.b)[:n].astype(np.float64)  # one pass, no copy
 
     def exact(self, targets: np.ndarray, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
         """float64 EASE scores of the catalogue positions ``targets`` (0 for movies outside EASE)."""
-        return self.contributions(targets, pos, values).sum(axis=1)
+        return self.bt[self.column[targets]].astype(np.float64) @ self._dense(pos, values)
 
     def contributions(self, targets: np.ndarray, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
         """(len(targets), len(pos)): each rated movie's term ``w_j B_jt`` of each target's EASE score
         (0 where either movie is outside EASE)."""
-        cols_t = self.column[targets]
-        cols_r = self.column[pos]
-        out = np.zeros((len(targets), len(pos)))
-        t_in, r_in = np.flatnonzero(cols_t >= 0), np.flatnonzero(cols_r >= 0)
-        if t_in.size and r_in.size:
-            w = weights_of(np.asarray(values)[r_in], self.cfg)
-            out[np.ix_(t_in, r_in)] = self.b[np.ix_(cols_r[r_in], cols_t[t_in])].T.astype(np.float64) * w
-        return out
+        block = self.bt[self.column[targets]][:, self.column[pos]]  # (len(targets), len(pos))
+        return block.astype(np.float64) * weights_of(values, self.cfg)

@@ -125,7 +125,7 @@ class Scoring:
             scan += p_scale * (p - p_mean)
         if e_scale:
             scan[ease.positions] += e_scale * (e - e_mean)
-        inside = ease.column >= 0
+        inside = ease.column < len(ease.positions)
 
         def exact(at):
             out = np.zeros(len(at))
