@@ -137,7 +137,8 @@ def validate_ease(spark, data, split_seed: int) -> None:
 
     user_frame, item_frame = picks.export_factors(picks.fit(fit_df, picks.PicksConfig(), blocks=2))
     implicit = picks.align(user_frame, "userId", users) @ picks.align(item_frame, "movieId", items).T
-    z_implicit = (implicit - implicit.mean(1, keepdims=True)) / implicit.std(1, keepdims=True)
+    spread = implicit.std(1, keepdims=True)  # 0 for someone with nothing liked: that part then counts 0
+    z_implicit = np.where(spread > 1e-12, implicit - implicit.mean(1, keepdims=True), 0.0) / np.maximum(spread, 1e-12)
     print(_line("implicit ALS alone (the default settings)", ndcg(implicit)), flush=True)
     counts = np.bincount(cols, minlength=len(items))
     results = []
