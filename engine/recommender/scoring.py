@@ -5,8 +5,9 @@ The predicted stars are the model's blend (:mod:`engine.recommender.neighbours`)
 score, as Spark computes it for the test RMSE (models saved before the blend: the explicit score alone, as
 in the Spark model). Lists are ranked by that raw score; the *predicted rating* shown is the score clipped
 to 0.5-5.0 (clipping first would tie every score above 5.0). ``order="picks"`` ranks by the implicit-ALS
-model instead (:mod:`engine.recommender.picks`): movies the user is most likely to watch and like next. The
-list still shows the predicted stars; ``score`` is then the implicit score ``u.v``.
+model (:mod:`engine.recommender.picks`) blended with EASE (:mod:`engine.recommender.ease`) instead: movies the
+user is most likely to watch and like next. The list still shows the predicted stars; ``score`` is then the
+top-picks score (models saved before EASE: the implicit score ``u.v``).
 
 :class:`Scoring` is a part of :class:`~engine.recommender.serving.RecommenderIndex` (its factors,
 biases and :class:`~engine.recommender.catalogue.Catalogue`).
@@ -243,8 +244,8 @@ class Scoring:
         """The top ``n`` of ``ranked`` among ``mask``, as a table; top picks without the movies predicted
         below ``min_predicted`` stars (those that would have made the list are in ``attrs["held_back"]``:
         (movieId, title, predicted rating)). ``ranked`` and ``rating`` are (scores of every movie from a
-        float32 scan, their float64 rescorer) of the order and of the explicit model (the same pair when
-        ordering by rating); what is shown is float64's."""
+        float32 scan, their float64 rescorer; top picks' also the scales of their two parts, for the explanations)
+        of the order and of the explicit model (the same pair when ordering by rating); what is shown is float64's."""
         (ranked, exact_ranked, *scales), (scores, exact_rating, *_) = ranked, rating
         held, reference = np.array([], int), None
         k = max(n, EXPLAIN_REFERENCE) if order == "picks" and explain else n
