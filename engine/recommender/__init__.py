@@ -1,5 +1,5 @@
-"""The movie recommender: bias-corrected ALS on Spark (``als``) and implicit ALS for top picks (``picks``),
-blended with a movie neighbourhood into the predicted stars (``neighbours``);
+"""The movie recommender: bias-corrected ALS on Spark (``als``) and implicit ALS for top picks (``picks``, with
+EASE beside it: ``ease``), blended with a movie neighbourhood into the predicted stars (``neighbours``);
 training and export (``training``), tuning over a grid (``tuning``) with its metrics (``evaluation``); saved model folders
 (``model_store``), their tables read back checked (``model_tables``); the in-memory index that serves
 them without Spark (``serving``, made of ``catalogue``, ``scoring`` and ``fold_in``); similar movies with
@@ -11,6 +11,7 @@ Importing this package imports none of its modules (``als`` and ``training`` nee
 __all__ = [
     "als",
     "picks",
+    "ease",
     "neighbours",
     "training",
     "tuning",
