@@ -62,48 +62,59 @@ def _line(name: str, m: dict) -> str:
     return f"  {name:44s} {m['precision_at_k']:.4f}  {m['recall_at_k']:.4f}  {m['ndcg_at_k']:.4f}  {m['map_at_k']:.4f}"
 
 
-def validate(spark, data, split_seed: int) -> None:
-    train, _ = split(ratings_frame(spark, data), ALSConfig(split_seed=split_seed))
-    fit_df, val_df = split(train, ALSConfig(split_seed=7))
-    fit, val = fit_df.toPandas(), val_df.toPandas()
-    users, items = np.sort(fit.userId.unique()), np.sort(fit.movieId.unique())
-    uix = {int(u): i for i, u in enumerate(users)}
-    iix = {int(m): i for i, m in enumerate(items)}
-    seen = {int(u): [iix[int(m)] for m in g.movieId] for u, g in fit.groupby("userId")}
-    liked = val[val.rating >= RELEVANT_RATING]
-    relevant = {int(u): set(g.movieId.astype(int)) for u, g in liked.groupby("userId") if int(u) in uix}
-    print(f"validation: {len(fit):,} ratings fitted, {len(val):,} held out, {len(relevant)} users")
-    print(f"  {'ranker':44s} P@10    R@10    NDCG@10 MAP@10")
+class Carve:
+    """The validation split of split seed ``split_seed``'s training split (hash seed 7; test untouched): the
+    fitted part (Spark and pandas), its users and movies in sorted order, and each user's relevant held-out
+    movies (rated >= 4)."""
 
-    def top10(score_of) -> dict:
+    def __init__(self, spark, data, split_seed: int):
+        train, _ = split(ratings_frame(spark, data), ALSConfig(split_seed=split_seed))
+        self.fit_df, val_df = split(train, ALSConfig(split_seed=7))
+        self.fit, val = self.fit_df.toPandas(), val_df.toPandas()
+        self.users, self.items = np.sort(self.fit.userId.unique()), np.sort(self.fit.movieId.unique())
+        self.rows = np.searchsorted(self.users, self.fit.userId.to_numpy())
+        self.cols = np.searchsorted(self.items, self.fit.movieId.to_numpy())
+        self.uix = {int(u): i for i, u in enumerate(self.users)}
+        self.seen = {int(u): np.searchsorted(self.items, g.movieId.to_numpy()) for u, g in self.fit.groupby("userId")}
+        liked = val[val.rating >= RELEVANT_RATING]
+        self.relevant = {int(u): set(g.movieId.astype(int)) for u, g in liked.groupby("userId") if int(u) in self.uix}
+        print(f"validation: {len(self.fit):,} ratings fitted, {len(val):,} held out, {len(self.relevant)} users")
+
+    def metrics(self, score_of) -> dict:
+        """P/R/NDCG/MAP@10 of top-10 lists by ``score_of(user row)`` (every movie's score), rated movies left out."""
         out = {}
-        for u in relevant:
-            s = np.asarray(score_of(uix[u]), dtype=np.float64).copy()
-            s[seen[u]] = -np.inf
+        for u in self.relevant:
+            s = np.asarray(score_of(self.uix[u]), dtype=np.float64).copy()
+            s[self.seen[u]] = -np.inf
             top = np.argpartition(-s, 10)[:10]
-            out[u] = items[top[np.argsort(-s[top], kind="stable")]].tolist()
-        return out
+            out[u] = self.items[top[np.argsort(-s[top], kind="stable")]].tolist()
+        return ranking_metrics(out, self.relevant)
 
-    counts = np.bincount(fit.movieId.map(iix).to_numpy(), minlength=len(items)).astype(float)
-    print(_line("most popular", ranking_metrics(top10(lambda u: counts), relevant)), flush=True)
+
+def validate(spark, data, split_seed: int) -> None:
+    carve = Carve(spark, data, split_seed)
+    users, items = carve.users, carve.items
+    print(f"  {'ranker':44s} P@10    R@10    NDCG@10 MAP@10")
+    counts = np.bincount(carve.cols, minlength=len(items)).astype(float)
+    print(_line("most popular", carve.metrics(lambda u: counts)), flush=True)
     for rank, reg, alpha, iters, neutral in GRID:
         cfg = picks.PicksConfig(rank=rank, max_iter=iters, reg_param=reg, alpha=alpha, neutral=neutral)
         t0 = time.perf_counter()
-        user_frame, item_frame = picks.export_factors(picks.fit(fit_df, cfg, blocks=2))
+        user_frame, item_frame = picks.export_factors(picks.fit(carve.fit_df, cfg, blocks=2))
         u = picks.align(user_frame, "userId", users)
         v = picks.align(item_frame, "movieId", items)
         chosen = " (chosen)" if cfg == picks.PicksConfig() else ""
         name = f"implicit ALS r{rank} reg {reg} a {alpha} it {iters} neutral {neutral}{chosen}"
-        metrics = ranking_metrics(top10(lambda i: v @ u[i]), relevant)
+        metrics = carve.metrics(lambda i: v @ u[i])
         print(_line(name, metrics) + f"  {time.perf_counter() - t0:.0f} s", flush=True)
     x = np.zeros((len(users), len(items)), np.float32)
-    x[fit.userId.map(uix).to_numpy(), fit.movieId.map(iix).to_numpy()] = 1.0
+    x[carve.rows, carve.cols] = 1.0
     gram = (x.T @ x).astype(np.float64)
     gram[np.diag_indices_from(gram)] += EASE_LAMBDA
     p = np.linalg.inv(gram)
     b = -p / np.diag(p)
     b[np.diag_indices_from(b)] = 0.0
-    print(_line(f"EASE (numpy, lambda {EASE_LAMBDA:g})", ranking_metrics(top10(lambda i: x[i] @ b), relevant)))
+    print(_line(f"EASE (numpy, lambda {EASE_LAMBDA:g})", carve.metrics(lambda i: x[i] @ b)))
 
 
 #: (min_ratings, (liked, middle, disliked)): EASE's movies and X's entries; each with every lam and share below
@@ -115,27 +126,13 @@ EASE_SHARES = (0.4, 0.5, 0.6)
 
 
 def validate_ease(spark, data, split_seed: int) -> None:
-    train, _ = split(ratings_frame(spark, data), ALSConfig(split_seed=split_seed))
-    fit_df, val_df = split(train, ALSConfig(split_seed=7))
-    fit, val = fit_df.toPandas(), val_df.toPandas()
-    users, items = np.sort(fit.userId.unique()), np.sort(fit.movieId.unique())
-    uix = {int(u): i for i, u in enumerate(users)}
-    rows, cols = np.searchsorted(users, fit.userId.to_numpy()), np.searchsorted(items, fit.movieId.to_numpy())
-    seen = {int(u): np.searchsorted(items, g.movieId.to_numpy()) for u, g in fit.groupby("userId")}
-    liked = val[val.rating >= RELEVANT_RATING]
-    relevant = {int(u): set(g.movieId.astype(int)) for u, g in liked.groupby("userId") if int(u) in uix}
-    print(f"validation: {len(fit):,} ratings fitted, {len(val):,} held out, {len(relevant)} users")
+    carve = Carve(spark, data, split_seed)
+    fit, users, items, rows, cols = carve.fit, carve.users, carve.items, carve.rows, carve.cols
 
-    def ndcg(scores: np.ndarray) -> dict:
-        out = {}
-        for u in relevant:
-            s = scores[uix[u]].copy()
-            s[seen[u]] = -np.inf
-            top = np.argpartition(-s, 10)[:10]
-            out[u] = items[top[np.argsort(-s[top], kind="stable")]].tolist()
-        return ranking_metrics(out, relevant)
+    def ndcg(scores: np.ndarray) -> dict:  # a (users x movies) matrix of scores
+        return carve.metrics(scores.__getitem__)
 
-    user_frame, item_frame = picks.export_factors(picks.fit(fit_df, picks.PicksConfig(), blocks=2))
+    user_frame, item_frame = picks.export_factors(picks.fit(carve.fit_df, picks.PicksConfig(), blocks=2))
     implicit = picks.align(user_frame, "userId", users) @ picks.align(item_frame, "movieId", items).T
     spread = implicit.std(1, keepdims=True)  # 0 for someone with nothing liked: that part then counts 0
     z_implicit = np.where(spread > 1e-12, implicit - implicit.mean(1, keepdims=True), 0.0) / np.maximum(spread, 1e-12)
