@@ -314,6 +314,7 @@ def serve_large(folder: Path) -> None:
         "movie neighbours": 0
         if index.neighbours is None
         else sum(a.nbytes for a in (index.neighbours.indptr, index.neighbours.targets, index.neighbours.similarity)),
+        "top picks' EASE (B and its transpose)": 0 if index.ease is None else index.ease.nbytes,
         "movies table": int(index.movies.memory_usage(deep=True).sum()),
     }
     frames = [k for k, v in vars(index).items() if isinstance(v, pd.DataFrame) and len(v) > 1_000_000]
