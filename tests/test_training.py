@@ -351,11 +351,15 @@ def test_tuning_progress_says_the_time_left(spark, small_data):
 
 
 @pytest.mark.spark
-def test_the_driver_jvm_has_room_for_als_lineages(spark):
+def test_the_driver_jvm_has_room_for_als_lineages_and_the_throughput_collector(spark):
     """A 15-iteration ALS fit (not checkpointed) overflowed the default 1 MiB stack once in a cold JVM while
-    its task was serialised: the session starts its JVM with engine.spark.JVM_STACK."""
-    from engine.spark import JVM_STACK
+    its task was serialised, and G1 cost a fifth of a train: the session starts its JVM with
+    engine.spark.JVM_OPTIONS, and the executors get them too."""
+    from engine.spark import JVM_OPTIONS
 
-    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-    assert JVM_STACK in list(runtime.getInputArguments())
-    assert spark.conf.get("spark.executor.extraJavaOptions") == JVM_STACK
+    jvm = spark.sparkContext._jvm
+    arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert "-Xss8m" in arguments and "-XX:+UseParallelGC" in arguments
+    collectors = [gc.getName() for gc in jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()]
+    assert "PS Scavenge" in collectors, collectors  # the throughput collector is the one running
+    assert spark.conf.get("spark.executor.extraJavaOptions") == JVM_OPTIONS
