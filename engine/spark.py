@@ -82,8 +82,8 @@ def safe_conf(settings: Settings) -> dict[str, str]:
 #: -XX:+UseParallelGC: Java 17's default collector (G1) cost a fifth of a train. ALS allocates big short-lived
 #: arrays, and G1's concurrent work competes for the cores; the throughput collector does not. A default
 #: train + evaluate in a fresh process: 63.8 / 62.8 s with G1, 50.0 / 49.9 s with it (96 against 120 CPU
-#: seconds), the same figures; the seed's tuning grid 248 s against 330-410 s (docs/benchmarks.md). Its full
-#: collections stop the JVM, which a batch job does not mind.
+#: seconds), the same figures; the seed's tuning grid 228 s against 286 s in one run (docs/benchmarks.md). Its
+#: full collections stop the JVM, which a batch job does not mind (nothing the app serves waits on Spark).
 JVM_OPTIONS = "-Xss8m -XX:+UseParallelGC"
 
 
