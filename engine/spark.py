@@ -103,8 +103,9 @@ def get_spark(settings: Settings | None = None, app_name: str = "movie-recommend
     if _is_local(settings.spark_master):
         # The web UI, when on, binds to SPARK_LOCAL_IP (else every interface); read at JVM start.
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
-        # Python tasks (top picks' EASE Gram) run in this interpreter, not whichever `python3` is on PATH
-        # (another version would refuse to run them). A cluster's workers: PYSPARK_PYTHON.
+        # Python tasks run in this interpreter, not whichever `python3` is on PATH (another version would
+        # refuse to run them). The engine's jobs run none (EASE's Gram is built in the JVM); a cluster's
+        # workers: PYSPARK_PYTHON.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)

@@ -11,8 +11,8 @@ Top picks rank by ``(1 - share) * z(implicit score) + share * z(EASE score)``, e
 the catalogue for that person (z: minus its mean, over its standard deviation), so neither model's scale
 decides. Both are exact sums of one term per rated movie, so "because you rated..." still splits the score.
 
-Spark computes the Gram matrix ``X'X`` from the training ratings (:func:`gram`: one sparse row per person,
-``RowMatrix.computeGramianMatrix``); the driver inverts it. Only movies with at least ``min_ratings``
+Spark computes the Gram matrix ``X'X`` from the training ratings (:func:`gram`: MLlib's ``CoordinateMatrix``
+of the weights, one sparse row per person, ``computeGramianMatrix``; all in the JVM); the driver inverts it. Only movies with at least ``min_ratings``
 training ratings take part, and at most ``max_movies`` of them (the most rated): the Gram is dense on the
 driver (n^2 doubles: 5,000 movies are 200 MB and invert in seconds). Other movies get EASE score 0 (the
 person's mean) and are ranked by the implicit model. The saved model keeps the Gram (``ease_gram.parquet``);
@@ -102,8 +102,8 @@ def gram(train_df, cfg: EaseConfig) -> tuple[np.ndarray, np.ndarray]:
     """(movie ids, sorted; the Gram ``X'X`` over them, float64) from Spark's training ratings
     (userId, movieId, rating). The movies are those with at least ``min_ratings`` ratings, the
     ``max_movies`` most rated of them (ties: lower id)."""
-    from pyspark.mllib.linalg import SparseVector
-    from pyspark.mllib.linalg.distributed import RowMatrix
+    from pyspark.mllib.common import callMLlibFunc
+    from pyspark.mllib.linalg.distributed import CoordinateMatrix
     from pyspark.sql import functions as F
 
     cfg.check()
@@ -121,18 +121,14 @@ def gram(train_df, cfg: EaseConfig) -> tuple[np.ndarray, np.ndarray]:
         .when(r >= MIDDLE_FROM, F.lit(float(cfg.middle)))
         .otherwise(F.lit(float(cfg.disliked)))
     )
-    entries = (
-        train_df.join(F.broadcast(columns), ITEM)
-        .select(USER, F.col("col").cast("int").alias("col"), w.alias("w"))
-        .groupBy(USER)
-        .agg(F.sort_array(F.collect_list(F.struct("col", "w"))).alias("entries"))
+    # (row: the person's id, column: the movie's position, weight), as MLlib's coordinate matrix reads them.
+    # The JVM builds each person's sparse row and sums their outer products: no Python worker takes part.
+    # Its rows are every possible id (2^31: ids are 32-bit), so no job is spent finding the largest.
+    entries = train_df.join(F.broadcast(columns), ITEM).select(
+        F.col(USER).cast("long"), F.col("col").cast("long"), w.cast("double")
     )
-
-    def row(record):  # runs on the executors: nothing of this package in it
-        return SparseVector(n, [e[0] for e in record[0]], [e[1] for e in record[0]])
-
-    rows = entries.select("entries").rdd.map(row)
-    return ids, RowMatrix(rows, numRows=0, numCols=n).computeGramianMatrix().toArray()
+    matrix = CoordinateMatrix(callMLlibFunc("createCoordinateMatrix", entries, 2**31, n))
+    return ids, matrix.toIndexedRowMatrix().computeGramianMatrix().toArray()
 
 
 def as_table(ids: np.ndarray, g: np.ndarray) -> pd.DataFrame:
