@@ -65,6 +65,31 @@ def test_recommend_excludes_rated_and_filters(small_index):
         small_index.recommend(user, 5, genres=["Nope"])
 
 
+def _assert_top_ids_match_recommend(index, users, min_ratings):
+    for order in ("rating", "picks"):
+        for u in users:
+            got = index.top_ids(u, 10, (0, min_ratings), order=order)
+            for ids, at_least in zip(got, (0, min_ratings)):
+                want = index.recommend(u, 10, min_ratings=at_least, explain=False, order=order)["movieId"]
+                assert ids.tolist() == want.tolist(), (order, u, at_least)
+
+
+def test_top_ids_are_what_recommend_lists(small_index):
+    """The ranking evaluation's lean path (ids only, each order scored once) lists what the page shows."""
+    assert small_index.blend is not None and small_index.has_picks and small_index.ease is not None
+    _assert_top_ids_match_recommend(small_index, [int(u) for u in small_index.user_ids], 15)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_top_ids_are_what_recommend_lists_real(real_model):
+    index = RecommenderIndex.load(real_model[1])
+    users = [575, 232] + [int(u) for u in np.random.default_rng(2).choice(index.user_ids, 100, replace=False)]
+    _assert_top_ids_match_recommend(index, users, 10)
+    held = [u for u in users if index.recommend(u, 10, explain=False, order="picks").attrs["held_back"]]
+    assert held, "no sampled user had a top pick held back below 3 stars: the check above missed that path"
+
+
 def test_explanations_name_liked_movies(small_index):
     user = int(small_index.user_ids[3])
     history = small_index.user_history(user)

@@ -230,6 +230,52 @@ class Scoring:
         out["n_ratings"] = self.item_support[top]
         return out
 
+    def _select(
+        self, ranked: tuple, rating: tuple, mask: np.ndarray, n: int, k: int, order: str, min_predicted: float | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(positions of the best ``k`` of ``ranked`` among ``mask``, the best first; of its first ``n``, those
+        held back as predicted below ``min_predicted`` stars (top picks only: the others take their place)).
+        Rescores the chosen in place, in both score arrays (see :meth:`_ranked`)."""
+        (ranked, exact_ranked, *_), (scores, exact_rating, *_) = ranked, rating
+        held = np.array([], int)
+        wide = self._top(ranked, mask, k, exact_ranked)
+        if order == "picks":
+            scores[wide] = exact_rating(wide)
+        if order == "picks" and min_predicted is not None:
+            # compared as shown (3 decimals): a movie listed at 3.000 stars is not held back as "below 3"
+            held = wide[:n][_as_shown(scores[wide[:n]]) < min_predicted]
+            if held.size:  # sorted, so the first n of a longer list are the top n
+                wide = self._top(ranked, mask & (_as_shown(scores) >= min_predicted), len(wide), exact_ranked)
+                scores[wide] = exact_rating(wide)
+        return wide, held
+
+    def top_ids(
+        self,
+        user_id: int,
+        n: int,
+        min_ratings: tuple[int, ...] = (0,),
+        order: str = "rating",
+        min_predicted: float | None = PICK_MIN_PREDICTED,
+    ) -> list[np.ndarray]:
+        """For each of ``min_ratings``, the movie ids :meth:`recommend` lists (rated movies left out, no genre,
+        no explanations), from one scoring of the user and without building tables: what the ranking
+        evaluation asks of every sampled user (a table per list was most of its time)."""
+        self._check_order(order)
+        u = self._user(user_id)
+        rated = self.rated.row(u)
+        rating = self._known_scores(u)
+        ranked = rating if order == "rating" else self._pick_scores(self.pick_user_factors[u], rated)
+        out = []
+        for at_least in min_ratings:
+            # _select rescores in place: each list starts from the scan's scores, as recommend's would
+            fresh_rating = (rating[0].copy(), *rating[1:])
+            fresh = fresh_rating if order == "rating" else (ranked[0].copy(), *ranked[1:])
+            wide, _ = self._select(
+                fresh, fresh_rating, self._candidates(rated[0], at_least, None), n, n, order, min_predicted
+            )
+            out.append(self.item_ids[wide[:n]])
+        return out
+
     def _ranked(
         self,
         ranked: tuple,
@@ -246,18 +292,9 @@ class Scoring:
         (movieId, title, predicted rating)). ``ranked`` and ``rating`` are (scores of every movie from a
         float32 scan, their float64 rescorer; top picks' also the scales of their two parts, for the explanations)
         of the order and of the explicit model (the same pair when ordering by rating); what is shown is float64's."""
-        (ranked, exact_ranked, *scales), (scores, exact_rating, *_) = ranked, rating
-        held, reference = np.array([], int), None
         k = max(n, EXPLAIN_REFERENCE) if order == "picks" and explain else n
-        wide = self._top(ranked, mask, k, exact_ranked)
-        if order == "picks":
-            scores[wide] = exact_rating(wide)
-        if order == "picks" and min_predicted is not None:
-            # compared as shown (3 decimals): a movie listed at 3.000 stars is not held back as "below 3"
-            held = wide[:n][_as_shown(scores[wide[:n]]) < min_predicted]
-            if held.size:  # sorted, so the first n of a longer list are the top n
-                wide = self._top(ranked, mask & (_as_shown(scores) >= min_predicted), len(wide), exact_ranked)
-                scores[wide] = exact_rating(wide)
+        wide, held = self._select(ranked, rating, mask, n, k, order, min_predicted)
+        (ranked, _, *scales), (scores, *_) = ranked, rating
         top, reference = wide[:n], (wide if order == "picks" else None)
         # One frame made at once (inserting columns one by one into a copy took 0.5 ms more per query)
         columns = {c: self.movies[c].array.take(top) for c in self.movies.columns}

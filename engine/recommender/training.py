@@ -287,13 +287,12 @@ def evaluate_ranking(
     for u in users:
         seen = rated.get(u, set())
         pop_recs[u] = [m for m in popular_ids[: k + len(seen)] if m not in seen][:k]
-        model_recs[u] = index.recommend(u, k, explain=False)[ITEM].tolist()
-        filtered_recs[u] = index.recommend(u, k, min_ratings=min_ratings, explain=False)[ITEM].tolist()
+        # what index.recommend(u, k, min_ratings=..., explain=False) lists, each order scored once
+        model_recs[u], filtered_recs[u] = (ids.tolist() for ids in index.top_ids(u, k, (0, min_ratings)))
         if index.has_picks:
-            pick_recs[u] = index.recommend(u, k, explain=False, order="picks")[ITEM].tolist()
-            filtered_picks[u] = index.recommend(u, k, min_ratings=min_ratings, explain=False, order="picks")[
-                ITEM
-            ].tolist()
+            pick_recs[u], filtered_picks[u] = (
+                ids.tolist() for ids in index.top_ids(u, k, (0, min_ratings), order="picks")
+            )
     out = {
         "model": ranking_metrics(filtered_recs, relevant, k),
         "model_unfiltered": ranking_metrics(model_recs, relevant, k),
