@@ -89,8 +89,12 @@ def pytest_configure(config):
 # `make test` runs the files on parallel workers (pytest-xdist, --dist loadfile: a file's tests share a
 # worker and its module fixtures). Workers take files in collection order (--no-loadscope-reorder: xdist's
 # default orders files by their number of tests instead), so the longest files go first
-# and the short ones fill the gaps at the end (the soak mostly waits on the browser: it overlaps the rest).
+# and the short ones fill the gaps at the end. The live-webcam soak starts first: it runs for minutes of
+# wall time whatever the load (each video plays for SOAK_SECONDS) and overlaps the rest. At the end it ran
+# alone on one worker while the other finished the short files. Its memory and
+# liveness checks passed with three CPU burners beside it (load ~10; docs/operations.md, "Soak").
 LONGEST_FIRST = (  # by their time in the last CI run (ci5: 2 workers, 2 cores)
+    "test_soak.py",
     "test_cli.py",
     "test_emotion.py",
     "test_emotion_training.py",
@@ -109,14 +113,10 @@ LONGEST_FIRST = (  # by their time in the last CI run (ci5: 2 workers, 2 cores)
     "test_faults_models.py",
     "test_faults_storage.py",
 )
-# The live-webcam soak goes last, when the machine is least busy: it checks that the server's memory
-# stays flat, and on a starved machine (4 workers on 2 cores) its RSS grew ~1 MiB/s (docs/operations.md).
-LAST = ("test_soak.py",)
 
 
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    rank.update({name: len(rank) + 1 + i for i, name in enumerate(LAST)})
     items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: order within a file kept
 
 
