@@ -84,7 +84,13 @@ def safe_conf(settings: Settings) -> dict[str, str]:
 #: train + evaluate in a fresh process: 63.8 / 62.8 s with G1, 50.0 / 49.9 s with it (96 against 120 CPU
 #: seconds), the same figures; the seed's tuning grid 228 s against 286 s in one run (docs/benchmarks.md). Its
 #: full collections stop the JVM, which a batch job does not mind (nothing the app serves waits on Spark).
-JVM_OPTIONS = "-Xss8m -XX:+UseParallelGC"
+#: -XX:MaxInlineLevel=3 -XX:FreqInlineSize=50 -XX:InlineSmallCode=500: the JIT's optimising compiler (C2)
+#: inlines less deeply and only smaller methods. Compiling was the biggest cost of a train in a fresh JVM
+#: (37 of its 65 CPU seconds: ~29,000 compilations of Spark's, Scala's and the generated query code on 2 cores
+#: that the work needs too); with these limits it is 20 s. The hot loops (ALS's BLAS, hash aggregation) are
+#: leaf code the limits barely touch: the tuning grid ran no slower (259.7 against 265.1 s) and the train's
+#: figures are the same (docs/benchmarks.md, "Less compiling").
+JVM_OPTIONS = "-Xss8m -XX:+UseParallelGC -XX:MaxInlineLevel=3 -XX:FreqInlineSize=50 -XX:InlineSmallCode=500"
 
 
 def get_spark(settings: Settings | None = None, app_name: str = "movie-recommender", **conf):

@@ -353,7 +353,7 @@ def test_tuning_progress_says_the_time_left(spark, small_data):
 @pytest.mark.spark
 def test_the_driver_jvm_has_room_for_als_lineages_and_the_throughput_collector(spark):
     """A 15-iteration ALS fit (not checkpointed) overflowed the default 1 MiB stack once in a cold JVM while
-    its task was serialised, and G1 cost a fifth of a train: the session starts its JVM with
+    its task was serialised, G1 cost a fifth of a train and compiling a third: the session starts its JVM with
     engine.spark.JVM_OPTIONS, and the executors get them too."""
     from engine.spark import JVM_OPTIONS
 
@@ -362,4 +362,13 @@ def test_the_driver_jvm_has_room_for_als_lineages_and_the_throughput_collector(s
     assert "-Xss8m" in arguments and "-XX:+UseParallelGC" in arguments
     collectors = [gc.getName() for gc in jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()]
     assert "PS Scavenge" in collectors, collectors  # the throughput collector is the one running
+    # the JIT's inlining limits (less compiling in a fresh JVM) are the ones in effect, not just on the line
+    bean_class = jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    hotspot = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(bean_class)
+    wanted = dict(
+        option[4:].split("=") for option in JVM_OPTIONS.split() if option.startswith("-XX:") and "=" in option
+    )
+    assert wanted.keys() == {"MaxInlineLevel", "FreqInlineSize", "InlineSmallCode"}
+    for name, value in wanted.items():
+        assert hotspot.getVMOption(name).getValue() == value, name
     assert spark.conf.get("spark.executor.extraJavaOptions") == JVM_OPTIONS
