@@ -86,10 +86,10 @@ def safe_conf(settings: Settings) -> dict[str, str]:
 #: full collections stop the JVM, which a batch job does not mind (nothing the app serves waits on Spark).
 #: -XX:MaxInlineLevel=3 -XX:FreqInlineSize=50 -XX:InlineSmallCode=500: the JIT's optimising compiler (C2)
 #: inlines less deeply and only smaller methods. Compiling was the biggest cost of a train in a fresh JVM
-#: (37 of its 65 CPU seconds: ~29,000 compilations of Spark's, Scala's and the generated query code on 2 cores
-#: that the work needs too); with these limits it is 20 s. The hot loops (ALS's BLAS, hash aggregation) are
-#: leaf code the limits barely touch: the tuning grid ran no slower (259.7 against 265.1 s) and the train's
-#: figures are the same (docs/benchmarks.md, "Less compiling").
+#: (36 of its ~64 JVM CPU seconds: ~29,000 compilations of Spark's, Scala's and the generated query code, on
+#: the 2 cores the work needs too); with these limits it is ~21 s and the train 31 s instead of 35-37. The hot
+#: loops (ALS's BLAS, hash aggregation) are leaf code the limits barely touch: the tuning grid side by side
+#: took 205.6 against 197.3 s, and the figures are the same (docs/benchmarks.md, "Less compiling").
 JVM_OPTIONS = "-Xss8m -XX:+UseParallelGC -XX:MaxInlineLevel=3 -XX:FreqInlineSize=50 -XX:InlineSmallCode=500"
 
 
