@@ -91,8 +91,8 @@ def pytest_configure(config):
 # default orders files by their number of tests instead), so the longest files go first
 # and the short ones fill the gaps at the end. The live-webcam soak starts first: it runs for minutes of
 # wall time whatever the load (each video plays for SOAK_SECONDS) and overlaps the rest. At the end it ran
-# alone on one worker while the other finished the short files. Its memory and
-# liveness checks passed with three CPU burners beside it (load ~10; docs/operations.md, "Soak").
+# alone on one worker while the other finished the short files. Its memory and liveness checks passed with
+# three CPU burners beside it (load ~10; docs/operations.md, "Soak").
 LONGEST_FIRST = (  # by their time in the last CI run (ci5: 2 workers, 2 cores)
     "test_soak.py",
     "test_cli.py",
