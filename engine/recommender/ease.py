@@ -15,8 +15,8 @@ Spark computes the Gram matrix ``X'X`` from the training ratings (:func:`gram`: 
 of the weights, one sparse row per person, ``computeGramianMatrix``; all in the JVM); the driver inverts it.
 Only movies with at least ``min_ratings`` training ratings take part, and at most ``max_movies`` of them (the
 most rated): the Gram is dense on the driver (n^2 doubles: 5,000 movies are 200 MB and invert in seconds).
-Other movies get EASE score 0 (the person's mean) and are ranked by the implicit model. The saved model keeps the Gram (``ease_gram.parquet``);
-:class:`EaseIndex` inverts it once at load and serves from numpy.
+Other movies get EASE score 0 (the person's mean) and are ranked by the implicit model. The saved model
+keeps the Gram (``ease_gram.parquet``); :class:`EaseIndex` inverts it once at load and serves from numpy.
 """
 
 from __future__ import annotations
