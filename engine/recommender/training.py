@@ -329,6 +329,12 @@ def _timed(fit, *args):
     return fit(*args), time.perf_counter() - t0
 
 
+def _blend_rmse(test, train, model, picks_model, neighbour_df, blend) -> float:
+    """Test RMSE of the blended stars (the model's ``test_rmse``)."""
+    components = movie_neighbours.blend_components(test, model, picks_model, neighbour_df, train)
+    return round(rmse(movie_neighbours.blend_predictions(components, blend)), 5)
+
+
 def _plain_rmse(cfg: ALSConfig, train, test) -> float:
     """Test RMSE of Spark's own ALS with the model's settings, on raw ratings (the comparison)."""
     plain = plain_als(cfg.rank, cfg.max_iter, cfg.reg_param, cfg.seed, cfg.num_blocks).fit(train)
@@ -398,6 +404,7 @@ def train_and_evaluate(
     # then has the machine's (or the cluster's) memory to itself.
     beside = release.n_ratings is not None and release.n_ratings <= BESIDE_UP_TO
     side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="train-beside") if beside else None
+    neighbour_table = neighbour_df = None
     try:
         plain_future = _start(side, _plain_rmse, cfg, train, test) if compare_baselines else None
         picks_future = _start(side, _timed, picks.fit, train, picks_cfg, cfg.num_blocks)
@@ -419,7 +426,6 @@ def train_and_evaluate(
             "split_by": cfg.split_by,
             "fit_seconds": round(fit_seconds, 2),
         }
-        neighbour_table = neighbour_df = None
         if blend is not None:
             progress(0.40, "finding each movie's most similar movies (the neighbourhood of the predicted stars)")
             t0 = time.perf_counter()
@@ -439,56 +445,70 @@ def train_and_evaluate(
             metrics["plain_als_rmse"] = plain_future.result()
         progress(0.70, f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
         picks_model, picks_seconds = picks_future.result()
+        blend_future = None
         if blend is not None:
-            progress(0.80, "scoring the test set with the blend of the three")
-            components = movie_neighbours.blend_components(test, model, picks_model, neighbour_df, train)
-            metrics["test_rmse"] = round(rmse(movie_neighbours.blend_predictions(components, blend)), 5)
-            neighbour_df.unpersist()
+            # Scoring the test set is mostly the JVM's work, the ranking metrics below mostly the driver's
+            # (Python): on small data they run beside each other (1.3 s less of a cold train, 5.7 -> 4.4 s).
+            progress(
+                0.80,
+                "scoring the test set with the blend of the three"
+                + (", the ranking metrics beside it" if side is not None else ""),
+            )
+            blend_future = _start(side, _blend_rmse, test, train, model, picks_model, neighbour_df, blend)
+            if side is None:
+                metrics["test_rmse"] = blend_future.result()
         else:
             metrics["test_rmse"] = metrics["explicit_rmse"]
         ease_table = None
         if gram_future is not None:
-            progress(0.86, "EASE for top picks: the movies' Gram matrix")
+            progress(0.84, "EASE for top picks: the movies' Gram matrix")
             (ease_ids, ease_gram), gram_seconds = gram_future.result()
             ease_table = ease.as_table(ease_ids, ease_gram)
             metrics["ease_gram_seconds"] = round(gram_seconds, 2)
+        pick_users, pick_items = picks.export_factors(picks_model)
+        metrics["picks_fit_seconds"] = round(picks_seconds, 2)
+
+        progress(0.86, "exporting factors")
+        train_counts = train.groupBy(ITEM).count().toPandas()
+        train_counts = train_counts.rename(columns={"count": "n_ratings"}).astype(
+            {ITEM: np.int64, "n_ratings": np.int64}
+        )
+        users, items = export_tables(model, train_counts)
+        counts = movie_counts(release.ratings)  # the release's own ratings, as the catalogue shows them
+        catalogue = movie_catalogue(release.movies, release.links, counts)
+        n_ratings = int(counts["total_ratings"].sum()) + (0 if extra_ratings is None else len(extra_ratings))
+        common = dict(
+            mu=model.mu,
+            reg_param=cfg.reg_param,
+            user_bias_reg=cfg.user_bias_reg,
+            user_frame=users,
+            item_frame=items,
+            movies=catalogue,
+            pick_user_frame=pick_users,
+            pick_item_frame=pick_items,
+            pick_params=picks.params_of(picks_cfg),
+            neighbour_frame=neighbour_table,
+            blend_params=None if blend is None else asdict(blend),
+            ease_frame=ease_table,
+            ease_params=ease.params_of(ease_cfg) if ease_table is not None else None,
+        )
+
+        progress(0.88, "ranking metrics against popularity")
+        known = set(users[USER].tolist())
+        sampled, n_test = ranking_users(test, known.__contains__)
+        metrics.update(n_train=int(train_counts["n_ratings"].sum()), n_test=n_test)
+        train_rows, test_rows = rows_of(train, sampled), rows_of(test, sampled)
+        eval_index = RecommenderIndex.from_frames(**common, ratings=train_rows)
+        popular = train_counts.sort_values(["n_ratings", ITEM], ascending=[False, True], kind="stable")[ITEM].to_numpy()
+        ranking = evaluate_ranking(eval_index, train_rows, test_rows, cfg.ranking_k, cfg.min_ratings, popular)
+        if metrics["test_rmse"] is None:
+            progress(0.98, "scoring the test set with the blend of the three")
+            metrics["test_rmse"] = blend_future.result()
     finally:
         if side is not None:
-            side.shutdown(wait=True, cancel_futures=True)  # a failed fit: the others' jobs end before it is raised
-    pick_users, pick_items = picks.export_factors(picks_model)
-    metrics["picks_fit_seconds"] = round(picks_seconds, 2)
-
-    progress(0.89, "exporting factors")
-    train_counts = train.groupBy(ITEM).count().toPandas()
-    train_counts = train_counts.rename(columns={"count": "n_ratings"}).astype({ITEM: np.int64, "n_ratings": np.int64})
-    users, items = export_tables(model, train_counts)
-    counts = movie_counts(release.ratings)  # the release's own ratings, as the catalogue shows them
-    catalogue = movie_catalogue(release.movies, release.links, counts)
-    n_ratings = int(counts["total_ratings"].sum()) + (0 if extra_ratings is None else len(extra_ratings))
-    common = dict(
-        mu=model.mu,
-        reg_param=cfg.reg_param,
-        user_bias_reg=cfg.user_bias_reg,
-        user_frame=users,
-        item_frame=items,
-        movies=catalogue,
-        pick_user_frame=pick_users,
-        pick_item_frame=pick_items,
-        pick_params=picks.params_of(picks_cfg),
-        neighbour_frame=neighbour_table,
-        blend_params=None if blend is None else asdict(blend),
-        ease_frame=ease_table,
-        ease_params=ease.params_of(ease_cfg) if ease_table is not None else None,
-    )
-
-    progress(0.90, "ranking metrics against popularity")
-    known = set(users[USER].tolist())
-    sampled, n_test = ranking_users(test, known.__contains__)
-    metrics.update(n_train=int(train_counts["n_ratings"].sum()), n_test=n_test)
-    train_rows, test_rows = rows_of(train, sampled), rows_of(test, sampled)
-    eval_index = RecommenderIndex.from_frames(**common, ratings=train_rows)
-    popular = train_counts.sort_values(["n_ratings", ITEM], ascending=[False, True], kind="stable")[ITEM].to_numpy()
-    ranking = evaluate_ranking(eval_index, train_rows, test_rows, cfg.ranking_k, cfg.min_ratings, popular)
+            side.shutdown(wait=True, cancel_futures=True)  # a failed step: the others' jobs end before it is raised
+        if neighbour_df is not None:
+            neighbour_df.unpersist()
     metrics["ranking"] = ranking
     metrics.update(ranking_keys(ranking, cfg.ranking_k))
     train.unpersist()  # still usable as "train_ratings" (Spark reads it again when asked)
