@@ -249,6 +249,9 @@ def test_fits_beside_each_other_give_what_fits_one_at_a_time_give(spark, small_d
     monkeypatch.setattr(training, "BESIDE_UP_TO", 10**9)
     train_and_evaluate(spark, small_data, ALSConfig(rank=2, max_iter=2), progress=lambda f, m: said.append(m))
     assert any("with the plain-ALS comparison and the top-picks model (implicit ALS, rank" in m for m in said), said
+    assert any(
+        m.startswith("scoring the test set with the blend of the three, the ranking metrics beside") for m in said
+    )
 
 
 def test_grid_fits_share_the_folds_biases_and_match_single_fits(spark, small_data):
@@ -372,3 +375,24 @@ def test_the_driver_jvm_has_room_for_als_lineages_and_the_throughput_collector(s
     for name, value in wanted.items():
         assert hotspot.getVMOption(name).getValue() == value, name
     assert spark.conf.get("spark.executor.extraJavaOptions") == JVM_OPTIONS
+
+
+def test_stage_fractions_are_the_measured_shares_running_sums():
+    """The train's progress fractions: each stage starts where the ones before it end (their measured
+    shares of the time), stages a train skips take none, and the big-data order gives the neighbours'
+    self-join the largest share."""
+    from engine.recommender.training import STAGE_SHARES, stage_fractions
+
+    for beside in (True, False):
+        at = stage_fractions(beside)
+        assert list(at) == list(STAGE_SHARES[beside])
+        values = list(at.values())
+        assert values[0] == 0.0 and values == sorted(values) and values[-1] < 1
+        total = sum(STAGE_SHARES[beside].values())
+        assert at["neighbours"] == pytest.approx((STAGE_SHARES[beside]["split"] + STAGE_SHARES[beside]["fit"]) / total)
+        skipped = stage_fractions(beside, skip=("neighbours", "blend"))
+        assert skipped["scoring"] == skipped["neighbours"] > at["neighbours"]  # the rest moves up
+    big = STAGE_SHARES[False]
+    assert max(big, key=big.get) == "neighbours"
+    assert stage_fractions(True)["neighbours"] > 0.5  # beside: the fits' phase is most of a small train
+    assert stage_fractions(False)["neighbours"] < 0.25  # one at a time: the first fit is a fifth of a big one

@@ -309,6 +309,41 @@ def evaluate_ranking(
 #: Up to this many ratings, the comparison and top-picks fits run beside the main fit (see train_and_evaluate).
 BESIDE_UP_TO = 2_000_000
 
+#: Each stage's share (percent) of a cold train's wall time, measured (docs/benchmarks.md, 15th session):
+#: with the fits beside each other on ml-latest-small (29.4 s: the fits' phase holds the comparison, the top
+#: picks and the Gram, and the blend's scoring runs beside the ranking) and one at a time on ml-synth-5m
+#: (422 s: the neighbours' self-join grows fastest). The progress fractions are the running sums over the
+#: stages a train runs, so the time left that ``with_eta`` extrapolates from the pace holds at either size.
+STAGE_SHARES = {
+    True: dict(
+        split=2, fit=59, neighbours=21, scoring=2, baseline=1, plain=0, picks=0, blend=0, ease=1, export=7, ranking=7
+    ),
+    False: dict(
+        split=0.1,
+        fit=20.8,
+        neighbours=34.0,
+        scoring=1.6,
+        baseline=0.1,
+        plain=20.6,
+        picks=6.3,
+        blend=7.9,
+        ease=4.6,
+        export=0.3,
+        ranking=3.6,
+    ),
+}
+
+
+def stage_fractions(beside: bool, skip: tuple[str, ...] = ()) -> dict[str, float]:
+    """The progress fraction at which each stage of a train starts (:data:`STAGE_SHARES`; the stages in
+    ``skip`` take no time)."""
+    shares = {k: 0.0 if k in skip else float(v) for k, v in STAGE_SHARES[beside].items()}
+    total, start, out = sum(shares.values()), 0.0, {}
+    for stage, share in shares.items():
+        out[stage] = start / total
+        start += share
+    return out
+
 
 def _start(pool: ThreadPoolExecutor | None, fn, *args):
     """``fn(*args)`` started on ``pool``; without one, run where its ``.result()`` is asked for (so the
@@ -380,10 +415,7 @@ def train_and_evaluate(
     blend = None if blend == NO_BLEND else blend  # the ALS alone: no neighbours to find
     neighbours_cfg = (neighbours_cfg or movie_neighbours.NeighbourConfig()).check()
     ease_cfg = (ease_cfg or ease.EaseConfig()).check()
-    # The fractions below are each stage's share of the time (measured on ml-latest-small: the first
-    # fit includes the split's jobs, the two ALS comparisons and the top picks ~20 % each, ranking
-    # ~10 %), so the time left extrapolated from the pace so far holds on a quiet or busy machine.
-    progress = with_eta(progress)
+    progress = with_eta(progress)  # the fractions: STAGE_SHARES' running sums
     if cfg.split_by == "time":
         progress(0.0, f"splitting ratings by time (each user's last {cfg.test_fraction:.0%} is test)")
     else:
@@ -404,13 +436,19 @@ def train_and_evaluate(
     # then has the machine's (or the cluster's) memory to itself.
     beside = release.n_ratings is not None and release.n_ratings <= BESIDE_UP_TO
     side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="train-beside") if beside else None
+    at = stage_fractions(
+        beside,
+        skip=(() if blend is not None else ("neighbours", "blend"))
+        + (() if compare_baselines else ("baseline", "plain"))
+        + (() if ease_cfg.on else ("ease",)),
+    )
     neighbour_table = neighbour_df = None
     try:
         plain_future = _start(side, _plain_rmse, cfg, train, test) if compare_baselines else None
         picks_future = _start(side, _timed, picks.fit, train, picks_cfg, cfg.num_blocks)
         gram_future = _start(side, _timed, ease.gram, train, ease_cfg) if ease_cfg.on else None
         progress(
-            0.01,
+            at["fit"],
             f"fitting bias-corrected ALS (rank {cfg.rank}, {cfg.max_iter} iterations)"
             + (
                 f", with {'the plain-ALS comparison and ' if compare_baselines else ''}"
@@ -427,30 +465,32 @@ def train_and_evaluate(
             "fit_seconds": round(fit_seconds, 2),
         }
         if blend is not None:
-            progress(0.40, "finding each movie's most similar movies (the neighbourhood of the predicted stars)")
+            progress(
+                at["neighbours"], "finding each movie's most similar movies (the neighbourhood of the predicted stars)"
+            )
             t0 = time.perf_counter()
             neighbour_df = movie_neighbours.movie_neighbours(
                 movie_neighbours.residuals_of(train, model), neighbours_cfg
             ).cache()
             neighbour_table = movie_neighbours.as_table(neighbour_df.toPandas())
             metrics["neighbours_seconds"] = round(time.perf_counter() - t0, 2)
-        progress(0.44, "scoring the test set")
+        progress(at["scoring"], "scoring the test set")
         metrics["explicit_rmse"] = round(rmse(model.transform(test)), 5)
         if compare_baselines:
-            progress(0.48, "bias-only baseline")
+            progress(at["baseline"], "bias-only baseline")
             metrics["bias_baseline_rmse"] = round(
                 rmse(bias_baseline_predictions(model.mu, model.item_bias, model.user_bias, test)), 5
             )
-            progress(0.51, "plain Spark ALS for comparison")
+            progress(at["plain"], "plain Spark ALS for comparison")
             metrics["plain_als_rmse"] = plain_future.result()
-        progress(0.70, f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
+        progress(at["picks"], f"fitting the top-picks model (implicit ALS, rank {picks_cfg.rank})")
         picks_model, picks_seconds = picks_future.result()
         blend_future = None
         if blend is not None:
             # Scoring the test set is mostly the JVM's work, the ranking metrics below mostly the driver's
             # (Python): on small data they run beside each other (1.3 s less of a cold train, 5.7 -> 4.4 s).
             progress(
-                0.80,
+                at["blend"],
                 "scoring the test set with the blend of the three"
                 + (", the ranking metrics beside it" if side is not None else ""),
             )
@@ -461,14 +501,14 @@ def train_and_evaluate(
             metrics["test_rmse"] = metrics["explicit_rmse"]
         ease_table = None
         if gram_future is not None:
-            progress(0.84, "EASE for top picks: the movies' Gram matrix")
+            progress(at["ease"], "EASE for top picks: the movies' Gram matrix")
             (ease_ids, ease_gram), gram_seconds = gram_future.result()
             ease_table = ease.as_table(ease_ids, ease_gram)
             metrics["ease_gram_seconds"] = round(gram_seconds, 2)
         pick_users, pick_items = picks.export_factors(picks_model)
         metrics["picks_fit_seconds"] = round(picks_seconds, 2)
 
-        progress(0.86, "exporting factors")
+        progress(at["export"], "exporting factors")
         train_counts = train.groupBy(ITEM).count().toPandas()
         train_counts = train_counts.rename(columns={"count": "n_ratings"}).astype(
             {ITEM: np.int64, "n_ratings": np.int64}
@@ -493,7 +533,7 @@ def train_and_evaluate(
             ease_params=ease.params_of(ease_cfg) if ease_table is not None else None,
         )
 
-        progress(0.88, "ranking metrics against popularity")
+        progress(at["ranking"], "ranking metrics against popularity")
         known = set(users[USER].tolist())
         sampled, n_test = ranking_users(test, known.__contains__)
         metrics.update(n_train=int(train_counts["n_ratings"].sum()), n_test=n_test)
