@@ -371,8 +371,10 @@ def test_the_driver_jvm_has_room_for_als_lineages_and_the_throughput_collector(s
     wanted = dict(
         option[4:].split("=") for option in JVM_OPTIONS.split() if option.startswith("-XX:") and "=" in option
     )
-    assert wanted.keys() == {"MaxInlineLevel", "FreqInlineSize", "InlineSmallCode"}
+    assert wanted.keys() == {"MaxInlineLevel", "FreqInlineSize", "InlineSmallCode", "MetaspaceSize"}
     for name, value in wanted.items():
+        if value.endswith("m"):  # the JVM reports sizes in bytes
+            value = str(int(value[:-1]) * 2**20)
         assert hotspot.getVMOption(name).getValue() == value, name
     assert spark.conf.get("spark.executor.extraJavaOptions") == JVM_OPTIONS
 
