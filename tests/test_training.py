@@ -393,8 +393,39 @@ def test_stage_fractions_are_the_measured_shares_running_sums():
         total = sum(STAGE_SHARES[beside].values())
         assert at["neighbours"] == pytest.approx((STAGE_SHARES[beside]["split"] + STAGE_SHARES[beside]["fit"]) / total)
         skipped = stage_fractions(beside, skip=("neighbours", "blend"))
-        assert skipped["scoring"] == skipped["neighbours"] > at["neighbours"]  # the rest moves up
+        assert skipped["scoring"] == skipped["neighbours"] >= at["neighbours"]  # a skipped stage takes no time
+    one_at_a_time = stage_fractions(False, skip=("neighbours", "blend"))
+    assert one_at_a_time["scoring"] < stage_fractions(False)["scoring"]  # the rest moves up
     big = STAGE_SHARES[False]
     assert max(big, key=big.get) == "neighbours"
-    assert stage_fractions(True)["neighbours"] > 0.5  # beside: the fits' phase is most of a small train
+    assert stage_fractions(True)["neighbours"] > 0.5  # beside: the fits' phase (neighbours too) is most of it
     assert stage_fractions(False)["neighbours"] < 0.25  # one at a time: the first fit is a fifth of a big one
+
+
+def test_a_failed_fit_is_raised_and_leaves_the_neighbours_uncached(spark, small_data, monkeypatch):
+    """The neighbours start beside the fits once the biases are known; when the main fit then fails,
+    its error is what the caller gets, and the neighbours' cached DataFrame is let go."""
+    import time
+
+    from engine.recommender import training
+    from engine.recommender.als import BiasCorrectedALS
+
+    made, real = [], training._neighbours
+
+    def recording(*args):
+        out = real(*args)
+        made.append(out[0])
+        return out
+
+    def failing(self, baseline):
+        deadline = time.monotonic() + 120
+        while not made and time.monotonic() < deadline:  # fail once the neighbours are cached
+            time.sleep(0.1)
+        raise RuntimeError("the fit failed")
+
+    monkeypatch.setattr(training, "_neighbours", recording)
+    monkeypatch.setattr(BiasCorrectedALS, "fit_on_baseline", failing)
+    with pytest.raises(RuntimeError, match="the fit failed"):
+        training.train_and_evaluate(spark, small_data, training.ALSConfig(rank=2, max_iter=2), lambda f, m: None)
+    assert len(made) == 1
+    assert not made[0].storageLevel.useMemory

@@ -138,6 +138,20 @@ class BiasCorrectedALS(Estimator, _BiasALSParams):
         finally:
             baseline.release()
 
+    def fit_baseline(self, dataset: DataFrame) -> "_Baseline":
+        """:meth:`fit`'s first step alone: mu and the shrunk biases, computed and cached now (work that
+        needs only them can start), and the residuals the ALS fits. :meth:`fit_on_baseline` is the second
+        step; ``release()`` the baseline after it."""
+        self._check()
+        baseline = _Baseline.fit(dataset, self.getOrDefault(self.userBiasReg), self.getOrDefault(self.itemBiasReg))
+        baseline.user_bias.count()  # computes (and caches) the item biases it is built on too
+        return baseline
+
+    def fit_on_baseline(self, baseline: "_Baseline") -> "BiasCorrectedALSModel":
+        """:meth:`fit`'s second step: the ALS on ``baseline``'s residuals (:meth:`fit_baseline`)."""
+        self._check()
+        return self._fit_residuals(baseline)
+
     def fitMultiple(self, dataset: DataFrame, paramMaps):
         """One model per param map (thread-safe, as ``CrossValidator(parallelism=...)`` needs), the
         biases estimated once per (userBiasReg, itemBiasReg) and shared by every fit on ``dataset``."""

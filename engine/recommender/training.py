@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
@@ -310,13 +310,14 @@ def evaluate_ranking(
 BESIDE_UP_TO = 2_000_000
 
 #: Each stage's share (percent) of a cold train's wall time, measured (docs/benchmarks.md, 15th session):
-#: with the fits beside each other on ml-latest-small (29.4 s: the fits' phase holds the comparison, the top
-#: picks and the Gram, and the blend's scoring runs beside the ranking) and one at a time on ml-synth-5m
-#: (422 s: the neighbours' self-join grows fastest). The progress fractions are the running sums over the
-#: stages a train runs, so the time left that ``with_eta`` extrapolates from the pace holds at either size.
+#: with the fits beside each other on ml-latest-small (28 s: the fits' phase holds the comparison, the top
+#: picks, the Gram and the neighbours, and the blend's scoring runs beside the ranking) and one at a time on
+#: ml-synth-5m (422 s: the neighbours' self-join grows fastest). The progress fractions are the running sums
+#: over the stages a train runs, so the time left that ``with_eta`` extrapolates from the pace holds at
+#: either size.
 STAGE_SHARES = {
     True: dict(
-        split=2, fit=59, neighbours=21, scoring=2, baseline=1, plain=0, picks=0, blend=0, ease=1, export=7, ranking=7
+        split=2, fit=77, neighbours=0, scoring=3, baseline=1, plain=0, picks=0, blend=0, ease=2, export=7, ranking=8
     ),
     False: dict(
         split=0.1,
@@ -368,6 +369,14 @@ def _blend_rmse(test, train, model, picks_model, neighbour_df, blend) -> float:
     """Test RMSE of the blended stars (the model's ``test_rmse``)."""
     components = movie_neighbours.blend_components(test, model, picks_model, neighbour_df, train)
     return round(rmse(movie_neighbours.blend_predictions(components, blend)), 5)
+
+
+def _neighbours(train, biases, cfg: "movie_neighbours.NeighbourConfig"):
+    """(the movie neighbours as Spark has them, cached; as the saved table; seconds) from the residuals of
+    ``train`` from ``biases`` (mu and the bias tables of the bias-corrected model)."""
+    t0 = time.perf_counter()
+    df = movie_neighbours.movie_neighbours(movie_neighbours.residuals_of(train, biases), cfg).cache()
+    return df, movie_neighbours.as_table(df.toPandas()), time.perf_counter() - t0
 
 
 def _plain_rmse(cfg: ALSConfig, train, test) -> float:
@@ -428,21 +437,23 @@ def train_and_evaluate(
     all_ratings = ratings_frame(spark, release, extra_ratings, with_time=cfg.split_by == "time")
     train, test = split(all_ratings, cfg)
 
-    # The plain-ALS comparison and the top-picks model do not depend on the bias-corrected model. Up to
-    # BESIDE_UP_TO ratings they run as Spark jobs beside it, from two driver threads: on a small machine
-    # an ALS fit of such data is mostly job and stage overhead, gaps the other fits' tasks fill (as the
-    # tuning's two fits at a time do). Nothing changes: each fit is seeded, and its factors
-    # do not depend on the schedule. Bigger data (or an unknown size) fits one model at a time: each fit
-    # then has the machine's (or the cluster's) memory to itself.
+    # The plain-ALS comparison, the top-picks model, EASE's Gram and (once the biases are known) the movie
+    # neighbours do not depend on the bias-corrected model. Up to BESIDE_UP_TO ratings they run as Spark
+    # jobs beside it, from three driver threads: on a small machine an ALS fit of such data is mostly job
+    # and stage overhead, gaps the other jobs' tasks fill (as the tuning's two fits at a time do; the
+    # neighbours beside: a cold train 27.5-28.2 s against 28.6-29.6 s). Nothing changes: each fit is seeded,
+    # its factors do not depend on the schedule, and the neighbours read the biases the model has (cached
+    # before they start). Bigger data (or an unknown size) runs one step at a time: each then has the
+    # machine's (or the cluster's) memory to itself.
     beside = release.n_ratings is not None and release.n_ratings <= BESIDE_UP_TO
-    side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="train-beside") if beside else None
+    side = ThreadPoolExecutor(max_workers=3, thread_name_prefix="train-beside") if beside else None
     at = stage_fractions(
         beside,
         skip=(() if blend is not None else ("neighbours", "blend"))
         + (() if compare_baselines else ("baseline", "plain"))
         + (() if ease_cfg.on else ("ease",)),
     )
-    neighbour_table = neighbour_df = None
+    neighbour_table = neighbour_df = neighbour_future = None
     try:
         plain_future = _start(side, _plain_rmse, cfg, train, test) if compare_baselines else None
         picks_future = _start(side, _timed, picks.fit, train, picks_cfg, cfg.num_blocks)
@@ -457,7 +468,15 @@ def train_and_evaluate(
                 else ""
             ),
         )
-        model, fit_seconds = _timed(cfg.estimator().fit, train)
+        estimator, t0 = cfg.estimator(), time.perf_counter()
+        baseline = estimator.fit_baseline(train)
+        try:
+            # The neighbours need only the biases: beside the fits, they start now.
+            neighbour_future = _start(side, _neighbours, train, baseline, neighbours_cfg) if blend is not None else None
+            model = estimator.fit_on_baseline(baseline)
+        finally:
+            baseline.release()
+        fit_seconds = time.perf_counter() - t0
         metrics = {
             "test_rmse": None,
             "split_seed": cfg.split_seed,
@@ -468,12 +487,8 @@ def train_and_evaluate(
             progress(
                 at["neighbours"], "finding each movie's most similar movies (the neighbourhood of the predicted stars)"
             )
-            t0 = time.perf_counter()
-            neighbour_df = movie_neighbours.movie_neighbours(
-                movie_neighbours.residuals_of(train, model), neighbours_cfg
-            ).cache()
-            neighbour_table = movie_neighbours.as_table(neighbour_df.toPandas())
-            metrics["neighbours_seconds"] = round(time.perf_counter() - t0, 2)
+            neighbour_df, neighbour_table, seconds = neighbour_future.result()
+            metrics["neighbours_seconds"] = round(seconds, 2)
         progress(at["scoring"], "scoring the test set")
         metrics["explicit_rmse"] = round(rmse(model.transform(test)), 5)
         if compare_baselines:
@@ -547,6 +562,9 @@ def train_and_evaluate(
     finally:
         if side is not None:
             side.shutdown(wait=True, cancel_futures=True)  # a failed step: the others' jobs end before it is raised
+        if neighbour_df is None and isinstance(neighbour_future, Future) and neighbour_future.done():
+            if not neighbour_future.cancelled() and neighbour_future.exception() is None:
+                neighbour_df = neighbour_future.result()[0]  # a later step failed: still uncache them
         if neighbour_df is not None:
             neighbour_df.unpersist()
     metrics["ranking"] = ranking
