@@ -556,7 +556,7 @@ def train_and_evaluate(
         eval_index = RecommenderIndex.from_frames(**common, ratings=train_rows)
         popular = train_counts.sort_values(["n_ratings", ITEM], ascending=[False, True], kind="stable")[ITEM].to_numpy()
         ranking = evaluate_ranking(eval_index, train_rows, test_rows, cfg.ranking_k, cfg.min_ratings, popular)
-        if metrics["test_rmse"] is None:
+        if side is not None and blend_future is not None:  # the blend was scored beside the ranking
             progress(0.98, "scoring the test set with the blend of the three")
             metrics["test_rmse"] = blend_future.result()
     finally:
